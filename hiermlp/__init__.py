@@ -1,0 +1,28 @@
+"""hiermlp: Swin-style hierarchical vision models for any token mixer.
+
+>>> import hiermlp
+>>> model = hiermlp.create_model("swin_tiny_patch4_window7_224", num_classes=10)
+"""
+
+from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, ShapeError, UnknownNameError
+from hiermlp.mixers import MIXERS, register_mixer
+from hiermlp.models import HierNet, create_model, list_models, register_model
+from hiermlp.weights import load_checkpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MIXERS",
+    "CheckpointError",
+    "ConfigError",
+    "HierNet",
+    "HiermlpError",
+    "ShapeError",
+    "UnknownNameError",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "register_mixer",
+    "register_model",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from hiermlp.cli import main
+
+sys.exit(main())

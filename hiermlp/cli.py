@@ -1,0 +1,65 @@
+"""The ``hiermlp`` command: one entry point, one module per subcommand.
+
+Each subcommand lives next to the code it drives and exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported lazily so ``hiermlp info`` does not pay for the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("hiermlp.info", "build a model and print its params, GMACs and output shapes"),
+    "list": ("hiermlp.info", "list registered models (and mixers)"),
+    "train": ("hiermlp.train.cli", "train a model from a YAML preset with key=value overrides"),
+    "eval": ("hiermlp.train.cli", "evaluate a checkpoint or a model on a dataset"),
+    "bench": ("hiermlp.bench.cli", "measure params, GMACs, speed and memory of models"),
+    "compare": ("hiermlp.bench.compare", "train several models under one recipe and compare them"),
+    "export": ("hiermlp.export", "export a model to ONNX or torch.export and verify it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiermlp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:  # a subcommand whose module is not installed stays listed
+            p.set_defaults(_missing=f"'hiermlp {name}' is unavailable: {e}")
+            continue
+        add = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
+        add(p)
+        p.set_defaults(_run=getattr(mod, f"run_{name}", None) or mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # parse only the chosen subcommand's module so unrelated imports never slow or break a command
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser() if chosen not in COMMANDS else _parser_for(chosen)
+    args = parser.parse_args(argv)
+    if getattr(args, "_missing", None):
+        parser.error(args._missing)
+    return int(args._run(args) or 0)
+
+
+def _parser_for(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiermlp")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    module, help_ = COMMANDS[name]
+    p = sub.add_parser(name, help=help_, description=help_)
+    mod = importlib.import_module(module)
+    add = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
+    add(p)
+    p.set_defaults(_run=getattr(mod, f"run_{name}", None) or mod.run)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

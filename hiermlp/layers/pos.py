@@ -1,0 +1,36 @@
+"""Relative position bias of Swin."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hiermlp.ops import relative_position_index
+
+
+class RelativePositionBias(nn.Module):
+    """Learned bias per head for every token pair of a window, ``() -> (heads, N, N)``.
+
+    The table has ``(2wh-1)*(2ww-1)`` rows (one per relative offset) and one column per head; the index is a
+    non-persistent buffer, so state dicts hold only the table (under the reference's name).
+    """
+
+    def __init__(self, *, window_size: tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        n_rel = (2 * window_size[0] - 1) * (2 * window_size[1] - 1)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(n_rel, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self) -> torch.Tensor:
+        n = self.relative_position_index.shape[0]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (heads, N, N)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Rebuild the index (e.g. after ``to_empty``), as timm's meta-device init expects."""
+        self.relative_position_index = relative_position_index(
+            self.window_size, device=self.relative_position_bias_table.device
+        )

@@ -1,0 +1,96 @@
+"""A stage: optional patch merging, then blocks alternating unshifted and shifted windows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from hiermlp.layers import PatchMerging
+from hiermlp.models.block import HierBlock, ShiftMode
+
+
+def stage_window(
+    feat_size: tuple[int, int], window_size: tuple[int, int], shift: bool
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The reference rule: clamp the window to a map not larger than it, and then do not shift.
+
+    Per axis (as timm): for a square map this is exactly the reference's ``min(H, W) <= window`` rule, e.g.
+    stage 4 of Swin-T at 224 (7x7 map, window 7) has no shift and no mask.
+    """
+    ws = tuple(min(w, f) for w, f in zip(window_size, feat_size))
+    ss = tuple(0 if (f <= w or not shift) else w // 2 for w, f in zip(ws, feat_size))
+    return ws, ss
+
+
+class HierStage(nn.Module):
+    """``(B, H, W, C_in) -> (B, H', W', C)`` with ``H' = ceil(H/2)`` when downsampling (timm's layout).
+
+    Args:
+        in_dim: Channels coming in.
+        dim: Channels of the blocks (merging maps in_dim -> dim).
+        depth: Number of blocks.
+        downsample: Begin with :class:`PatchMerging`.
+        feat_size: Nominal map size of the blocks (after merging), used for the window rule.
+        num_heads: Heads of every block's mixer.
+        window_size: Target window, clamped by :func:`stage_window`.
+        shift: Alternate shifted blocks (odd blocks shift by window // 2).
+        mixer: Mixer name or class; ``mixer_kwargs`` its options.
+        mlp_ratio: Channel MLP ratio (0: none).
+        drop_path: One rate per block.
+        norm_layer: Norm class.
+        shift_mode: See :class:`HierBlock`.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        dim: int,
+        depth: int,
+        downsample: bool,
+        feat_size: tuple[int, int],
+        num_heads: int,
+        window_size: tuple[int, int],
+        shift: bool = True,
+        mixer: Any = "attention",
+        mixer_kwargs: dict[str, Any] | None = None,
+        mlp_ratio: float = 4.0,
+        drop_path: Sequence[float] = (),
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        shift_mode: ShiftMode = "auto",
+    ) -> None:
+        super().__init__()
+        self.grad_checkpointing = False
+        self.downsample = PatchMerging(dim=in_dim, out_dim=dim, norm_layer=norm_layer) if downsample else nn.Identity()
+        ws, ss = stage_window(feat_size, window_size, shift)
+        self.window_size, self.shift_size = ws, ss
+        drop_path = tuple(drop_path) or (0.0,) * depth
+        self.blocks = nn.Sequential(
+            *(
+                HierBlock(
+                    dim=dim,
+                    num_heads=num_heads,
+                    window_size=ws,
+                    shift_size=ss if j % 2 else (0, 0),
+                    mixer=mixer,
+                    mixer_kwargs=mixer_kwargs,
+                    mlp_ratio=mlp_ratio,
+                    drop_path=drop_path[j],
+                    norm_layer=norm_layer,
+                    shift_mode=shift_mode,
+                )
+                for j in range(depth)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return self.blocks(x)

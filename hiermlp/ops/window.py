@@ -1,0 +1,143 @@
+"""Window geometry as pure tensor functions on channels-last maps ``(B, H, W, C)``.
+
+Everything here is stateless and shape-generic, written with einops so that the pattern is the shape
+documentation. The block composes these; mixers never see them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from hiermlp.errors import ShapeError
+
+Size2 = tuple[int, int]
+
+
+def window_partition(x: torch.Tensor, window_size: Size2) -> torch.Tensor:
+    """Cut a map into non-overlapping windows, ``(B, H, W, C) -> (B*nW, wh*ww, C)``.
+
+    Windows are ordered batch-major, then row-major over the grid (the reference order), tokens inside a
+    window row-major. ``H`` and ``W`` must be multiples of the window: pad first (:func:`pad_to_multiple`).
+    """
+    wh, ww = window_size
+    _, h, w, _ = x.shape
+    if h % wh or w % ww:
+        raise ShapeError(
+            f"window_partition: map {h}x{w} is not a multiple of the window {wh}x{ww}; pad it first "
+            "with hiermlp.ops.pad_to_multiple"
+        )
+    return rearrange(x, "b (gh wh) (gw ww) c -> (b gh gw) (wh ww) c", wh=wh, ww=ww)
+
+
+def window_merge(windows: torch.Tensor, window_size: Size2, grid_size: Size2) -> torch.Tensor:
+    """Inverse of :func:`window_partition`, ``(B*nW, wh*ww, C) -> (B, gh*wh, gw*ww, C)``."""
+    wh, ww = window_size
+    gh, gw = grid_size
+    return rearrange(windows, "(b gh gw) (wh ww) c -> b (gh wh) (gw ww) c", gh=gh, gw=gw, wh=wh, ww=ww)
+
+
+def cyclic_shift(x: torch.Tensor, shift: Size2) -> torch.Tensor:
+    """Roll a map up-left by ``shift`` (negative to undo), ``(B, H, W, C) -> (B, H, W, C)``.
+
+    Matches the reference ``torch.roll(x, (-s, -s), dims=(1, 2))`` before partition.
+    """
+    if not any(shift):
+        return x
+    return torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+
+
+def padding_for(size: Size2, multiple: Size2) -> Size2:
+    """Bottom/right padding that brings ``size`` up to a multiple of ``multiple``."""
+    return (-size[0] % multiple[0], -size[1] % multiple[1])
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: Size2) -> torch.Tensor:
+    """Zero-pad bottom and right up to a multiple, ``(B, H, W, C) -> (B, H', W', C)``."""
+    ph, pw = padding_for((x.shape[1], x.shape[2]), multiple)
+    if ph or pw:
+        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    return x
+
+
+def pad_shift(x: torch.Tensor, window_size: Size2, shift: Size2) -> torch.Tensor:
+    """The reference Swin-MLP shift: zero-pad so that windows start ``shift`` tokens up-left.
+
+    ``(B, H, W, C) -> (B, H + wh, W + ww, C)`` padding (top, bottom) = (wh - s_h, s_h) and
+    (left, right) = (ww - s_w, s_w). ``H`` and ``W`` must already be window multiples. Window boundaries
+    and in-window positions equal those of :func:`cyclic_shift` by ``shift``, but no token wraps around.
+    """
+    (wh, ww), (sh, sw) = window_size, shift
+    return F.pad(x, (0, 0, ww - sw, sw, wh - sh, sh))
+
+
+def unpad_shift(x: torch.Tensor, window_size: Size2, shift: Size2) -> torch.Tensor:
+    """Inverse crop of :func:`pad_shift`, ``(B, H + wh, W + ww, C) -> (B, H, W, C)``."""
+    (wh, ww), (sh, sw) = window_size, shift
+    return x[:, wh - sh : x.shape[1] - sh, ww - sw : x.shape[2] - sw]
+
+
+def region_labels(
+    padded_size: Size2,
+    window_size: Size2,
+    shift: Size2,
+    valid_size: Size2 | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Region label of every token of a padded map after a cyclic shift, ``-> (Hp, Wp)`` long.
+
+    Tokens may interact only when their labels are equal. Along each axis the shifted map has three
+    regions, the reference slices ``(0, -ws)``, ``(-ws, -s)``, ``(-s, None)``; tokens that wrapped around
+    the border land in the last one. When ``valid_size`` is smaller than ``padded_size`` (a map padded up
+    to a window multiple *before* the roll), padding tokens get their own label ``-1``, so real tokens never
+    mix with padding and never with tokens from across the border.
+
+    Computed with comparisons on ``arange`` rather than slicing loops, so it traces for export.
+    """
+    hp, wp = padded_size
+    (wh, ww), (sh, sw) = window_size, shift
+
+    def axis(n: int, w: int, s: int, valid: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.arange(n, device=device)
+        label = (i >= n - w).long() + (i >= n - s).long() if s else torch.zeros_like(i)
+        is_pad = (i + s) % n >= valid  # position i holds original index (i + s) mod n
+        return label, is_pad
+
+    vh, vw = valid_size if valid_size is not None else padded_size
+    lh, ph = axis(hp, wh, sh, vh)
+    lw, pw = axis(wp, ww, sw, vw)
+    labels = lh[:, None] * 3 + lw[None, :]
+    return torch.where(ph[:, None] | pw[None, :], torch.full_like(labels, -1), labels)
+
+
+def window_mask(
+    padded_size: Size2,
+    window_size: Size2,
+    shift: Size2,
+    valid_size: Size2 | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Which tokens of each window may interact, ``-> (nW, N, N)`` bool, True where allowed.
+
+    This is the shifted-window mask of Swin (the reference adds -100 where this is False), extended so
+    that padding tokens form a region of their own (see :func:`region_labels`).
+    """
+    labels = region_labels(padded_size, window_size, shift, valid_size, device=device)
+    lw = rearrange(labels, "(gh wh) (gw ww) -> (gh gw) (wh ww)", wh=window_size[0], ww=window_size[1])
+    return lw[:, :, None] == lw[:, None, :]
+
+
+def relative_position_index(window_size: Size2, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Index into a ``((2wh-1)*(2ww-1), heads)`` bias table for every token pair, ``-> (N, N)`` long.
+
+    The reference construction: relative coordinates shifted to start at 0, row offset times ``2ww-1``.
+    """
+    wh, ww = window_size
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
+    ).flatten(1)  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N)
+    return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)

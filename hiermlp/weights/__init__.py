@@ -1,0 +1,23 @@
+"""Checkpoints: read (never executing code), convert between layouts, resize, load and save."""
+
+from hiermlp.weights.convert import CONVERTERS, convert_state_dict, register_converter
+from hiermlp.weights.load import (
+    LoadResult,
+    load_checkpoint,
+    load_pretrained,
+    read_state_dict,
+    resize_rel_pos_table,
+    save_weights,
+)
+
+__all__ = [
+    "CONVERTERS",
+    "LoadResult",
+    "convert_state_dict",
+    "load_checkpoint",
+    "load_pretrained",
+    "read_state_dict",
+    "register_converter",
+    "resize_rel_pos_table",
+    "save_weights",
+]
