@@ -66,9 +66,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = _IDX_DTYPES[code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(
-            f"{path}: payload is {len(raw) - header} bytes but header shape {shape} needs {expected}"
-        )
+        raise ValueError(f"{path}: payload is {len(raw) - header} bytes but header shape {shape} needs {expected}")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 

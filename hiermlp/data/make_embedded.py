@@ -60,7 +60,10 @@ def stratified_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndar
 def build(src: Path, out: Path, train_per_class: int = 1000, test_per_class: int = 200, seed: int = 0) -> Path:
     """Write the subset to ``out`` and return its path."""
     arrays: dict[str, np.ndarray] = {}
-    for split, per_class, split_seed in (("train", train_per_class, seed), ("test", test_per_class, seed + 1)):
+    for split, per_class, split_seed in (
+        ("train", train_per_class, seed),
+        ("test", test_per_class, seed + 1),
+    ):
         images, labels = load_idx_split(src, split)
         idx = stratified_indices(labels, per_class, split_seed)
         arrays[f"{split}_images"] = np.ascontiguousarray(images[idx], dtype=np.uint8)

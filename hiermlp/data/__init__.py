@@ -1,0 +1,32 @@
+"""Datasets, samplers and transforms for training and evaluation (see :mod:`hiermlp.data.datasets`)."""
+
+from hiermlp.data.datasets import (
+    DATASET_STATS,
+    EMBEDDED_PATH,
+    ArrayImageDataset,
+    CorruptImageError,
+    ImageFolderDataset,
+    build_dataset,
+    dataset_stats,
+)
+from hiermlp.data.idx import load_idx_split, read_idx
+from hiermlp.data.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, mix_seed, subset_indices
+from hiermlp.data.transforms import build_transform
+
+__all__ = [
+    "DATASET_STATS",
+    "EMBEDDED_PATH",
+    "ArrayImageDataset",
+    "CorruptImageError",
+    "GlobalBatchSampler",
+    "ImageFolderDataset",
+    "SeededDataset",
+    "ShardSampler",
+    "build_dataset",
+    "build_transform",
+    "dataset_stats",
+    "load_idx_split",
+    "mix_seed",
+    "read_idx",
+    "subset_indices",
+]

@@ -1,0 +1,303 @@
+"""Datasets: the embedded Fashion-MNIST subset, MNIST-layout IDX directories, ImageFolder trees and
+torchvision datasets whose files are already on disk.
+
+Every dataset returns ``(image, label)`` where ``image`` is whatever the transform makes of a PIL image in
+``mode`` (``"L"`` for one channel, ``"RGB"`` for three: gray images are repeated to three channels by PIL's
+conversion), and exposes ``classes`` (list of class names). Nothing here downloads.
+
+Spec strings accepted by :func:`build_dataset`:
+
+- ``embedded``: the Fashion-MNIST subset shipped in ``hiermlp/data/embedded`` (10k train / 2k test).
+- ``fashion_mnist`` / ``mnist``: the full IDX files, from ``root`` or found automatically
+  (``/usr/share/datasets/fashion-mnist`` from Debian's dataset-fashion-mnist, or torchvision's
+  ``<root>/FashionMNIST/raw`` layout).
+- ``idx``: any MNIST-layout directory of IDX files at ``root``.
+- ``folder``: an ImageFolder tree ``root/<split>/<class>/<image>`` (the ImageNet layout).
+- ``torchvision:NAME``: ``torchvision.datasets.NAME(root, train=... | split=..., download=False)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from hiermlp.data.idx import load_idx_split
+
+__all__ = [
+    "DATASET_STATS",
+    "EMBEDDED_PATH",
+    "ArrayImageDataset",
+    "CorruptImageError",
+    "ImageFolderDataset",
+    "build_dataset",
+    "dataset_stats",
+]
+
+EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "fashion_mnist_subset.npz"
+
+# per-dataset (mean, std) of one channel or of RGB; gray stats are repeated when in_chans=3
+DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "embedded": ((0.2860,), (0.3530,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "torchvision:FashionMNIST": ((0.2860,), (0.3530,)),
+    "torchvision:MNIST": ((0.1307,), (0.3081,)),
+    "torchvision:CIFAR10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "torchvision:CIFAR100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+_DEFAULT_ROOTS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("/usr/share/datasets/fashion-mnist", "data/FashionMNIST/raw", "data/fashion-mnist"),
+    "mnist": ("/usr/share/datasets/mnist", "data/MNIST/raw", "data/mnist"),
+}
+_IDX_CLASSES = {
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "mnist": tuple(str(i) for i in range(10)),
+}
+
+
+class CorruptImageError(RuntimeError):
+    """An image file of an ImageFolder could not be decoded; the message names the file."""
+
+
+def dataset_stats(name: str, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalization (mean, std) for dataset ``name`` with ``in_chans`` channels (ImageNet's otherwise)."""
+    mean, std = DATASET_STATS.get(name, _IMAGENET_STATS)
+    if len(mean) != in_chans:
+        # gray stats repeated for RGB; RGB stats averaged for a gray conversion
+        mean, std = (float(np.mean(mean)),) * in_chans, (float(np.mean(std)),) * in_chans
+    return tuple(mean), tuple(std)
+
+
+class ArrayImageDataset(Dataset):
+    """Images held in memory as a uint8 array.
+
+    Args:
+        images: ``(N, H, W)`` gray or ``(N, H, W, 3)`` RGB, uint8.
+        labels: ``(N,)`` integer labels.
+        classes: class names, ``classes[label]``.
+        transform: applied to the PIL image.
+        mode: PIL mode the image is converted to before the transform (``"L"`` or ``"RGB"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        images: np.ndarray,
+        labels: np.ndarray,
+        classes: list[str],
+        transform: Callable | None = None,
+        mode: str = "L",
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+        self.targets = self.labels.tolist()
+        self.classes, self.transform, self.mode = list(classes), transform, mode
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img = Image.fromarray(self.images[index])
+        if img.mode != self.mode:
+            img = img.convert(self.mode)
+        return (self.transform(img) if self.transform else img), int(self.labels[index])
+
+
+class ImageFolderDataset(Dataset):
+    """An ImageFolder tree ``root/<class>/<image>`` (torchvision's file discovery and class order).
+
+    Corrupt files: a file that fails to decode is handled by ``corrupt``:
+
+    - ``"error"`` (default): raise :class:`CorruptImageError` naming the file, so a broken dataset never
+      trains silently on fewer images than the user thinks.
+    - ``"skip"``: warn once per file (naming it) and return the next decodable sample instead. The epoch
+      keeps its length and batch shapes (required for DDP, where all ranks must run the same number of
+      steps), and the substitution is deterministic, so resume stays exact.
+
+    Files are not pre-scanned (that would read every ImageNet JPEG before step 1); corruption is found on
+    first read.
+
+    Args:
+        root: the split's directory, holding one sub-directory per class.
+        transform: applied to the PIL image.
+        mode: PIL mode images are converted to (``"RGB"`` or ``"L"``).
+        corrupt: ``"error"`` or ``"skip"``, see above.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike,
+        transform: Callable | None = None,
+        mode: str = "RGB",
+        corrupt: str = "error",
+    ) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"ImageFolder directory not found: {root}")
+        if corrupt not in ("error", "skip"):
+            raise ValueError(f"corrupt must be 'error' or 'skip', got {corrupt!r}")
+        try:
+            self.classes, self.class_to_idx = find_classes(str(root))
+            self.samples = make_dataset(str(root), self.class_to_idx, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{root}: not an ImageFolder tree ({e})") from e
+        self.targets = [t for _, t in self.samples]
+        self.root, self.transform, self.mode, self.corrupt = root, transform, mode, corrupt
+        self._warned: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, path: str) -> Image.Image:
+        try:
+            with Image.open(path) as img:
+                return img.convert(self.mode)  # convert() forces a full decode, so truncation shows here
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise CorruptImageError(f"cannot decode image file {path}: {e}") from e
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        for k in range(len(self.samples)):
+            path, target = self.samples[(index + k) % len(self.samples)]
+            try:
+                img = self._load(path)
+            except CorruptImageError as e:
+                if self.corrupt == "error":
+                    raise CorruptImageError(f"{e} (set corrupt=skip to skip unreadable files)") from e.__cause__
+                if path not in self._warned:
+                    self._warned.add(path)
+                    warnings.warn(f"skipping corrupt image {path}: {e.__cause__}", stacklevel=2)
+                continue
+            return (self.transform(img) if self.transform else img), target
+        raise CorruptImageError(f"no image under {self.root} could be decoded")
+
+
+class _TorchvisionWrapper(Dataset):
+    """A torchvision dataset whose images are converted to ``mode`` before ``transform``."""
+
+    def __init__(self, *, dataset: Dataset, transform: Callable | None, mode: str) -> None:
+        self.dataset, self.transform, self.mode = dataset, transform, mode
+        self.classes = list(getattr(dataset, "classes", []))
+        targets = getattr(dataset, "targets", None) or getattr(dataset, "labels", None)
+        if not self.classes and targets is not None:
+            self.classes = [str(c) for c in range(int(max(targets)) + 1)]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img, target = self.dataset[index]
+        if not isinstance(img, Image.Image):
+            img = Image.fromarray(np.asarray(img))
+        if img.mode != self.mode:
+            img = img.convert(self.mode)
+        return (self.transform(img) if self.transform else img), int(target)
+
+
+def _find_idx_root(name: str, root: str) -> Path:
+    candidates = [root] if root else list(_DEFAULT_ROOTS.get(name, ()))
+    for c in candidates:
+        p = Path(c)
+        if p.is_dir():
+            return p
+    hint = " (install Debian's dataset-fashion-mnist or pass data_root)" if name == "fashion_mnist" else ""
+    raise FileNotFoundError(f"data path for {name!r} not found: tried {', '.join(map(str, candidates))}{hint}")
+
+
+def build_dataset(
+    name: str,
+    *,
+    split: str,
+    root: str | os.PathLike = "",
+    transform: Callable | None = None,
+    mode: str = "L",
+    corrupt: str = "error",
+) -> Dataset:
+    """Build a dataset from its spec string (see the module docstring).
+
+    Args:
+        name: ``embedded``, ``fashion_mnist``, ``mnist``, ``idx``, ``folder`` or ``torchvision:NAME``.
+        split: ``train``/``test`` for array datasets, the sub-folder for ``folder`` (e.g. ``val``).
+        root: dataset directory ("" = the dataset's default location).
+        transform: applied to each PIL image.
+        mode: PIL mode (``"L"`` for in_chans=1, ``"RGB"`` for 3).
+        corrupt: ImageFolder policy for undecodable files, ``"error"`` or ``"skip"``.
+
+    Returns:
+        A map-style dataset of ``(transform(image), label)`` with a ``classes`` attribute.
+
+    Raises:
+        FileNotFoundError: the data path or its files do not exist (the message names the path).
+        ValueError: unknown spec or split.
+    """
+    root = str(root or "")
+    if name == "embedded":
+        if split not in ("train", "test"):
+            raise ValueError(f"embedded data has splits 'train' and 'test', got {split!r}")
+        path = Path(root) if root else EMBEDDED_PATH
+        if not path.is_file():
+            raise FileNotFoundError(f"embedded data file not found: {path}")
+        with np.load(path, allow_pickle=False) as z:
+            images, labels, classes = z[f"{split}_images"], z[f"{split}_labels"], z["classes"].tolist()
+        return ArrayImageDataset(images=images, labels=labels, classes=classes, transform=transform, mode=mode)
+    if name in ("fashion_mnist", "mnist", "idx"):
+        if name == "idx" and not root:
+            raise ValueError("data=idx needs data_root=<directory of IDX files>")
+        idx_root = _find_idx_root(name, root)
+        images, labels = load_idx_split(idx_root, split)
+        classes = list(_IDX_CLASSES.get(name, [str(c) for c in range(int(labels.max()) + 1)]))
+        return ArrayImageDataset(images=images, labels=labels, classes=classes, transform=transform, mode=mode)
+    if name == "folder":
+        if not root:
+            raise ValueError("data=folder needs data_root=<ImageFolder root with one folder per split>")
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"data path not found: {root}")
+        return ImageFolderDataset(root=Path(root) / split, transform=transform, mode=mode, corrupt=corrupt)
+    if name.startswith("torchvision:"):
+        import torchvision.datasets as tvd
+
+        cls_name = name.split(":", 1)[1]
+        cls = getattr(tvd, cls_name, None)
+        if cls is None or not isinstance(cls, type):
+            raise ValueError(f"torchvision.datasets has no dataset {cls_name!r}")
+        root = root or "data"
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"data path for {name} not found: {root}")
+        params = inspect.signature(cls).parameters
+        kwargs: dict[str, Any] = {"download": False} if "download" in params else {}
+        if "train" in params:
+            if split not in ("train", "test", "val"):
+                raise ValueError(f"{name} has splits 'train' and 'test', got {split!r}")
+            kwargs["train"] = split == "train"
+        elif "split" in params:
+            kwargs["split"] = split
+        try:
+            ds = cls(root, **kwargs)
+        except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
+            raise FileNotFoundError(f"{name} files not found under {root} (download=False): {e}") from e
+        return _TorchvisionWrapper(dataset=ds, transform=transform, mode=mode)
+    raise ValueError(f"unknown dataset {name!r}; use embedded, fashion_mnist, mnist, idx, folder or torchvision:NAME")

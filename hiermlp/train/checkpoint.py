@@ -1,0 +1,117 @@
+"""Training checkpoints: atomic writes, RNG capture, ``weights_only`` loading.
+
+A checkpoint is a dict of tensors and plain Python values only, so ``torch.load(weights_only=True)``
+reads it (loading never runs code):
+
+``{"model": state_dict, "model_ema": state_dict | None, "optimizer": ..., "scheduler": ...,
+"epoch": int, "step": int, "epoch_step": int, "best_top1": float, "rng": {...}, "config": dict,
+"history": list[dict], "format": "hiermlp-train-v1"}``
+
+``model`` holds the plain (un-wrapped) model weights, so ``hiermlp.load_checkpoint(model, "best.pth")``
+works on it directly. ``epoch`` is the epoch in progress and ``epoch_step`` the optimizer steps already
+taken in it (0 at an epoch boundary).
+
+Files are written atomically: a temporary file in the same directory whose name never ends in ``.pth``
+(``.last.pth.tmp-<pid>``), flushed and fsynced, then ``os.replace``d onto the final name and the
+directory fsynced. A reader (or a crash at any moment) sees either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiermlp.errors import CheckpointError
+
+__all__ = ["CheckpointError", "atomic_save", "capture_rng", "load_training_checkpoint", "restore_rng"]
+
+FORMAT = "hiermlp-train-v1"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` so that the final name only ever holds a complete file.
+
+    Args:
+        obj: anything ``torch.save`` takes.
+        path: destination.
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # only when something above failed
+            tmp.unlink()
+    # the rename itself is only durable once the directory entry is on disk
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA RNG states as tensors and plain values (weights_only-safe)."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing, truncated/corrupt, or not a hiermlp training checkpoint. The message
+            names the file; the file is never modified.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint to resume from does not exist: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: it is corrupt or truncated ({type(e).__name__}: {first}). "
+            "It was left untouched; resume from another checkpoint (e.g. best.pth) or start a new out_dir."
+        ) from e
+    required = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
+    missing = [k for k in required if k not in ckpt] if isinstance(ckpt, dict) else list(required)
+    if missing:
+        raise CheckpointError(f"{path} is not a hiermlp training checkpoint (missing {missing})")
+    return ckpt

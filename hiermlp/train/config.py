@@ -1,0 +1,345 @@
+"""The training configuration: one flat dataclass, YAML presets, ``key=value`` overrides.
+
+A run is described by a :class:`TrainConfig`. Its defaults are the demo preset (a micro Swin on the
+embedded Fashion-MNIST subset), so ``hiermlp train`` with no arguments trains something useful. A preset
+(``configs/train/*.yaml``) sets any subset of the fields; command-line overrides ``key=value`` come last.
+Values are parsed with ``yaml.safe_load`` and checked against the field's type; dict fields take dotted
+keys (``model_kwargs.embed_dim=48``). An unknown key is an error that names the closest valid key.
+
+Batch semantics: ``batch_size`` is the *global* batch of one optimizer step. It is split over the
+processes (DDP) and the accumulation steps, so a run gives the same updates whatever the world size or
+accumulation, and the learning rates are scaled by ``batch_size / lr_base_batch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hiermlp.errors import ConfigError as _HiermlpConfigError
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "find_preset",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(_HiermlpConfigError):
+    """A training config file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything a training run needs. Each field's comment says what it controls."""
+
+    # --- run ---
+    out_dir: str = "runs/train"  # where checkpoints, metrics.jsonl, config.yaml (and TensorBoard) go
+    seed: int = 0  # seeds data order, augmentation, init and drop path
+    deterministic: bool = True  # ask PyTorch for deterministic kernels (warn-only where none exist)
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    resume: str = ""  # checkpoint to resume from; "auto" = out_dir/last.pth if it exists
+    ckpt_every: int = 0  # also write last.pth every N optimizer steps (0 = only at epoch ends)
+    progress: bool = True  # tqdm progress bar on rank 0
+    tensorboard: bool = True  # write TensorBoard events when the tensorboard package is importable
+
+    # --- model ---
+    model: str = "swin_tiny_patch4_window7_224"  # hiermlp registry name first, else any timm name
+    model_kwargs: dict[str, Any] = field(
+        # shrink the Swin-T geometry to a micro model for 32x32 inputs (about 0.4M params)
+        default_factory=lambda: {
+            "patch_size": 2,
+            "embed_dim": 32,
+            "depths": [2, 2, 2],
+            "num_heads": [2, 4, 8],
+            "window_size": 4,
+        }
+    )
+    pretrained: bool = False  # load the registry's pretrained weights (needs them cached / reachable)
+    num_classes: int = 0  # 0 = take it from the dataset
+    in_chans: int = 1  # 1 keeps grayscale data as is; 3 repeats gray channels (or uses RGB data)
+    img_size: int = 32  # images are resized/cropped to img_size x img_size (Fashion-MNIST 28 -> 32)
+    drop_path_rate: float = 0.05  # stochastic depth, grows linearly over the blocks
+    grad_checkpointing: bool = False  # recompute activations in backward to save memory
+
+    # --- data ---
+    data: str = "embedded"  # embedded | fashion_mnist | mnist | idx | folder | torchvision:NAME
+    data_root: str = ""  # dataset directory ("" = the dataset's default location, if any)
+    train_split: str = "train"  # split/sub-folder used for training
+    test_split: str = ""  # split/sub-folder used for evaluation ("" = test, or val for folder)
+    limit_train: int = 0  # use only the first N training samples of a fixed permutation (0 = all)
+    limit_test: int = 0  # evaluate on only the first N test samples (0 = all)
+    num_workers: int = 0  # DataLoader worker processes per rank
+    corrupt: str = "error"  # ImageFolder files that fail to decode: "error" (naming the file) or "skip"
+    mean: tuple[float, ...] = ()  # normalization mean ("" = the dataset's own, else ImageNet)
+    std: tuple[float, ...] = ()  # normalization std (empty = as mean)
+    interpolation: str = "bilinear"  # resize interpolation
+    crop_pct: float = 1.0  # eval: resize to img_size / crop_pct then centre-crop (ImageNet: 0.875)
+    no_aug: bool = False  # train with the eval transform (no random crop, flip or augmentation)
+    scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
+    hflip: float = 0.5  # horizontal flip probability
+    color_jitter: float = 0.0  # colour jitter strength (0 = off)
+    auto_augment: str = ""  # timm auto-augment spec, e.g. "rand-m9-mstd0.5-inc1" ("" = off)
+    reprob: float = 0.0  # random erasing probability
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # cutmix alpha (0 = off)
+    mixup_prob: float = 1.0  # probability of applying mixup or cutmix to a batch
+    mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
+    label_smoothing: float = 0.1  # label smoothing (also inside mixup targets)
+
+    # --- optimisation ---
+    epochs: int = 8  # training epochs
+    batch_size: int = 128  # global batch per optimizer step (all ranks, all accumulation steps)
+    accum_steps: int = 1  # gradient accumulation micro-steps per optimizer step
+    opt: str = "adamw"  # any timm optimizer name (timm.optim.create_optimizer_v2)
+    lr: float = 2e-3  # peak learning rate per lr_base_batch images
+    lr_base_batch: int = 512  # lr, warmup_lr and min_lr scale by batch_size / lr_base_batch (0 = no)
+    warmup_lr: float = 5e-7  # learning rate at step 0 (scaled like lr)
+    min_lr: float = 5e-6  # learning rate at the end of the cosine (scaled like lr)
+    warmup_epochs: float = 1.0  # linear warmup length, then per-step cosine decay
+    weight_decay: float = 0.05  # AdamW decay; never on norms, biases or model.no_weight_decay()
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    clip_grad: float = 5.0  # max global grad norm (0 = no clipping)
+    amp: str = "bf16"  # "bf16" autocast (CPU and GPU) or "none"
+    ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
+    ema_decay: float = 0.9998  # EMA decay per optimizer step
+    eval_batch_size: int = 256  # global batch for evaluation
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+_CHOICES = {"amp": ("bf16", "none"), "corrupt": ("error", "skip")}
+
+
+def _validate(cfg: TrainConfig) -> None:
+    for key, allowed in _CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {allowed}")
+    for key in ("epochs", "batch_size", "accum_steps", "eval_batch_size", "img_size", "in_chans"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.batch_size % cfg.accum_steps:
+        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by accum_steps={cfg.accum_steps}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# type checking
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` or raise ConfigError naming ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError("; ".join(errors))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+            value = [value]  # a scalar where a tuple is expected: one element (mean=0.5)
+        if value in ("", None):
+            value = []
+        if isinstance(value, list | tuple):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+            if len(value) == len(args):
+                return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            raise ConfigError(f"{key} needs {len(args)} values, got {len(value)}: {value!r}")
+    elif origin is list:
+        if isinstance(value, list | tuple):
+            return [_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    elif origin is dict or tp is dict:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - a field type this checker does not know is a bug here
+        raise TypeError(f"unsupported config field type {tp} for {key}")
+    raise ConfigError(f"{key} expects {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# building configs
+
+
+def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """Make a config from ``base`` (default: the defaults) updated by a (possibly partial) dict.
+
+    A dict-typed field given in ``d`` replaces the default whole (a preset states its model fully).
+
+    Raises:
+        ConfigError: an unknown key (with the closest valid key) or a value of the wrong type.
+    """
+    base = base or TrainConfig()
+    hints = _field_types()
+    values = {f.name: getattr(base, f.name) for f in fields(TrainConfig)}
+    for key, value in d.items():
+        if key not in hints:
+            raise _unknown(key, list(hints))
+        values[key] = _check(value, hints[key], key)
+    return TrainConfig(**values)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings in order. ``dict_field.sub.key=value`` sets inside a dict field.
+
+    Raises:
+        ConfigError: malformed override, unknown key or wrong type.
+    """
+    hints = _field_types()
+    values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        top, _, sub = key.partition(".")
+        if top not in hints:
+            raise _unknown(top, list(hints))
+        try:
+            parsed = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse value of {key}: {raw!r} ({e})") from e
+        tp = hints[top]
+        if sub:
+            if typing.get_origin(tp) is not dict:
+                raise ConfigError(f"'{top}' is not a dict field, so '{key}' is not a valid key")
+            d = dict(values[top])
+            _set_dotted(d, sub.split("."), parsed)
+            values[top] = d
+        else:
+            if tp is str:  # keep strings verbatim: yaml would turn "1e3" into a string anyway but "123" into int
+                parsed = raw
+            values[top] = _check(parsed, tp, top)
+    return TrainConfig(**values)
+
+
+def _set_dotted(d: dict[str, Any], parts: list[str], value: Any) -> None:
+    for p in parts[:-1]:
+        d[p] = dict(d.get(p) or {})
+        d = d[p]
+    d[parts[-1]] = value
+
+
+def find_preset(name_or_path: str | Path) -> Path:
+    """Resolve a preset given as a path or as a name under ``configs/train/`` (with or without .yaml).
+
+    Raises:
+        FileNotFoundError: no such file; lists the presets that exist.
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    roots = [Path.cwd() / "configs" / "train", Path(__file__).resolve().parents[2] / "configs" / "train"]
+    for root in roots:
+        for cand in (root / p.name, root / f"{p.name}.yaml"):
+            if cand.is_file():
+                return cand
+    known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.yaml")})
+    raise FileNotFoundError(f"config file not found: {name_or_path} (known presets: {', '.join(known)})")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Load a preset (or the defaults when ``path`` is None), then apply ``key=value`` overrides.
+
+    Args:
+        path: YAML file or preset name under ``configs/train/``; None for the built-in defaults.
+        overrides: ``key=value`` strings, applied in order.
+
+    Returns:
+        The resolved, type-checked config.
+
+    Raises:
+        FileNotFoundError: the preset does not exist.
+        ConfigError: unknown key (with the closest valid key), wrong type, or invalid value.
+    """
+    cfg = TrainConfig()
+    if path is not None:
+        file = find_preset(path)
+        with open(file) as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{file}: invalid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: a config file must be a mapping of keys to values")
+        try:
+            cfg = config_from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{file}: {e}") from None
+    return apply_overrides(cfg, list(overrides))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain-python dict (tuples become lists) safe for YAML and ``torch.load(weights_only=True)``."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

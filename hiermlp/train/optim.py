@@ -1,0 +1,74 @@
+"""Optimizer and learning-rate schedule.
+
+AdamW (or any timm optimizer) with weight decay off for 1-D parameters (norms), biases and every name in
+``model.no_weight_decay()`` (relative position tables, position embeddings), through timm's
+``create_optimizer_v2``. The schedule is per optimizer step: linear warmup from ``warmup_lr`` to ``lr``,
+then cosine to ``min_lr``; all three are scaled linearly by ``batch_size / lr_base_batch`` (the Swin
+recipe: 5e-4 per 512 images).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from timm.optim import create_optimizer_v2
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "scaled_lrs"]
+
+
+def scaled_lrs(*, lr: float, warmup_lr: float, min_lr: float, batch_size: int, base_batch: int) -> tuple:
+    """(lr, warmup_lr, min_lr) scaled by ``batch_size / base_batch`` (unscaled when base_batch is 0)."""
+    s = batch_size / base_batch if base_batch > 0 else 1.0
+    return lr * s, warmup_lr * s, min_lr * s
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    opt: str = "adamw",
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """timm optimizer with no decay on norms, biases and ``model.no_weight_decay()`` names."""
+    kwargs = {"betas": tuple(betas), "eps": eps} if opt.lower() in ("adamw", "adam", "nadamw") else {}
+    # filter_bias_and_bn=True is timm's param_groups_weight_decay: 1-D params + no_weight_decay() names
+    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True, **kwargs)
+
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, start: float, end: float) -> float:
+    """Multiplier of the peak lr at optimizer step ``step``: linear ``start -> 1`` then cosine ``1 -> end``.
+
+    Args:
+        step: optimizer steps taken so far.
+        total_steps: steps of the whole run.
+        warmup_steps: length of the linear warmup.
+        start: warmup_lr / lr.
+        end: min_lr / lr.
+    """
+    if step < warmup_steps:
+        return start + (1.0 - start) * step / warmup_steps
+    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    lr: float,
+    warmup_lr: float,
+    min_lr: float,
+    total_steps: int,
+    warmup_steps: int,
+) -> LambdaLR:
+    """Per-step warmup + cosine as a ``LambdaLR`` (its state dict is plain numbers, safe for weights_only)."""
+    start, end = (warmup_lr / lr, min_lr / lr) if lr > 0 else (1.0, 1.0)
+
+    def fn(step: int) -> float:
+        return lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, start=start, end=end)
+
+    return LambdaLR(optimizer, fn)
