@@ -1,0 +1,107 @@
+"""The machine and software a measurement ran on: every report starts with it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+import torch
+
+__all__ = ["cpu_model", "environment", "finish_environment", "format_environment", "set_threads"]
+
+
+def cpu_model() -> str:
+    """CPU model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        if dist == "hiermlp":  # running from a source tree that is not pip-installed
+            try:
+                import tomllib
+                from pathlib import Path
+
+                pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+                return tomllib.loads(pyproject.read_text())["project"]["version"] + " (source)"
+            except (OSError, KeyError, ValueError):
+                pass
+        return "not installed"
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads explicitly (None = one per available core) and return the count."""
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def environment(device: str | torch.device = "cpu", dtype: str = "float32", compile: bool = False) -> dict:
+    """Everything needed to reproduce or compare a measurement."""
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "device": str(device),
+        "device_name": cpu_model(),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": dtype,
+        "compile": compile,
+        "torch": torch.__version__,
+        "timm": _version("timm"),
+        "hiermlp": _version("hiermlp"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(AttributeError):  # sched_getaffinity is Linux-only
+        info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(AttributeError, OSError):
+        # other processes on a shared machine skew timings: record how busy it was when we started
+        info["loadavg_start"] = [round(v, 2) for v in os.getloadavg()]
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def finish_environment(info: dict) -> dict:
+    """Add the load average at the end of a run (how busy the machine was while measuring)."""
+    with contextlib.suppress(AttributeError, OSError):
+        info["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    return info
+
+
+def format_environment(info: dict) -> str:
+    """The Markdown header lines of a report."""
+    dev = info["device"] if info["device"] == "cpu" else f"{info['device']} ({info['device_name']})"
+    lines = [
+        f"- device: {dev}; dtype: {info['dtype']}; torch.compile: {'on' if info['compile'] else 'off'}",
+        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}",
+        f"- torch {info['torch']}, timm {info['timm']}, hiermlp {info['hiermlp']}, "
+        f"Python {info['python']} on {info['platform']}",
+    ]
+    if "loadavg_start" in info:
+        load = f"- load average (1/5/15 min) at start: {'/'.join(map(str, info['loadavg_start']))}"
+        if "loadavg_end" in info:
+            load += f", at end: {'/'.join(map(str, info['loadavg_end']))}"
+        lines.append(load + " (above 0 = other processes shared the CPU)")
+    if "cuda" in info:
+        lines.append(f"- CUDA {info['cuda']}, cuDNN {info['cudnn']}")
+    return "\n".join(lines)

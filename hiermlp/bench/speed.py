@@ -1,0 +1,453 @@
+"""Params, GMACs, inference/training throughput, batch-1 latency and peak memory of models, side by side.
+
+Every model of a table is built in the same process and timed round-robin (sample i of every model
+before sample i+1 of any), so hiermlp models and timm baselines share the machine's conditions. Memory is
+measured separately, in a fresh subprocess per model and mode (see :mod:`hiermlp.bench.memory`), before
+any timing: a model that would exhaust memory is recorded as OOM instead of taking the benchmark down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hiermlp.bench.env import environment, finish_environment, set_threads
+from hiermlp.bench.flops import count_gmacs
+from hiermlp.bench.memory import measure_peak_memory
+from hiermlp.bench.report import (
+    environment_header,
+    fmt_num,
+    fmt_stats,
+    markdown_table,
+    new_figure,
+    save_figure,
+    write_csv,
+    write_json,
+    write_text,
+)
+from hiermlp.bench.resolve import (
+    ImageSizeError,
+    ModelRef,
+    build_model,
+    check_input_size,
+    is_oom,
+    resolve_model,
+)
+from hiermlp.bench.timing import Stats, Timed, round_robin
+from hiermlp.bench.workload import infer_step, train_step
+
+__all__ = ["BenchEntry", "BenchReport", "BenchRow", "benchmark_model", "benchmark_models"]
+
+
+@dataclass(frozen=True)
+class BenchEntry:
+    """A model to benchmark with its own options.
+
+    Attributes:
+        model: Model name (hiermlp's, timm's, or ``timm:``-prefixed).
+        label: Row label; defaults to ``model``.
+        model_kwargs: Constructor options (e.g. ``{"mixer": "gmlp"}``).
+    """
+
+    model: str
+    label: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model
+
+
+@dataclass
+class BenchRow:
+    """One model's measurements.
+
+    Throughputs are images per second, latency is milliseconds per batch-1 forward; each is a
+    :class:`Stats` over ``repeats`` samples (median with quartiles and extremes). ``*_rel`` are speeds
+    relative to the first row (>1: faster than the first model). Peak memory is in MiB, measured as
+    ``mem_method`` says; None when not measured.
+    """
+
+    model: str
+    source: str
+    model_name: str
+    img_size: int
+    batch: int
+    params: int | None = None
+    gmacs: float | None = None
+    infer_img_s: Stats | None = None
+    latency_ms: Stats | None = None
+    train_img_s: Stats | None = None
+    infer_rel: float | None = None
+    latency_rel: float | None = None
+    train_rel: float | None = None
+    mem_infer_mb: float | None = None
+    mem_train_mb: float | None = None
+    mem_method: str = ""
+    status: str = "ok"
+    error: str = ""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (Stats become nested dicts)."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.as_dict() if isinstance(v, Stats) else v
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """One CSV row: each Stats becomes ``<name>_median``, ``_q1``, ``_q3``, ``_min``, ``_max``."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            if k in ("infer_img_s", "latency_ms", "train_img_s"):
+                for s in ("median", "q1", "q3", "min", "max"):
+                    out[f"{k}_{s}"] = getattr(v, s) if v is not None else None
+            elif k == "model_kwargs":
+                out[k] = repr(v) if v else ""
+            else:
+                out[k] = v
+        return out
+
+
+@dataclass
+class BenchReport:
+    """Rows plus the environment they were measured in and the settings used."""
+
+    rows: list[BenchRow]
+    env: dict[str, Any]
+    settings: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "settings": self.settings, "rows": [r.as_dict() for r in self.rows]}
+
+    def table(self) -> str:
+        """The Markdown table: medians with interquartile ranges, and speed relative to the first row."""
+        header = [
+            "model",
+            "source",
+            "img",
+            "params (M)",
+            "GMACs",
+            f"infer img/s @{self.settings['batch']}",
+            "×1st",
+            "latency ms @1",
+            "×1st",
+            f"train img/s @{self.settings['batch']}",
+            "×1st",
+            "peak MiB infer",
+            "peak MiB train",
+        ]
+        rows = []
+        for r in self.rows:
+            rel = lambda x: f"{x:.2f}" if x is not None else "-"
+            rows.append(
+                [
+                    f"`{r.model}`",
+                    r.source,
+                    r.img_size or "-",
+                    fmt_num(r.params / 1e6 if r.params else None),
+                    fmt_num(r.gmacs),
+                    fmt_stats(r.infer_img_s),
+                    rel(r.infer_rel),
+                    fmt_stats(r.latency_ms),
+                    rel(r.latency_rel),
+                    fmt_stats(r.train_img_s),
+                    rel(r.train_rel),
+                    fmt_num(r.mem_infer_mb),
+                    fmt_num(r.mem_train_mb),
+                ]
+            )
+        return markdown_table(header, rows, "lll" + "r" * (len(header) - 3))
+
+    def notes(self) -> str:
+        """How to read the table, and the rows that failed."""
+        s = self.settings
+        mem = next((r.mem_method for r in self.rows if r.mem_method), "not measured")
+        lines = [
+            f"Median of {s['repeats']} timed samples after {s['warmup']} warm-up calls, models interleaved "
+            "round-robin; (q1–q3) is the interquartile range. ×1st = speed relative to the first row "
+            "(>1 is faster). Training = forward + cross-entropy + backward + AdamW step.",
+            f"Peak memory: {mem}; weights and activations (+ gradients and AdamW state for training).",
+        ]
+        lines += [f"- **{r.model}**: {r.status}: {r.error}" for r in self.rows if r.error]
+        return "\n".join(lines)
+
+    def markdown(self, title: str = "hiermlp bench", command: str | None = None) -> str:
+        """Header (machine, versions), table and notes as one Markdown document."""
+        return "\n".join([environment_header(title, self.env, command), self.table(), "", self.notes()])
+
+    def save(self, out_dir: str | Path, *, command: str | None = None, stem: str = "bench") -> list[Path]:
+        """Write ``{stem}.md``, ``.csv``, ``.json`` and ``.png`` into ``out_dir``.
+
+        Returns:
+            The paths written.
+        """
+        out = Path(out_dir)
+        data = self.as_dict() | {"command": command}
+        paths = [
+            write_text(out / f"{stem}.md", self.markdown(command=command)),
+            write_csv(out / f"{stem}.csv", [r.flat() for r in self.rows]),
+            write_json(out / f"{stem}.json", data),
+        ]
+        paths.append(self.plot(out / f"{stem}.png"))
+        return paths
+
+    def plot(self, path: str | Path) -> Path:
+        """Bar charts of inference and training throughput (median, IQR whiskers) per model."""
+        ok = [r for r in self.rows if r.infer_img_s is not None or r.train_img_s is not None]
+        fig, axes = new_figure(1, 2, figsize=(11, 0.5 * max(len(ok), 2) + 1.8), sharey=True)
+        labels = [r.model for r in ok]
+        for ax, attr, title in (
+            (axes[0], "infer_img_s", f"inference, batch {self.settings['batch']}"),
+            (axes[1], "train_img_s", f"training step, batch {self.settings['batch']}"),
+        ):
+            stats = [getattr(r, attr) for r in ok]
+            med = [s.median if s else 0.0 for s in stats]
+            err = [[s.median - s.q1 if s else 0 for s in stats], [s.q3 - s.median if s else 0 for s in stats]]
+            color = "tab:blue" if attr == "infer_img_s" else "tab:orange"
+            ax.barh(range(len(ok)), med, xerr=err, color=color)
+            ax.set_yticks(range(len(ok)), labels)
+            ax.invert_yaxis()
+            ax.set_xlabel("images / s (median, IQR)")
+            ax.set_title(title)
+            ax.grid(axis="x", alpha=0.3)
+        env = self.env
+        fig.suptitle(f"{env['device_name']} · {env['threads']} threads · {env['dtype']}", fontsize=9)
+        return save_figure(fig, Path(path))
+
+
+def _entry(item: str | BenchEntry) -> BenchEntry:
+    return item if isinstance(item, BenchEntry) else BenchEntry(item)
+
+
+def default_img_size(model: nn.Module, fallback: int = 224) -> int:
+    """The input side a model was configured for (timm's ``pretrained_cfg``), else ``fallback``."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = cfg.get("input_size")
+    return int(size[-1]) if size else fallback
+
+
+def benchmark_models(
+    models: Sequence[str | BenchEntry],
+    *,
+    img_size: int | None = None,
+    batch: int = 32,
+    device: str = "cpu",
+    dtype: str = "float32",
+    compile: bool = False,
+    threads: int | None = None,
+    repeats: int = 10,
+    warmup: int = 2,
+    min_sample_s: float = 0.05,
+    in_chans: int = 3,
+    num_classes: int = 1000,
+    train: bool = True,
+    latency: bool = True,
+    memory: bool = True,
+    progress: bool = False,
+) -> BenchReport:
+    """Measure several models under identical conditions, timed round-robin.
+
+    Args:
+        models: Model names or :class:`BenchEntry` items. Names resolve through hiermlp's registry
+            first, then timm's; ``timm:NAME`` forces timm's.
+        img_size: Input side; None uses each model's configured size.
+        batch: Batch size of the throughput measurements (inference and training).
+        device: ``cpu`` or ``cuda``.
+        dtype: ``float32``, or ``bfloat16``/``float16`` run under autocast.
+        compile: Time the ``torch.compile`` d model (compilation happens during warm-up).
+        threads: Intra-op CPU threads (None: one per available core); set explicitly either way.
+        repeats: Timed samples per measurement; the median is reported with quartiles.
+        warmup: Untimed calls before sampling.
+        min_sample_s: A sample repeats fast calls until it lasts this long.
+        in_chans: Input channels.
+        num_classes: Classifier outputs.
+        train: Measure training steps (forward + backward + AdamW step).
+        latency: Measure batch-1 inference latency.
+        memory: Measure peak memory (one fresh subprocess per model and mode).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The report. A model that cannot take the image size, or runs out of memory, gets a row with
+        ``status`` ``unsupported``/``oom`` and a message instead of failing the whole table.
+
+    Raises:
+        UnknownNameError: A model name is unknown (raised before anything is measured).
+    """
+    entries = [_entry(m) for m in models]
+    refs = [resolve_model(e.model) for e in entries]  # fail fast on a typo, before minutes of timing
+    dev = torch.device(device)
+    threads = set_threads(threads)
+    env = environment(dev, dtype, compile)
+    settings = {
+        "img_size": img_size,
+        "batch": batch,
+        "repeats": repeats,
+        "warmup": warmup,
+        "min_sample_s": min_sample_s,
+        "train": train,
+        "latency": latency,
+        "memory": memory,
+        "in_chans": in_chans,
+        "num_classes": num_classes,
+    }
+    rows: list[BenchRow] = []
+    tasks: list[Timed] = []
+    bar = tqdm(total=len(entries), desc="build+memory", disable=not progress, leave=False)
+    for entry, ref in zip(entries, refs):
+        row, row_tasks = _prepare(
+            entry,
+            ref,
+            img_size=img_size,
+            batch=batch,
+            dev=dev,
+            dtype=dtype,
+            compile=compile,
+            threads=threads,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            train=train,
+            latency=latency,
+            memory=memory,
+        )
+        rows.append(row)
+        tasks.extend(row_tasks)
+        bar.update()
+    bar.close()
+    bar = tqdm(total=len(tasks) * repeats, desc="timing", disable=not progress, leave=False)
+    round_robin(
+        tasks,
+        repeats=repeats,
+        warmup=warmup,
+        min_sample_s=min_sample_s,
+        on_sample=lambda _: bar.update(),
+        catch=is_oom,
+    )
+    bar.close()
+    by_row = {id(r): r for r in rows}
+    for task in tasks:
+        row = by_row[int(task.key[0])]
+        kind = task.key[1]
+        if task.error is not None:
+            row.status = "oom"
+            row.error = f"{kind} at batch {task.items}: {str(task.error).splitlines()[0][:200]}"
+        elif kind == "infer":
+            row.infer_img_s = task.throughput_stats()
+        elif kind == "latency":
+            row.latency_ms = task.time_stats().map(lambda s: s * 1e3)
+        else:
+            row.train_img_s = task.throughput_stats()
+    _relative(rows)
+    return BenchReport(rows, finish_environment(env), settings)
+
+
+def benchmark_model(model: str | BenchEntry, **kwargs: Any) -> BenchRow:
+    """Measure one model; keyword arguments as for :func:`benchmark_models`.
+
+    Returns:
+        Its :class:`BenchRow`.
+    """
+    return benchmark_models([model], **kwargs).rows[0]
+
+
+def _prepare(
+    entry: BenchEntry,
+    ref: ModelRef,
+    *,
+    img_size: int | None,
+    batch: int,
+    dev: torch.device,
+    dtype: str,
+    compile: bool,
+    threads: int,
+    in_chans: int,
+    num_classes: int,
+    train: bool,
+    latency: bool,
+    memory: bool,
+) -> tuple[BenchRow, list[Timed]]:
+    """Build one model, count it, measure its memory and return its timing tasks."""
+    row = BenchRow(entry.name, ref.source, ref.model_name, img_size or 0, batch, model_kwargs=entry.model_kwargs)
+    try:
+        model, _ = build_model(
+            ref,
+            img_size=img_size,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            model_kwargs=entry.model_kwargs,
+        )
+        row.img_size = size = img_size or default_img_size(model)
+        model = model.to(dev)
+        input_size = (in_chans, size, size)
+        check_input_size(model, entry.name, input_size, dev)
+        row.params = sum(p.numel() for p in model.parameters())
+        row.gmacs = count_gmacs(model, input_size, device=dev)
+    except ImageSizeError as e:
+        row.status, row.error = "unsupported", str(e)
+        return row, []
+    modes = ["infer"] + (["train"] if train else [])
+    oom_modes: set[str] = set()
+    if memory:
+        for mode in modes:
+            res = measure_peak_memory(
+                entry.model,
+                img_size=size,
+                batch=batch,
+                mode=mode,
+                device=str(dev),
+                dtype=dtype,
+                threads=threads,
+                in_chans=in_chans,
+                num_classes=num_classes,
+                model_kwargs=entry.model_kwargs,
+                compile=compile,
+            )
+            row.mem_method = res.method
+            if res.status == "ok":
+                setattr(row, f"mem_{mode}_mb", res.peak_mb)
+            elif res.status == "oom":
+                oom_modes.add(mode)  # timing it in this process would die the same way
+                row.status, row.error = "oom", f"{mode} at batch {batch}: {res.error}"
+            else:
+                row.error = f"memory ({mode}): {res.status}: {res.error}"
+    fwd = torch.compile(model) if compile else None
+    x = torch.randn(batch, *input_size, device=dev)
+    key = str(id(row))
+    tasks = []
+    if "infer" not in oom_modes:
+        tasks.append(Timed((key, "infer"), infer_step(model, x, dtype, fwd), dev, items=batch))
+        if latency:
+            x1 = x[:1].clone()
+            tasks.append(Timed((key, "latency"), infer_step(model, x1, dtype, fwd), dev, items=1))
+    if train and "train" not in oom_modes:
+        tasks.append(Timed((key, "train"), train_step(model, x, num_classes, dtype, fwd), dev, items=batch))
+    return row, tasks
+
+
+def _relative(rows: list[BenchRow]) -> None:
+    """Speeds relative to the first row (>1 = faster than it)."""
+    if not rows:
+        return
+    first = rows[0]
+
+    def ratio(a: Stats | None, b: Stats | None, inverse: bool = False) -> float | None:
+        if a is None or b is None or not a.median or not b.median:
+            return None
+        return b.median / a.median if inverse else a.median / b.median
+
+    for row in rows:
+        row.infer_rel = ratio(row.infer_img_s, first.infer_img_s)
+        row.train_rel = ratio(row.train_img_s, first.train_img_s)
+        row.latency_rel = ratio(row.latency_ms, first.latency_ms, inverse=True)
+
+
+def finite_positive(x: float | None) -> bool:
+    """True for a finite number > 0 (used by reports to decide what to print)."""
+    return x is not None and math.isfinite(x) and x > 0
