@@ -2,5 +2,23 @@
 
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.base import MIXERS, build_mixer, get_mixer, mixer_name, register_mixer
+from hiermlp.mixers.baselines import GlobalAttention, IdentityMixer, PoolMixer
+from hiermlp.mixers.gmlp import GatedMlp, SpatialGatingUnit
+from hiermlp.mixers.spatial_mlp import SpatialMlp
+from hiermlp.mixers.token_mlp import TokenMlp
 
-__all__ = ["MIXERS", "WindowAttention", "build_mixer", "get_mixer", "mixer_name", "register_mixer"]
+__all__ = [
+    "MIXERS",
+    "GatedMlp",
+    "GlobalAttention",
+    "IdentityMixer",
+    "PoolMixer",
+    "SpatialGatingUnit",
+    "SpatialMlp",
+    "TokenMlp",
+    "WindowAttention",
+    "build_mixer",
+    "get_mixer",
+    "mixer_name",
+    "register_mixer",
+]

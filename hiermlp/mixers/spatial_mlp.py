@@ -1,0 +1,70 @@
+"""Swin-MLP's spatial MLP: a per-head linear map over the tokens of a window."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import einsum, rearrange
+from torch import nn
+
+from hiermlp.errors import ConfigError
+from hiermlp.mixers.base import register_mixer
+
+
+@register_mixer("spatial_mlp")
+class SpatialMlp(nn.Module):
+    """Per-head linear token map inside each window, ``(B*nW, N, C) -> (B*nW, N, C)``.
+
+    Token ``n`` of head ``heads`` becomes ``sum_m weight[heads, n, m] * x[m] + bias[heads, n]``, the weight
+    shared by the head's ``C / heads`` channels and by every window. This is the reference Swin-MLP's
+    ``spatial_mlp`` (a grouped ``Conv1d(heads*N, heads*N, 1, groups=heads)``), written as a named einsum; its
+    ``(heads*N, N, 1)`` weight is ``weight.reshape(heads * N, N, 1)`` here.
+
+    With a mask the weight is multiplied by it per window, so a cyclic shift computes exactly the
+    reference's zero-padding shift (tokens of other regions contribute nothing, as padded zeros do there)
+    with fewer windows. The bias is not masked: in the reference every output token gets its bias.
+
+    Args:
+        dim: Channels C.
+        window_size: ``(wh, ww)``, ``N = wh*ww``.
+        num_heads: Heads; must divide ``dim``.
+    """
+
+    honours_mask = True
+
+    def __init__(self, dim: int, *, window_size: tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        if window_size is None:
+            raise ConfigError("spatial_mlp needs a fixed window_size: its weight is (heads, N, N)")
+        if num_heads < 1 or dim % num_heads:
+            raise ConfigError(f"spatial_mlp: num_heads={num_heads} must be >= 1 and divide dim={dim}")
+        self.dim = dim
+        self.window_size = tuple(window_size)
+        self.num_heads = num_heads
+        n = self.window_size[0] * self.window_size[1]
+        self.weight = nn.Parameter(torch.empty(num_heads, n, n))
+        self.bias = nn.Parameter(torch.empty(num_heads, n))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The reference init, ``nn.Conv1d``'s default: uniform(+-1/sqrt(fan_in)) with fan_in = N."""
+        bound = 1 / math.sqrt(self.weight.shape[-1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            x = rearrange(x, "b n (heads d) -> b heads n d", heads=self.num_heads)
+            x = einsum(self.weight, x, "heads n m, b heads m d -> b heads n d")
+            x = x + self.bias[..., None]
+            return rearrange(x, "b heads n d -> b n (heads d)")
+        # windows are batch-major: (B*nW) splits as (B, nW) and the per-window weight broadcasts over B
+        weight = self.weight * mask[:, None].to(self.weight.dtype)  # (nW, heads, N, N)
+        x = rearrange(x, "(b w) n (heads d) -> b w heads n d", w=mask.shape[0], heads=self.num_heads)
+        x = einsum(weight, x, "w heads n m, b w heads m d -> b w heads n d")
+        x = x + self.bias[..., None]
+        return rearrange(x, "b w heads n d -> (b w) n (heads d)")
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

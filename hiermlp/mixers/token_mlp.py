@@ -1,0 +1,66 @@
+"""MLP-Mixer's token-mixing MLP, restricted to a window."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from hiermlp.errors import ConfigError
+from hiermlp.mixers.base import register_mixer
+
+
+@register_mixer("token_mlp")
+class TokenMlp(nn.Module):
+    """Two-layer MLP across the tokens of each window, ``(B*nW, N, C) -> (B*nW, N, C)``.
+
+    ``fc2(act(fc1(x^T)))^T``: per channel, the N token values go through ``Linear(N, hidden)``, GELU and
+    ``Linear(hidden, N)``, shared by all channels and windows. The names (``fc1``, ``fc2``) are those of
+    timm's ``MixerBlock.mlp_tokens``, so ``mixer_b16_224`` converts by renaming only.
+
+    The hidden layer is nonlinear, so the mask cannot be folded into a weight: ``honours_mask = False``, and
+    the block shifts by zero padding (the reference Swin-MLP scheme) instead of a cyclic roll.
+
+    Args:
+        dim: Channels C.
+        window_size: ``(wh, ww)``, ``N = wh*ww``.
+        num_heads: Unused (one token MLP shared by all channels); part of the mixer contract.
+        token_mlp_ratio: Hidden size / N, when ``hidden_tokens`` is not given.
+        hidden_tokens: Hidden size of the token MLP (timm's Mixer-B/16: 384 for 196 tokens).
+        drop: Dropout after each layer.
+    """
+
+    honours_mask = False
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        window_size: tuple[int, int],
+        num_heads: int,
+        token_mlp_ratio: float = 2.0,
+        hidden_tokens: int | None = None,
+        drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if window_size is None:
+            raise ConfigError("token_mlp needs a fixed window_size: its layers are Linear(N, hidden)")
+        n = window_size[0] * window_size[1]
+        hidden = hidden_tokens if hidden_tokens is not None else round(token_mlp_ratio * n)
+        if hidden < 1:
+            raise ConfigError(f"token_mlp: hidden size must be >= 1, got {hidden}")
+        self.dim = dim
+        self.window_size = tuple(window_size)
+        self.fc1 = nn.Linear(n, hidden)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, n)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = rearrange(x, "b n c -> b c n")
+        x = self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        return rearrange(x, "b c n -> b n c")
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, window_size={self.window_size}, hidden_tokens={self.fc1.out_features}"
