@@ -105,3 +105,69 @@ def convert_state_dict(sd: StateDict) -> tuple[str, StateDict]:
         if conv.detect(sd):
             return conv.name, conv.convert(sd)
     return "unknown", sd
+
+
+# ---- MLP families ------------------------------------------------------------------------------------
+def _is_microsoft_swin_mlp(sd: StateDict) -> bool:
+    return _is_microsoft_swin(sd) and any(k.endswith(".spatial_mlp.weight") for k in sd)
+
+
+@register_converter("microsoft_swin_mlp", _is_microsoft_swin_mlp, first=True)
+def convert_microsoft_swin_mlp(sd: StateDict) -> StateDict:
+    """Reference Swin-MLP (Microsoft layout) -> hiermlp's ``spatial_mlp`` mixer.
+
+    The grouped ``Conv1d`` weight ``(heads*N, N, 1)`` is the ``(heads, N, N)`` einsum weight (row
+    ``head*N + n``, column ``m``), and the bias ``(heads*N,)`` is ``(heads, N)``.
+    """
+    sd = rename(convert_microsoft_swin(sd), [(r"\.spatial_mlp\.", ".mixer.")])
+    for k in [k for k in sd if k.endswith(".mixer.weight") and sd[k].ndim == 3 and sd[k].shape[-1] == 1]:
+        n = sd[k].shape[1]
+        sd[k] = sd[k].reshape(-1, n, n)
+        bias = k[: -len("weight")] + "bias"
+        if bias in sd:
+            sd[bias] = sd[bias].reshape(-1, n)
+    return sd
+
+
+def _is_timm_mixer(sd: StateDict) -> bool:
+    return "stem.proj.weight" in sd and any(".mlp_tokens.fc1." in k for k in sd)
+
+
+def _is_timm_gmlp(sd: StateDict) -> bool:
+    return "stem.proj.weight" in sd and any(".mlp_channels.gate.proj." in k for k in sd)
+
+
+# timm's isotropic MlpMixer: one stage of blocks, stem ``stem.proj``, classifier ``head``
+_TIMM_ISOTROPIC_RULES = [
+    (r"^stem\.proj\.", "patch_embed.proj."),
+    (r"^blocks\.", "stages.0.blocks."),
+    (r"^head\.", "head.fc."),
+]
+
+
+@register_converter("timm_mixer", _is_timm_mixer)
+def convert_timm_mixer(sd: StateDict) -> StateDict:
+    """timm ``MlpMixer`` with ``MixerBlock`` (e.g. ``mixer_b16_224``) -> one-stage hiermlp ``token_mlp``."""
+    return rename(
+        sd,
+        [*_TIMM_ISOTROPIC_RULES, (r"\.mlp_tokens\.", ".mixer."), (r"\.mlp_channels\.", ".mlp.")],
+    )
+
+
+@register_converter("timm_gmlp", _is_timm_gmlp)
+def convert_timm_gmlp(sd: StateDict) -> StateDict:
+    """timm ``MlpMixer`` with ``SpatialGatingBlock`` (e.g. ``gmlp_s16_224``) -> one-stage hiermlp ``gmlp``.
+
+    The block's single norm is ``norm1``; the gate's ``proj`` (``Linear(N, N)``) becomes the one-head
+    ``gate.weight (1, N, N)`` and ``gate.bias (1, N)``.
+    """
+    sd = rename(
+        sd,
+        [
+            *_TIMM_ISOTROPIC_RULES,
+            (r"(\.blocks\.\d+)\.norm\.", r"\1.norm1."),
+            (r"\.mlp_channels\.gate\.proj\.", ".mixer.gate."),
+            (r"\.mlp_channels\.", ".mixer."),
+        ],
+    )
+    return {k: v[None] if re.search(r"\.mixer\.gate\.(weight|bias)$", k) else v for k, v in sd.items()}
