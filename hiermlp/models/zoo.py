@@ -108,3 +108,150 @@ SWIN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 
 for _name, (_kwargs, _cfg, _note) in SWIN_VARIANTS.items():
     register_model(_name, pretrained_cfg=_cfg, family="swin", notes=_note, **_kwargs)
+
+
+# ---- Swin-MLP (reference "Swin-Mixer", microsoft models/swin_mlp.py) ----------------------------------
+# heads = channels / 24, /12, /6 ("C24/C12/C6"). Params equal the reference exactly (tests/test_mlp_models.py).
+# GMACs are torch.utils.flop_counter's (hiermlp.bench.count_gmacs) at the model's size: "roll" is hiermlp's
+# cyclic shift + masked weight (auto), "pad" the reference zero-padding shift (shift_mode="pad", one more
+# row and column of windows per shifted block, what the reference's own count assumes). Same function.
+SWIN_MLP_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "swin_mlp_tiny_c24_patch4_window8_256": (
+        dict(**SWIN_T, window_size=8, img_size=256, drop_path_rate=0.2) | dict(num_heads=(4, 8, 16, 32)),
+        cfg(f"{_RELEASE}/v1.0.5/swin_mlp_tiny_c24_patch4_window8_256.pth", img_size=256),
+        "Swin-MLP-T/C24, 20.39M, 3.99 GMACs roll / 4.03 pad (ref 4.03), IN-1K 79.4",
+    ),
+    "swin_mlp_tiny_c12_patch4_window8_256": (
+        dict(**SWIN_T, window_size=8, img_size=256, drop_path_rate=0.2) | dict(num_heads=(8, 16, 32, 64)),
+        cfg(f"{_RELEASE}/v1.0.5/swin_mlp_tiny_c12_patch4_window8_256.pth", img_size=256),
+        "Swin-MLP-T/C12, 21.15M, 3.99 GMACs roll / 4.03 pad (ref 4.03), IN-1K 79.6",
+    ),
+    "swin_mlp_tiny_c6_patch4_window8_256": (
+        dict(**SWIN_T, window_size=8, img_size=256, drop_path_rate=0.2) | dict(num_heads=(16, 32, 64, 128)),
+        cfg(f"{_RELEASE}/v1.0.5/swin_mlp_tiny_c6_patch4_window8_256.pth", img_size=256),
+        "Swin-MLP-T/C6, 22.68M, 3.99 GMACs roll / 4.03 pad (ref 4.03), IN-1K 79.7",
+    ),
+    "swin_mlp_base_patch4_window7_224": (
+        dict(**SWIN_B, window_size=7, img_size=224, drop_path_rate=0.5),
+        cfg(f"{_RELEASE}/v1.0.5/swin_mlp_base_patch4_window7_224.pth"),
+        "Swin-MLP-B (heads = C/32), 60.66M, 10.35 GMACs roll / 10.41 pad (ref 10.42), IN-1K 81.3",
+    ),
+}
+
+for _name, (_kwargs, _cfg, _note) in SWIN_MLP_VARIANTS.items():
+    register_model(_name, pretrained_cfg=_cfg, family="swin_mlp", notes=_note, mixer="spatial_mlp", **_kwargs)
+
+
+# ---- Window MLP-Mixer, window gMLP, hybrid and baselines (hiermlp's own; no released weights) ---------
+# Sized to Swin-T/S/B compute at 224 (4.49/8.75/15.44 GMACs): a window token MLP (hidden 2N = 98) or a gMLP
+# body (fc1 6C, gate over 49 tokens, fc2 3C -> C: 9C^2 per token) is cheaper than attention + channel MLP
+# (12C^2 + 2NC), so the families buy the difference back with depth (tiny: 10 blocks in stage 3) or width
+# (small/base: 112/152 and 108/144 channels with Swin-S/B depths). token_mlp cannot be masked and shifts by
+# zero padding (GMACs counted that way); gmlp masks its spatial weight and rolls.
+MLP_VARIANTS: dict[str, tuple[dict[str, Any], str, str]] = {
+    # name: (builder kwargs, family, note)
+    "winmixer_tiny_patch4_window7_224": (
+        dict(embed_dim=96, depths=(2, 2, 10, 2), num_heads=1, mixer="token_mlp", drop_path_rate=0.2),
+        "winmixer",
+        "window MLP-Mixer-T: token MLP 49->98->49 per window, pad shift; 24.51M, 4.35 GMACs",
+    ),
+    "winmixer_small_patch4_window7_224": (
+        dict(embed_dim=112, depths=(2, 2, 18, 2), num_heads=1, mixer="token_mlp", drop_path_rate=0.3),
+        "winmixer",
+        "window MLP-Mixer-S: Swin-S depths, width 112; 46.10M, 8.57 GMACs",
+    ),
+    "winmixer_base_patch4_window7_224": (
+        dict(embed_dim=152, depths=(2, 2, 18, 2), num_heads=1, mixer="token_mlp", drop_path_rate=0.5),
+        "winmixer",
+        "window MLP-Mixer-B: Swin-B depths, width 152; 84.22M, 15.41 GMACs",
+    ),
+    "wingmlp_tiny_patch4_window7_224": (
+        dict(embed_dim=96, depths=(2, 2, 10, 2), num_heads=1, mixer="gmlp", mlp_ratio=0.0, drop_path_rate=0.2),
+        "wingmlp",
+        "window gMLP-T: gMLP blocks (ffn 6C, one-head gate over the window, masked roll); 27.17M, 4.60 GMACs",
+    ),
+    "wingmlp_small_patch4_window7_224": (
+        dict(embed_dim=108, depths=(2, 2, 18, 2), num_heads=1, mixer="gmlp", mlp_ratio=0.0, drop_path_rate=0.3),
+        "wingmlp",
+        "window gMLP-S: Swin-S depths, width 108; 47.77M, 8.52 GMACs",
+    ),
+    "wingmlp_base_patch4_window7_224": (
+        dict(embed_dim=144, depths=(2, 2, 18, 2), num_heads=1, mixer="gmlp", mlp_ratio=0.0, drop_path_rate=0.5),
+        "wingmlp",
+        "window gMLP-B: Swin-B depths, width 144; 84.42M, 14.97 GMACs",
+    ),
+    "hybrid_tiny_patch4_window7_224": (
+        dict(
+            **SWIN_T,
+            mixer=("spatial_mlp", "spatial_mlp", "attention", "attention"),
+            drop_path_rate=0.2,
+        )
+        | dict(num_heads=(4, 8, 12, 24)),
+        "hybrid",
+        "Swin-T with Swin-MLP (C24) mixers in stages 1-2, attention in 3-4; 27.97M, 3.98 GMACs",
+    ),
+    "winpool_tiny_patch4_window7_224": (
+        dict(**SWIN_T, mixer="pool", drop_path_rate=0.1) | dict(num_heads=1),
+        "baseline",
+        "PoolFormer-style baseline: window mean minus token (masked roll), no mixer params; 19.62M, 3.00 GMACs",
+    ),
+    "identity_tiny_patch4_window7_224": (
+        dict(**SWIN_T, mixer="identity", drop_path_rate=0.1) | dict(num_heads=1),
+        "baseline",
+        "no token mixing (MetaFormer's lower bound): Swin-T stem/merging/channel MLPs only; 19.62M, 2.96 GMACs",
+    ),
+}
+
+for _name, (_kwargs, _family, _note) in MLP_VARIANTS.items():
+    register_model(_name, pretrained_cfg=cfg(), family=_family, notes=_note, **_kwargs)
+
+
+# ---- Isotropic references from timm (one stage, patch 16, the 14x14 map is one window, no shift) ------
+# Same functions as timm's models (logits within 1e-5 after conversion), so timm's weights load directly.
+_TIMM_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download"
+ISOTROPIC = dict(
+    img_size=224,
+    patch_size=16,
+    num_heads=1,
+    window_size=14,
+    shift=False,
+    downsample=False,
+    patch_norm=False,
+    norm_eps=1e-6,
+    drop_path_rate=0.0,
+)
+
+
+def _timm_cfg(url: str, hf_hub_id: str) -> dict[str, Any]:
+    # the token maps are sized for 196 tokens: other input sizes would re-window the map
+    fixed = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.875, fixed_input_size=True)
+    return cfg(url, hf_hub_id=hf_hub_id) | fixed | dict(license="apache-2.0")
+
+
+register_model(
+    "mixer_b16_224",
+    pretrained_cfg=_timm_cfg(
+        f"{_TIMM_RELEASE}/v0.1-vitjx/jx_mixer_b16_224-76587d61.pth", "timm/mixer_b16_224.goog_in21k_ft_in1k"
+    ),
+    family="isotropic",
+    notes="timm mixer_b16_224 (MLP-Mixer-B/16): token MLP 196->384->196, channel MLP 4C; 59.88M, 12.60 GMACs",
+    **ISOTROPIC,
+    embed_dim=768,
+    depths=(12,),
+    mixer="token_mlp",
+    mixer_kwargs=dict(hidden_tokens=384),
+)
+register_model(
+    "gmlp_s16_224",
+    pretrained_cfg=_timm_cfg(
+        f"{_TIMM_RELEASE}/v0.1-weights/gmlp_s16_224_raa-10536d42.pth", "timm/gmlp_s16_224.ra3_in1k"
+    ),
+    family="isotropic",
+    notes="timm gmlp_s16_224 (gMLP-S): 30 gMLP blocks, ffn 6C, gate over 196 tokens; 19.42M, 4.39 GMACs",
+    **ISOTROPIC,
+    embed_dim=256,
+    depths=(30,),
+    mixer="gmlp",
+    mixer_kwargs=dict(ffn_ratio=6.0),
+    mlp_ratio=0.0,
+)
