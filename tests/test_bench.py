@@ -1,0 +1,188 @@
+"""hiermlp.bench: every field of a benchmark row, name resolution, bad input, and the resolution sweep.
+
+No assertion depends on speed: timings on a shared CI machine are only checked to be finite and positive.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+import hiermlp
+from hiermlp.bench import count_gmacs
+from hiermlp.bench.cli import parse_kwargs
+from hiermlp.bench.memory import MemoryResult
+from hiermlp.bench.resolve import ImageSizeError, build_model, resolve_model
+from hiermlp.bench.speed import BenchEntry, benchmark_model, benchmark_models
+from hiermlp.bench.sweep import fit_exponent, run_sweep
+from hiermlp.bench.timing import Stats
+from hiermlp.cli import main
+from hiermlp.errors import UnknownNameError
+
+# a micro Swin: 2 stages, window 4, 16x16 input (tens of thousands of parameters)
+MICRO = {"patch_size": 2, "embed_dim": 16, "depths": (1, 1), "num_heads": (1, 2), "window_size": 4}
+FAST = dict(batch=2, repeats=2, warmup=1, min_sample_s=0.0, threads=1, in_chans=1, num_classes=10)
+
+
+def micro(mixer: str = "attention", label: str | None = None) -> BenchEntry:
+    return BenchEntry("swin_tiny_patch4_window7_224", label or mixer, {**MICRO, "mixer": mixer})
+
+
+def _positive_stats(s: Stats | None) -> None:
+    assert s is not None and s.n == FAST["repeats"]
+    for v in (s.median, s.q1, s.q3, s.min, s.max):
+        assert math.isfinite(v) and v > 0
+    assert s.min <= s.q1 <= s.median <= s.q3 <= s.max
+
+
+def test_benchmark_model_fields_are_sane():
+    row = benchmark_model(micro(), img_size=16, memory=True, **FAST)
+    model = hiermlp.create_model(
+        "swin_tiny_patch4_window7_224", num_classes=10, in_chans=1, img_size=16, **{**MICRO, "mixer": "attention"}
+    )
+    assert row.status == "ok", row.error
+    assert row.source == "hiermlp" and row.img_size == 16 and row.batch == 2
+    assert row.params == sum(p.numel() for p in model.parameters())
+    assert row.gmacs == pytest.approx(count_gmacs(model, (1, 16, 16)), rel=1e-9)
+    for s in (row.infer_img_s, row.latency_ms, row.train_img_s):
+        _positive_stats(s)
+    assert row.infer_rel == row.train_rel == row.latency_rel == 1.0
+    for mem in (row.mem_infer_mb, row.mem_train_mb):
+        assert mem is not None and math.isfinite(mem) and mem > 0
+    assert "fresh process" in row.mem_method
+
+
+def test_report_files_parse(tmp_path):
+    report = benchmark_models([micro("attention"), micro("pool")], img_size=16, memory=False, **FAST)
+    assert [r.model for r in report.rows] == ["attention", "pool"]
+    assert report.rows[1].infer_rel is not None and report.rows[1].infer_rel > 0
+    for key in ("device", "threads", "dtype", "torch", "timm", "hiermlp", "cpu"):
+        assert key in report.env
+    assert report.env["threads"] == 1
+    md = report.markdown(command="hiermlp bench ...")
+    assert "| `attention` |" in md and "torch" in md
+    paths = report.save(tmp_path / "out", command="hiermlp bench ...")
+    assert {p.suffix for p in paths} == {".md", ".csv", ".json", ".png"}
+    rows = list(csv.DictReader((tmp_path / "out" / "bench.csv").open()))
+    assert [r["model"] for r in rows] == ["attention", "pool"]
+    assert float(rows[0]["infer_img_s_median"]) > 0
+    data = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert data["rows"][1]["params"] == report.rows[1].params
+    assert (tmp_path / "out" / "bench.png").stat().st_size > 1000
+
+
+def test_names_resolve_hiermlp_first_then_timm():
+    assert resolve_model("swin_tiny_patch4_window7_224").source == "hiermlp"
+    ref = resolve_model("timm:swin_tiny_patch4_window7_224")
+    assert (ref.source, ref.model_name) == ("timm", "swin_tiny_patch4_window7_224")
+    assert resolve_model("resnet18").source == "timm"
+    assert resolve_model("hiermlp:swin_tiny_patch4_window7_224").source == "hiermlp"
+
+
+@pytest.mark.parametrize(
+    ("name", "close"),
+    [
+        ("swin_tiny_patch4_window7_22", "swin_tiny_patch4_window7_224"),
+        ("timm:resnet19", "resnet18"),
+        ("convnext_tinyy", "convnext_tiny"),  # only timm has it: suggestions come from timm's list too
+    ],
+)
+def test_unknown_model_suggests_close_names(name, close):
+    with pytest.raises(UnknownNameError, match="Did you mean") as info:
+        resolve_model(name)
+    assert close in str(info.value)
+
+
+def test_cli_unknown_model_is_a_message_not_a_traceback(capsys):
+    assert main(["bench", "swim_tiny_patch4_window7_224", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'swim_tiny_patch4_window7_224'" in err and "swin_tiny_patch4_window7_224" in err
+    assert "Traceback" not in err
+
+
+def test_image_size_the_model_cannot_take():
+    with pytest.raises(ImageSizeError, match="cannot be built for 1x1"):
+        build_model("swin_tiny_patch4_window7_224", img_size=1, model_kwargs=MICRO)
+    row = benchmark_model(micro(), img_size=1, memory=False, **FAST)
+    assert row.status == "unsupported" and "1x1" in row.error and row.infer_img_s is None
+
+
+def test_cli_bad_image_size_reports_and_fails(capsys, tmp_path):
+    micro_kwargs = ["patch_size=2", "embed_dim=16", "depths=[1, 1]", "num_heads=[1, 2]", "window_size=4"]
+    argv = ["bench", "swin_tiny_patch4_window7_224", "--img-size", "1", "--no-memory", "--no-progress"]
+    argv += ["--threads", "1", *(a for kv in micro_kwargs for a in ("-k", kv))]
+    rc = main(argv)
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "unsupported" in out.out and "cannot be built for 1x1" in out.out
+    assert "Traceback" not in out.err
+
+
+def test_sweep_records_fake_oom_and_goes_on(monkeypatch, tmp_path):
+    import hiermlp.bench.sweep as sweep_mod
+
+    real = sweep_mod.check_input_size
+
+    def fake(model, name, input_size, device="cpu"):
+        if input_size[-1] == 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (injected)")
+        return real(model, name, input_size, device)
+
+    monkeypatch.setattr(sweep_mod, "check_input_size", fake)
+    report = run_sweep([micro("attention"), micro("spatial_mlp")], [16, 32, 48], memory=False, **FAST)
+    status = {(p.model, p.img_size): p.status for p in report.points}
+    assert status[("attention", 32)] == "oom" and status[("spatial_mlp", 32)] == "oom"
+    assert status[("attention", 16)] == status[("attention", 48)] == "ok"
+    assert all(f.time_exp is not None and math.isfinite(f.time_exp) for f in report.fits)
+    assert all(f.gmacs_exp is not None and f.gmacs_exp > 0.5 for f in report.fits)
+    assert "OOM" in report.table()
+    paths = report.save(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok", "oom"}
+    assert len(json.loads((tmp_path / "sweep.json").read_text())["fits"]) == 2
+    assert (tmp_path / "sweep.png").stat().st_size > 1000 and len(paths) == 4
+
+
+def test_sweep_memory_canary_oom_and_time_cap(monkeypatch):
+    import hiermlp.bench.sweep as sweep_mod
+
+    def fake_memory(name, *, img_size, **kwargs):
+        if img_size == 24:
+            return MemoryResult("oom", method="fake", error="killed by SIGKILL (out of memory)")
+        return MemoryResult("ok", peak_mb=float(img_size), step_s=0.01, method="fake")
+
+    monkeypatch.setattr(sweep_mod, "measure_peak_memory", fake_memory)
+    report = run_sweep([micro()], [16, 24, 32], **FAST)
+    assert [p.status for p in report.points] == ["ok", "oom", "ok"]
+    assert report.fits[0].mem_exp == pytest.approx(0.5)  # fake peak ∝ side = pixels^0.5
+
+    capped = run_sweep([micro()], [16, 32], max_point_s=1e-9, memory=False, **FAST)
+    assert [p.status for p in capped.points] == ["time cap", "skipped"]
+
+
+def test_fit_exponent_recovers_a_power_law():
+    pixels = [64**2, 128**2, 224**2, 384**2]
+    assert fit_exponent(pixels, [3.0 * p**1.5 for p in pixels]) == pytest.approx(1.5)
+    assert fit_exponent(pixels, [None, 1.0, None, None]) is None
+
+
+def test_stats_quartiles_and_inverse_map():
+    s = Stats.of([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (s.median, s.q1, s.q3, s.min, s.max, s.n) == (3.0, 2.0, 4.0, 1.0, 5.0, 5)
+    inv = s.map(lambda t: 1 / t)  # time -> throughput flips the ends
+    assert inv.q1 == pytest.approx(0.25) and inv.q3 == pytest.approx(0.5) and inv.max == 1.0
+
+
+def test_parse_kwargs_types_values():
+    assert parse_kwargs(["mixer=gmlp", "window_size=8", "depths=[2, 2]", "shift=false"]) == {
+        "mixer": "gmlp",
+        "window_size": 8,
+        "depths": [2, 2],
+        "shift": False,
+    }
+    with pytest.raises(ValueError, match="key=value"):
+        parse_kwargs(["mixer"])
