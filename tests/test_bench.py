@@ -186,3 +186,14 @@ def test_parse_kwargs_types_values():
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_kwargs(["mixer"])
+
+
+def test_model_argument_with_label_and_own_options():
+    from hiermlp.bench.cli import parse_model_arg
+
+    e = parse_model_arg("global=swin_tiny_patch4_window7_224{mixer: global_attention}", {"window_size": 4})
+    assert (e.model, e.label) == ("swin_tiny_patch4_window7_224", "global")
+    assert e.model_kwargs == {"window_size": 4, "mixer": "global_attention"}
+    assert parse_model_arg("timm:resnet18").model == "timm:resnet18"
+    with pytest.raises(ValueError, match="YAML mapping"):
+        parse_model_arg("swin_tiny_patch4_window7_224{mixer")

@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from hiermlp.errors import HiermlpError, UnknownNameError
 
-__all__ = ["add_bench_arguments", "parse_kwargs", "run_bench"]
+if TYPE_CHECKING:
+    from hiermlp.bench.speed import BenchEntry
+
+__all__ = ["add_bench_arguments", "parse_kwargs", "parse_model_arg", "run_bench"]
 
 
 def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
@@ -34,6 +37,34 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"expected key=value, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def parse_model_arg(text: str, common: dict[str, Any] | None = None) -> BenchEntry:
+    """``[LABEL=]MODEL[{YAML mapping}]`` -> a bench entry with its own constructor options.
+
+    ``swin_tiny_patch4_window7_224{mixer: global_attention}`` or
+    ``global=swin_tiny_patch4_window7_224{mixer: global_attention}``; options given with ``-k`` apply to
+    every model and are overridden by a model's own.
+
+    Raises:
+        ValueError: The ``{...}`` part is not a YAML mapping.
+    """
+    from hiermlp.bench.speed import BenchEntry
+
+    head, brace, rest = text.partition("{")
+    label, eq, model = head.partition("=")
+    if not eq:
+        label, model = "", head
+    own: dict[str, Any] = {}
+    if brace:
+        try:
+            own = yaml.safe_load("{" + rest)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{text!r}: options after the model name must be a YAML mapping ({e})") from None
+        if not isinstance(own, dict):
+            raise ValueError(f"{text!r}: options after the model name must be a YAML mapping")
+    label = label.strip() or (text if brace else model.strip())
+    return BenchEntry(model.strip(), label, {**(common or {}), **own})
 
 
 def _sizes(text: str) -> list[int]:
@@ -52,8 +83,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "models",
         nargs="+",
         metavar="MODEL",
-        help="hiermlp or timm model names (hiermlp's registry first; prefix timm: to force timm's). "
-        "The first model is the reference of the ×1st ratios.",
+        help="hiermlp or timm model names (hiermlp's registry first; prefix timm: to force timm's), each "
+        "optionally as LABEL=MODEL{yaml options}, e.g. 'global=swin_tiny_patch4_window7_224{mixer: "
+        "global_attention}'. The first model is the reference of the ×1st ratios.",
     )
     parser.add_argument("--img-size", type=int, default=None, help="image side (default: each model's own)")
     parser.add_argument("--batch", type=int, default=None, help="batch size of throughput runs (default 32; sweep: 4)")
@@ -125,18 +157,18 @@ def run_bench(args: argparse.Namespace) -> int:
     """Run ``hiermlp bench``; returns the exit status (0 ok, 1 some rows failed, 2 bad input)."""
     import torch
 
-    from hiermlp.bench.speed import BenchEntry, benchmark_models
+    from hiermlp.bench.speed import benchmark_models
     from hiermlp.bench.sweep import run_sweep
 
     try:
         kwargs = parse_kwargs(args.model_kwarg)
+        entries = [parse_model_arg(m, kwargs) for m in args.models]
     except ValueError as e:
         print(f"hiermlp bench: error: {e}", file=sys.stderr)
         return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("hiermlp bench: error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
-    entries = [BenchEntry(m, model_kwargs=kwargs) for m in args.models]
     command = _command(args)
     common = dict(
         device=args.device,
