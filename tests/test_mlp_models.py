@@ -1,0 +1,369 @@
+"""Swin-MLP against an independent reference formulation, isotropic timm parity, the MLP zoo, user mixers."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hiermlp
+from hiermlp.bench import count_gmacs
+from hiermlp.mixers import MIXERS, GatedMlp, SpatialMlp, TokenMlp, WindowAttention
+from hiermlp.models.block import HierBlock
+from hiermlp.models.registry import get_entry
+
+torch.set_grad_enabled(False)
+
+
+def randomize(model: nn.Module, seed: int = 0, std: float = 0.05) -> nn.Module:
+    """Every parameter random (norm weights around 1), so no init symmetry can hide a layout error."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        noise = torch.randn(p.shape, generator=g) * std
+        is_norm_weight = p.ndim == 1 and "norm" in name and name.endswith("weight")
+        p.copy_(noise + 1.0 if is_norm_weight else noise)
+    return model.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+# ---- an independent reference Swin-MLP, written like microsoft models/swin_mlp.py (Microsoft layout) -----
+def ref_partition(x, ws):
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, ws, ws, c)
+
+
+def ref_reverse(windows, ws, h, w):
+    b = int(windows.shape[0] / (h * w / ws / ws))
+    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
+
+
+class RefMlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class RefSwinMLPBlock(nn.Module):
+    """Zero-padding shift and a grouped Conv1d, as the reference does it."""
+
+    def __init__(self, dim, input_resolution, num_heads, window_size, shift_size):
+        super().__init__()
+        self.dim, self.input_resolution, self.num_heads = dim, input_resolution, num_heads
+        self.window_size, self.shift_size = window_size, shift_size
+        if min(input_resolution) <= window_size:
+            self.shift_size, self.window_size = 0, min(input_resolution)
+        ws, s = self.window_size, self.shift_size
+        self.padding = [ws - s, s, ws - s, s]  # P_l, P_r, P_t, P_b
+        self.norm1 = nn.LayerNorm(dim)
+        self.spatial_mlp = nn.Conv1d(num_heads * ws**2, num_heads * ws**2, kernel_size=1, groups=num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = RefMlp(dim, 4 * dim)
+
+    def forward(self, x):  # (B, H*W, C)
+        h, w = self.input_resolution
+        b, _, c = x.shape
+        ws, heads = self.window_size, self.num_heads
+        shortcut = x
+        x = self.norm1(x).view(b, h, w, c)
+        if self.shift_size > 0:
+            p_l, p_r, p_t, p_b = self.padding
+            x = F.pad(x, [0, 0, p_l, p_r, p_t, p_b], "constant", 0)
+        _, hp, wp, _ = x.shape
+        win = ref_partition(x, ws).view(-1, ws * ws, c)
+        win = win.view(-1, ws * ws, heads, c // heads).transpose(1, 2).reshape(-1, heads * ws * ws, c // heads)
+        win = self.spatial_mlp(win)
+        win = win.view(-1, heads, ws * ws, c // heads).transpose(1, 2).reshape(-1, ws, ws, c)
+        x = ref_reverse(win, ws, hp, wp)
+        if self.shift_size > 0:
+            p_l, p_r, p_t, p_b = self.padding
+            x = x[:, p_t:-p_b, p_l:-p_r, :].contiguous()
+        x = shortcut + x.view(b, h * w, c)
+        return x + self.mlp(self.norm2(x))
+
+
+class RefPatchMerging(nn.Module):
+    def __init__(self, input_resolution, dim):
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x):
+        h, w = self.input_resolution
+        b, _, c = x.shape
+        x = x.view(b, h, w, c)
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x.view(b, -1, 4 * c)))
+
+
+class RefLayer(nn.Module):
+    def __init__(self, dim, res, depth, heads, ws, downsample):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            RefSwinMLPBlock(dim, res, heads, ws, 0 if i % 2 == 0 else ws // 2) for i in range(depth)
+        )
+        self.downsample = RefPatchMerging(res, dim) if downsample else None
+
+    def forward(self, x):
+        for blk in self.blocks:
+            x = blk(x)
+        return self.downsample(x) if self.downsample is not None else x
+
+
+class RefPatchEmbed(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, kernel_size=4, stride=4)
+        self.norm = nn.LayerNorm(dim)
+
+
+class RefSwinMLP(nn.Module):
+    def __init__(self, img_size, embed_dim, depths, num_heads, window_size, num_classes=1000):
+        super().__init__()
+        self.patch_embed = RefPatchEmbed(embed_dim)
+        res = img_size // 4
+        self.layers = nn.ModuleList()
+        for i, (d, h) in enumerate(zip(depths, num_heads)):
+            r = res // 2**i
+            self.layers.append(RefLayer(embed_dim * 2**i, (r, r), d, h, window_size, i < len(depths) - 1))
+        self.num_features = embed_dim * 2 ** (len(depths) - 1)
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward(self, x):
+        x = self.patch_embed.norm(self.patch_embed.proj(x).flatten(2).transpose(1, 2))
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.norm(x).mean(1))
+
+
+# ---- Swin-MLP: the masked cyclic shift is the reference pad shift ----------------------------------------
+@pytest.mark.parametrize("shift", [0, 4])
+@pytest.mark.parametrize("shift_mode", ["auto", "pad"])
+def test_swin_mlp_block_equals_reference_pad_shift(shift, shift_mode):
+    dim, heads, ws, (h, w) = 32, 4, 8, (16, 24)
+    ref = randomize(RefSwinMLPBlock(dim, (h, w), heads, ws, shift))
+    block = HierBlock(
+        dim=dim,
+        num_heads=heads,
+        window_size=(ws, ws),
+        shift_size=(shift, shift),
+        mixer="spatial_mlp",
+        shift_mode=shift_mode,
+    ).eval()
+    assert block.shift_mode == ("roll" if shift_mode == "auto" else "pad")
+    sd = {k.replace("spatial_mlp", "mixer"): v for k, v in ref.state_dict().items()}
+    sd["mixer.weight"] = sd["mixer.weight"].reshape(heads, ws * ws, ws * ws)
+    sd["mixer.bias"] = sd["mixer.bias"].reshape(heads, ws * ws)
+    block.load_state_dict(sd)
+    x = torch.randn(2, h, w, dim)
+    assert max_diff(block(x), ref(x.view(2, h * w, dim)).view(2, h, w, dim)) < 1e-5
+
+
+SWIN_MLP_REF = {  # REFERENCE.md: name -> (embed_dim, depths, heads, window, img, params (M), GMACs)
+    "swin_mlp_tiny_c24_patch4_window8_256": (96, (2, 2, 6, 2), (4, 8, 16, 32), 8, 256, 20.39, 4.03),
+    "swin_mlp_tiny_c12_patch4_window8_256": (96, (2, 2, 6, 2), (8, 16, 32, 64), 8, 256, 21.15, 4.03),
+    "swin_mlp_tiny_c6_patch4_window8_256": (96, (2, 2, 6, 2), (16, 32, 64, 128), 8, 256, 22.68, 4.03),
+    "swin_mlp_base_patch4_window7_224": (128, (2, 2, 18, 2), (4, 8, 16, 32), 7, 224, 60.66, 10.42),
+}
+
+
+def test_swin_mlp_tiny_c24_reproduces_reference_from_its_state_dict(tmp_path):
+    """The whole model: reference-layout weights load through load_checkpoint and give the same logits."""
+    embed_dim, depths, heads, window, img, *_ = SWIN_MLP_REF["swin_mlp_tiny_c24_patch4_window8_256"]
+    ref = randomize(RefSwinMLP(img, embed_dim, depths, heads, window))
+    x = torch.randn(1, 3, img, img)
+    expected = ref(x)
+    path = tmp_path / "swin_mlp_tiny_c24_patch4_window8_256.pth"
+    torch.save({"model": ref.state_dict(), "epoch": 300}, path)  # the official files' wrapper
+    model = hiermlp.create_model("swin_mlp_tiny_c24_patch4_window8_256").eval()
+    result = hiermlp.load_checkpoint(model, path)
+    assert result.layout == "microsoft_swin_mlp" and not result.missing and not result.unexpected
+    assert model.stages[1].blocks[1].shift_mode == "roll"
+    assert max_diff(model(x), expected) < 1e-5
+    # the reference's own scheme, loaded through create_model(checkpoint_path=...)
+    pad = hiermlp.create_model("swin_mlp_tiny_c24_patch4_window8_256", shift_mode="pad", checkpoint_path=path)
+    assert max_diff(pad.eval()(x), expected) < 1e-5
+
+
+def swin_mlp_param_count(embed_dim, depths, heads, window, img, num_classes=1000):
+    """The reference formula: stem conv + norm, blocks (2 norms, spatial MLP, 4x MLP), mergings, norm, head."""
+    total = 3 * 16 * embed_dim + embed_dim + 2 * embed_dim
+    res = img // 4
+    for i, depth in enumerate(depths):
+        dim, n = embed_dim * 2**i, min(window, res) ** 2
+        total += depth * (4 * dim + heads[i] * n * n + heads[i] * n + 8 * dim * dim + 5 * dim)
+        if i < len(depths) - 1:
+            total += 8 * dim + 8 * dim * dim
+            res //= 2
+    return total + 2 * dim + dim * num_classes + num_classes
+
+
+@pytest.mark.parametrize("name", sorted(SWIN_MLP_REF))
+def test_swin_mlp_zoo_params_equal_reference(name):
+    embed_dim, depths, heads, window, img, params_m, _ = SWIN_MLP_REF[name]
+    expected = swin_mlp_param_count(embed_dim, depths, heads, window, img)
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        model = hiermlp.create_model(name)
+        ref = RefSwinMLP(img, embed_dim, depths, heads, window)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert sum(p.numel() for p in ref.parameters()) == expected
+    assert round(expected / 1e6, 2) == params_m
+
+
+@pytest.mark.parametrize("name", sorted(SWIN_MLP_REF))
+def test_swin_mlp_zoo_gmacs_near_reference(name):
+    """Both shifts within 2% of the reference count; the cyclic one mixes fewer windows, so it is lower."""
+    *_, img, _, gmacs = SWIN_MLP_REF[name]
+    with torch.device("meta"):  # the flop counter needs shapes only
+        roll_model = hiermlp.create_model(name)
+        pad_model = hiermlp.create_model(name, shift_mode="pad")
+    roll = count_gmacs(roll_model, (3, img, img), device="meta")
+    pad = count_gmacs(pad_model, (3, img, img), device="meta")
+    assert abs(roll - gmacs) / gmacs < 0.02 and abs(pad - gmacs) / gmacs < 0.02, (roll, pad)
+    assert roll < pad
+    assert f"{roll:.2f} GMACs roll / {pad:.2f} pad" in get_entry(name).notes  # the zoo note tells the truth
+
+
+# ---- isotropic models equal timm's ---------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "layout"), [("mixer_b16_224", "timm_mixer"), ("gmlp_s16_224", "timm_gmlp")])
+def test_isotropic_matches_timm(name, layout):
+    theirs = randomize(timm.create_model(name))
+    ours = hiermlp.create_model(name).eval()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    result = hiermlp.load_checkpoint(ours, theirs.state_dict())
+    assert result.layout == layout and not result.missing and not result.unexpected
+    x = torch.randn(1, 3, 224, 224)
+    diff = max_diff(ours(x), theirs(x))
+    assert diff < 1e-5, diff
+
+
+# ---- the MLP zoo ---------------------------------------------------------------------------------------
+NEW_FAMILIES = ("swin_mlp", "winmixer", "wingmlp", "hybrid", "baseline", "isotropic")
+NEW_MODELS = [n for f in NEW_FAMILIES for n in hiermlp.list_models(family=f)]
+
+
+def test_zoo_has_every_family():
+    assert len(NEW_MODELS) == 15
+    for name in ("mixer_b16_224", "gmlp_s16_224", "hybrid_tiny_patch4_window7_224"):
+        assert name in NEW_MODELS
+        assert timm.is_model(f"hiermlp_{name}")
+
+
+@pytest.mark.parametrize("name", NEW_MODELS)
+def test_zoo_model_builds_and_runs(name):
+    size = 224 if get_entry(name).pretrained_cfg["fixed_input_size"] else 64
+    with torch.device("meta"):  # every row builds and runs shape-correctly; numerics are tested above
+        model = hiermlp.create_model(name, num_classes=10).eval()
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 10)
+    assert get_entry(name).notes
+
+
+def test_hybrid_mixes_per_stage():
+    with torch.device("meta"):
+        model = hiermlp.create_model("hybrid_tiny_patch4_window7_224")
+    kinds = [type(s.blocks[0].mixer) for s in model.stages]
+    assert kinds == [SpatialMlp, SpatialMlp, WindowAttention, WindowAttention]
+    assert model.stages[0].blocks[1].shift_mode == "roll"
+
+
+@torch.device("meta")
+def test_mixer_families_pick_their_shift():
+    winmixer = hiermlp.create_model("winmixer_tiny_patch4_window7_224")
+    assert isinstance(winmixer.stages[0].blocks[1].mixer, TokenMlp) and winmixer.stages[0].blocks[1].shift_mode == "pad"
+    wingmlp = hiermlp.create_model("wingmlp_tiny_patch4_window7_224")
+    block = wingmlp.stages[0].blocks[1]
+    assert isinstance(block.mixer, GatedMlp) and block.shift_mode == "roll" and block.mlp is None
+
+
+# ---- user mixers -----------------------------------------------------------------------------------------
+README_SNIPPET = textwrap.dedent(
+    '''
+    import torch
+    from einops import rearrange
+    from torch import nn
+
+    import hiermlp
+
+
+    @hiermlp.register_mixer("window_conv")
+    class WindowConv(nn.Module):
+        """Depthwise conv over the tokens of each window, (B*nW, N, C) -> (B*nW, N, C)."""
+
+        honours_mask = False  # a conv cannot apply the shift mask: the block shifts by zero padding
+
+        def __init__(self, dim, *, window_size, num_heads, kernel_size=3):
+            super().__init__()
+            self.window_size = window_size
+            self.conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+
+        def forward(self, x, mask=None):
+            wh, ww = self.window_size
+            x = rearrange(x, "b (wh ww) c -> b c wh ww", wh=wh, ww=ww)
+            return rearrange(self.conv(x), "b c wh ww -> b (wh ww) c")
+
+
+    model = hiermlp.create_model(
+        "swin_tiny_patch4_window7_224",
+        mixer=("window_conv", "window_conv", "attention", "attention"),  # conv early, attention late
+        mixer_kwargs=({"kernel_size": 5}, {"kernel_size": 3}, None, None),
+        num_classes=10,
+    )
+    print(model(torch.randn(1, 3, 224, 224)).shape)  # torch.Size([1, 10])
+    '''
+)
+
+
+@pytest.fixture
+def clean_mixers():
+    before = dict(MIXERS)
+    yield
+    MIXERS.clear()
+    MIXERS.update(before)
+
+
+def test_readme_user_mixer_snippet(clean_mixers, capsys):
+    namespace: dict = {}
+    exec(compile(README_SNIPPET, "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.strip() == "torch.Size([1, 10])"
+    model = namespace["model"]
+    assert model.stages[0].blocks[0].mixer.conv.kernel_size == (5, 5)
+    assert model.stages[0].blocks[1].shift_mode == "pad"
+    # the same mixer by name through timm's registry and through a training config
+    m = timm.create_model(
+        "hiermlp_swin_mlp_tiny_c24_patch4_window8_256", mixer="window_conv", mixer_kwargs={"kernel_size": 1}
+    )
+    assert type(m.stages[3].blocks[0].mixer).__name__ == "WindowConv"
+    from hiermlp.train.config import config_from_dict
+    from hiermlp.train.loop import build_model
+
+    cfg = config_from_dict(
+        {
+            "model_kwargs": dict(
+                patch_size=2,
+                embed_dim=16,
+                depths=[2, 2],
+                num_heads=[2, 4],
+                window_size=4,
+                mixer=["window_conv", "spatial_mlp"],
+                mixer_kwargs=[{"kernel_size": 3}, None],
+            )
+        }
+    )
+    model = build_model(cfg, num_classes=10)
+    assert [type(s.blocks[0].mixer).__name__ for s in model.stages] == ["WindowConv", "SpatialMlp"]
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    with pytest.raises(hiermlp.ConfigError, match="kernel_sise"):
+        hiermlp.create_model("swin_tiny_patch4_window7_224", mixer="window_conv", mixer_kwargs={"kernel_sise": 3})
