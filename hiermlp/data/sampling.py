@@ -72,7 +72,9 @@ class SeededDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             random.seed(s)
             np.random.seed(s % 2**32)
-            torch.manual_seed(s)
+            # the CPU generator only: torch.manual_seed would also queue a lazy CUDA seeding that records
+            # a stack trace per call (milliseconds per sample)
+            torch.default_generator.manual_seed(s)
             try:
                 return self.dataset[index]
             finally:

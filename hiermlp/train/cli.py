@@ -2,7 +2,7 @@
 
     hiermlp train [CONFIG] [key=value ...]
     hiermlp eval CHECKPOINT [--data SPEC --data-root DIR ...]
-    hiermlp eval MODEL --checkpoint FILE [--data SPEC ...] [key=value ...]
+    hiermlp eval MODEL --checkpoint FILE [--data SPEC ...] [--set key=value ...]
 
 ``CONFIG`` is a YAML file or a preset name under ``configs/train/``; without it the built-in defaults (a
 micro Swin on the embedded Fashion-MNIST subset) are used. ``torchrun --nproc_per_node N -m hiermlp train
@@ -52,7 +52,9 @@ def run_train(args: argparse.Namespace) -> int:
         if args.print_config:
             print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
             return 0
-        train(cfg)
+        result = train(cfg)
+        if not cfg.progress and result.out_dir is not None:  # train() printed it when progress is on
+            print(result.summary(), flush=True)
     except (HiermlpError, FileNotFoundError, FloatingPointError, ValueError) as e:
         print(f"hiermlp train: error: {e}", file=sys.stderr)
         return 2
@@ -61,7 +63,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a training checkpoint (.pth), or a model name used with --checkpoint")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (model_kwargs...)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set in_chans=1 model_kwargs.embed_dim=32",
+    )
     parser.add_argument("--checkpoint", help="weights for MODEL (any format hiermlp.load_checkpoint reads)")
     parser.add_argument("--data", help="dataset spec (default: the checkpoint's, else embedded)")
     parser.add_argument("--data-root", help="dataset directory")

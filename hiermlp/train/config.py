@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0  # seeds data order, augmentation, init and drop path
     deterministic: bool = True  # ask PyTorch for deterministic kernels (warn-only where none exist)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    threads: int = 0  # torch CPU threads per process (0 = PyTorch's default; 1 helps on busy machines)
     resume: str = ""  # checkpoint to resume from; "auto" = out_dir/last.pth if it exists
     ckpt_every: int = 0  # also write last.pth every N optimizer steps (0 = only at epoch ends)
     progress: bool = True  # tqdm progress bar on rank 0
@@ -99,11 +100,11 @@ class TrainConfig:
     label_smoothing: float = 0.1  # label smoothing (also inside mixup targets)
 
     # --- optimisation ---
-    epochs: int = 8  # training epochs
+    epochs: int = 5  # training epochs
     batch_size: int = 128  # global batch per optimizer step (all ranks, all accumulation steps)
     accum_steps: int = 1  # gradient accumulation micro-steps per optimizer step
     opt: str = "adamw"  # any timm optimizer name (timm.optim.create_optimizer_v2)
-    lr: float = 2e-3  # peak learning rate per lr_base_batch images
+    lr: float = 5e-3  # peak learning rate per lr_base_batch images
     lr_base_batch: int = 512  # lr, warmup_lr and min_lr scale by batch_size / lr_base_batch (0 = no)
     warmup_lr: float = 5e-7  # learning rate at step 0 (scaled like lr)
     min_lr: float = 5e-6  # learning rate at the end of the cosine (scaled like lr)

@@ -213,7 +213,9 @@ def evaluate(
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
 
 
 def _set_deterministic(on: bool) -> None:
@@ -293,6 +295,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, progress: bool
 
 def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
     device = info.device
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     _set_deterministic(cfg.deterministic)
     _seed_all(cfg.seed)
