@@ -1,0 +1,48 @@
+"""Two-process DDP on CPU (gloo, started by torchrun) matches a one-process run of the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hiermlp
+from hiermlp.train import load_config, train
+from hiermlp.train.loop import build_model
+
+from .test_train import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+# no drop path: its randomness is per rank, so it is the one thing that legitimately differs
+RUN = [*TINY, "epochs=2", "amp=none", "drop_path_rate=0", "no_aug=false", "limit_train=512"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_matches_one(tmp_path):
+    single = train(load_config(None, [*RUN, f"out_dir={tmp_path / 'one'}"]))
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "hiermlp", "train", *RUN, f"out_dir={out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("test top-1") == 1  # only rank 0 reports
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for a, b in zip(rows, single.history):
+        assert a["step"] == b["step"]
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-3
+        assert abs(a["test_loss"] - b["test_loss"]) < 1e-3
+        assert abs(a["top1"] - b["top1"]) <= 0.4  # 500 test images: at most 2 flips from float noise
+
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    model = build_model(single.config, 10)
+    hiermlp.load_checkpoint(model, out / "last.pth")
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(ckpt["model"][k], v, atol=1e-4, rtol=1e-3, msg=k)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pth", "config.yaml", "last.pth", "metrics.jsonl"]
