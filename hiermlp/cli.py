@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_missing", None):
         parser.error(args._missing)
-    return int(args._run(args) or 0)
+    from hiermlp.errors import HiermlpError
+
+    try:
+        return int(args._run(args) or 0)
+    except HiermlpError as e:  # our errors already say what is wrong and how to fix it: no traceback
+        print(f"hiermlp {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _parser_for(name: str) -> argparse.ArgumentParser:

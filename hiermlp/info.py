@@ -1,0 +1,72 @@
+"""``hiermlp info MODEL`` and ``hiermlp list``: what a model is, without training anything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from hiermlp.bench.flops import count_gmacs
+from hiermlp.mixers import MIXERS
+from hiermlp.models import create_model, list_models
+from hiermlp.models.registry import get_entry
+
+
+def add_info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="registered model name, e.g. swin_tiny_patch4_window7_224")
+    p.add_argument("--img-size", type=int, nargs="+", default=None, help="H [W] of the probe input (default: cfg)")
+    p.add_argument("--batch", type=int, default=1, help="batch of the probe input")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--in-chans", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
+    model = create_model(args.model, **kwargs).eval()
+    c, h, w = model.pretrained_cfg["input_size"]
+    if args.img_size:
+        h, w = args.img_size[0], args.img_size[-1]
+    x = torch.randn(args.batch, c, h, w)
+    with torch.inference_mode():
+        logits = model(x)
+        feats = model.forward_intermediates(x, intermediates_only=True)
+    params = sum(p.numel() for p in model.parameters())
+    info = dict(
+        model=args.model,
+        params=params,
+        params_m=round(params / 1e6, 2),
+        gmacs=round(count_gmacs(model, (c, h, w)), 3),
+        input=list(x.shape),
+        output=list(logits.shape),
+        stages=[list(f.shape) for f in feats],
+        mixers=[type(s.blocks[0].mixer).__name__ for s in model.stages],
+        windows=[list(s.window_size) for s in model.stages],
+    )
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"model    {info['model']}  ({get_entry(args.model).notes})")
+    print(f"params   {params:,} ({info['params_m']} M)")
+    print(f"GMACs    {info['gmacs']} at {h}x{w}")
+    print(f"input    {tuple(x.shape)} -> output {tuple(logits.shape)}")
+    for i, (f, s) in enumerate(zip(feats, model.stages)):
+        print(f"stage {i}  {tuple(f.shape)}  mixer={info['mixers'][i]} window={s.window_size} shift={s.shift_size}")
+    return 0
+
+
+def add_list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'swin_*'")
+    p.add_argument("--mixers", action="store_true", help="list registered mixers instead")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.mixers:
+        for name, cls in sorted(MIXERS.items()):
+            doc = (cls.__doc__ or "").strip().splitlines()
+            print(f"{name:20s} {doc[0] if doc else ''}")
+        return 0
+    for name in list_models(args.pattern):
+        print(f"{name:45s} {get_entry(name).notes}")
+    return 0
