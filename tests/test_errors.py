@@ -44,7 +44,7 @@ def test_unknown_model_option():
 
 
 def test_unknown_mixer_and_option():
-    with pytest.raises(UnknownNameError, match="unknown mixer 'atention'.*Did you mean: attention.*Known mixers"):
+    with pytest.raises(UnknownNameError, match=r"unknown mixer 'atention'.*Did you mean: attention.*Known mixers"):
         hiermlp.HierNet(**{**TINY_SWIN, "mixer": "atention"})
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['qkv_bais'\] for mixer 'attention'.*qkv_bias"):
         hiermlp.HierNet(**{**TINY_SWIN, "mixer_kwargs": {"qkv_bais": False}})
@@ -55,7 +55,7 @@ def test_windows_that_cannot_fit():
         hiermlp.HierNet(**{**TINY_SWIN, "window_size": 0})
     with pytest.raises(ConfigError, match="window_size has 2 entries but the model has 4 stages"):
         hiermlp.HierNet(**{**TINY_SWIN, "window_size": [4, 4]})
-    with pytest.raises(ConfigError, match="shift .* cannot fit window"):
+    with pytest.raises(ConfigError, match=r"shift .* cannot fit window"):
         hiermlp.models.HierBlock(dim=8, num_heads=2, window_size=(4, 4), shift_size=(4, 0))
     with pytest.raises(ConfigError, match="num_heads=3 must be >= 1 and divide dim=16"):
         hiermlp.HierNet(**{**TINY_SWIN, "num_heads": 3})

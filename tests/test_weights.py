@@ -72,7 +72,7 @@ def test_corrupt_and_missing_files(tiny, tmp_path):
     path = save_weights(tiny, tmp_path / "good.pth")
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated.pth.*truncated or corrupt"):
+    with pytest.raises(CheckpointError, match=r"truncated.pth.*truncated or corrupt"):
         hiermlp.load_checkpoint(tiny, bad)
     bad_st = tmp_path / "bad.safetensors"
     bad_st.write_bytes(b"not a safetensors file")
