@@ -130,7 +130,7 @@ class HierNet(nn.Module):
             embed_dim=dims[0],
             norm_layer=norm if patch_norm else None,
         )
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         feat = (math.ceil(img_size[0] / patch_size), math.ceil(img_size[1] / patch_size))
         stages, self.feature_info, in_dim, reduction = [], [], dims[0], patch_size
         for i in range(n):
