@@ -152,3 +152,14 @@ def test_seeded_augmentation_is_a_function_of_seed_epoch_index():
     assert torch.equal(ds[7][0], a)
     ds.set_epoch(1)
     assert not torch.equal(ds[7][0], a)
+
+
+def test_worker_processes_see_the_same_augmentation():
+    tf = build_transform(is_training=True, img_size=16, mean=(0.5,), std=(0.5,), reprob=0.5)
+    ds = SeededDataset(build_dataset("embedded", split="test", transform=tf), seed=1)
+    ds.set_epoch(2)
+    sampler = GlobalBatchSampler(indices=np.arange(64), batch_size=16, seed=1)
+    batches = [
+        torch.cat([x for x, _ in torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=w)]) for w in (0, 2)
+    ]
+    assert torch.equal(batches[0], batches[1])

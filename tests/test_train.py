@@ -69,7 +69,11 @@ def test_ema_grad_checkpointing_mixup_and_timm_fallback(tmp_path):
     res = train(tiny(tmp_path, "epochs=1", "ema=true", "ema_decay=0.9", "mixup=0.8"))
     assert "ema_top1" in res.history[0]
     assert torch.load(tmp_path / "last.pth", weights_only=True)["model_ema"] is not None
-    res = train(tiny(tmp_path / "g", "epochs=1", "grad_checkpointing=true", "cutmix=1.0", "auto_augment=rand-m9"))
+    res = train(
+        tiny(
+            tmp_path / "g", "epochs=1", "grad_checkpointing=true", "cutmix=1.0", "auto_augment=rand-m9", "num_workers=2"
+        )
+    )
     assert res.history[0]["top1"] >= 0
     cfg = tiny(tmp_path / "t", "epochs=1", "model=test_vit", "model_kwargs={}", "limit_train=128")
     assert train(cfg).history[0]["top1"] >= 0  # a timm-only name falls back to timm
