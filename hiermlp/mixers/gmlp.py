@@ -63,6 +63,11 @@ class GatedMlp(nn.Module):
     ``GatedMlp`` (``fc1``, ``gate.norm``, ``fc2``; timm's ``gate.proj.weight (N, N)`` is ``gate.weight (1, N, N)``
     here), so ``gmlp_s16_224`` converts by renaming and a reshape.
 
+    ``honours_mask = True``: the gate's token map is linear, so the block rolls and masks it. Unlike
+    ``spatial_mlp``, the reference-style zero-padding shift (``shift_mode="pad"``) is *not* the same function
+    here: padded tokens are zero before ``fc1`` but not after ``fc1``, GELU and the gate norm, so with padding
+    the gate would also see a constant border token. The masked roll mixes real tokens of one region only.
+
     Args:
         dim: Channels C.
         window_size: ``(wh, ww)``, ``N = wh*ww``.
