@@ -72,3 +72,10 @@ def test_yaml_round_trip_and_bad_file(tmp_path):
         load_config(tmp_path / "bad.yaml", [])
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(tmp_path / "nope.yaml", [])
+
+
+def test_default_config_is_the_demo_preset():
+    from dataclasses import replace
+
+    preset = load_config("fmnist_swin_micro", [])
+    assert replace(preset, out_dir=TrainConfig().out_dir) == TrainConfig()
