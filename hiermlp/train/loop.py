@@ -383,6 +383,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
     # state to continue from
     epoch, epoch_step, step, best_top1, best_epoch = 0, 0, 0, -1.0, 0
     history: list[dict[str, Any]] = []
+    resumed_partial: tuple[float, int] | None = None
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt["model"])
@@ -397,6 +398,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
         epoch, epoch_step, step = int(ckpt["epoch"]), int(ckpt["epoch_step"]), int(ckpt["step"])
         best_top1, best_epoch = float(ckpt["best_top1"]), int(ckpt["best_epoch"])
         history = list(ckpt.get("history", []))
+        if epoch_step > 0:
+            s_, n_ = ckpt.get("epoch_partial_loss", (0.0, 0.0))
+            resumed_partial = (float(s_), int(n_))
         restore_rng(ckpt["rng"])
     if epoch_step >= steps_per_epoch:  # a checkpoint taken after the last step of an epoch
         epoch, epoch_step = epoch + 1, 0
@@ -411,7 +415,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
         save_config(cfg, out / "config.yaml")
         writers = _Writers(out, tensorboard=cfg.tensorboard, history=history)
 
-    def checkpoint(name: str, *, at_epoch: int, at_epoch_step: int) -> None:
+    def checkpoint(name: str, *, at_epoch: int, at_epoch_step: int, partial: tuple = (0.0, 0.0)) -> None:
         if not info.is_main:
             return
         atomic_save(
@@ -430,6 +434,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
                 "rng": capture_rng(),
                 "config": config_to_dict(cfg),
                 "num_classes": num_classes,
+                "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
             },
             out / name,
         )
@@ -450,6 +455,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
             train_ds.set_epoch(epoch)
             bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
             loss_sum, loss_n, seen = 0.0, 0, 0
+            if resumed_partial is not None:  # the loss of the steps before a mid-epoch resume
+                loss_sum, loss_n = resumed_partial if info.is_main else (0.0, 0)
+                resumed_partial = None
             t0 = time.perf_counter()
             for micro, (x, y) in enumerate(train_loader):
                 j = micro % cfg.accum_steps
@@ -500,7 +508,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
                     refresh=False,
                 )
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0 and epoch_step < steps_per_epoch:
-                    checkpoint("last.pth", at_epoch=epoch, at_epoch_step=epoch_step)
+                    partial = all_reduce_sum([loss_sum, float(loss_n)], info)
+                    checkpoint("last.pth", at_epoch=epoch, at_epoch_step=epoch_step, partial=tuple(partial))
             epoch_time = time.perf_counter() - t0
             train_time += epoch_time
             train_images += seen
