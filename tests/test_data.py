@@ -163,3 +163,10 @@ def test_worker_processes_see_the_same_augmentation():
         torch.cat([x for x, _ in torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=w)]) for w in (0, 2)
     ]
     assert torch.equal(batches[0], batches[1])
+
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+def test_full_fashion_mnist_is_found_automatically():
+    ds = build_dataset("fashion_mnist", split="test")
+    img, label = ds[0]
+    assert len(ds) == 10000 and img.size == (28, 28) and ds.classes[label] == "Ankle boot"
