@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ShapeError
-from hiermlp.ops import pad_to_multiple
+from hiermlp.ops import is_symbolic, pad_to_multiple, padding_for
 
 
 class PatchEmbed(nn.Module):
@@ -45,8 +45,9 @@ class PatchEmbed(nn.Module):
                 f"image {x.shape[-2]}x{x.shape[-1]} is smaller than one {ph}x{pw} patch; resize it to at "
                 f"least {ph}x{pw} (the model was trained near its pretrained_cfg input_size)"
             )
-        if x.shape[-2] % ph or x.shape[-1] % pw:
-            x = F.pad(x, (0, -x.shape[-1] % pw, 0, -x.shape[-2] % ph))
+        if is_symbolic(*x.shape[-2:]) or x.shape[-2] % ph or x.shape[-1] % pw:
+            pad_h, pad_w = padding_for(x.shape[-2:], self.patch_size)
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x = rearrange(self.proj(x), "b c h w -> b h w c")
         return self.norm(x)
 

@@ -12,6 +12,7 @@ from hiermlp.layers import DropPath, Mlp
 from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_name
 from hiermlp.ops import (
     cyclic_shift,
+    is_symbolic,
     pad_shift,
     pad_to_multiple,
     unpad_shift,
@@ -120,8 +121,10 @@ class HierBlock(nn.Module):
         ws, shift = self.window_size, self.shift_size
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[1], x.shape[2]
+        # a symbolic (dynamic-size export) map may or may not be padded: no branch on it, so always crop/mask
+        padded = is_symbolic(h, w) or (hp, wp) != (h, w)
         if self.shift_mode == "roll":
-            mask = self.mask_for((hp, wp), (h, w), x.device) if (any(shift) or (hp, wp) != (h, w)) else None
+            mask = self.mask_for((hp, wp), (h, w), x.device) if (any(shift) or padded) else None
             x = cyclic_shift(x, shift)
             x = self._mix_windows(x, mask)
             x = cyclic_shift(x, (-shift[0], -shift[1]))
@@ -129,7 +132,9 @@ class HierBlock(nn.Module):
             x = unpad_shift(self._mix_windows(pad_shift(x, ws, shift), None), ws, shift)
         else:
             x = self._mix_windows(x, None)
-        return x[:, :h, :w] if (hp, wp) != (h, w) else x
+        if is_symbolic(h, w):  # a gather, not a slice: a slice's strides depend on whether padding happened
+            return x.index_select(1, torch.arange(h, device=x.device)).index_select(2, torch.arange(w, device=x.device))
+        return x[:, :h, :w] if padded else x
 
     def _mix_windows(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         ws = self.window_size

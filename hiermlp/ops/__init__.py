@@ -2,6 +2,7 @@
 
 from hiermlp.ops.window import (
     cyclic_shift,
+    is_symbolic,
     pad_shift,
     pad_to_multiple,
     padding_for,
@@ -15,6 +16,7 @@ from hiermlp.ops.window import (
 
 __all__ = [
     "cyclic_shift",
+    "is_symbolic",
     "pad_shift",
     "pad_to_multiple",
     "padding_for",

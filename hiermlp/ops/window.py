@@ -48,15 +48,28 @@ def cyclic_shift(x: torch.Tensor, shift: Size2) -> torch.Tensor:
     return torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
 
 
+def is_symbolic(*sizes: int) -> bool:
+    """True when a size is symbolic (``torch.export`` / ``torch.compile`` with dynamic H, W).
+
+    Geometry then takes its branch-free path (pad by a possibly-zero amount, always build the mask):
+    branching on a symbolic size would specialise the traced graph to the example input's size.
+    """
+    return any(isinstance(s, torch.SymInt) for s in sizes)
+
+
 def padding_for(size: Size2, multiple: Size2) -> Size2:
-    """Bottom/right padding that brings ``size`` up to a multiple of ``multiple``."""
-    return (-size[0] % multiple[0], -size[1] % multiple[1])
+    """Bottom/right padding that brings ``size`` up to a multiple of ``multiple``.
+
+    Written as ``ceil(size / m) * m - size`` rather than ``-size % m`` (equal for ints): with a symbolic size
+    the padded size is then visibly a multiple of ``m``, so the window reshapes export without guards.
+    """
+    return tuple((s + m - 1) // m * m - s for s, m in zip(size, multiple))
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: Size2) -> torch.Tensor:
     """Zero-pad bottom and right up to a multiple, ``(B, H, W, C) -> (B, H', W', C)``."""
     ph, pw = padding_for((x.shape[1], x.shape[2]), multiple)
-    if ph or pw:
+    if is_symbolic(ph, pw) or ph or pw:
         x = F.pad(x, (0, 0, 0, pw, 0, ph))
     return x
 
@@ -102,7 +115,8 @@ def region_labels(
     def axis(n: int, w: int, s: int, valid: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = torch.arange(n, device=device)
         label = (i >= n - w).long() + (i >= n - s).long() if s else torch.zeros_like(i)
-        is_pad = (i + s) % n >= valid  # position i holds original index (i + s) mod n
+        j = i + s  # position i holds original index (i + s) mod n; 0 <= i + s < 2n, so one subtraction does it
+        is_pad = torch.where(j >= n, j - n, j) >= valid  # (no `% n`: ONNX cannot take a symbolic modulus)
         return label, is_pad
 
     vh, vw = valid_size if valid_size is not None else padded_size
