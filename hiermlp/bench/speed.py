@@ -219,7 +219,7 @@ class BenchReport:
             ax.set_title(title)
             ax.grid(axis="x", alpha=0.3)
         env = self.env
-        fig.suptitle(f"{env['device_name']} · {env['threads']} threads · {env['dtype']}", fontsize=9)
+        fig.suptitle(f"{env['device_name']} · torch threads: {env['threads']} · {env['dtype']}", fontsize=9)
         return save_figure(fig, Path(path))
 
 

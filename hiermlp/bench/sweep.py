@@ -274,7 +274,7 @@ class SweepReport:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8, title="fitted exponent α (∝ pixels^α)", title_fontsize=8)
         env = self.env
-        fig.suptitle(f"{env['device_name']} · {env['threads']} threads · {env['dtype']}", fontsize=9)
+        fig.suptitle(f"{env['device_name']} · torch threads: {env['threads']} · {env['dtype']}", fontsize=9)
         return save_figure(fig, Path(path))
 
 
