@@ -112,7 +112,13 @@ def measure_peak_memory(
     method = CUDA_METHOD if device.startswith("cuda") else CPU_METHOD
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "hiermlp.bench.memory", json.dumps(spec)],
+            # -c, not -m: the package __init__ imports this module, and runpy warns about re-running it
+            [
+                sys.executable,
+                "-c",
+                "import sys; from hiermlp.bench.memory import main; main(sys.argv[1])",
+                json.dumps(spec),
+            ],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -227,5 +233,10 @@ def _default_size(model: Any) -> int:
     return int(cfg.get("input_size", (3, 224, 224))[-1])
 
 
+def main(spec_json: str) -> None:
+    """Child entry point: measure the JSON spec and print the result as one JSON line."""
+    print(json.dumps(_child(json.loads(spec_json))), flush=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(_child(json.loads(sys.argv[1]))), flush=True)
+    main(sys.argv[1])
