@@ -29,6 +29,12 @@ class WindowAttention(nn.Module):
     ``F.scaled_dot_product_attention`` (a fused kernel where the device has one) and an output projection.
     The parameter names are the reference's (``qkv``, ``proj``, ``relative_position_bias_table``).
 
+    The position bias and the shift mask are folded into one additive ``(1, heads or nW*heads, N, N)``
+    tensor. When no gradient flows to the table (inference, or a frozen table) it is cached, keyed by the
+    mask and the table's version counter, so the gather runs once instead of every forward; an optimizer
+    step or ``load_state_dict`` bumps the version and refreshes it. The bias is 4-D because the CPU fused
+    kernel rejects a 3-D mask (PyTorch then falls back to the slower math path).
+
     Args:
         dim: Channels C.
         window_size: ``(wh, ww)``; None for a global window (then there is no position bias).
@@ -67,27 +73,54 @@ class WindowAttention(nn.Module):
             if rel_pos and window_size is not None
             else None
         )
+        self._bias_cache: dict[tuple, torch.Tensor] = {}
+
+    def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """Position bias plus shift mask, ``-> (1, heads, N, N)`` or ``(1, nW*heads, N, N)`` (or None)."""
+        table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
+        if mask is None and table is None:
+            return None
+        cacheable = not torch.compiler.is_compiling() and not (
+            table is not None and table.requires_grad and torch.is_grad_enabled()
+        )
+        if cacheable:
+            key = (
+                None if mask is None else (mask.data_ptr(), tuple(mask.shape)),
+                None if table is None else (table.data_ptr(), table._version),
+                dtype,
+                str(table.device if table is not None else mask.device),
+            )
+            hit = self._bias_cache.get(key)
+            if hit is not None:
+                return hit
+        bias = None if table is None else self.rel_pos().to(dtype)[None].contiguous()  # (1, heads, N, N)
+        if mask is not None:
+            folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
+            if bias is not None:
+                folded = folded + bias
+            n = folded.shape[-1]
+            bias = folded.expand(-1, self.num_heads, -1, -1).reshape(1, -1, n, n)
+        if cacheable:
+            if len(self._bias_cache) >= 8:  # a few sizes at most: keep the cache bounded
+                self._bias_cache.clear()
+            self._bias_cache[key] = bias
+        return bias
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
-        bias = None if self.rel_pos is None else self.rel_pos().to(q.dtype)  # (heads, N, N)
-        if mask is not None:
-            # windows are batch-major, so (B*nW) splits as (B, nW) and the mask broadcasts over B
-            n_win = mask.shape[0]
-            q, k, v = (rearrange(t, "(b w) heads n d -> b (w heads) n d", w=n_win) for t in (q, k, v))
-            attn_bias = mask_to_bias(mask[:, None], q.dtype)  # (nW, 1, N, N)
-            if bias is not None:
-                attn_bias = attn_bias + bias
-            attn_bias = rearrange(attn_bias.expand(-1, self.num_heads, -1, -1), "w heads n m -> (w heads) n m")
+        bias = self.attn_bias(mask, x.dtype)
+        qkv = self.qkv(x)
+        if mask is None:
+            q, k, v = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
         else:
-            attn_bias = bias
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop if self.training else 0.0
-        )
-        if mask is not None:
-            x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", heads=self.num_heads)
-        else:
+            # windows are batch-major: (B*nW) splits as (B, nW) and the (nW*heads) bias broadcasts over B
+            q, k, v = rearrange(
+                qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
+            )
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
+        if mask is None:
             x = rearrange(x, "b heads n d -> b n (heads d)")
+        else:
+            x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", heads=self.num_heads)
         return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:

@@ -20,6 +20,7 @@ from hiermlp.ops import (
     window_merge,
     window_partition,
 )
+from hiermlp.ops.gather import gather_windows, scatter_windows, window_index
 
 ShiftMode = Literal["auto", "roll", "pad"]
 
@@ -106,6 +107,8 @@ class HierBlock(nn.Module):
         else:
             self.norm2 = self.mlp = self.drop_path2 = None
         self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._geometry_cache: dict[tuple, tuple] = {}
+        self.fast_path = True  # False: always take window_mix_reference (for checking and debugging)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path1(self.window_mix(self.norm1(x)))
@@ -114,10 +117,40 @@ class HierBlock(nn.Module):
         return x
 
     def window_mix(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix tokens within (shifted) windows, ``(B, H, W, C) -> (B, H, W, C)``."""
-        _, h, w, c = x.shape
+        """Mix tokens within (shifted) windows, ``(B, H, W, C) -> (B, H, W, C)``.
+
+        Eager mode takes the gather fast path (one indexed copy in, one out, indices cached per map size);
+        traced code (``torch.compile``, ``torch.export``, ONNX) takes :meth:`window_mix_reference`, the
+        straightforward pad/roll/partition composition that compilers fuse themselves. Both compute the same
+        function (tests/test_fast_paths.py).
+        """
+        b, h, w, c = x.shape
         if self.global_window:
-            return self._call_mixer(x.reshape(x.shape[0], h * w, c), None).view_as(x)
+            return self._call_mixer(x.reshape(b, h * w, c), None).view_as(x)
+        if not self.fast_path or _tracing() or is_symbolic(h, w):
+            return self.window_mix_reference(x)
+        fwd, inv, mask = self._geometry((h, w), x.device)
+        windows = gather_windows(x, fwd, self.window_size[0] * self.window_size[1], padded=fwd.numel() != h * w)
+        return scatter_windows(self._call_mixer(windows, mask), inv, b, (h, w))
+
+    def _geometry(
+        self, size: tuple[int, int], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Gather indices and mask for a map size, computed once per size and device (never in state dicts)."""
+        key = (*size, str(device))
+        geo = self._geometry_cache.get(key)
+        if geo is None:
+            ws, shift = self.window_size, self.shift_size
+            fwd, inv, padded_size, padded = window_index(size, ws, shift, self.shift_mode, device=device)
+            mask = None
+            if self.shift_mode == "roll" and (any(shift) or padded):
+                mask = window_mask(padded_size, ws, shift, size, device=device)
+            geo = self._geometry_cache[key] = (fwd, inv, mask)
+        return geo
+
+    def window_mix_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The straightforward composition: pad, roll (or pad-shift), partition, mix, merge, unroll, crop."""
+        h, w = x.shape[1], x.shape[2]
         ws, shift = self.window_size, self.shift_size
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[1], x.shape[2]
@@ -167,3 +200,12 @@ class HierBlock(nn.Module):
             if not self.global_window
             else "global_window=True"
         )
+
+
+def _tracing() -> bool:
+    """True under torch.compile/export, TorchScript tracing or ONNX export: take the reference geometry."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
+    )
