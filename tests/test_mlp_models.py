@@ -228,15 +228,16 @@ def test_swin_mlp_zoo_params_equal_reference(name):
     assert round(expected / 1e6, 2) == params_m
 
 
-@pytest.mark.parametrize("name", sorted(SWIN_MLP_REF))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["swin_mlp_tiny_c24_patch4_window8_256", "swin_mlp_base_patch4_window7_224"])
 def test_swin_mlp_zoo_gmacs_near_reference(name):
-    """Both shifts within 2% of the reference count; the cyclic one mixes fewer windows, so it is lower."""
+    """Both shifts within 2% of the reference count; the cyclic one mixes fewer windows, so it is lower.
+
+    (C12/C6 have the C24 figure: heads do not change the spatial map's MACs.)
+    """
     *_, img, _, gmacs = SWIN_MLP_REF[name]
-    with torch.device("meta"):  # the flop counter needs shapes only
-        roll_model = hiermlp.create_model(name)
-        pad_model = hiermlp.create_model(name, shift_mode="pad")
-    roll = count_gmacs(roll_model, (3, img, img), device="meta")
-    pad = count_gmacs(pad_model, (3, img, img), device="meta")
+    roll = count_gmacs(hiermlp.create_model(name), (3, img, img))
+    pad = count_gmacs(hiermlp.create_model(name, shift_mode="pad"), (3, img, img))
     assert abs(roll - gmacs) / gmacs < 0.02 and abs(pad - gmacs) / gmacs < 0.02, (roll, pad)
     assert roll < pad
     assert f"{roll:.2f} GMACs roll / {pad:.2f} pad" in get_entry(name).notes  # the zoo note tells the truth
@@ -269,8 +270,11 @@ def test_zoo_has_every_family():
 
 @pytest.mark.parametrize("name", NEW_MODELS)
 def test_zoo_model_builds_and_runs(name):
-    size = 224 if get_entry(name).pretrained_cfg["fixed_input_size"] else 64
-    with torch.device("meta"):  # every row builds and runs shape-correctly; numerics are tested above
+    """Every row builds; the small ones also run here (tests/test_zoo.py runs all of them, forward and back)."""
+    with torch.device("meta"):  # construction only: no memory, no init time
+        params = sum(p.numel() for p in hiermlp.create_model(name).parameters())
+    if params < 30e6:
+        size = 224 if get_entry(name).pretrained_cfg["fixed_input_size"] else 64
         model = hiermlp.create_model(name, num_classes=10).eval()
         assert model(torch.randn(1, 3, size, size)).shape == (1, 10)
     assert get_entry(name).notes
