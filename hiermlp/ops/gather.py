@@ -28,7 +28,8 @@ def window_index(
     h, w = size
     (wh, ww), (sh, sw) = window_size, shift
     sentinel = h * w
-    src = torch.arange(h * w, device=device).view(h, w)
+    # built on the CPU (once per size) and moved: boolean indexing has no meta-device kernel
+    src = torch.arange(h * w).view(h, w)
     src = F.pad(src, (0, -w % ww, 0, -h % wh), value=sentinel)
     padded = (src.shape[0], src.shape[1])
     if mode == "roll":
@@ -41,9 +42,9 @@ def window_index(
         raise ValueError(f"mode must be 'roll' or 'pad', got {mode!r}")
     fwd = rearrange(src, "(gh wh) (gw ww) -> (gh gw wh ww)", wh=wh, ww=ww)
     real = fwd < sentinel
-    inv = torch.empty(h * w, dtype=torch.long, device=device)
-    inv[fwd[real]] = torch.arange(fwd.numel(), device=device)[real]
-    return fwd, inv, padded, fwd.numel() != h * w
+    inv = torch.empty(h * w, dtype=torch.long)
+    inv[fwd[real]] = torch.arange(fwd.numel())[real]
+    return fwd.to(device), inv.to(device), padded, fwd.numel() != h * w
 
 
 def gather_windows(x: torch.Tensor, fwd: torch.Tensor, window_area: int, padded: bool) -> torch.Tensor:
