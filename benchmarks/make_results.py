@@ -71,7 +71,10 @@ HOW_TO_READ = {
   row (hiermlp's Swin-T; >1 is faster). Models are timed round-robin in one process, so hiermlp's models
   and timm's implementations of the same architecture (`timm:` rows) share the machine's conditions.
 - **peak MiB** = growth of the resident set (peak RSS) of a fresh process from just before the model is
-  built: weights + activations (+ gradients and AdamW state for training) + allocator slack.""",
+  built: weights + activations (+ gradients and AdamW state for training) + allocator slack.
+- Every row runs at 224x224 (`swin_mlp_tiny_c24_patch4_window8_256` too, whose reference size is 256), so
+  the rows share one input. With three samples per model on a shared machine, differences smaller than
+  the interquartile ranges (often 10-20% here) are noise; the GMACs column is the noise-free comparison.""",
     "sweep_cpu": """\
 - Each model runs at each image size (batch 1); the time per image is the median of the timed samples.
 - **α** is the least-squares slope of log(time) against log(pixels): 1 means time grows linearly with the
