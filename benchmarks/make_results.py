@@ -172,6 +172,10 @@ def write_readme(name: str, wall_s: float | None = None) -> Path:
     for f in (out / f"{stem}.json", out / f"{stem}.md"):
         f.write_text(f.read_text().replace(str(ROOT) + "/", ""))
     data = json.loads((out / f"{stem}.json").read_text())
+    if name == "bench_cpu":  # plots are cheap to redraw from the JSON, so plot fixes need no re-run
+        from hiermlp.bench.speed import BenchReport
+
+        BenchReport.from_dict(data).plot(out / "bench.png")
     env, command = data["env"], data.get("command") or ""
     report_md = (out / f"{stem}.md").read_text()
     body = report_md.split("\n", 1)[1]  # drop the report's own title ...

@@ -17,7 +17,7 @@ from hiermlp.bench import count_gmacs
 from hiermlp.bench.cli import parse_kwargs
 from hiermlp.bench.memory import MemoryResult
 from hiermlp.bench.resolve import ImageSizeError, build_model, resolve_model
-from hiermlp.bench.speed import BenchEntry, benchmark_model, benchmark_models
+from hiermlp.bench.speed import BenchEntry, BenchReport, benchmark_model, benchmark_models
 from hiermlp.bench.sweep import fit_exponent, run_sweep
 from hiermlp.bench.timing import Stats
 from hiermlp.cli import main
@@ -73,6 +73,8 @@ def test_report_files_parse(tmp_path):
     data = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert data["rows"][1]["params"] == report.rows[1].params
     assert (tmp_path / "out" / "bench.png").stat().st_size > 1000
+    again = BenchReport.from_dict(data)  # a saved report loads back (and can be re-plotted)
+    assert again.rows[0].infer_img_s == report.rows[0].infer_img_s and again.table() == report.table()
 
 
 def test_names_resolve_hiermlp_first_then_timm():

@@ -127,6 +127,17 @@ class BenchReport:
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "settings": self.settings, "rows": [r.as_dict() for r in self.rows]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        """Rebuild a report from :meth:`as_dict` output (e.g. a saved ``bench.json``)."""
+        rows = []
+        for d in data["rows"]:
+            d = dict(d)
+            for key in ("infer_img_s", "latency_ms", "train_img_s"):
+                d[key] = Stats(**d[key]) if d.get(key) else None
+            rows.append(BenchRow(**d))
+        return cls(rows, data["env"], data["settings"])
+
     def table(self) -> str:
         """The Markdown table: medians with interquartile ranges, and speed relative to the first row."""
         header = [
@@ -214,10 +225,10 @@ class BenchReport:
             color = "tab:blue" if attr == "infer_img_s" else "tab:orange"
             ax.barh(range(len(ok)), med, xerr=err, color=color)
             ax.set_yticks(range(len(ok)), labels)
-            ax.invert_yaxis()
             ax.set_xlabel("images / s (median, IQR)")
             ax.set_title(title)
             ax.grid(axis="x", alpha=0.3)
+        axes[0].invert_yaxis()  # first model on top; once only, the y axis is shared
         env = self.env
         fig.suptitle(f"{env['device_name']} · torch threads: {env['threads']} · {env['dtype']}", fontsize=9)
         return save_figure(fig, Path(path))
