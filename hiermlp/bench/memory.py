@@ -78,7 +78,7 @@ def measure_peak_memory(
         name: Model name (resolved as in :func:`hiermlp.bench.resolve.resolve_model`).
         img_size: Image side (None: the model's default).
         batch: Batch size.
-        mode: ``infer`` (one forward under inference_mode) or ``train`` (two forward/backward/AdamW
+        mode: ``infer`` (one forward under no_grad) or ``train`` (two forward/backward/AdamW
             steps; the second one holds the optimizer state, so the peak is the steady-state one).
         device: ``cpu`` or ``cuda``.
         dtype: ``float32`` or an autocast dtype.

@@ -171,7 +171,7 @@ def check_input_size(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: caches built here are reused by training
             model(torch.zeros((1, *input_size), device=device))
     except Exception as e:
         if is_oom(e):

@@ -28,7 +28,11 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
 def infer_step(
     model: nn.Module, x: torch.Tensor, dtype: str = "float32", forward: nn.Module | None = None
 ) -> Callable[[], object]:
-    """One forward pass in eval mode under ``inference_mode`` (no autograd bookkeeping).
+    """One forward pass in eval mode under ``no_grad`` (no autograd bookkeeping).
+
+    Not ``inference_mode``: the same model is also timed training, round-robin, and a tensor a model
+    caches during an inference-mode forward (window indices, masks keyed by feature size) is an inference
+    tensor that autograd then refuses to save for backward. ``no_grad`` costs the same within noise.
 
     Args:
         model: The module (switched to eval mode on every call, since training steps share it).
@@ -40,7 +44,7 @@ def infer_step(
 
     def step() -> object:
         model.eval()
-        with torch.inference_mode(), autocast(x.device, dtype):
+        with torch.no_grad(), autocast(x.device, dtype):
             return fwd(x)
 
     return step
