@@ -88,3 +88,14 @@ def test_cached_bias_follows_weight_updates():
     other.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(other(x), fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mixer", ["attention", "spatial_mlp"])
+def test_inference_mode_first_then_training(mixer):
+    """Caches filled under torch.inference_mode must not break a later training step."""
+    model = hiermlp.HierNet(**{**TINY_SWIN, "mixer": mixer})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -10,6 +12,7 @@ from torch import nn
 from hiermlp.errors import ConfigError
 from hiermlp.layers import RelativePositionBias
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops.cache import cache_context
 
 
 def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -93,13 +96,14 @@ class WindowAttention(nn.Module):
             hit = self._bias_cache.get(key)
             if hit is not None:
                 return hit
-        bias = None if table is None else self.rel_pos().to(dtype)[None].contiguous()  # (1, heads, N, N)
-        if mask is not None:
-            folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
-            if bias is not None:
-                folded = folded + bias
-            n = folded.shape[-1]
-            bias = folded.expand(-1, self.num_heads, -1, -1).reshape(1, -1, n, n)
+        with cache_context() if cacheable else contextlib.nullcontext():
+            bias = None if table is None else self.rel_pos().to(dtype)[None].contiguous()  # (1, heads, N, N)
+            if mask is not None:
+                folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
+                if bias is not None:
+                    folded = folded + bias
+                n = folded.shape[-1]
+                bias = folded.expand(-1, self.num_heads, -1, -1).reshape(1, -1, n, n)
         if cacheable:
             if len(self._bias_cache) >= 8:  # a few sizes at most: keep the cache bounded
                 self._bias_cache.clear()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import einsum, rearrange
+from einops import einsum, rearrange, repeat
 from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops.cache import cache_context
 
 
 @register_mixer("spatial_mlp")
@@ -45,6 +46,8 @@ class SpatialMlp(nn.Module):
         n = self.window_size[0] * self.window_size[1]
         self.weight = nn.Parameter(torch.empty(num_heads, n, n))
         self.bias = nn.Parameter(torch.empty(num_heads, n))
+        self._cache_key: tuple | None = None  # masked-weight cache (inference only), see masked_weight
+        self._cache: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -53,18 +56,34 @@ class SpatialMlp(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
+    def masked_weight(self, mask: torch.Tensor) -> torch.Tensor:
+        """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``.
+
+        Cached when no gradient flows to the weight (inference), keyed by the mask and the weight's version
+        counter, so an optimizer step or ``load_state_dict`` refreshes it.
+        """
+        w = self.weight
+        cacheable = not torch.compiler.is_compiling() and not (w.requires_grad and torch.is_grad_enabled())
+        key = (mask.data_ptr(), tuple(mask.shape), w.data_ptr(), w._version, w.dtype, str(w.device))
+        if cacheable and self._cache_key == key:
+            return self._cache
+        if not cacheable:
+            return w * mask[:, None].to(w.dtype)
+        with cache_context():
+            weight = w * mask[:, None].to(w.dtype)
+        self._cache_key, self._cache = key, weight
+        return weight
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        bias = repeat(self.bias, "heads n -> n (heads d)", d=self.dim // self.num_heads)  # (N, C)
         if mask is None:
-            x = rearrange(x, "b n (heads d) -> b heads n d", heads=self.num_heads)
-            x = einsum(self.weight, x, "heads n m, b heads m d -> b heads n d")
-            x = x + self.bias[..., None]
-            return rearrange(x, "b heads n d -> b n (heads d)")
-        # windows are batch-major: (B*nW) splits as (B, nW) and the per-window weight broadcasts over B
-        weight = self.weight * mask[:, None].to(self.weight.dtype)  # (nW, heads, N, N)
-        x = rearrange(x, "(b w) n (heads d) -> b w heads n d", w=mask.shape[0], heads=self.num_heads)
-        x = einsum(weight, x, "w heads n m, b w heads m d -> b w heads n d")
-        x = x + self.bias[..., None]
-        return rearrange(x, "b w heads n d -> (b w) n (heads d)")
+            x = rearrange(x, "b m (heads d) -> heads m (b d)", heads=self.num_heads)
+            x = einsum(self.weight, x, "heads n m, heads m bd -> heads n bd")
+            return rearrange(x, "heads n (b d) -> b n (heads d)", d=self.dim // self.num_heads) + bias
+        # windows are batch-major: (B*nW) splits as (B, nW); one (N, N) @ (N, B*d) product per window and head
+        x = rearrange(x, "(b w) m (heads d) -> w heads m (b d)", w=mask.shape[0], heads=self.num_heads)
+        x = einsum(self.masked_weight(mask), x, "w heads n m, w heads m bd -> w heads n bd")
+        return rearrange(x, "w heads n (b d) -> (b w) n (heads d)", d=self.dim // self.num_heads) + bias
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

@@ -20,6 +20,7 @@ from hiermlp.ops import (
     window_merge,
     window_partition,
 )
+from hiermlp.ops.cache import cache_context
 from hiermlp.ops.gather import gather_windows, scatter_windows, window_index
 
 ShiftMode = Literal["auto", "roll", "pad"]
@@ -141,10 +142,11 @@ class HierBlock(nn.Module):
         geo = self._geometry_cache.get(key)
         if geo is None:
             ws, shift = self.window_size, self.shift_size
-            fwd, inv, padded_size, padded = window_index(size, ws, shift, self.shift_mode, device=device)
-            mask = None
-            if self.shift_mode == "roll" and (any(shift) or padded):
-                mask = window_mask(padded_size, ws, shift, size, device=device)
+            with cache_context():
+                fwd, inv, padded_size, padded = window_index(size, ws, shift, self.shift_mode, device=device)
+                mask = None
+                if self.shift_mode == "roll" and (any(shift) or padded):
+                    mask = window_mask(padded_size, ws, shift, size, device=device)
             geo = self._geometry_cache[key] = (fwd, inv, mask)
         return geo
 
@@ -190,7 +192,8 @@ class HierBlock(nn.Module):
         key = (*padded_size, *valid_size, str(device))
         mask = self._mask_cache.get(key)
         if mask is None:
-            mask = window_mask(padded_size, self.window_size, self.shift_size, valid_size, device=device)
+            with cache_context():
+                mask = window_mask(padded_size, self.window_size, self.shift_size, valid_size, device=device)
             self._mask_cache[key] = mask
         return mask
 
