@@ -1,0 +1,484 @@
+"""Export a model to ONNX or a ``torch.export`` program, and verify the export against eager PyTorch.
+
+``hiermlp export MODEL|CHECKPOINT --format onnx|torch-export --img-size H W [--dynamic-batch] [--dynamic-size]``
+and its Python twin :func:`export_model`.
+
+How it works. The model is traced once with ``torch.export.export`` (non-strict) with a symbolic batch
+axis (and, with ``dynamic_size``, symbolic H and W). ``torch-export`` saves that program (``.pt2``);
+``onnx`` hands the same program to ``torch.onnx.export(..., dynamo=True)``. The dynamo ONNX exporter is
+used rather than the TorchScript one because it is the maintained path in torch 2.x (the TorchScript
+exporter is deprecated), it emits current opsets (18+), and it shares the torch.export trace, so both
+formats have the same graph and the same dynamic-shape semantics; the TorchScript exporter's
+``dynamic_axes`` is only a renaming of a trace taken at fixed sizes, which is exactly how Python ints
+from shapes used to break dynamic batch in Swin exports.
+
+Verification is built in: the exported artifact is reloaded from disk and run (onnxruntime for ONNX, the
+loaded program for torch.export) on seeded random inputs, at two batch sizes when the batch is dynamic and
+at a second image size when the size is dynamic, and compared with the eager model. Each check prints its
+max abs difference; any above ``atol`` fails (the CLI exits 1).
+
+Dynamic image size. Every hiermlp model exports with a dynamic H, W: the block pads to window multiples,
+rolls and masks with branch-free code when sizes are symbolic. One limit is PyTorch's, not hiermlp's:
+``torch.export`` specialises sizes 0 and 1 ("0/1 specialisation"), so a size-dependent quantity that is 1
+at the traced size stays 1 and one that is larger stays larger. For a windowed stage that quantity is the
+number of windows per axis, ``ceil(H / (r_i * ws_i))`` with ``r_i`` the stage's stride. The exported
+program is therefore valid on an interval of sizes around the traced one (printed by the CLI, computed by
+:func:`dynamic_size_range`): e.g. Swin-T traced at 224 has a single 7x7 window in stage 4, so its program
+covers 113..224; traced at 448 it covers every size above 224. ``torch.export`` programs check this at
+run time and raise; an ONNX graph carries no such checks, so stay inside the printed range. Models from
+timm (not hiermlp) are exported with a static size unless they trace dynamically themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hiermlp.errors import CheckpointError, ConfigError, HiermlpError
+
+FORMATS = ("onnx", "torch-export")
+DEFAULT_OPSET = 18
+_SUFFIX = {"onnx": ".onnx", "torch-export": ".pt2"}
+_MAX_BATCH = 65536
+
+
+@dataclass
+class Check:
+    """One comparison of the exported program with eager PyTorch."""
+
+    batch: int
+    img_size: tuple[int, int]
+    max_abs_diff: float
+    ok: bool
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else "FAIL"
+        h, w = self.img_size
+        return f"batch={self.batch} size={h}x{w}: max|diff| = {self.max_abs_diff:.3e} {verdict}"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` produced and how the verification went."""
+
+    path: Path
+    fmt: str
+    model: str
+    img_size: tuple[int, int]
+    in_chans: int
+    dynamic_batch: bool
+    dynamic_size: bool
+    opset: int | None
+    atol: float
+    size_range: tuple[tuple[int, int], tuple[int, int | None]] | None = None  # ((h_min, h_max), (w_min, w_max))
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    export_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """All checks within tolerance (True when verification was skipped)."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((c.max_abs_diff for c in self.checks), default=0.0)
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+def load_model(
+    source: str | os.PathLike,
+    *,
+    model_name: str | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[nn.Module, str]:
+    """A model from a registered name, a trainer checkpoint, or a state dict plus ``model_name``.
+
+    A trainer checkpoint is ``{'model': state_dict, 'config': {'model': name, 'model_kwargs': {...},
+    'in_chans': ..., 'img_size': ...}}`` (see :mod:`hiermlp.train.checkpoint`); ``num_classes`` and
+    ``in_chans`` default to what the weights say (classifier rows, stem input channels).
+
+    Returns:
+        ``(model in eval mode, name)``.
+    """
+    from hiermlp.models.registry import create_model, is_model
+
+    kwargs = dict(model_kwargs or {})
+    source_str = os.fspath(source)
+    if is_model(source_str) and not Path(source_str).is_file():
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        if in_chans is not None:
+            kwargs["in_chans"] = in_chans
+        return create_model(source_str, **kwargs).eval(), source_str
+
+    path = Path(source_str)
+    if not path.is_file():
+        from hiermlp.errors import suggest
+        from hiermlp.models.registry import list_models
+
+        raise ConfigError(
+            f"{source_str!r} is neither a registered model nor a checkpoint file.{suggest(source_str, list_models())} "
+            "See `hiermlp list`."
+        )
+    from hiermlp.weights.load import read_state_dict, unwrap
+
+    config: dict[str, Any] = {}
+    if path.suffix != ".safetensors":
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from e
+        if isinstance(raw, dict) and isinstance(raw.get("config"), dict):
+            config = raw["config"]
+        state_dict = unwrap(raw, str(path))
+    else:
+        state_dict = read_state_dict(path)
+
+    name = model_name or config.get("model")
+    if not name:
+        raise ConfigError(
+            f"{str(path)!r} holds weights but no config naming the model; pass --model NAME "
+            "(a registered name, see `hiermlp list`)"
+        )
+    ckpt_kwargs = dict(config.get("model_kwargs") or {}) if not model_name or model_name == config.get("model") else {}
+    if "img_size" in config and "img_size" not in ckpt_kwargs:
+        ckpt_kwargs["img_size"] = config["img_size"]
+    ckpt_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt_kwargs.items()}
+    kwargs = {**ckpt_kwargs, **kwargs}
+    head = next((v for k, v in state_dict.items() if k.endswith("head.fc.weight") or k == "head.weight"), None)
+    stem = next((v for k, v in state_dict.items() if k.endswith("patch_embed.proj.weight")), None)
+    kwargs["num_classes"] = num_classes if num_classes is not None else (head.shape[0] if head is not None else 0)
+    if in_chans is not None or stem is not None or "in_chans" in config:
+        kwargs["in_chans"] = in_chans or (stem.shape[1] if stem is not None else config["in_chans"])
+    if is_model(name):
+        from hiermlp.weights import load_checkpoint
+
+        model = create_model(name, **kwargs)
+        load_checkpoint(model, state_dict)
+    else:
+        import timm
+
+        if not timm.is_model(name):
+            raise ConfigError(f"checkpoint names model {name!r}, which is in neither hiermlp's nor timm's registry")
+        model = timm.create_model(name, **kwargs)
+        model.load_state_dict(state_dict)
+    return model.eval(), name
+
+
+# ---- geometry: the size range a dynamic-size export covers -----------------------------------------------
+def dynamic_size_range(
+    model: nn.Module, img_size: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int | None]] | None:
+    """Input sizes ``((h_min, h_max), (w_min, w_max))`` a dynamic-size trace at ``img_size`` is valid for.
+
+    A trace fixes, for every size-derived dimension, whether it is 1 or larger (PyTorch's 0/1
+    specialisation). In a hiermlp model those dimensions are the map of each stage, ``ceil(H / r_i)``, and
+    its number of windows, ``ceil(H / (r_i * ws_i))``. ``ceil(H / k) == 1`` exactly when ``H <= k``, which
+    turns every such fact into a bound on H (and likewise W). ``h_max`` is None when unbounded. Returns
+    None for models that are not a hiermlp :class:`~hiermlp.models.network.HierNet`.
+    """
+    from hiermlp.models.network import HierNet
+
+    if not isinstance(model, HierNet):
+        return None
+    patch = model.patch_size
+    bounds = []
+    for axis, size in enumerate(img_size):
+        lo, hi = patch, None  # an image smaller than a patch is an error (ShapeError)
+        quanta = [patch]
+        for info, stage in zip(model.feature_info, model.stages):
+            r = info["reduction"]
+            quanta.append(r)
+            for block in stage.blocks:
+                if not block.global_window:
+                    quanta.append(r * block.window_size[axis])
+        for k in quanta:
+            if math.ceil(size / k) == 1:
+                hi = k if hi is None else min(hi, k)
+            else:
+                lo = max(lo, k + 1)
+        bounds.append((lo, hi))
+    return bounds[0], bounds[1]
+
+
+def second_size(
+    img_size: tuple[int, int], size_range: tuple[tuple[int, int], tuple[int, int | None]] | None, stride: int
+) -> tuple[int, int] | None:
+    """Another image size inside ``size_range`` to verify a dynamic-size export at: non-square, and not a
+    multiple of the stride where possible, so padding paths are exercised. None if the range is one size."""
+    out = []
+    for axis, size in enumerate(img_size):
+        lo, hi = size_range[axis] if size_range else (1, None)
+        deltas = (
+            (stride + 3, -(stride // 2) - 1, 5, -3, 1, -1) if axis == 0 else (-(stride // 2) - 3, stride + 1, -1, 1)
+        )
+        pick = next((size + d for d in deltas if lo <= size + d and (hi is None or size + d <= hi)), None)
+        out.append(pick if pick is not None else size)
+    return None if tuple(out) == tuple(img_size) else (out[0], out[1])
+
+
+# ---- export ----------------------------------------------------------------------------------------------
+def export_model(
+    model_or_name: nn.Module | str | os.PathLike,
+    fmt: str,
+    img_size: int | Sequence[int],
+    *,
+    dynamic_batch: bool = True,
+    dynamic_size: bool = False,
+    out: str | os.PathLike | None = None,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    atol: float = 1e-4,
+    in_chans: int | None = None,
+    seed: int = 0,
+    log: Any = None,
+    **load_kwargs: Any,
+) -> ExportResult:
+    """Export ``model_or_name`` to ``fmt`` (``"onnx"`` or ``"torch-export"``) and verify it.
+
+    Args:
+        model_or_name: A module, a registered model name, or a checkpoint path (see :func:`load_model`).
+        fmt: ``"onnx"`` (an ``.onnx`` file for onnxruntime/TensorRT) or ``"torch-export"`` (a ``.pt2``
+            program for ``torch.export.load``, AOTInductor, ExecuTorch).
+        img_size: ``H`` or ``(H, W)`` of the traced input.
+        dynamic_batch: Symbolic batch axis (the exported program takes any batch size).
+        dynamic_size: Symbolic H and W, valid on the range :func:`dynamic_size_range` reports.
+        out: Output file (default ``<name>_<H>x<W>.onnx`` / ``.pt2`` in the working directory).
+        opset: ONNX opset (18 or later).
+        verify: Reload the artifact, run it and compare with eager PyTorch.
+        atol: Largest acceptable max abs difference of any check.
+        in_chans: Input channels (default: the model's).
+        seed: Seed of the random inputs.
+        log: ``print``-like callable for progress lines (default: silent).
+        **load_kwargs: ``model_name``, ``num_classes``, ``model_kwargs`` for :func:`load_model`.
+
+    Returns:
+        An :class:`ExportResult`; ``result.ok`` is False when a check exceeded ``atol`` (nothing raises then,
+        so the caller sees every difference).
+
+    Raises:
+        ConfigError: Unknown format, bad size or opset.
+    """
+    say = log or (lambda *a, **k: None)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"img_size must be H or (H, W) of positive ints, got {img_size!r}")
+    if fmt == "onnx" and opset < 18:
+        raise ConfigError(f"opset {opset} is too old for the dynamo ONNX exporter; use 18 or later")
+
+    if isinstance(model_or_name, nn.Module):
+        model, name = model_or_name.eval(), type(model_or_name).__name__
+        name = getattr(model, "pretrained_cfg", {}).get("architecture", name)
+    else:
+        model, name = load_model(model_or_name, in_chans=in_chans, **load_kwargs)
+    chans = in_chans or getattr(model, "in_chans", None) or 3
+    out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{size[0]}x{size[1]}{_SUFFIX[fmt]}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    result = ExportResult(
+        out_path, fmt, str(name), size, chans, dynamic_batch, dynamic_size, opset if fmt == "onnx" else None, atol
+    )
+    size_range = dynamic_size_range(model, size) if dynamic_size else None
+    result.size_range = size_range
+    if dynamic_size and size_range is not None:
+        (hl, hh), (wl, wh) = size_range
+        result.notes.append(
+            f"dynamic size: valid for H in [{hl}, {hh if hh else 'inf'}], W in [{wl}, {wh if wh else 'inf'}] "
+            "(stage maps and window counts keep the traced size's 1-or-more pattern; torch.export checks it at "
+            "run time, ONNX does not)"
+        )
+        if hh is not None or wh is not None:
+            result.notes.append(
+                f"at {size[0]}x{size[1]} some stage has a single window (or a 1-token map) along an axis, which "
+                "caps the range; trace at a larger size for an unbounded one"
+            )
+    elif dynamic_size:
+        result.notes.append("dynamic size: not a hiermlp HierNet, range unknown; verified at the traced size only")
+
+    # the traced batch is 2, never 1: torch.export would specialise a size-1 batch to a constant
+    gen = torch.Generator().manual_seed(seed)
+    example = torch.randn(2 if dynamic_batch else 1, chans, *size, generator=gen)
+    dims: dict[int, Any] = {}
+    if dynamic_batch:
+        dims[0] = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
+    if dynamic_size:
+        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
+    say(f"tracing {name} at {tuple(example.shape)} with torch.export (dynamic: {_describe(dims)})")
+    t0 = time.perf_counter()
+    # trace with the math SDPA backend: a fused kernel's output strides differ from those of the math
+    # decomposition that ONNX conversion runs, and a view recorded against them then fails to replay
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
+    if fmt == "torch-export":
+        torch.export.save(program, str(out_path))
+    else:
+        _save_onnx(program, example, out_path, opset, model)
+    result.export_s = time.perf_counter() - t0
+    say(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB) in {result.export_s:.1f} s")
+    if not verify:
+        return result
+
+    batches = (1, 3) if dynamic_batch else (example.shape[0],)
+    sizes = [size]
+    if dynamic_size:
+        stride = model.feature_info[-1]["reduction"] if hasattr(model, "feature_info") else 32
+        other = second_size(size, size_range, stride)
+        if other is None:
+            result.notes.append("dynamic size: the valid range holds only the traced size; no second size to check")
+        else:
+            sizes.append(other)
+    run = _runner(fmt, out_path)
+    for s in sizes:
+        for b in batches:
+            x = torch.randn(b, chans, *s, generator=gen)
+            with torch.no_grad():
+                want = _flat(model(x))
+            got = run(x)
+            diff = max(float((g - w).abs().max()) for g, w in zip(got, want))
+            if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
+                diff = float("inf")
+            check = Check(b, s, diff, bool(diff <= atol))  # NaN compares False: a NaN fails
+            result.checks.append(check)
+            say(f"  check {check}")
+    return result
+
+
+def _describe(dims: dict[int, Any]) -> str:
+    names = {0: "batch", 2: "H", 3: "W"}
+    return ", ".join(names[i] for i in sorted(dims)) or "none"
+
+
+def _save_onnx(program: Any, example: torch.Tensor, path: Path, opset: int, model: nn.Module) -> None:
+    import logging
+    import warnings
+
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    # onnxscript logs every pass at INFO and the exporter prints progress lines; keep the CLI output readable
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_program = torch.onnx.export(
+            program,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["images"],
+            verbose=False,
+            external_data=n_bytes > 1.5e9,  # protobuf's 2 GB limit
+        )
+    onnx_program.save(str(path), external_data=n_bytes > 1.5e9)
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=False)
+
+
+def _flat(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out for t in _flat(o)]
+
+
+def _runner(fmt: str, path: Path):
+    """A function running the artifact on disk: ``x -> [outputs]``."""
+    if fmt == "torch-export":
+        module = torch.export.load(str(path)).module()
+
+        def run(x: torch.Tensor) -> list[torch.Tensor]:
+            with torch.no_grad():
+                return _flat(module(x))
+
+        return run
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.from_numpy(o) for o in session.run(None, {input_name: x.numpy()})]
+
+    return run
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hiermlp export``."""
+    parser.add_argument("source", metavar="MODEL|CHECKPOINT", help="a registered model name or a checkpoint file")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx", help="onnx (default) or torch-export")
+    parser.add_argument("--img-size", nargs="+", type=int, required=True, metavar="H [W]", help="traced input size")
+    parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True, help="symbolic batch")
+    parser.add_argument("--dynamic-size", action="store_true", help="symbolic H and W (range is printed)")
+    parser.add_argument("--out", default=None, help="output file (default: <model>_<H>x<W>.onnx|.pt2)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--model", default=None, help="model name for a checkpoint that is a bare state dict")
+    parser.add_argument("--num-classes", type=int, default=None, help="classifier size (default: model/checkpoint)")
+    parser.add_argument("--in-chans", type=int, default=None, help="input channels (default: model/checkpoint)")
+    parser.add_argument("--atol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``hiermlp export``: 0 when exported and verified, 1 when a check exceeds the tolerance, 2 on errors."""
+    if len(args.img_size) not in (1, 2):
+        print("error: --img-size takes H or H W", file=sys.stderr)
+        return 2
+    size = (args.img_size[0], args.img_size[-1])
+    try:
+        result = export_model(
+            args.source,
+            args.fmt,
+            size,
+            dynamic_batch=args.dynamic_batch,
+            dynamic_size=args.dynamic_size,
+            out=args.out,
+            opset=args.opset,
+            verify=args.verify,
+            atol=args.atol,
+            in_chans=args.in_chans,
+            seed=args.seed,
+            model_name=args.model,
+            num_classes=args.num_classes,
+            log=print,
+        )
+    except HiermlpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for note in result.notes:
+        print(f"note: {note}")
+    if not args.dynamic_size:
+        print(
+            f"note: static image size {size[0]}x{size[1]}; pass --dynamic-size for a symbolic H, W "
+            "(all hiermlp models support it over a printed range)"
+        )
+    if not result.checks:
+        print("not verified (--no-verify)")
+        return 0
+    if result.ok:
+        print(f"verified: {len(result.checks)} checks, max|diff| = {result.max_abs_diff:.3e} <= atol {args.atol:g}")
+        return 0
+    bad = [c for c in result.checks if not c.ok]
+    print(
+        f"VERIFICATION FAILED: {len(bad)} of {len(result.checks)} checks exceed atol {args.atol:g} "
+        f"(worst max|diff| = {result.max_abs_diff:.3e}); {result.path} does not match the eager model",
+        file=sys.stderr,
+    )
+    return 1
