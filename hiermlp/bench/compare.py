@@ -213,8 +213,11 @@ class CompareResult:
             ax_loss.plot(ep, [h["train_loss"] for h in r.history], style, marker="o", color=color, label=r.label)
         ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
         ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
+        epochs = sorted({h["epoch"] for r in self.rows for h in r.history})
         for ax in (ax_acc, ax_loss):
             ax.grid(alpha=0.3)
+            if 0 < len(epochs) <= 20:  # whole epochs only
+                ax.set_xticks(epochs)
         ax_acc.legend(fontsize=8)
         fig.suptitle(self.title, fontsize=10)
         return save_figure(fig, path)
