@@ -12,6 +12,7 @@ from torch import nn
 from hiermlp.errors import ConfigError
 from hiermlp.layers import RelativePositionBias
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops import is_tracing
 from hiermlp.ops.cache import cache_context
 
 
@@ -83,9 +84,7 @@ class WindowAttention(nn.Module):
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         if mask is None and table is None:
             return None
-        cacheable = not torch.compiler.is_compiling() and not (
-            table is not None and table.requires_grad and torch.is_grad_enabled()
-        )
+        cacheable = not is_tracing() and not (table is not None and table.requires_grad and torch.is_grad_enabled())
         if cacheable:
             key = (
                 None if mask is None else (mask.data_ptr(), tuple(mask.shape)),
@@ -121,6 +120,10 @@ class WindowAttention(nn.Module):
                 qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
             )
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
+        if is_tracing():
+            # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
+            # (b, heads, n, d): a view recorded against one cannot replay on the other
+            x = x.contiguous()
         if mask is None:
             x = rearrange(x, "b heads n d -> b n (heads d)")
         else:

@@ -10,6 +10,7 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops import is_tracing
 from hiermlp.ops.cache import cache_context
 
 
@@ -63,12 +64,11 @@ class SpatialMlp(nn.Module):
         counter, so an optimizer step or ``load_state_dict`` refreshes it.
         """
         w = self.weight
-        cacheable = not torch.compiler.is_compiling() and not (w.requires_grad and torch.is_grad_enabled())
-        key = (mask.data_ptr(), tuple(mask.shape), w.data_ptr(), w._version, w.dtype, str(w.device))
-        if cacheable and self._cache_key == key:
-            return self._cache
-        if not cacheable:
+        if is_tracing() or (w.requires_grad and torch.is_grad_enabled()):
             return w * mask[:, None].to(w.dtype)
+        key = (mask.data_ptr(), tuple(mask.shape), w.data_ptr(), w._version, w.dtype, str(w.device))
+        if self._cache_key == key:
+            return self._cache
         with cache_context():
             weight = w * mask[:, None].to(w.dtype)
         self._cache_key, self._cache = key, weight

@@ -13,6 +13,7 @@ from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_name
 from hiermlp.ops import (
     cyclic_shift,
     is_symbolic,
+    is_tracing,
     pad_shift,
     pad_to_multiple,
     unpad_shift,
@@ -128,7 +129,7 @@ class HierBlock(nn.Module):
         b, h, w, c = x.shape
         if self.global_window:
             return self._call_mixer(x.reshape(b, h * w, c), None).view_as(x)
-        if not self.fast_path or _tracing() or is_symbolic(h, w):
+        if not self.fast_path or is_tracing() or is_symbolic(h, w):
             return self.window_mix_reference(x)
         fwd, inv, mask = self._geometry((h, w), x.device)
         windows = gather_windows(x, fwd, self.window_size[0] * self.window_size[1], padded=fwd.numel() != h * w)
@@ -203,12 +204,3 @@ class HierBlock(nn.Module):
             if not self.global_window
             else "global_window=True"
         )
-
-
-def _tracing() -> bool:
-    """True under torch.compile/export, TorchScript tracing or ONNX export: take the reference geometry."""
-    return (
-        torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
-        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
-    )

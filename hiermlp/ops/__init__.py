@@ -3,6 +3,7 @@
 from hiermlp.ops.window import (
     cyclic_shift,
     is_symbolic,
+    is_tracing,
     pad_shift,
     pad_to_multiple,
     padding_for,
@@ -17,6 +18,7 @@ from hiermlp.ops.window import (
 __all__ = [
     "cyclic_shift",
     "is_symbolic",
+    "is_tracing",
     "pad_shift",
     "pad_to_multiple",
     "padding_for",
