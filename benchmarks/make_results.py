@@ -66,8 +66,7 @@ HOW_TO_READ = {
     "bench_cpu": """\
 - **params (M)**, **GMACs** (multiply-accumulates per image, `torch.utils.flop_counter`, what papers call
   FLOPs) are exact; the rest are timings: median of the timed samples, `(q1–q3)` the interquartile range.
-- **infer img/s** = batch-4 forward passes without autograd (this run: `inference_mode`; since then
-  `no_grad`); **latency** = one image;
+- **infer img/s** = batch-4 forward passes in eval mode under `torch.no_grad`; **latency** = one image;
   **train img/s** = forward + cross-entropy + backward + AdamW step. **×1st** = speed relative to the first
   row (hiermlp's Swin-T; >1 is faster). Models are timed round-robin in one process, so hiermlp's models
   and timm's implementations of the same architecture (`timm:` rows) share the machine's conditions.
