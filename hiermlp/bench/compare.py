@@ -436,7 +436,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="recipe overrides (epochs=1), section keys (bench.batch=32) or only=label1,label2",
     )
-    parser.add_argument("--out", default=None, help="write compare.md/.csv/.json and PNG plots here")
+    parser.add_argument(
+        "--out", default=None, help="write compare.md/.csv/.json and PNG plots here (default: runs/compare/PRESET)"
+    )
     parser.add_argument(
         "--save-runs",
         action="store_true",
@@ -453,6 +455,8 @@ def run_compare(args: argparse.Namespace) -> int:
     if "=" in preset_name:  # `hiermlp compare epochs=1`: no preset given, the first token is an override
         overrides.insert(0, preset_name)
         preset_name = "default"
+    if args.out is None:
+        args.out = str(Path("runs") / "compare" / Path(preset_name).stem)
     try:
         preset = load_preset(preset_name, overrides)
         runs_dir = Path(args.out) / "runs" if args.out and args.save_runs else None
@@ -466,7 +470,7 @@ def run_compare(args: argparse.Namespace) -> int:
         + (["--threads", str(args.threads)] if args.threads else [])
     )
     print(result.markdown(command))
-    if args.out:
+    if args.out:  # always set: the reports are the point of a comparison
         paths = result.save(args.out, command=command)
         print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

@@ -119,7 +119,17 @@ class WindowAttention(nn.Module):
             q, k, v = rearrange(
                 qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
             )
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
+        if bias is not None and bias.requires_grad and not is_tracing():
+            # training the position table: PyTorch's fused kernels take no gradient for attn_mask and would
+            # fall back to the math path, which also scans the mask for all -inf rows; this is that path without
+            # the scan (every row here has a finite entry: a token always sees itself)
+            attn = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + bias
+            attn = F.dropout(attn.softmax(-1), p=self.attn_drop, training=self.training)
+            x = torch.matmul(attn, v)
+        else:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
+            )
         if is_tracing():
             # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
             # (b, heads, n, d): a view recorded against one cannot replay on the other
