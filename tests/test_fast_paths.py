@@ -99,3 +99,16 @@ def test_inference_mode_first_then_training(mixer):
         model.eval()(x)
     model.train()(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_compile_fullgraph_has_no_graph_breaks(name):
+    """torch.compile(fullgraph=True) traces every mixer's model in one graph (dynamo only, no codegen)."""
+    kwargs = dict(TINY_SWIN, mixer=name, depths=(2, 2), num_heads=(1, 2), drop_path_rate=0.0)
+    if name == "gmlp":
+        kwargs["mlp_ratio"] = 0.0
+    model = hiermlp.HierNet(**kwargs).eval()
+    x = torch.randn(2, 3, 36, 28)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=1e-5)
