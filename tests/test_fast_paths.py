@@ -10,7 +10,7 @@ from hiermlp.models.block import HierBlock
 
 from .conftest import TINY_SWIN, randomize_
 
-SIZES = [(8, 8), (9, 11), (5, 13), (3, 3), (16, 12), (7, 4)]
+SIZES = [(8, 8), (9, 11), (5, 13), (3, 3), (16, 12), (7, 4), (4, 4)]  # (4, 4): one window = the map
 SHIFTS = [(0, 0), (2, 2), (2, 0)]
 
 

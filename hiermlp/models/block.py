@@ -132,6 +132,8 @@ class HierBlock(nn.Module):
         if not self.fast_path or is_tracing() or is_symbolic(h, w):
             return self.window_mix_reference(x)
         fwd, inv, mask = self._geometry((h, w), x.device)
+        if fwd is None:  # one window covering the whole map, unshifted (isotropic models): no copy at all
+            return self._call_mixer(x.reshape(b, h * w, c), None).view_as(x)
         windows = gather_windows(x, fwd, self.window_size[0] * self.window_size[1], padded=fwd.numel() != h * w)
         return scatter_windows(self._call_mixer(windows, mask), inv, b, (h, w))
 
@@ -148,6 +150,8 @@ class HierBlock(nn.Module):
                 mask = None
                 if self.shift_mode == "roll" and (any(shift) or padded):
                     mask = window_mask(padded_size, ws, shift, size, device=device)
+            if tuple(size) == tuple(ws) and not any(shift):
+                fwd = inv = None  # the single window is the map itself, tokens in row-major order
             geo = self._geometry_cache[key] = (fwd, inv, mask)
         return geo
 
