@@ -70,7 +70,7 @@ def test_yaml_round_trip_and_bad_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'epochz'; did you mean 'epochs'"):
         load_config(tmp_path / "bad.yaml", [])
-    with pytest.raises(FileNotFoundError, match="config file not found"):
+    with pytest.raises(FileNotFoundError, match="train preset not found"):
         load_config(tmp_path / "nope.yaml", [])
 
 

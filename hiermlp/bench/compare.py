@@ -245,17 +245,9 @@ def find_compare_preset(name_or_path: str | Path) -> Path:
     Raises:
         FileNotFoundError: No such preset; the message lists the known ones.
     """
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    roots = [Path.cwd() / "configs" / "compare", Path(__file__).resolve().parents[2] / "configs" / "compare"]
-    for root in roots:
-        for cand in (root / p.name, root / f"{p.name}.yaml"):
-            if cand.is_file():
-                return cand
-    known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.yaml")})
-    hint = suggest(p.stem, known)
-    raise FileNotFoundError(f"compare preset not found: {name_or_path} (known: {', '.join(known) or 'none'}).{hint}")
+    from hiermlp.train.config import find_preset
+
+    return find_preset(name_or_path, kind="compare")
 
 
 def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePreset:

@@ -59,7 +59,7 @@ _DEFAULT_ROOTS: dict[str, tuple[str, ...]] = {
     "fashion_mnist": ("/usr/share/datasets/fashion-mnist", "data/FashionMNIST/raw", "data/fashion-mnist"),
     "mnist": ("/usr/share/datasets/mnist", "data/MNIST/raw", "data/mnist"),
 }
-_IDX_CLASSES = {
+IDX_CLASSES = {
     "fashion_mnist": (
         "T-shirt/top",
         "Trouser",
@@ -269,7 +269,7 @@ def build_dataset(
             raise ValueError("data=idx needs data_root=<directory of IDX files>")
         idx_root = _find_idx_root(name, root)
         images, labels = load_idx_split(idx_root, split)
-        classes = list(_IDX_CLASSES.get(name, [str(c) for c in range(int(labels.max()) + 1)]))
+        classes = list(IDX_CLASSES.get(name, [str(c) for c in range(int(labels.max()) + 1)]))
         return ArrayImageDataset(images=images, labels=labels, classes=classes, transform=transform, mode=mode)
     if name == "folder":
         if not root:

@@ -17,23 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hiermlp.data.datasets import IDX_CLASSES
 from hiermlp.data.idx import load_idx_split
 
 DEFAULT_SRC = Path("/usr/share/datasets/fashion-mnist")
 OUT_DIR = Path(__file__).resolve().parent / "embedded"
 OUT_NAME = "fashion_mnist_subset.npz"
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASSES = IDX_CLASSES["fashion_mnist"]
 
 
 def stratified_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from hiermlp.errors import ConfigError as _HiermlpConfigError
+from hiermlp.errors import suggest
 
 __all__ = [
     "ConfigError",
@@ -279,22 +280,26 @@ def _set_dotted(d: dict[str, Any], parts: list[str], value: Any) -> None:
     d[parts[-1]] = value
 
 
-def find_preset(name_or_path: str | Path) -> Path:
-    """Resolve a preset given as a path or as a name under ``configs/train/`` (with or without .yaml).
+def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
+    """Resolve a preset given as a path or as a name under ``configs/<kind>/`` (with or without .yaml).
+
+    ``configs/`` is looked up in the working directory, then beside the package (an editable install).
 
     Raises:
-        FileNotFoundError: no such file; lists the presets that exist.
+        FileNotFoundError: no such file; lists the presets that exist and the closest name.
     """
     p = Path(name_or_path)
     if p.is_file():
         return p
-    roots = [Path.cwd() / "configs" / "train", Path(__file__).resolve().parents[2] / "configs" / "train"]
+    roots = [Path.cwd() / "configs" / kind, Path(__file__).resolve().parents[2] / "configs" / kind]
     for root in roots:
         for cand in (root / p.name, root / f"{p.name}.yaml"):
             if cand.is_file():
                 return cand
     known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.yaml")})
-    raise FileNotFoundError(f"config file not found: {name_or_path} (known presets: {', '.join(known)})")
+    raise FileNotFoundError(
+        f"{kind} preset not found: {name_or_path} (known: {', '.join(known) or 'none'}).{suggest(p.stem, known)}"
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
