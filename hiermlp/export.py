@@ -113,7 +113,7 @@ def load_model(
     Returns:
         ``(model in eval mode, name)``.
     """
-    from hiermlp.models.registry import create_model, is_model
+    from hiermlp.models.registry import create_any_model, create_model, is_model, resolve_source
 
     kwargs = dict(model_kwargs or {})
     source_str = os.fspath(source)
@@ -163,17 +163,13 @@ def load_model(
     kwargs["num_classes"] = num_classes if num_classes is not None else (head.shape[0] if head is not None else 0)
     if in_chans is not None or stem is not None or "in_chans" in config:
         kwargs["in_chans"] = in_chans or (stem.shape[1] if stem is not None else config["in_chans"])
-    if is_model(name):
+    if resolve_source(name)[0] == "hiermlp":  # unknown names: an UnknownModelError naming close ones
         from hiermlp.weights import load_checkpoint
 
         model = create_model(name, **kwargs)
         load_checkpoint(model, state_dict)
     else:
-        import timm
-
-        if not timm.is_model(name):
-            raise ConfigError(f"checkpoint names model {name!r}, which is in neither hiermlp's nor timm's registry")
-        model = timm.create_model(name, **kwargs)
+        model = create_any_model(name, **kwargs)
         model.load_state_dict(state_dict)
     return model.eval(), name
 

@@ -77,7 +77,7 @@ def test_ema_grad_checkpointing_mixup_and_timm_fallback(tmp_path):
     assert res.history[0]["top1"] >= 0
     cfg = tiny(tmp_path / "t", "epochs=1", "model=test_vit", "model_kwargs={}", "limit_train=128")
     assert train(cfg).history[0]["top1"] >= 0  # a timm-only name falls back to timm
-    with pytest.raises(ConfigError, match=r"unknown model 'swin_tinny_patch4_window7_224'.*did you mean"):
+    with pytest.raises(ConfigError, match=r"unknown model 'swin_tinny_patch4_window7_224'.*Did you mean: swin_tiny"):
         train(tiny(tmp_path / "u", "model=swin_tinny_patch4_window7_224"))
 
 

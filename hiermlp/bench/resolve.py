@@ -8,15 +8,14 @@ timm's and ``hiermlp:NAME`` forces hiermlp's.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
-from hiermlp.errors import ConfigError, UnknownNameError, suggest
+from hiermlp.errors import ConfigError, UnknownNameError
+from hiermlp.models.registry import create_any_model, resolve_source
 
 __all__ = [
     "ImageSizeError",
@@ -26,8 +25,6 @@ __all__ = [
     "is_oom",
     "resolve_model",
 ]
-
-_SOURCES = ("hiermlp", "timm")
 
 
 class ImageSizeError(ConfigError):
@@ -49,59 +46,17 @@ class ModelRef:
     model_name: str
 
 
-def _hiermlp_registry() -> Any | None:
-    """hiermlp's model registry module, or None while it is not importable (it is optional here)."""
-    try:
-        return importlib.import_module("hiermlp.models.registry")
-    except ImportError:
-        return None
-
-
-def _hiermlp_names() -> list[str]:
-    reg = _hiermlp_registry()
-    if reg is None:
-        return []
-    lister = getattr(reg, "list_models", None)
-    if lister is None:
-        lister = getattr(importlib.import_module("hiermlp"), "list_models", None)
-    return list(lister()) if lister is not None else []
-
-
-def _hiermlp_has(name: str) -> bool:
-    reg = _hiermlp_registry()
-    return bool(reg is not None and reg.is_model(name))
-
-
 def resolve_model(name: str) -> ModelRef:
-    """Resolve ``name`` to the registry that builds it.
+    """Resolve ``name`` to the registry that builds it (:func:`hiermlp.models.registry.resolve_source`).
 
     Args:
         name: A hiermlp model name, a timm model name, or either prefixed with ``hiermlp:`` / ``timm:``.
 
-    Returns:
-        The resolved reference.
-
     Raises:
         UnknownNameError: No registry knows the name; the message lists close names from both.
     """
-    prefix, sep, rest = name.partition(":")
-    if sep and prefix in _SOURCES:
-        if prefix == "timm":
-            if not timm.is_model(rest):
-                raise UnknownNameError(f"unknown timm model {rest!r}." + suggest(rest, timm.list_models(), n=5))
-            return ModelRef(name, "timm", rest)
-        if not _hiermlp_has(rest):
-            raise UnknownNameError(f"unknown hiermlp model {rest!r}." + suggest(rest, _hiermlp_names()))
-        return ModelRef(name, "hiermlp", rest)
-    if _hiermlp_has(name):
-        return ModelRef(name, "hiermlp", name)
-    if timm.is_model(name):
-        return ModelRef(name, "timm", name)
-    hints = suggest(name, _hiermlp_names()) or suggest(name, timm.list_models())
-    raise UnknownNameError(
-        f"unknown model {name!r}: neither hiermlp's registry nor timm's has it "
-        f"(see `hiermlp list` and timm.list_models()).{hints}"
-    )
+    source, bare = resolve_source(name)
+    return ModelRef(name, source, bare)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -154,10 +109,7 @@ def build_model(
 
 
 def _create(ref: ModelRef, in_chans: int, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
-    if ref.source == "hiermlp":
-        hiermlp = importlib.import_module("hiermlp")
-        return hiermlp.create_model(ref.model_name, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    return timm.create_model(ref.model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return create_any_model(f"{ref.source}:{ref.model_name}", num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def check_input_size(

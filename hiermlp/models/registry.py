@@ -25,8 +25,8 @@ from hiermlp.models.network import HierNet
 _logger = logging.getLogger(__name__)
 
 
-class UnknownModelError(UnknownNameError):
-    """``create_model`` got a name that is not registered."""
+class UnknownModelError(UnknownNameError, ConfigError):
+    """A model name no registry knows (a KeyError for lookups, a ConfigError for configs)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,46 @@ def get_entry(name: str) -> ModelEntry:
             f"unknown model {name!r}{hint}.{suggest(name, _MODELS)} See hiermlp.list_models() or `hiermlp list`."
         )
     return _MODELS[name]
+
+
+def resolve_source(name: str) -> tuple[str, str]:
+    """Which registry builds ``name``: ``("hiermlp" | "timm", bare name)``.
+
+    hiermlp's registry is asked first, then timm's; ``hiermlp:NAME`` or ``timm:NAME`` picks one (both have
+    ``swin_tiny_patch4_window7_224``). The trainer, ``hiermlp bench`` and ``hiermlp export`` all resolve
+    names here.
+
+    Raises:
+        UnknownModelError: neither registry has it; the message lists close names from both.
+    """
+    import timm
+
+    source, sep, bare = name.partition(":")
+    if sep and source in ("hiermlp", "timm"):
+        if source == "timm" and not timm.is_model(bare):
+            raise UnknownModelError(f"unknown timm model {bare!r}.{suggest(bare, timm.list_models())}")
+        if source == "hiermlp" and bare not in _MODELS:
+            raise UnknownModelError(f"unknown hiermlp model {bare!r}.{suggest(bare, _MODELS)}")
+        return source, bare
+    if name in _MODELS:
+        return "hiermlp", name
+    if timm.is_model(name):
+        return "timm", name
+    hints = suggest(name, _MODELS) or suggest(name, timm.list_models())
+    raise UnknownModelError(
+        f"unknown model {name!r}: neither hiermlp's registry nor timm's has it "
+        f"(see `hiermlp list` and timm.list_models()).{hints}"
+    )
+
+
+def create_any_model(name: str, **kwargs: Any) -> nn.Module:
+    """:func:`create_model` for hiermlp's names, ``timm.create_model`` for timm's (see :func:`resolve_source`)."""
+    source, bare = resolve_source(name)
+    if source == "hiermlp":
+        return create_model(bare, **kwargs)
+    import timm
+
+    return timm.create_model(bare, **kwargs)
 
 
 def list_models(pattern: str | Sequence[str] = "*", *, family: str | None = None) -> list[str]:

@@ -103,34 +103,25 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         "img_size": cfg.img_size,
         **_plain(cfg.model_kwargs),
     }
+    from hiermlp.models.registry import UnknownModelError, resolve_source
+
     try:
-        from hiermlp.models.registry import is_model
-    except ImportError:  # the model package is optional for the engine
-        is_model = None
-    if is_model is not None and is_model(cfg.model):
+        source, name = resolve_source(cfg.model)
+    except UnknownModelError as e:  # a config error of this run: report it as one, naming the key
+        raise ConfigError(f"model: {e}") from e
+    if source == "hiermlp":
         import hiermlp
 
-        return hiermlp.create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+        return hiermlp.create_model(name, pretrained=cfg.pretrained, **kwargs)
     import timm
 
-    if not timm.is_model(cfg.model):
-        import difflib
-
-        names = list(timm.list_models())
-        if is_model is not None:
-            import hiermlp
-
-            names += hiermlp.list_models()
-        close = difflib.get_close_matches(cfg.model, names, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {cfg.model!r} (neither in hiermlp's nor timm's registry){hint}")
     try:
-        return timm.create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
     except TypeError as e:
         if "img_size" not in str(e) or "img_size" in cfg.model_kwargs:
             raise
         kwargs.pop("img_size")  # e.g. CNNs take any input size and have no img_size argument
-        return timm.create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
