@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 import hiermlp
 from hiermlp.mixers import MIXERS, mixer_name
@@ -112,3 +113,71 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["attention", "spatial_mlp", "token_mlp", "gmlp"])
+def test_chunked_inference_equals_the_whole_batch(name):
+    """Inference runs big batches a few images at a time; the result is the whole batch's."""
+    torch.manual_seed(0)
+    block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2), mixer=name, **block_kwargs(name))
+    randomize_(block).eval()
+    calls = []
+    inner = block._forward
+    block._forward = lambda t: calls.append(t.shape[0]) or inner(t)
+    for size in [(8, 8), (9, 11), (5, 13)]:
+        x = torch.randn(5, *size, 16)
+        with torch.no_grad():
+            block.inference_chunk_tokens = 0
+            whole = block(x)
+            block.inference_chunk_tokens = 2 * size[0] * size[1]  # two images per chunk: 2 + 2 + 1
+            calls.clear()
+            chunked = block(x)
+        assert calls == [2, 2, 1]
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+    calls.clear()
+    block(x)  # autograd on: never split (the graph would hold every chunk anyway)
+    assert calls == [5]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_explicit_attention_equals_sdpa(monkeypatch, train):
+    """CPU windows use explicit softmax attention (in place without autograd); it equals the SDPA kernel."""
+    from hiermlp.mixers import attention
+
+    model = randomize_(hiermlp.HierNet(**TINY_SWIN))
+    for n, p in model.named_parameters():  # a frozen table: SDPA is then usable with autograd too
+        if "relative_position_bias_table" in n:
+            p.requires_grad_(False)
+    x = torch.randn(2, 3, 40, 24, requires_grad=train)
+    outs, grads = [], []
+    for limit in (attention.MAX_EXPLICIT_TOKENS, 0):  # 0: every window goes to SDPA
+        monkeypatch.setattr(attention, "MAX_EXPLICIT_TOKENS", limit)
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            out = model(x)
+        outs.append(out.detach())
+        if train:
+            (g,) = torch.autograd.grad(out.square().sum(), x)
+            grads.append(g)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
+    if train:
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+def test_add_drop_path_is_drop_path_plus_residual():
+    from timm.layers import DropPath
+
+    from hiermlp.models.block import add_drop_path
+
+    x, y = torch.randn(64, 3, 5), torch.randn(64, 3, 5, requires_grad=True)
+    drop = DropPath(0.5)
+    assert torch.equal(add_drop_path(x, y, drop.eval()), x + y)
+    assert torch.equal(add_drop_path(x, y, nn.Identity()), x + y)
+    drop.train()
+    out = add_drop_path(x, y, drop)
+    kept = [(out[i] - x[i]).abs().max().item() > 0 for i in range(64)]
+    assert 10 < sum(kept) < 54  # about half the samples keep their branch
+    for i, k in enumerate(kept):  # a kept branch is scaled by 1 / keep_prob, a dropped one is gone
+        torch.testing.assert_close(out[i], x[i] + 2 * y[i] if k else x[i], rtol=1e-6, atol=1e-6)
+    out.sum().backward()
+    assert set(y.grad.unique().tolist()) <= {0.0, 2.0}

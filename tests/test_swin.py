@@ -8,11 +8,18 @@ import torch
 import torch.nn.functional as F
 
 import hiermlp
+from hiermlp.layers.linear import onednn
 from hiermlp.models.block import HierBlock
 
 from .conftest import TINY_SWIN, randomize_
 
 ATOL = 1e-5
+# hiermlp's CPU linears run on oneDNN (hiermlp.layers.linear), timm's on MKL, and the two libraries sum in
+# different orders: through 12-24 blocks of random weights single features then differ by up to ~1.5e-5
+# (about 100 ulps at magnitude 1). The oneDNN path is held to ATOL_ONEDNN elementwise (plus PyTorch's float32
+# default rtol); with it switched off the kernels are timm's and the strict ATOL applies.
+ATOL_ONEDNN = 3e-5
+RTOL = 1.3e-6
 
 
 def to_microsoft_layout(timm_sd: dict) -> dict:
@@ -29,13 +36,16 @@ def to_microsoft_layout(timm_sd: dict) -> dict:
 
 def assert_same(timm_model, ours, x):
     with torch.no_grad():
-        a, b = timm_model(x), ours(x)
-        assert (a - b).abs().max().item() < ATOL
+        a = timm_model(x)
         fa = timm_model.forward_intermediates(x, intermediates_only=True)
-        fb = ours.forward_intermediates(x, intermediates_only=True)
-        assert len(fa) == len(fb)
-        for u, v in zip(fa, fb):
-            assert u.shape == v.shape and (u - v).abs().max().item() < ATOL
+        for fast, atol in ((True, ATOL_ONEDNN), (False, ATOL)):
+            with onednn(fast):
+                b = ours(x)
+                fb = ours.forward_intermediates(x, intermediates_only=True)
+            torch.testing.assert_close(b, a, atol=atol, rtol=RTOL)
+            assert len(fa) == len(fb)
+            for u, v in zip(fa, fb):
+                torch.testing.assert_close(v, u, atol=atol, rtol=RTOL)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 PyTorch registers FLOP formulas for the CUDA SDPA kernels but not for the CPU one
 (``aten._scaled_dot_product_flash_attention_for_cpu``), so on CPU attention would count as zero
 (timm's Swin-T on its SDPA path counts 4.35 GMACs instead of 4.49). We register the same formula
-PyTorch uses for the CUDA kernels, once, at import.
+PyTorch uses for the CUDA kernels, once, at import; likewise for the oneDNN linear kernels that
+hiermlp's CPU linears call (``mkldnn::_linear_pointwise`` and ``hiermlp::onednn_linear``), which
+PyTorch's counter would also count as zero.
 """
 
 from __future__ import annotations
@@ -32,6 +34,34 @@ def _register_cpu_sdpa() -> None:
 
 
 _register_cpu_sdpa()
+
+
+def _linear_flops(x_shape: torch.Size, w_shape: torch.Size) -> int:
+    rows = 1
+    for d in x_shape[:-1]:
+        rows *= d
+    return 2 * rows * x_shape[-1] * w_shape[0]
+
+
+def _register_onednn_linear() -> None:
+    import hiermlp.layers.linear  # noqa: F401 - registers hiermlp::onednn_linear
+
+    def formula(x, *args, out_shape=None, **kwargs) -> int:
+        # _linear_pointwise(x, W, B, attr, ...) and hiermlp::onednn_linear(x, W, B, activation, residual) carry
+        # a string third; _linear_pointwise.binary(x, other, W, B, attr) has the weight one place later
+        weight = args[0] if isinstance(args[2], str) else args[1]
+        return _linear_flops(x.shape, weight.shape)
+
+    packets = [torch.ops.hiermlp.onednn_linear]
+    pointwise = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if pointwise is not None:
+        packets.append(pointwise)
+    for packet in packets:
+        if packet not in fc.flop_registry:
+            fc.register_flop_formula(packet, get_raw=True)(formula)
+
+
+_register_onednn_linear()
 
 
 def count_flops(

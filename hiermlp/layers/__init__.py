@@ -1,16 +1,20 @@
 """Generic modules shared by every model: stem, merging, channel MLP, position bias, head."""
 
-from timm.layers import ClassifierHead, DropPath, GluMlp, Mlp
+from timm.layers import ClassifierHead, DropPath, GluMlp
 
 from hiermlp.layers.embed import PatchEmbed, PatchMerging
+from hiermlp.layers.linear import Linear, Mlp, linear, linear_act
 from hiermlp.layers.pos import RelativePositionBias
 
 __all__ = [
     "ClassifierHead",
     "DropPath",
     "GluMlp",
+    "Linear",
     "Mlp",
     "PatchEmbed",
     "PatchMerging",
     "RelativePositionBias",
+    "linear",
+    "linear_act",
 ]

@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ShapeError
+from hiermlp.layers.linear import Linear
 from hiermlp.ops import is_symbolic, pad_to_multiple, padding_for
 
 
@@ -65,7 +66,7 @@ class PatchMerging(nn.Module):
         self.dim = dim
         self.out_dim = out_dim or 2 * dim
         self.norm = norm_layer(4 * dim)
-        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
+        self.reduction = Linear(4 * dim, self.out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_to_multiple(x, (2, 2))

@@ -11,6 +11,7 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.layers import RelativePositionBias
+from hiermlp.layers.linear import Linear
 from hiermlp.mixers.base import register_mixer
 from hiermlp.ops import is_tracing
 from hiermlp.ops.cache import cache_context
@@ -23,6 +24,11 @@ def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     Every row has at least one allowed entry (a token may always attend to itself), so no row is all -inf.
     """
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+# On CPU, windows of up to this many tokens use explicit attention (faster than the flash kernel there);
+# larger token counts (global attention) keep SDPA, which never materialises the N x N logits.
+MAX_EXPLICIT_TOKENS = 256
 
 
 @register_mixer("attention")
@@ -68,9 +74,9 @@ class WindowAttention(nn.Module):
         self.dim = dim
         self.num_heads = num_heads
         self.window_size = window_size
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.rel_pos = (
             RelativePositionBias(window_size=window_size, num_heads=num_heads)
@@ -119,13 +125,10 @@ class WindowAttention(nn.Module):
             q, k, v = rearrange(
                 qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
             )
-        if bias is not None and bias.requires_grad and not is_tracing():
-            # training the position table: PyTorch's fused kernels take no gradient for attn_mask and would
-            # fall back to the math path, which also scans the mask for all -inf rows; this is that path without
-            # the scan (every row here has a finite entry: a token always sees itself)
-            attn = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + bias
-            attn = F.dropout(attn.softmax(-1), p=self.attn_drop, training=self.training)
-            x = torch.matmul(attn, v)
+        tracing = is_tracing()
+        trains_bias = bias is not None and bias.requires_grad
+        if (trains_bias and not tracing) or (x.device.type == "cpu" and q.shape[-2] <= MAX_EXPLICIT_TOKENS):
+            x = self._explicit_attention(q, k, v, bias, in_place=not tracing)
         else:
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
@@ -139,6 +142,33 @@ class WindowAttention(nn.Module):
         else:
             x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", heads=self.num_heads)
         return self.proj_drop(self.proj(x))
+
+    def _explicit_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, in_place: bool
+    ) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d) + bias) v`` as two batched GEMMs and a softmax.
+
+        Used (a) while the position table trains: PyTorch's fused kernels take no gradient for ``attn_mask``
+        and would fall back to their math path, which also scans the mask for all -inf rows (every row here
+        has a finite entry: a token always sees itself); (b) on CPU for window-sized N, where it runs 1.3-1.5x
+        faster than the flash kernel (benchmarks/results/perf_cpu).
+        """
+        scale = q.shape[-1] ** -0.5
+        if not in_place:  # traced graphs: plain functional ops (compilers fuse them themselves)
+            attn = torch.matmul(q, k.transpose(-2, -1)) * scale
+            attn = (attn if bias is None else attn + bias).softmax(-1)
+            return torch.matmul(F.dropout(attn, p=self.attn_drop, training=self.training), v)
+        # scale and bias in place: matmul's backward needs its inputs, not its output, so autograd allows it
+        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
+        if bias is not None:
+            attn.add_(bias)
+        if torch.is_grad_enabled() and attn.requires_grad:
+            attn = attn.softmax(-1)
+        else:  # softmax over the last dim in place: each row is read (max, sum) before it is overwritten
+            attn = torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, p=self.attn_drop, training=True)
+        return torch.matmul(attn, v)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

@@ -7,6 +7,7 @@ from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ConfigError
+from hiermlp.layers.linear import Linear, linear_act
 from hiermlp.mixers.base import register_mixer
 
 
@@ -51,15 +52,15 @@ class TokenMlp(nn.Module):
             raise ConfigError(f"token_mlp: hidden size must be >= 1, got {hidden}")
         self.dim = dim
         self.window_size = tuple(window_size)
-        self.fc1 = nn.Linear(n, hidden)
+        self.fc1 = Linear(n, hidden)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden, n)
+        self.fc2 = Linear(hidden, n)
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = rearrange(x, "b n c -> b c n")
-        x = self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        x = self.drop2(self.fc2(self.drop1(linear_act(self.fc1, self.act, x))))
         return rearrange(x, "b c n -> b n c")
 
     def extra_repr(self) -> str:

@@ -12,6 +12,7 @@ from hiermlp.layers import DropPath, Mlp
 from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_name
 from hiermlp.ops import (
     cyclic_shift,
+    is_exporting,
     is_symbolic,
     is_tracing,
     pad_shift,
@@ -25,6 +26,30 @@ from hiermlp.ops.cache import cache_context
 from hiermlp.ops.gather import gather_windows, scatter_windows, window_index
 
 ShiftMode = Literal["auto", "roll", "pad"]
+
+# Inference without autograd runs a block on at most this many tokens at a time (whole images; 0 = never
+# split). Per-image work is independent, so the result is the same; smaller intermediates stay in cache and
+# reuse allocator memory instead of faulting in fresh pages. 12544 = four 56x56 maps (Swin stage 1 at 224).
+INFERENCE_CHUNK_TOKENS = 12544
+
+
+def add_drop_path(x: torch.Tensor, y: torch.Tensor, drop: nn.Module) -> torch.Tensor:
+    """``x + drop(y)`` where ``drop`` is timm's ``DropPath`` (or ``nn.Identity``), in one pass when training.
+
+    Same distribution as ``DropPath``: each sample's branch is kept with probability ``1 - p`` and scaled by
+    ``1 / (1 - p)``; ``addcmul`` applies the per-sample factor and the residual add together, where
+    ``DropPath`` then ``+`` take three passes over the activations (and two more in backward).
+    """
+    if not isinstance(drop, DropPath):
+        return x + drop(y)
+    p = drop.drop_prob
+    if not drop.training or p == 0.0:
+        return x + y
+    keep = 1.0 - p
+    factor = y.new_empty((y.shape[0],) + (1,) * (y.ndim - 1)).bernoulli_(keep)
+    if keep > 0.0 and drop.scale_by_keep:
+        factor.div_(keep)
+    return torch.addcmul(x, y, factor)
 
 
 class HierBlock(nn.Module):
@@ -111,11 +136,25 @@ class HierBlock(nn.Module):
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self._geometry_cache: dict[tuple, tuple] = {}
         self.fast_path = True  # False: always take window_mix_reference (for checking and debugging)
+        self.inference_chunk_tokens = INFERENCE_CHUNK_TOKENS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.window_mix(self.norm1(x)))
+        b, h, w, _ = x.shape
+        chunk = self.inference_chunk_tokens
+        inference = not self.training and not torch.is_grad_enabled() and not is_exporting()
+        if inference and chunk and b > 1 and not is_symbolic(b, h, w) and b * h * w > chunk:
+            # every block is independent per image: a few images at a time keep qkv, the logits and the 4C
+            # hidden activations small and cache-resident (benchmarks/results/perf_cpu)
+            return torch.cat([self._forward(part) for part in x.split(max(1, chunk // (h * w)))])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = add_drop_path(x, self.window_mix(self.norm1(x)), self.drop_path1)
         if self.mlp is not None:
-            x = x + self.drop_path2(self.mlp(self.norm2(x)))
+            if self.training and isinstance(self.drop_path2, DropPath) and self.drop_path2.drop_prob > 0:
+                x = add_drop_path(x, self.mlp(self.norm2(x)), self.drop_path2)
+            else:  # the residual add runs inside fc2's kernel where it can (hiermlp.layers.linear)
+                x = self.mlp.forward_residual(self.norm2(x), x)
         return x
 
     def window_mix(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from hiermlp.ops.window import (
     cyclic_shift,
+    is_exporting,
     is_symbolic,
     is_tracing,
     pad_shift,
@@ -17,6 +18,7 @@ from hiermlp.ops.window import (
 
 __all__ = [
     "cyclic_shift",
+    "is_exporting",
     "is_symbolic",
     "is_tracing",
     "pad_shift",

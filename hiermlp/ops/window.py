@@ -48,19 +48,19 @@ def cyclic_shift(x: torch.Tensor, shift: Size2) -> torch.Tensor:
     return torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
 
 
+def is_exporting() -> bool:
+    """True under ``torch.export`` (and the ONNX exporter built on it), TorchScript tracing or ONNX export."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return exporting() or torch.jit.is_tracing() or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
+
+
 def is_tracing() -> bool:
     """True under ``torch.compile``/``torch.export``, TorchScript tracing or ONNX export.
 
     Traced code takes the straightforward geometry (compilers fuse it themselves) and never reads or fills
     the eager-mode caches, whose keys are Python values a graph cannot guard on.
     """
-    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-    return (
-        torch.compiler.is_compiling()
-        or exporting()
-        or torch.jit.is_tracing()
-        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
-    )
+    return torch.compiler.is_compiling() or is_exporting()
 
 
 def is_symbolic(*sizes: int) -> bool:

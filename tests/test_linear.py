@@ -1,0 +1,145 @@
+"""The oneDNN linear path equals F.linear (values and gradients) and falls back wherever it does not apply."""
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hiermlp
+from hiermlp.bench import count_gmacs
+from hiermlp.layers.linear import Linear, Mlp, linear, onednn, onednn_available, onednn_enabled
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN linear kernel")
+
+SHAPES = [(7, 16), (3, 5, 16), (2, 3, 4, 16), (1, 1, 16)]
+
+
+def ref_linear(x, w, b, activation=None, residual=None):
+    y = F.linear(x, w, b)
+    if activation == "gelu":
+        y = F.gelu(y)
+    return y if residual is None else y + residual
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("mode", [None, "gelu", "residual"])
+def test_values_match_f_linear(shape, bias, mode):
+    x = torch.randn(shape)
+    w, b = torch.randn(24, 16), (torch.randn(24) if bias else None)
+    residual = torch.randn(*shape[:-1], 24) if mode == "residual" else None
+    activation = "gelu" if mode == "gelu" else None
+    with torch.no_grad():
+        got = linear(x, w, b, activation=activation, residual=residual)
+    torch.testing.assert_close(got, ref_linear(x, w, b, activation, residual), rtol=1e-5, atol=1e-5)
+    assert got.shape == (*shape[:-1], 24)
+
+
+def test_non_contiguous_input_and_broadcast_residual():
+    x = torch.randn(4, 16, 6).transpose(1, 2)  # (4, 6, 16), not contiguous
+    w, b = torch.randn(16, 16), torch.randn(16)
+    res = torch.randn(16)  # broadcasts: not fusable, added afterwards
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(linear(x, w, b, residual=res), F.linear(x, w, b) + res, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(9, 16), (2, 5, 16)])
+def test_gradients_match_f_linear(shape):
+    x = torch.randn(shape, requires_grad=True)
+    w = torch.randn(12, 16, requires_grad=True)
+    b = torch.randn(12, requires_grad=True)
+    g = torch.randn(*shape[:-1], 12)
+    grads = []
+    for fn in (linear, F.linear):
+        x.grad = w.grad = b.grad = None
+        fn(x, w, b).backward(g)
+        grads.append((x.grad.clone(), w.grad.clone(), b.grad.clone()))
+    for a, r in zip(*grads):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    assert linear(x, w, b).grad_fn.name().startswith("_OneDnnLinear")
+
+
+def test_only_the_needed_gradients_and_double_backward():
+    x = torch.randn(5, 8, requires_grad=True)
+    w = torch.randn(4, 8)  # frozen weight: only the input gradient
+    y = linear(x, w, None)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    (gx_ref,) = torch.autograd.grad(F.linear(x, w).square().sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+    # create_graph=True: the backward itself is differentiable
+    (ggx,) = torch.autograd.grad(gx.sum(), x)
+    (ggx_ref,) = torch.autograd.grad(gx_ref.sum(), x)
+    torch.testing.assert_close(ggx, ggx_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fallbacks_use_plain_pytorch():
+    w, b = torch.randn(6, 8), torch.randn(6)
+    with torch.no_grad():
+        # float64, bfloat16 autocast, an empty batch and the switch all take F.linear, bit for bit
+        x64 = torch.randn(3, 8, dtype=torch.float64)
+        assert torch.equal(linear(x64, w.double(), b.double()), F.linear(x64, w.double(), b.double()))
+        x = torch.randn(3, 8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert linear(x, w, b).dtype == torch.bfloat16
+        assert linear(torch.randn(0, 8), w, b).shape == (0, 6)
+        with onednn(False):
+            assert not onednn_enabled()
+            assert torch.equal(linear(x, w, b), F.linear(x, w, b))
+        assert onednn_enabled()
+    with pytest.raises(ValueError, match="activation must be None or one of"):
+        linear(x, w, b, activation="relu")
+
+
+def test_under_vmap_falls_back():
+    w, b = torch.randn(6, 8), torch.randn(6)
+    x = torch.randn(4, 3, 8)
+    out = torch.func.vmap(lambda t: linear(t, w, b))(x)
+    torch.testing.assert_close(out, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_is_an_nn_linear_with_the_same_state_dict():
+    layer = Linear(8, 4)
+    assert isinstance(layer, nn.Linear) and set(layer.state_dict()) == {"weight", "bias"}
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_matches_timm_mlp_and_fuses_the_residual():
+    theirs = timm.layers.Mlp(16, 40).eval()
+    ours = Mlp(16, 40).eval()
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x, shortcut = torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)  # fused fc1 + GELU
+        torch.testing.assert_close(ours.forward_residual(x, shortcut), shortcut + theirs(x), rtol=1e-5, atol=1e-5)
+    # with autograd the same module takes the unfused path and gives timm's gradients
+    x.requires_grad_(True)
+    (g_ours,) = torch.autograd.grad(ours(x).sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs(x).sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_linear_matches_eager_forward_and_backward():
+    torch._dynamo.reset()
+    mlp = Mlp(16, 32)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    compiled = torch.compile(lambda t: mlp.forward_residual(t, t), fullgraph=True)
+    out = compiled(x)
+    ref = x + mlp(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference: the fused GELU and residual run inside the custom op
+        torch.testing.assert_close(compiled(x), x + mlp(x), rtol=1e-5, atol=1e-5)
+
+
+def test_flop_counter_sees_the_onednn_kernels():
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224")
+    fast = count_gmacs(model, (3, 64, 64))
+    with onednn(False):
+        plain = count_gmacs(model, (3, 64, 64))
+    assert fast == pytest.approx(plain, rel=1e-9) and fast > 0.3
