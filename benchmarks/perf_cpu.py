@@ -1,7 +1,8 @@
 """Issue 6's side-by-side performance table: hiermlp vs timm and vs the reference formulations.
 
-Everything is measured in one process, models timed round-robin (``hiermlp.bench.timing``), medians with
-quartiles. Writes ``perf.md`` and ``perf.json`` to ``--out``.
+Each section runs in a fresh process (glibc's allocator state after one section would otherwise change the
+next one's timings); within a section the models are timed round-robin (``hiermlp.bench.timing``), medians
+with quartiles. Writes ``perf.md`` and ``perf.json`` to ``--out``.
 
     python benchmarks/perf_cpu.py --threads 2 --out benchmarks/results/perf_cpu
 
@@ -13,13 +14,17 @@ Sections:
      test suite checks against) and vs hiermlp's own pad-shift mode.
   3. Swin-T inference's effective GFLOP/s as a fraction of this machine's float32 GEMM rate.
   4. ``torch.compile(fullgraph=True)``: hiermlp vs timm, compiled, inference.
+  5. Section 1 again under ``WARM_MALLOC`` (big freed blocks kept by glibc), unless ``--no-warm-malloc``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +38,8 @@ from hiermlp.bench import count_gmacs
 from hiermlp.bench.env import environment, finish_environment, format_environment, set_threads
 from hiermlp.bench.timing import Timed, round_robin
 from hiermlp.bench.workload import infer_step, train_step
+from hiermlp.layers.linear import linear, onednn, onednn_available
+from hiermlp.models.block import INFERENCE_CHUNK_TOKENS, HierBlock
 from tests.test_mlp_models import RefSwinMLP
 
 
@@ -47,6 +54,26 @@ def timed(tasks: dict[str, tuple], repeats: int) -> dict[str, dict]:
     return out
 
 
+def set_chunking(model: torch.nn.Module, tokens: int) -> None:
+    for m in model.modules():
+        if isinstance(m, HierBlock):
+            m.inference_chunk_tokens = tokens
+
+
+def variant(model: torch.nn.Module, step, *, use_onednn: bool = True, chunk: bool = True):
+    """``step`` with hiermlp's levers switched as asked (restored after every call: round-robin shares models)."""
+
+    def run() -> object:
+        set_chunking(model, INFERENCE_CHUNK_TOKENS if chunk else 0)
+        try:
+            with onednn(use_onednn):
+                return step()
+        finally:
+            set_chunking(model, INFERENCE_CHUNK_TOKENS)
+
+    return run
+
+
 def swin_t(batch: int, repeats: int) -> dict:
     torch.manual_seed(0)
     ref = timm.create_model("swin_tiny_patch4_window7_224")
@@ -56,11 +83,26 @@ def swin_t(batch: int, repeats: int) -> dict:
     x1 = x[:1].clone()
     with torch.no_grad():
         diff = (ours.eval()(x) - ref.eval()(x)).abs().max().item()
-    infer = timed({"hiermlp": (infer_step(ours, x), batch), "timm": (infer_step(ref, x), batch)}, repeats)
+    fwd = infer_step(ours, x)
+    infer = timed(
+        {
+            "hiermlp": (fwd, batch),
+            "timm": (infer_step(ref, x), batch),
+            "hiermlp, no block chunking": (variant(ours, fwd, chunk=False), batch),
+            "hiermlp, no oneDNN": (variant(ours, fwd, use_onednn=False), batch),
+            "hiermlp, neither": (variant(ours, fwd, use_onednn=False, chunk=False), batch),
+        },
+        repeats,
+    )
     latency = timed({"hiermlp": (infer_step(ours, x1), 1), "timm": (infer_step(ref, x1), 1)}, repeats)
+    step = train_step(ours, x, 1000)
     train = timed(
-        {"hiermlp": (train_step(ours, x, 1000), batch), "timm": (train_step(ref, x, 1000), batch)},
-        max(3, repeats // 2),
+        {
+            "hiermlp": (step, batch),
+            "timm": (train_step(ref, x, 1000), batch),
+            "hiermlp, no oneDNN": (variant(ours, step, use_onednn=False), batch),
+        },
+        repeats,
     )
     return dict(max_abs_diff=diff, infer=infer, latency=latency, train=train)
 
@@ -80,6 +122,11 @@ def swin_mlp(batch: int, repeats: int) -> dict:
             "hiermlp (cyclic shift, masked weights)": (infer_step(ours, x), batch),
             "reference formulation (pad-shift, grouped Conv1d)": (infer_step(ref, x), batch),
             "hiermlp shift_mode=pad": (infer_step(pad, x), batch),
+            "hiermlp, no oneDNN": (variant(ours, infer_step(ours, x), use_onednn=False), batch),
+            "hiermlp, no oneDNN, no block chunking": (
+                variant(ours, infer_step(ours, x), use_onednn=False, chunk=False),
+                batch,
+            ),
         },
         repeats,
     )
@@ -87,12 +134,22 @@ def swin_mlp(batch: int, repeats: int) -> dict:
 
 
 def gemm_efficiency(swin_infer_per_s: float, repeats: int) -> dict:
+    """The machine's float32 GEMM rate, 2048^3: ``torch.matmul`` (MKL) and oneDNN's kernel side by side."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    r = timed({"gemm": (lambda: torch.mm(a, b), 1)}, repeats)["gemm"]
-    gemm_gflops = 2 * 2048**3 / r["median_s"] / 1e9
+    tasks = {"torch.matmul": (lambda: torch.matmul(a, b), 1)}
+    if onednn_available():
+        bt = b.t().contiguous()  # (out, in): the linear weight layout
+        tasks["oneDNN linear"] = (lambda: linear(a, bt), 1)
+    r = timed(tasks, repeats)
+    rates = {k: 2 * 2048**3 / v["median_s"] / 1e9 for k, v in r.items()}
     gmacs = count_gmacs(hiermlp.create_model("swin_tiny_patch4_window7_224"))
     model_gflops = 2 * gmacs * swin_infer_per_s
-    return dict(gemm_gflops=gemm_gflops, swin_t_gflops=model_gflops, fraction=model_gflops / gemm_gflops)
+    return dict(
+        gemm_gflops=rates["torch.matmul"],
+        onednn_gflops=rates.get("oneDNN linear"),
+        swin_t_gflops=model_gflops,
+        fraction=model_gflops / rates["torch.matmul"],
+    )
 
 
 def compiled(batch: int, repeats: int) -> dict:
@@ -121,6 +178,28 @@ def ratio(d: dict, a: str, b: str) -> float:
     return d[b]["median_s"] / d[a]["median_s"]
 
 
+def warm_malloc_lines(res: dict) -> list[str]:
+    w = res.get("swin_t_warm_malloc")
+    if w is None:
+        return []
+    settings = " ".join(f"{k}={v}" for k, v in WARM_MALLOC.items())
+    return [
+        f"The same Swin-T comparison in a process started with `{settings}` (glibc keeps big freed blocks "
+        "instead of returning them to the OS and faulting fresh pages in on the next forward; timm allocates "
+        "more, so it gains more):",
+        "",
+        "| measure | hiermlp | timm | hiermlp / timm |",
+        "|---|---|---|---|",
+        f"| inference img/s | {w['infer']['hiermlp']['per_s']:.1f} | {w['infer']['timm']['per_s']:.1f} "
+        f"| **{ratio(w['infer'], 'hiermlp', 'timm'):.2f}x** |",
+        f"| training step img/s | {w['train']['hiermlp']['per_s']:.1f} | {w['train']['timm']['per_s']:.1f} "
+        f"| **{ratio(w['train'], 'hiermlp', 'timm'):.2f}x** |",
+        f"| batch-1 latency ms | {w['latency']['hiermlp']['median_s'] * 1e3:.1f} "
+        f"| {w['latency']['timm']['median_s'] * 1e3:.1f} | **{ratio(w['latency'], 'hiermlp', 'timm'):.2f}x** |",
+        "",
+    ]
+
+
 def markdown(res: dict, env_text: str, command: str) -> str:
     s, m, g = res["swin_t"], res["swin_mlp"], res["gemm"]
     lines = [
@@ -141,6 +220,21 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         f"| batch-1 latency ms | {s['latency']['hiermlp']['median_s'] * 1e3:.1f} "
         f"| {s['latency']['timm']['median_s'] * 1e3:.1f} | **{ratio(s['latency'], 'hiermlp', 'timm'):.2f}x** |",
         "",
+        "What each lever pays (same run; hiermlp's default has all of them):",
+        "",
+        "| variant | inference img/s | vs timm | training img/s | vs timm |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {k} | {v['per_s']:.1f} | {ratio(s['infer'], k, 'timm'):.2f}x | "
+            + (
+                f"{s['train'][k]['per_s']:.1f} | {ratio(s['train'], k, 'timm'):.2f}x |"
+                if k in s["train"]
+                else "- | - |"
+            )
+            for k, v in s["infer"].items()
+        ),
+        "",
+        *warm_malloc_lines(res),
         f"## Swin-MLP-T/C24 256, batch {res['batch']} (max |logit diff| to the reference {m['max_abs_diff']:.1e})",
         "",
         "| implementation | img/s | speed vs reference formulation |",
@@ -153,8 +247,10 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         "",
         "## GEMM efficiency",
         "",
-        f"float32 `torch.mm` 2048^3: {g['gemm_gflops']:.1f} GFLOP/s; Swin-T inference: {g['swin_t_gflops']:.1f} "
-        f"GFLOP/s effective = **{100 * g['fraction']:.0f}%** of the GEMM rate.",
+        f"float32 `torch.matmul` 2048^3: {g['gemm_gflops']:.1f} GFLOP/s"
+        + (f" (oneDNN's linear kernel on the same product: {g['onednn_gflops']:.1f})" if g.get("onednn_gflops") else "")
+        + f". Swin-T inference: {g['swin_t_gflops']:.1f} GFLOP/s effective = **{100 * g['fraction']:.0f}%** of "
+        "the `torch.matmul` rate.",
     ]
     if "compiled" in res:
         c = res["compiled"]
@@ -172,22 +268,62 @@ def markdown(res: dict, env_text: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# glibc malloc settings under which big freed blocks are kept for reuse instead of being returned to the OS
+# (PyTorch has no caching allocator on CPU): the state a long-running process that has trained drifts into
+WARM_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30)}
+
+
+def run_section(name: str, args: argparse.Namespace, env: dict | None = None) -> dict:
+    """One section in a fresh process: allocator state left by an earlier section must not leak into it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "section.json"
+        cmd = [sys.executable, __file__, "--section", name, "--section-json", str(out)]
+        cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
+        subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+        return json.loads(out.read_text())
+
+
+def section(name: str, batch: int, repeats: int) -> dict:
+    if name == "swin_t":
+        return swin_t(batch, repeats)
+    if name == "swin_mlp":
+        return swin_mlp(batch, repeats)
+    if name == "compiled":
+        return compiled(batch, repeats)
+    if name == "gemm":
+        return gemm_efficiency(1.0, repeats)
+    raise SystemExit(f"unknown section {name!r}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-warm-malloc", action="store_true", help="skip the Swin-T rerun under WARM_MALLOC")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/perf_cpu"))
+    p.add_argument("--section", help=argparse.SUPPRESS)
+    p.add_argument("--section-json", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     set_threads(args.threads)
+    if args.section:
+        args.section_json.write_text(json.dumps(section(args.section, args.batch, args.repeats), default=str))
+        return
     env = environment("cpu", "float32")
     res = dict(batch=args.batch)
-    res["swin_t"] = swin_t(args.batch, args.repeats)
-    res["swin_mlp"] = swin_mlp(args.batch, args.repeats)
-    res["gemm"] = gemm_efficiency(res["swin_t"]["infer"]["hiermlp"]["per_s"], args.repeats)
+    res["swin_t"] = run_section("swin_t", args)
+    if not args.no_warm_malloc:
+        res["swin_t_warm_malloc"] = run_section("swin_t", args, WARM_MALLOC)
+    res["swin_mlp"] = run_section("swin_mlp", args)
+    gemm = run_section("gemm", args)
+    gemm["swin_t_gflops"] *= res["swin_t"]["infer"]["hiermlp"]["per_s"]  # the section measured 1 img/s
+    gemm["fraction"] *= res["swin_t"]["infer"]["hiermlp"]["per_s"]
+    res["gemm"] = gemm
     if not args.no_compile:
-        res["compiled"] = compiled(args.batch, args.repeats)
+        res["compiled"] = run_section("compiled", args)
     env = finish_environment(env)
     res["env"] = env
     command = "python benchmarks/perf_cpu.py " + " ".join(sys.argv[1:])

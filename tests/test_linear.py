@@ -143,3 +143,17 @@ def test_flop_counter_sees_the_onednn_kernels():
     with onednn(False):
         plain = count_gmacs(model, (3, 64, 64))
     assert fast == pytest.approx(plain, rel=1e-9) and fast > 0.3
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", False), ("off", False), ("1", True)])
+def test_environment_switch(value, expected):
+    import os
+    import subprocess
+    import sys
+
+    code = "import hiermlp.layers.linear as L; print(L.onednn_enabled())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "HIERMLP_ONEDNN": value}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)

@@ -3,7 +3,7 @@
 from timm.layers import ClassifierHead, DropPath, GluMlp
 
 from hiermlp.layers.embed import PatchEmbed, PatchMerging
-from hiermlp.layers.linear import Linear, Mlp, linear, linear_act
+from hiermlp.layers.linear import Linear, Mlp
 from hiermlp.layers.pos import RelativePositionBias
 
 __all__ = [
@@ -15,6 +15,4 @@ __all__ = [
     "PatchEmbed",
     "PatchMerging",
     "RelativePositionBias",
-    "linear",
-    "linear_act",
 ]

@@ -27,7 +27,7 @@ from hiermlp.ops.gather import gather_windows, scatter_windows, window_index
 
 ShiftMode = Literal["auto", "roll", "pad"]
 
-# Inference without autograd runs a block on at most this many tokens at a time (whole images; 0 = never
+# CPU inference without autograd runs a block on at most this many tokens at a time (whole images; 0 = never
 # split). Per-image work is independent, so the result is the same; smaller intermediates stay in cache and
 # reuse allocator memory instead of faulting in fresh pages. 12544 = four 56x56 maps (Swin stage 1 at 224).
 INFERENCE_CHUNK_TOKENS = 12544
@@ -142,9 +142,10 @@ class HierBlock(nn.Module):
         b, h, w, _ = x.shape
         chunk = self.inference_chunk_tokens
         inference = not self.training and not torch.is_grad_enabled() and not is_exporting()
-        if inference and chunk and b > 1 and not is_symbolic(b, h, w) and b * h * w > chunk:
+        if inference and chunk and b > 1 and x.device.type == "cpu" and not is_symbolic(b, h, w) and b * h * w > chunk:
             # every block is independent per image: a few images at a time keep qkv, the logits and the 4C
-            # hidden activations small and cache-resident (benchmarks/results/perf_cpu)
+            # hidden activations small and cache-resident (benchmarks/results/perf_cpu). CPU only: on a GPU
+            # smaller launches would cost occupancy, and that has not been measured
             return torch.cat([self._forward(part) for part in x.split(max(1, chunk // (h * w)))])
         return self._forward(x)
 
