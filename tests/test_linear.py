@@ -157,3 +157,13 @@ def test_environment_switch(value, expected):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(expected)
+
+
+def test_benchmark_reports_say_whether_onednn_is_on():
+    from hiermlp.bench.env import environment, format_environment
+
+    info = environment()
+    assert info["onednn_linears"] is onednn_enabled()
+    assert "hiermlp oneDNN linears: on" in format_environment(info)
+    with onednn(False):
+        assert "hiermlp oneDNN linears: off (HIERMLP_ONEDNN)" in format_environment(environment())

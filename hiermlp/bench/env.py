@@ -69,6 +69,9 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+    from hiermlp.layers.linear import onednn_enabled
+
+    info["onednn_linears"] = onednn_enabled()  # hiermlp's float32 CPU linears on oneDNN (HIERMLP_ONEDNN)
     with contextlib.suppress(AttributeError):  # sched_getaffinity is Linux-only
         info["cpu_affinity"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(AttributeError, OSError):
@@ -93,7 +96,12 @@ def format_environment(info: dict) -> str:
     dev = info["device"] if info["device"] == "cpu" else f"{info['device']} ({info['device_name']})"
     lines = [
         f"- device: {dev}; dtype: {info['dtype']}; torch.compile: {'on' if info['compile'] else 'off'}",
-        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}",
+        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}"
+        + (
+            f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ONEDNN)'}"
+            if "onednn_linears" in info
+            else ""
+        ),
         f"- torch {info['torch']}, timm {info['timm']}, hiermlp {info['hiermlp']}, "
         f"Python {info['python']} on {info['platform']}",
     ]
