@@ -133,7 +133,7 @@ def swin_mlp(batch: int, repeats: int) -> dict:
     return dict(max_abs_diff=diff, infer=infer)
 
 
-def gemm_efficiency(swin_infer_per_s: float, repeats: int) -> dict:
+def gemm_rates(repeats: int) -> dict:
     """The machine's float32 GEMM rate, 2048^3: ``torch.matmul`` (MKL) and oneDNN's kernel side by side."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     tasks = {"torch.matmul": (lambda: torch.matmul(a, b), 1)}
@@ -142,14 +142,14 @@ def gemm_efficiency(swin_infer_per_s: float, repeats: int) -> dict:
         tasks["oneDNN linear"] = (lambda: linear(a, bt), 1)
     r = timed(tasks, repeats)
     rates = {k: 2 * 2048**3 / v["median_s"] / 1e9 for k, v in r.items()}
+    return dict(gemm_gflops=rates["torch.matmul"], onednn_gflops=rates.get("oneDNN linear"))
+
+
+def gemm_efficiency(rates: dict, swin_infer_per_s: float) -> dict:
+    """Swin-T inference's effective GFLOP/s as a fraction of the ``torch.matmul`` rate."""
     gmacs = count_gmacs(hiermlp.create_model("swin_tiny_patch4_window7_224"))
     model_gflops = 2 * gmacs * swin_infer_per_s
-    return dict(
-        gemm_gflops=rates["torch.matmul"],
-        onednn_gflops=rates.get("oneDNN linear"),
-        swin_t_gflops=model_gflops,
-        fraction=model_gflops / rates["torch.matmul"],
-    )
+    return dict(**rates, swin_t_gflops=model_gflops, fraction=model_gflops / rates["gemm_gflops"])
 
 
 def compiled(batch: int, repeats: int) -> dict:
@@ -293,7 +293,7 @@ def section(name: str, batch: int, repeats: int) -> dict:
     if name == "compiled":
         return compiled(batch, repeats)
     if name == "gemm":
-        return gemm_efficiency(1.0, repeats)
+        return gemm_rates(repeats)
     raise SystemExit(f"unknown section {name!r}")
 
 
@@ -318,10 +318,7 @@ def main() -> None:
     if not args.no_warm_malloc:
         res["swin_t_warm_malloc"] = run_section("swin_t", args, WARM_MALLOC)
     res["swin_mlp"] = run_section("swin_mlp", args)
-    gemm = run_section("gemm", args)
-    gemm["swin_t_gflops"] *= res["swin_t"]["infer"]["hiermlp"]["per_s"]  # the section measured 1 img/s
-    gemm["fraction"] *= res["swin_t"]["infer"]["hiermlp"]["per_s"]
-    res["gemm"] = gemm
+    res["gemm"] = gemm_efficiency(run_section("gemm", args), res["swin_t"]["infer"]["hiermlp"]["per_s"])
     if not args.no_compile:
         res["compiled"] = run_section("compiled", args)
     env = finish_environment(env)

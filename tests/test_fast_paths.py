@@ -139,8 +139,9 @@ def test_chunked_inference_equals_the_whole_batch(name):
     assert calls == [5]
 
 
+@pytest.mark.parametrize("size", [(40, 24), (27, 35)])
 @pytest.mark.parametrize("train", [False, True])
-def test_explicit_attention_equals_sdpa(monkeypatch, train):
+def test_explicit_attention_equals_sdpa(monkeypatch, train, size):
     """CPU windows use explicit softmax attention (in place without autograd); it equals the SDPA kernel."""
     from hiermlp.mixers import attention
 
@@ -148,7 +149,7 @@ def test_explicit_attention_equals_sdpa(monkeypatch, train):
     for n, p in model.named_parameters():  # a frozen table: SDPA is then usable with autograd too
         if "relative_position_bias_table" in n:
             p.requires_grad_(False)
-    x = torch.randn(2, 3, 40, 24, requires_grad=train)
+    x = torch.randn(2, 3, *size, requires_grad=train)
     outs, grads = [], []
     for limit in (attention.MAX_EXPLICIT_TOKENS, 0):  # 0: every window goes to SDPA
         monkeypatch.setattr(attention, "MAX_EXPLICIT_TOKENS", limit)

@@ -58,7 +58,7 @@ def test_gradients_match_f_linear(shape):
         grads.append((x.grad.clone(), w.grad.clone(), b.grad.clone()))
     for a, r in zip(*grads):
         torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
-    assert linear(x, w, b).grad_fn.name().startswith("_OneDnnLinear")
+    assert "onednn_linear" in linear(x, w, b).grad_fn.name()
 
 
 def test_only_the_needed_gradients_and_double_backward():

@@ -10,6 +10,8 @@ PyTorch's counter would also count as zero.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.utils import flop_counter as fc
@@ -36,13 +38,6 @@ def _register_cpu_sdpa() -> None:
 _register_cpu_sdpa()
 
 
-def _linear_flops(x_shape: torch.Size, w_shape: torch.Size) -> int:
-    rows = 1
-    for d in x_shape[:-1]:
-        rows *= d
-    return 2 * rows * x_shape[-1] * w_shape[0]
-
-
 def _register_onednn_linear() -> None:
     import hiermlp.layers.linear  # noqa: F401 - registers hiermlp::onednn_linear
 
@@ -50,7 +45,7 @@ def _register_onednn_linear() -> None:
         # _linear_pointwise(x, W, B, attr, ...) and hiermlp::onednn_linear(x, W, B, activation, residual) carry
         # a string third; _linear_pointwise.binary(x, other, W, B, attr) has the weight one place later
         weight = args[0] if isinstance(args[2], str) else args[1]
-        return _linear_flops(x.shape, weight.shape)
+        return 2 * math.prod(x.shape) * weight.shape[0]
 
     packets = [torch.ops.hiermlp.onednn_linear]
     pointwise = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)

@@ -16,8 +16,8 @@ values and gradients). The fast path is taken only where it applies:
 * no functorch transform (``vmap``, ``grad``) active.
 
 With autograd the forward and the input gradient run on oneDNN and the weight gradient on MKL (faster for
-that shape). ``create_graph=True`` (double backward) makes the backward itself differentiable. Activation
-and residual fusion are inference-only (nothing that needs a gradient).
+that shape), through the custom op ``hiermlp::onednn_linear``; double backward works. Activation and
+residual fusion are inference-only (nothing that needs a gradient).
 
 It is on by default on x86-64, where it was measured. ``HIERMLP_ONEDNN=0`` (or :func:`set_onednn`) turns it
 off, ``HIERMLP_ONEDNN=1`` on elsewhere; everything off the path runs ``F.linear``. A build whose kernel is
@@ -110,9 +110,9 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-# Under torch.compile the kernel is called through this custom op: the graph treats it as an opaque extern
-# call (inductor's own lowering of the mkldnn op needs frozen, pre-packed weights), so compiled models keep
-# oneDNN's speed and its fused epilogues. Eager mode calls the kernel directly (no dispatcher round trip).
+# The kernel as a custom op with a fake impl and autograd. torch.compile treats it as an opaque extern call
+# (inductor's own lowering of the mkldnn op needs frozen, pre-packed weights), so compiled models keep
+# oneDNN's speed and fused epilogues; eager autograd uses it too. Eager inference calls the kernel directly.
 @torch.library.custom_op("hiermlp::onednn_linear", mutates_args=())
 def _compiled_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str, residual: torch.Tensor | None
@@ -132,6 +132,8 @@ def _compiled_linear_setup(ctx, inputs, output) -> None:
 
 
 def _compiled_linear_backward(ctx, grad: torch.Tensor) -> tuple:
+    # input gradient on oneDNN (faster than MKL for these shapes), weight gradient on MKL (faster than oneDNN);
+    # both are ops with autograd of their own, so create_graph=True (double backward) works
     x, weight = ctx.saved_tensors
     g2 = grad.reshape(-1, grad.shape[-1])
     gx = _compiled_linear(grad, weight.t(), None, "none", None) if ctx.needs_input_grad[0] else None
@@ -157,36 +159,6 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-class _OneDnnLinear(torch.autograd.Function):
-    """``F.linear`` with a oneDNN forward and input gradient, MKL weight gradient."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _OP(x, weight, bias, "none", [], "")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        g2 = grad.reshape(-1, grad.shape[-1])
-        gx = gw = gb = None
-        if torch.is_grad_enabled():  # create_graph=True: stay differentiable
-            if ctx.needs_input_grad[0]:
-                gx = grad.matmul(weight)
-            if ctx.needs_input_grad[1]:
-                gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
-        else:
-            if ctx.needs_input_grad[0]:
-                gx = _OP(grad, weight.t(), None, "none", [], "")
-            if ctx.needs_input_grad[1]:
-                gw = torch.mm(g2.t(), x.reshape(-1, x.shape[-1]))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g2.sum(0)
-        return gx, gw, gb
-
-
 def linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -208,23 +180,18 @@ def linear(
         raise ValueError(f"linear: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
     if residual is not None and activation is not None:
         raise ValueError("linear: pass either activation or residual, not both")
-    if _eligible(x, weight):
-        fuse_residual = (
-            residual is not None and residual.shape == (*x.shape[:-1], weight.shape[0]) and residual.dtype == x.dtype
-        )
-        if torch.compiler.is_compiling():
-            if _needs_grad(x, weight, bias, residual):
-                y = _compiled_linear(x, weight, bias, "none", None)
-            else:
-                y = _compiled_linear(x, weight, bias, activation or "none", residual if fuse_residual else None)
-                return y if residual is None or fuse_residual else y + residual
-        elif not _needs_grad(x, weight, bias, residual):
-            y = _kernel(x, weight, bias, activation or "none", residual if fuse_residual else None)
-            return y if residual is None or fuse_residual else y + residual
-        else:
-            y = _OneDnnLinear.apply(x, weight, bias)
-    else:
+    if not _eligible(x, weight):
         y = F.linear(x, weight, bias)
+    elif _needs_grad(x, weight, bias, residual):
+        # the custom op carries its own autograd (oneDNN forward and input gradient, MKL weight gradient);
+        # activation and residual stay outside, where autograd sees them
+        y = _compiled_linear(x, weight, bias, "none", None)
+    else:
+        fuse = residual is not None and residual.shape == (*x.shape[:-1], weight.shape[0]) and residual.dtype == x.dtype
+        # eager calls the kernel directly (no dispatcher round trip); compiled graphs need the custom op
+        kernel = _compiled_linear if torch.compiler.is_compiling() else _kernel
+        y = kernel(x, weight, bias, activation or "none", residual if fuse else None)
+        return y if residual is None or fuse else y + residual
     if activation == "gelu":
         y = F.gelu(y)
     return y if residual is None else y + residual

@@ -133,7 +133,7 @@ class WindowAttention(nn.Module):
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
             )
-        if is_tracing():
+        if tracing:
             # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
             # (b, heads, n, d): a view recorded against one cannot replay on the other
             x = x.contiguous()

@@ -33,6 +33,11 @@ ShiftMode = Literal["auto", "roll", "pad"]
 INFERENCE_CHUNK_TOKENS = 12544
 
 
+def drops_paths(drop: nn.Module) -> bool:
+    """Whether ``drop`` is a ``DropPath`` that currently drops anything (training, with a rate above 0)."""
+    return isinstance(drop, DropPath) and drop.training and drop.drop_prob > 0.0
+
+
 def add_drop_path(x: torch.Tensor, y: torch.Tensor, drop: nn.Module) -> torch.Tensor:
     """``x + drop(y)`` where ``drop`` is timm's ``DropPath`` (or ``nn.Identity``), in one pass when training.
 
@@ -42,10 +47,9 @@ def add_drop_path(x: torch.Tensor, y: torch.Tensor, drop: nn.Module) -> torch.Te
     """
     if not isinstance(drop, DropPath):
         return x + drop(y)
-    p = drop.drop_prob
-    if not drop.training or p == 0.0:
+    if not drops_paths(drop):
         return x + y
-    keep = 1.0 - p
+    keep = 1.0 - drop.drop_prob
     factor = y.new_empty((y.shape[0],) + (1,) * (y.ndim - 1)).bernoulli_(keep)
     if keep > 0.0 and drop.scale_by_keep:
         factor.div_(keep)
@@ -152,7 +156,7 @@ class HierBlock(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = add_drop_path(x, self.window_mix(self.norm1(x)), self.drop_path1)
         if self.mlp is not None:
-            if self.training and isinstance(self.drop_path2, DropPath) and self.drop_path2.drop_prob > 0:
+            if drops_paths(self.drop_path2):
                 x = add_drop_path(x, self.mlp(self.norm2(x)), self.drop_path2)
             else:  # the residual add runs inside fc2's kernel where it can (hiermlp.layers.linear)
                 x = self.mlp.forward_residual(self.norm2(x), x)
