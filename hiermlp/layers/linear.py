@@ -210,19 +210,126 @@ def _fusable_activation(act: nn.Module) -> str | None:
     return None
 
 
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether calling these modules would run forward hooks (then a fused path, which skips their
+    ``forward``, must not be taken: the hooks would silently not fire)."""
+    from torch.nn.modules import module as _module  # the global hook registries
+
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def linear_act(fc: nn.Linear, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(fc(x))``, as one fused kernel where the activation is exact GELU and no gradient is needed."""
     fused = _fusable_activation(act)
-    if fused is not None and not _needs_grad(x, fc.weight, fc.bias):
+    if fused is not None and not _needs_grad(x, fc.weight, fc.bias) and not _hooked(fc, act):
         return linear(x, fc.weight, fc.bias, activation=fused)
     return act(fc(x))
+
+
+# Training MLPs run in row chunks of at most this many hidden activations (16 MB of float32). glibc hands
+# out blocks above 32 MB as fresh mmap'd pages on every allocation, and each first touch is a page fault
+# (about 11 ms per 38 MB block on the machine of benchmarks/results/perf_cpu, Swin-T stage 1 at batch 8);
+# smaller blocks are reused from the heap.
+TRAIN_CHUNK_ELEMENTS = 1 << 22
+
+
+def _row_spans(rows: int, width: int) -> list[tuple[int, int]]:
+    chunks = max(1, -(-rows * width // TRAIN_CHUNK_ELEMENTS))
+    step = -(-rows // chunks)
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _gelu_mlp_plain(x, w1, b1, w2, b2, residual):
+    y = F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
+    return y if residual is None else residual + y
+
+
+class _GeluMlpFunction(torch.autograd.Function):
+    """``residual + fc2(gelu(fc1(x)))`` with a hand-written backward, for training on oneDNN.
+
+    Same arithmetic as the composition of :func:`linear` calls, fewer passes and allocations:
+
+    * rows run in chunks (:data:`TRAIN_CHUNK_ELEMENTS`), so the 4C-wide hidden tensors are heap blocks
+      instead of fresh page-faulted mappings;
+    * the GELU gradient is written over the upstream gradient buffer (``gelu_backward`` out= its input)
+      instead of a new hidden-sized tensor;
+    * the residual add runs in ``fc2``'s epilogue (oneDNN ``binary`` post-op);
+    * weight gradients accumulate chunk by chunk with ``addmm_``.
+
+    Double backward (``create_graph=True``) differentiates the plain composition instead, so gradient
+    penalties still work.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2, residual):
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()
+        r2 = None if residual is None else residual.reshape(-1, w2.shape[0]).contiguous()
+        out = x2.new_empty(x2.shape[0], w2.shape[0])
+        spans = _row_spans(x2.shape[0], w1.shape[0])
+        hidden, acts = [], []
+        for start, stop in spans:
+            h = _OP(x2[start:stop], w1, b1, "none", [], "")
+            a = F.gelu(h)
+            if r2 is None:
+                out[start:stop] = _OP(a, w2, b2, "none", [], "")
+            else:
+                out[start:stop] = _OP.binary(a, r2[start:stop], w2, b2, "add")
+            hidden.append(h)
+            acts.append(a)
+        ctx.save_for_backward(x, w1, b1, w2, b2, residual, *hidden, *acts)
+        ctx.spans = spans
+        return out.view(*x.shape[:-1], w2.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w1, b1, w2, b2, residual, *saved = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, from the plain ops
+            inputs = [t for t, n in zip((x, w1, b1, w2, b2, residual), needs) if n]
+            with torch.enable_grad():
+                y = _gelu_mlp_plain(x, w1, b1, w2, b2, residual)
+            grads = iter(torch.autograd.grad(y, inputs, grad, create_graph=True))
+            return tuple(next(grads) if n else None for n in needs)
+        spans = ctx.spans
+        hidden, acts = saved[: len(spans)], saved[len(spans) :]
+        g2 = grad.reshape(-1, grad.shape[-1]).contiguous()
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()
+        gx = x2.new_empty(x2.shape) if needs[0] else None
+        gw1 = gb1 = gw2 = None
+        gb2 = g2.sum(0) if needs[4] else None
+        for i, (start, stop) in enumerate(spans):
+            gc = g2[start:stop]
+            if needs[3]:
+                gw2 = gc.t().mm(acts[i]) if gw2 is None else gw2.addmm_(gc.t(), acts[i])
+            if not (needs[0] or needs[1] or needs[2]):
+                continue
+            ga = _OP(gc, w2.t(), None, "none", [], "")
+            gh = torch.ops.aten.gelu_backward.grad_input(ga, hidden[i], grad_input=ga)
+            if needs[1]:
+                gw1 = gh.t().mm(x2[start:stop]) if gw1 is None else gw1.addmm_(gh.t(), x2[start:stop])
+            if needs[2]:
+                gb1 = gh.sum(0) if gb1 is None else gb1.add_(gh.sum(0))
+            if needs[0]:
+                gx[start:stop] = _OP(gh, w1.t(), None, "none", [], "")
+        return (
+            None if gx is None else gx.view(x.shape),
+            gw1,
+            gb1,
+            gw2,
+            gb2,
+            grad if needs[5] else None,
+        )
 
 
 class Mlp(nn.Module):
     """The channel MLP ``fc2(drop(act(fc1(x))))``, timm's ``Mlp`` parameter names and behaviour.
 
-    With exact GELU and no gradient needed, ``fc1`` and the activation run as one fused kernel, and
-    :meth:`forward_residual` folds the block's residual add into ``fc2``.
+    On the oneDNN path (:func:`linear`), with exact GELU: without gradients ``fc1`` and the activation run as
+    one fused kernel and :meth:`forward_residual` folds the block's residual add into ``fc2``; with gradients
+    (no dropout) the whole MLP runs as :class:`_GeluMlpFunction` (chunked rows, hand-written backward). A
+    module with forward hooks on its parts always takes the plain path, so the hooks fire.
 
     Args:
         in_features: Input channels.
@@ -254,12 +361,33 @@ class Mlp(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop1(linear_act(self.fc1, self.act, x))
 
+    def _trains_fused(self, x: torch.Tensor, shortcut: torch.Tensor | None) -> bool:
+        """Training through :class:`_GeluMlpFunction`: exact GELU, no dropout, oneDNN-eligible, no hooks."""
+        fc1, fc2 = self.fc1, self.fc2
+        return (
+            _fusable_activation(self.act) == "gelu"
+            and not (self.training and (self.drop1.p > 0 or self.drop2.p > 0))
+            and _needs_grad(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias, shortcut)
+            and not torch.compiler.is_compiling()
+            and _eligible(x, fc1.weight)
+            and fc2.weight.dtype == torch.float32
+            and (
+                shortcut is None or (shortcut.shape == (*x.shape[:-1], fc2.out_features) and shortcut.dtype == x.dtype)
+            )
+            and not _hooked(fc1, self.act, fc2, self.drop1, self.drop2)
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._trains_fused(x, None):
+            return _GeluMlpFunction.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, None)
         return self.drop2(self.fc2(self.hidden(x)))
 
     def forward_residual(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """``shortcut + forward(x)``, the add fused into ``fc2`` where nothing needs a gradient."""
+        """``shortcut + forward(x)``, the add fused into ``fc2``'s kernel where it can be."""
+        if self._trains_fused(x, shortcut):
+            w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+            return _GeluMlpFunction.apply(x, w1, b1, w2, b2, shortcut)
         h = self.hidden(x)
-        if self.training and self.drop2.p > 0:
+        if (self.training and self.drop2.p > 0) or _hooked(self.fc2, self.drop2):
             return shortcut + self.drop2(self.fc2(h))
         return linear(h, self.fc2.weight, self.fc2.bias, residual=shortcut)

@@ -16,6 +16,8 @@ from hiermlp.mixers.base import register_mixer
 from hiermlp.ops import is_tracing
 from hiermlp.ops.cache import cache_context
 
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
 
 def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Bool ``(..., N, N)`` mask to an additive one: 0 where allowed, -inf where not.
@@ -24,6 +26,60 @@ def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     Every row has at least one allowed entry (a token may always attend to itself), so no row is all -inf.
     """
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+def _attention_plain(qkv: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+    q, k, v = qkv.unbind(0)
+    attn = torch.matmul(q, k.transpose(-2, -1)) * scale
+    return torch.matmul((attn if bias is None else attn + bias).softmax(-1), v)
+
+
+class _WindowAttentionFunction(torch.autograd.Function):
+    """``softmax(q k^T * scale + bias) v`` for training, with a hand-written backward.
+
+    ``qkv`` is one ``(3, b, G, N, d)`` tensor (``q, k, v = qkv``), ``bias`` broadcasts against ``(b, G, N, N)``.
+    Against autograd through the same ops it saves passes and allocations: the scale, the bias add and the
+    softmax run in place on the logits; the softmax gradient is written over the upstream one and the scale
+    folded into it; q, k and v gradients land straight in one ``(3, b, G, N, d)`` buffer (no stack/cat). The
+    bias gradient is the logits gradient summed over the batch. Double backward (``create_graph=True``)
+    differentiates the plain composition instead.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, bias, scale):
+        q, k, v = qkv.unbind(0)
+        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
+        if bias is not None:
+            attn.add_(bias)
+        attn = torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+        ctx.save_for_backward(qkv, bias, attn)
+        ctx.scale = scale
+        return torch.matmul(attn, v)
+
+    @staticmethod
+    def backward(ctx, grad):
+        qkv, bias, attn = ctx.saved_tensors
+        needs_qkv, needs_bias = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph=True
+            inputs = [t for t, n in ((qkv, needs_qkv), (bias, needs_bias)) if n]
+            with torch.enable_grad():
+                y = _attention_plain(qkv, bias, ctx.scale)
+            grads = iter(torch.autograd.grad(y, inputs, grad, create_graph=True))
+            return (next(grads) if needs_qkv else None, next(grads) if needs_bias else None, None)
+        q, k, v = qkv.unbind(0)
+        out = torch.empty_like(qkv) if needs_qkv else None
+        if needs_qkv:
+            torch.matmul(attn.transpose(-2, -1), grad, out=out[2])
+        g = torch.matmul(grad, v.transpose(-2, -1))
+        g = torch.ops.aten._softmax_backward_data.out(g, attn, -1, attn.dtype, grad_input=g)
+        gbias = None
+        if needs_bias:
+            gbias = g.sum_to_size(bias.shape) if g.shape != bias.shape else g.clone()
+        if needs_qkv:
+            g.mul_(ctx.scale)
+            torch.matmul(g, k, out=out[0])
+            torch.matmul(g.transpose(-2, -1), q, out=out[1])
+        return out, gbias, None
 
 
 # On CPU, windows of up to this many tokens use explicit attention (faster than the flash kernel there);
@@ -119,15 +175,28 @@ class WindowAttention(nn.Module):
         bias = self.attn_bias(mask, x.dtype)
         qkv = self.qkv(x)
         if mask is None:
-            q, k, v = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
+            qkv = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
         else:
             # windows are batch-major: (B*nW) splits as (B, nW) and the (nW*heads) bias broadcasts over B
-            q, k, v = rearrange(
+            qkv = rearrange(
                 qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
             )
+        q, k, v = qkv.unbind(0)
         tracing = is_tracing()
         trains_bias = bias is not None and bias.requires_grad
-        if (trains_bias and not tracing) or (x.device.type == "cpu" and q.shape[-2] <= MAX_EXPLICIT_TOKENS):
+        explicit = (trains_bias and not tracing) or (x.device.type == "cpu" and q.shape[-2] <= MAX_EXPLICIT_TOKENS)
+        if (
+            explicit
+            and not tracing
+            and x.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and (qkv.requires_grad or trains_bias)
+            and not (self.training and self.attn_drop > 0)
+            and not _functorch_active()
+        ):
+            # training on CPU: the hand-written backward (fewer passes; tests/test_fast_paths.py)
+            x = _WindowAttentionFunction.apply(qkv.contiguous(), bias, q.shape[-1] ** -0.5)
+        elif explicit:
             x = self._explicit_attention(q, k, v, bias, in_place=not tracing)
         else:
             x = F.scaled_dot_product_attention(
