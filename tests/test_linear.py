@@ -45,7 +45,7 @@ def test_non_contiguous_input_and_broadcast_residual():
         torch.testing.assert_close(linear(x, w, b, residual=res), F.linear(x, w, b) + res, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(9, 16), (2, 5, 16)])
+@pytest.mark.parametrize("shape", [(9, 16), (2, 5, 16), (4, 10, 16)])  # 40 rows: the (x^T g)^T weight gradient
 def test_gradients_match_f_linear(shape):
     x = torch.randn(shape, requires_grad=True)
     w = torch.randn(12, 16, requires_grad=True)
@@ -197,8 +197,8 @@ def test_training_mlp_function_matches_autograd(monkeypatch, onednn_on, residual
     ours, theirs = _mlp_pair()
     calls = []
     monkeypatch.setattr(lin._GeluMlpFunction, "apply", _counting(lin._GeluMlpFunction.apply, calls))
-    x = torch.randn(3, 11, 16, requires_grad=True)
-    shortcut = torch.randn(3, 11, 16, requires_grad=True)
+    x = torch.randn(3, 30, 16, requires_grad=True)  # 90 rows >= 2 * 40: fc2's weight gradient runs transposed
+    shortcut = torch.randn(3, 30, 16, requires_grad=True)
     out = ours.forward_residual(x, shortcut) if residual else ours(x)
     ref = shortcut + theirs(x) if residual else theirs(x)
     assert calls, "training on the oneDNN path must take the hand-written backward"

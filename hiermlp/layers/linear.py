@@ -131,13 +131,26 @@ def _compiled_linear_setup(ctx, inputs, output) -> None:
     ctx.has_bias = bias is not None
 
 
+def _weight_grad_transposed(rows: int, n_in: int, n_out: int) -> bool:
+    """Whether ``g^T x`` (the weight gradient) runs faster on MKL as ``(x^T g)^T``: for wide weights
+    (``in > out``) over a long reduction, 4-20% on the Swin shapes (benchmarks/results/perf_cpu)."""
+    return n_in > n_out and rows >= 2 * n_in
+
+
+def _weight_grad(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g^T x`` for ``g (rows, out)``, ``x (rows, in)``: the ``(out, in)`` weight gradient, contiguous."""
+    if _weight_grad_transposed(x.shape[0], x.shape[1], g.shape[1]):
+        return x.t().mm(g).t().contiguous()
+    return g.t().mm(x)
+
+
 def _compiled_linear_backward(ctx, grad: torch.Tensor) -> tuple:
     # input gradient on oneDNN (faster than MKL for these shapes), weight gradient on MKL (faster than oneDNN);
     # both are ops with autograd of their own, so create_graph=True (double backward) works
     x, weight = ctx.saved_tensors
     g2 = grad.reshape(-1, grad.shape[-1])
     gx = _compiled_linear(grad, weight.t(), None, "none", None) if ctx.needs_input_grad[0] else None
-    gw = g2.t().matmul(x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
+    gw = _weight_grad(g2, x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
     gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None
 
@@ -299,10 +312,12 @@ class _GeluMlpFunction(torch.autograd.Function):
         gx = x2.new_empty(x2.shape) if needs[0] else None
         gw1 = gb1 = gw2 = None
         gb2 = g2.sum(0) if needs[4] else None
+        w2_transposed = _weight_grad_transposed(x2.shape[0], w2.shape[1], w2.shape[0])
         for i, (start, stop) in enumerate(spans):
             gc = g2[start:stop]
-            if needs[3]:
-                gw2 = gc.t().mm(acts[i]) if gw2 is None else gw2.addmm_(gc.t(), acts[i])
+            if needs[3]:  # accumulated over chunks, as (in, out) where that runs faster
+                a, b = (acts[i].t(), gc) if w2_transposed else (gc.t(), acts[i])
+                gw2 = a.mm(b) if gw2 is None else gw2.addmm_(a, b)
             if not (needs[0] or needs[1] or needs[2]):
                 continue
             ga = _OP(gc, w2.t(), None, "none", [], "")
@@ -313,6 +328,8 @@ class _GeluMlpFunction(torch.autograd.Function):
                 gb1 = gh.sum(0) if gb1 is None else gb1.add_(gh.sum(0))
             if needs[0]:
                 gx[start:stop] = _OP(gh, w1.t(), None, "none", [], "")
+        if gw2 is not None and w2_transposed:
+            gw2 = gw2.t().contiguous()
         return (
             None if gx is None else gx.view(x.shape),
             gw1,
