@@ -2,7 +2,9 @@
 
 Each section runs in a fresh process (glibc's allocator state after one section would otherwise change the
 next one's timings); within a section the models are timed round-robin (``hiermlp.bench.timing``), medians
-with quartiles. Writes ``perf.md`` and ``perf.json`` to ``--out``.
+with quartiles. Sections 1 and 2 run ``--runs`` times (default 3), each in its own process, and report the
+median over runs with every run's ratio (on a shared VM one run's ratios move by 5-15%). Writes ``perf.md``
+and ``perf.json`` to ``--out``.
 
     python benchmarks/perf_cpu.py --threads 2 --out benchmarks/results/perf_cpu
 
@@ -20,12 +22,15 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import timm
@@ -60,13 +65,28 @@ def set_chunking(model: torch.nn.Module, tokens: int) -> None:
             m.inference_chunk_tokens = tokens
 
 
-def variant(model: torch.nn.Module, step, *, use_onednn: bool = True, chunk: bool = True):
+@contextlib.contextmanager
+def plain_backward() -> Iterator[None]:
+    """Training without hiermlp's hand-written backwards: the MLP and window attention through autograd."""
+    from hiermlp.layers.linear import Mlp
+    from hiermlp.mixers import attention
+
+    fused, apply = Mlp._trains_fused, attention._WindowAttentionFunction.apply
+    Mlp._trains_fused = lambda self, x, shortcut: False
+    attention._WindowAttentionFunction.apply = attention._attention_plain
+    try:
+        yield
+    finally:
+        Mlp._trains_fused, attention._WindowAttentionFunction.apply = fused, apply
+
+
+def variant(model: torch.nn.Module, step, *, use_onednn: bool = True, chunk: bool = True, handwritten: bool = True):
     """``step`` with hiermlp's levers switched as asked (restored after every call: round-robin shares models)."""
 
     def run() -> object:
         set_chunking(model, INFERENCE_CHUNK_TOKENS if chunk else 0)
         try:
-            with onednn(use_onednn):
+            with onednn(use_onednn), contextlib.nullcontext() if handwritten else plain_backward():
                 return step()
         finally:
             set_chunking(model, INFERENCE_CHUNK_TOKENS)
@@ -101,6 +121,7 @@ def swin_t(batch: int, repeats: int) -> dict:
             "hiermlp": (step, batch),
             "timm": (train_step(ref, x, 1000), batch),
             "hiermlp, no oneDNN": (variant(ours, step, use_onednn=False), batch),
+            "hiermlp, no hand-written backwards": (variant(ours, step, handwritten=False), batch),
         },
         repeats,
     )
@@ -178,6 +199,27 @@ def ratio(d: dict, a: str, b: str) -> float:
     return d[b]["median_s"] / d[a]["median_s"]
 
 
+def merge_runs(runs: list[dict], pairs: dict[str, tuple[str, str]]) -> dict:
+    """Several fresh-process runs of one section as one result: every time is the median over runs of
+    that run's median; ``run_ratios`` keeps each run's ratio for ``pairs`` (``{measure: (ours, theirs)}``)."""
+    out = {"max_abs_diff": max(r["max_abs_diff"] for r in runs), "runs": len(runs)}
+    for measure in runs[0]:
+        if not isinstance(runs[0][measure], dict):
+            continue
+        out[measure] = {
+            k: {f: statistics.median(r[measure][k][f] for r in runs) for f in ("median_s", "per_s")}
+            for k in runs[0][measure]
+        }
+    out["run_ratios"] = {m: [ratio(r[m], a, b) for r in runs] for m, (a, b) in pairs.items()}
+    return out
+
+
+def runs_note(d: dict, measure: str) -> str:
+    """`` (runs: 1.10, 1.14, 1.12)``: the per-run ratios behind a median, when there were several runs."""
+    rs = d.get("run_ratios", {}).get(measure, [])
+    return f" (runs: {', '.join(f'{r:.2f}' for r in rs)})" if len(rs) > 1 else ""
+
+
 def warm_malloc_lines(res: dict) -> list[str]:
     w = res.get("swin_t_warm_malloc")
     if w is None:
@@ -214,24 +256,32 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         "| measure | hiermlp | timm | hiermlp / timm |",
         "|---|---|---|---|",
         f"| inference img/s | {s['infer']['hiermlp']['per_s']:.1f} | {s['infer']['timm']['per_s']:.1f} "
-        f"| **{ratio(s['infer'], 'hiermlp', 'timm'):.2f}x** |",
+        f"| **{ratio(s['infer'], 'hiermlp', 'timm'):.2f}x**{runs_note(s, 'infer')} |",
         f"| training step img/s | {s['train']['hiermlp']['per_s']:.1f} | {s['train']['timm']['per_s']:.1f} "
-        f"| **{ratio(s['train'], 'hiermlp', 'timm'):.2f}x** |",
+        f"| **{ratio(s['train'], 'hiermlp', 'timm'):.2f}x**{runs_note(s, 'train')} |",
         f"| batch-1 latency ms | {s['latency']['hiermlp']['median_s'] * 1e3:.1f} "
-        f"| {s['latency']['timm']['median_s'] * 1e3:.1f} | **{ratio(s['latency'], 'hiermlp', 'timm'):.2f}x** |",
+        f"| {s['latency']['timm']['median_s'] * 1e3:.1f} | **{ratio(s['latency'], 'hiermlp', 'timm'):.2f}x**"
+        f"{runs_note(s, 'latency')} |",
         "",
-        "What each lever pays (same run; hiermlp's default has all of them):",
+        f"Medians over {s.get('runs', 1)} runs, each in a fresh process (each run's own median of round-robin "
+        "samples; the ratio of those medians, and in brackets each run's ratio).",
+        "",
+        "What each lever pays (hiermlp's default has all of them; '-': the lever does not apply there):",
         "",
         "| variant | inference img/s | vs timm | training img/s | vs timm |",
         "|---|---|---|---|---|",
         *(
-            f"| {k} | {v['per_s']:.1f} | {ratio(s['infer'], k, 'timm'):.2f}x | "
+            (
+                f"| {k} | {s['infer'][k]['per_s']:.1f} | {ratio(s['infer'], k, 'timm'):.2f}x | "
+                if k in s["infer"]
+                else f"| {k} | - | - | "
+            )
             + (
                 f"{s['train'][k]['per_s']:.1f} | {ratio(s['train'], k, 'timm'):.2f}x |"
                 if k in s["train"]
                 else "- | - |"
             )
-            for k, v in s["infer"].items()
+            for k in {**s["infer"], **s["train"]}
         ),
         "",
         *warm_malloc_lines(res),
@@ -242,7 +292,8 @@ def markdown(res: dict, env_text: str, command: str) -> str:
     ]
     ref_key = "reference formulation (pad-shift, grouped Conv1d)"
     for k, v in m["infer"].items():
-        lines.append(f"| {k} | {v['per_s']:.1f} | {m['infer'][ref_key]['median_s'] / v['median_s']:.2f}x |")
+        note = runs_note(m, "infer") if k == "hiermlp (cyclic shift, masked weights)" else ""
+        lines.append(f"| {k} | {v['per_s']:.1f} | {m['infer'][ref_key]['median_s'] / v['median_s']:.2f}x{note} |")
     lines += [
         "",
         "## GEMM efficiency",
@@ -302,6 +353,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--runs", type=int, default=3, help="fresh-process runs of the Swin-T and Swin-MLP sections")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-warm-malloc", action="store_true", help="skip the Swin-T rerun under WARM_MALLOC")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/perf_cpu"))
@@ -314,10 +366,14 @@ def main() -> None:
         return
     env = environment("cpu", "float32")
     res = dict(batch=args.batch)
-    res["swin_t"] = run_section("swin_t", args)
+    swin_pairs = {m: ("hiermlp", "timm") for m in ("infer", "train", "latency")}
+    res["swin_t"] = merge_runs([run_section("swin_t", args) for _ in range(args.runs)], swin_pairs)
     if not args.no_warm_malloc:
         res["swin_t_warm_malloc"] = run_section("swin_t", args, WARM_MALLOC)
-    res["swin_mlp"] = run_section("swin_mlp", args)
+    mlp_pair = {
+        "infer": ("hiermlp (cyclic shift, masked weights)", "reference formulation (pad-shift, grouped Conv1d)")
+    }
+    res["swin_mlp"] = merge_runs([run_section("swin_mlp", args) for _ in range(args.runs)], mlp_pair)
     res["gemm"] = gemm_efficiency(run_section("gemm", args), res["swin_t"]["infer"]["hiermlp"]["per_s"])
     if not args.no_compile:
         res["compiled"] = run_section("compiled", args)
