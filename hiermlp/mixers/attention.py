@@ -67,6 +67,7 @@ class _WindowAttentionFunction(torch.autograd.Function):
             grads = iter(torch.autograd.grad(y, inputs, grad, create_graph=True))
             return (next(grads) if needs_qkv else None, next(grads) if needs_bias else None, None)
         q, k, v = qkv.unbind(0)
+        grad = grad.contiguous()  # unshifted blocks get a permuted view: one copy here, not one per matmul
         out = torch.empty_like(qkv) if needs_qkv else None
         if needs_qkv:
             torch.matmul(attn.transpose(-2, -1), grad, out=out[2])
