@@ -16,8 +16,10 @@ values and gradients). The fast path is taken only where it applies:
 * no functorch transform (``vmap``, ``grad``) active.
 
 With autograd the forward and the input gradient run on oneDNN and the weight gradient on MKL (faster for
-that shape), through the custom op ``hiermlp::onednn_linear``; double backward works. Activation and
-residual fusion are inference-only (nothing that needs a gradient).
+that shape), through the custom op ``hiermlp::onednn_linear``; double backward works. A training
+:class:`Mlp` (exact GELU, no dropout) runs as one autograd function with a hand-written backward: rows in
+chunks small enough to be reused from the heap, the GELU gradient in place, the residual add in ``fc2``'s
+epilogue. Without gradients ``fc1`` fuses GELU and ``fc2`` the residual add.
 
 It is on by default on x86-64, where it was measured. ``HIERMLP_ONEDNN=0`` (or :func:`set_onednn`) turns it
 off, ``HIERMLP_ONEDNN=1`` on elsewhere; everything off the path runs ``F.linear``. A build whose kernel is
