@@ -36,8 +36,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module  # the global forward-hook registries
 
-from hiermlp.ops import is_exporting
+from hiermlp.ops import functorch_active, is_exporting
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 
@@ -65,7 +66,6 @@ def _default_enabled() -> bool:
 
 _AVAILABLE = _probe()
 _enabled = _default_enabled()
-_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 ACTIVATIONS = ("gelu",)
 
@@ -108,7 +108,7 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not x.is_sparse
         and not torch.is_autocast_enabled("cpu")
         and not is_exporting()
-        and not _functorch_active()
+        and not functorch_active()
     )
 
 
@@ -228,8 +228,6 @@ def _fusable_activation(act: nn.Module) -> str | None:
 def _hooked(*modules: nn.Module) -> bool:
     """Whether calling these modules would run forward hooks (then a fused path, which skips their
     ``forward``, must not be taken: the hooks would silently not fire)."""
-    from torch.nn.modules import module as _module  # the global hook registries
-
     if _module._global_forward_hooks or _module._global_forward_pre_hooks:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)

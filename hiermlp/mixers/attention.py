@@ -13,10 +13,8 @@ from hiermlp.errors import ConfigError
 from hiermlp.layers import RelativePositionBias
 from hiermlp.layers.linear import Linear
 from hiermlp.mixers.base import register_mixer
-from hiermlp.ops import is_tracing
+from hiermlp.ops import functorch_active, is_tracing
 from hiermlp.ops.cache import cache_context
-
-_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -28,10 +26,25 @@ def mask_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
-def _attention_plain(qkv: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+def _attention_plain(qkv: torch.Tensor, bias: torch.Tensor | None, scale: float, drop: float = 0.0) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` as plain functional ops, ``q, k, v = qkv`` (traced graphs, and the
+    differentiable form behind :class:`_WindowAttentionFunction`'s double backward)."""
     q, k, v = qkv.unbind(0)
     attn = torch.matmul(q, k.transpose(-2, -1)) * scale
-    return torch.matmul((attn if bias is None else attn + bias).softmax(-1), v)
+    attn = (attn if bias is None else attn + bias).softmax(-1)
+    return torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
+
+
+def _probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias)``, the scale and bias in place on the logits (matmul's backward needs
+    its inputs, not its output, so autograd allows it); the softmax too where autograd does not need it
+    (each row is read for its max and sum before it is overwritten)."""
+    attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
+    if bias is not None:
+        attn.add_(bias)
+    if torch.is_grad_enabled() and attn.requires_grad:
+        return attn.softmax(-1)
+    return torch.ops.aten._softmax.out(attn, -1, False, out=attn)
 
 
 class _WindowAttentionFunction(torch.autograd.Function):
@@ -48,10 +61,7 @@ class _WindowAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, bias, scale):
         q, k, v = qkv.unbind(0)
-        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
-        if bias is not None:
-            attn.add_(bias)
-        attn = torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+        attn = _probs(q, k, bias, scale)  # grad mode is off in forward: all in place
         ctx.save_for_backward(qkv, bias, attn)
         ctx.scale = scale
         return torch.matmul(attn, v)
@@ -193,12 +203,14 @@ class WindowAttention(nn.Module):
             and torch.is_grad_enabled()
             and (qkv.requires_grad or trains_bias)
             and not (self.training and self.attn_drop > 0)
-            and not _functorch_active()
+            and not functorch_active()
         ):
             # training on CPU: the hand-written backward (fewer passes; tests/test_fast_paths.py)
             x = _WindowAttentionFunction.apply(qkv.contiguous(), bias, q.shape[-1] ** -0.5)
+        elif explicit and tracing:  # plain functional ops: compilers and exporters fuse them themselves
+            x = _attention_plain(qkv, bias, q.shape[-1] ** -0.5, self.attn_drop if self.training else 0.0)
         elif explicit:
-            x = self._explicit_attention(q, k, v, bias, in_place=not tracing)
+            x = self._explicit_attention(q, k, v, bias)
         else:
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
@@ -214,28 +226,16 @@ class WindowAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
     def _explicit_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, in_place: bool
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        """``softmax(q k^T / sqrt(d) + bias) v`` as two batched GEMMs and a softmax.
+        """``softmax(q k^T / sqrt(d) + bias) v`` as two batched GEMMs and a softmax, in place where it can be.
 
         Used (a) while the position table trains: PyTorch's fused kernels take no gradient for ``attn_mask``
         and would fall back to their math path, which also scans the mask for all -inf rows (every row here
         has a finite entry: a token always sees itself); (b) on CPU for window-sized N, where it runs 1.3-1.5x
         faster than the flash kernel (benchmarks/results/perf_cpu).
         """
-        scale = q.shape[-1] ** -0.5
-        if not in_place:  # traced graphs: plain functional ops (compilers fuse them themselves)
-            attn = torch.matmul(q, k.transpose(-2, -1)) * scale
-            attn = (attn if bias is None else attn + bias).softmax(-1)
-            return torch.matmul(F.dropout(attn, p=self.attn_drop, training=self.training), v)
-        # scale and bias in place: matmul's backward needs its inputs, not its output, so autograd allows it
-        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
-        if bias is not None:
-            attn.add_(bias)
-        if torch.is_grad_enabled() and attn.requires_grad:
-            attn = attn.softmax(-1)
-        else:  # softmax over the last dim in place: each row is read (max, sum) before it is overwritten
-            attn = torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+        attn = _probs(q, k, bias, q.shape[-1] ** -0.5)
         if self.training and self.attn_drop > 0:
             attn = F.dropout(attn, p=self.attn_drop, training=True)
         return torch.matmul(attn, v)

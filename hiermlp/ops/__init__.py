@@ -2,6 +2,7 @@
 
 from hiermlp.ops.window import (
     cyclic_shift,
+    functorch_active,
     is_exporting,
     is_symbolic,
     is_tracing,
@@ -18,6 +19,7 @@ from hiermlp.ops.window import (
 
 __all__ = [
     "cyclic_shift",
+    "functorch_active",
     "is_exporting",
     "is_symbolic",
     "is_tracing",

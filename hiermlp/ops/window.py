@@ -54,6 +54,15 @@ def is_exporting() -> bool:
     return exporting() or torch.jit.is_tracing() or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
 
 
+def functorch_active() -> bool:
+    """True inside a functorch transform (``vmap``, ``grad``): hand-written kernels and autograd functions
+    step aside there for the plain ops the transforms know."""
+    return _functorch_transforms_active()
+
+
+_functorch_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
 def is_tracing() -> bool:
     """True under ``torch.compile``/``torch.export``, TorchScript tracing or ONNX export.
 
