@@ -226,3 +226,43 @@ def test_swin_training_gradients_equal_plain_autograd(monkeypatch, size):
             grads.append(torch.autograd.grad(out.square().sum(), list(model.parameters())))
     for (name, _), a, b in zip(model.named_parameters(), *grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_aligned_bias_is_the_same_bias_with_padded_rows():
+    """The bias SDPA gets on CUDA is a view into row-padded storage (49 -> 64): same values, same attention."""
+    import torch.nn.functional as F
+
+    from hiermlp.mixers.attention import MASK_ALIGN, WindowAttention
+
+    attn = randomize_(WindowAttention(12, window_size=(7, 7), num_heads=3), std=0.5).eval()
+    mask = torch.rand(4, 49, 49) > 0.3
+    mask |= torch.eye(49, dtype=torch.bool)  # a token always sees itself
+    with torch.no_grad():
+        plain = attn.attn_bias(mask, torch.float32)
+        aligned = attn.attn_bias(mask, torch.float32, align=MASK_ALIGN)
+        assert aligned.shape == plain.shape == (1, 12, 49, 49)
+        assert aligned.stride(-2) % MASK_ALIGN == 0 and plain.stride(-2) == 49
+        torch.testing.assert_close(aligned, plain, rtol=0, atol=0)
+        assert attn.attn_bias(mask, torch.float32, align=MASK_ALIGN) is aligned  # cached per alignment
+        q, k, v = torch.randn(3, 2, 12, 49, 4).unbind(0)
+        torch.testing.assert_close(
+            F.scaled_dot_product_attention(q, k, v, attn_mask=aligned),
+            F.scaled_dot_product_attention(q, k, v, attn_mask=plain),
+            rtol=0,
+            atol=1e-6,
+        )
+
+
+def test_attention_routing_per_device():
+    """Explicit attention where it was measured faster (CPU windows, compiled CUDA windows); SDPA elsewhere,
+    CUDA's kernel differentiating the trainable bias itself (benchmarks/results/perf_gpu)."""
+    from hiermlp.mixers.attention import use_explicit
+
+    assert use_explicit("cpu", 49, trains_bias=False)
+    assert not use_explicit("cpu", 3136, trains_bias=False)  # global attention: never the N x N logits
+    assert use_explicit("cpu", 3136, trains_bias=True)  # CPU's fused kernels take no mask gradient
+    assert not use_explicit("cuda", 49, trains_bias=False)
+    assert not use_explicit("cuda", 49, trains_bias=True)  # memory-efficient kernel with bias gradient
+    assert use_explicit("cuda", 49, trains_bias=False, tracing=True)  # compiled: fused softmax, not cuDNN
+    assert not use_explicit("cuda", 3136, trains_bias=False, tracing=True)
+    assert use_explicit("mps", 49, trains_bias=True)

@@ -13,7 +13,7 @@ from hiermlp.errors import ConfigError
 from hiermlp.layers import RelativePositionBias
 from hiermlp.layers.linear import Linear
 from hiermlp.mixers.base import register_mixer
-from hiermlp.ops import functorch_active, is_tracing
+from hiermlp.ops import functorch_active, is_exporting, is_tracing
 from hiermlp.ops.cache import cache_context
 
 
@@ -93,9 +93,41 @@ class _WindowAttentionFunction(torch.autograd.Function):
         return out, gbias, None
 
 
-# On CPU, windows of up to this many tokens use explicit attention (faster than the flash kernel there);
-# larger token counts (global attention) keep SDPA, which never materialises the N x N logits.
+# On CPU (and in compiled CUDA graphs), windows of up to this many tokens use explicit attention (faster than
+# the flash kernel there); larger token counts (global attention) keep SDPA, which never materialises the
+# N x N logits.
 MAX_EXPLICIT_TOKENS = 256
+
+# Devices whose SDPA differentiates ``attn_mask`` in a fused kernel (CUDA's memory-efficient kernel does):
+# there a trainable position bias stays on SDPA. Elsewhere (CPU's fused kernels take no mask gradient and
+# PyTorch would fall back to its math path) it takes the explicit path. benchmarks/perf_gpu.py measures both.
+SDPA_BIAS_GRAD_DEVICES: frozenset[str] = frozenset({"cuda"})
+
+# The memory-efficient kernel wants the mask's rows aligned (PyTorch checks for multiples of 8 elements); given
+# Swin's N = 49 SDPA pads a fresh copy of the mask on every call. The bias handed to SDPA on CUDA is therefore
+# cached as a view into row-padded storage (rows of 64), which SDPA takes as is. Measured on an H200: Swin-T
+# inference 1.34x timm with it, 1.13x without (benchmarks/results/perf_gpu).
+MASK_ALIGN = 16
+
+
+def use_explicit(device_type: str, tokens: int, trains_bias: bool, tracing: bool = False) -> bool:
+    """Explicit GEMMs + softmax (True) or ``F.scaled_dot_product_attention`` (False) for one window batch.
+
+    Traced graphs on CUDA take the explicit form for window-sized N: the compiler fuses scale, bias, mask and
+    softmax around two bmm, and ties compiled timm, whereas SDPA in a compiled graph lowers to cuDNN's
+    attention kernel, which ran Swin-T 19% slower (benchmarks/results/perf_gpu).
+    """
+    if trains_bias and device_type not in SDPA_BIAS_GRAD_DEVICES:
+        return True
+    return (device_type == "cpu" or (tracing and device_type == "cuda")) and tokens <= MAX_EXPLICIT_TOKENS
+
+
+def _align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
+    """``bias`` as a view whose row stride is a multiple of ``align`` (zero-padded columns, sliced off)."""
+    n = bias.shape[-1]
+    if not align or bias.stride(-2) % align == 0:
+        return bias
+    return F.pad(bias, (0, -n % align))[..., :n]
 
 
 @register_mixer("attention")
@@ -152,8 +184,9 @@ class WindowAttention(nn.Module):
         )
         self._bias_cache: dict[tuple, torch.Tensor] = {}
 
-    def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-        """Position bias plus shift mask, ``-> (1, heads, N, N)`` or ``(1, nW*heads, N, N)`` (or None)."""
+    def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype, align: int = 0) -> torch.Tensor | None:
+        """Position bias plus shift mask, ``-> (1, heads, N, N)`` or ``(1, nW*heads, N, N)`` (or None); with
+        ``align``, a view whose row stride is a multiple of it (see :data:`MASK_ALIGN`)."""
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         if mask is None and table is None:
             return None
@@ -163,6 +196,7 @@ class WindowAttention(nn.Module):
                 None if mask is None else (mask.data_ptr(), tuple(mask.shape)),
                 None if table is None else (table.data_ptr(), table._version),
                 dtype,
+                align,
                 str(table.device if table is not None else mask.device),
             )
             hit = self._bias_cache.get(key)
@@ -176,6 +210,8 @@ class WindowAttention(nn.Module):
                     folded = folded + bias
                 n = folded.shape[-1]
                 bias = folded.expand(-1, self.num_heads, -1, -1).reshape(1, -1, n, n)
+            if bias is not None:
+                bias = _align_rows(bias, align)
         if cacheable:
             if len(self._bias_cache) >= 8:  # a few sizes at most: keep the cache bounded
                 self._bias_cache.clear()
@@ -183,7 +219,20 @@ class WindowAttention(nn.Module):
         return bias
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        bias = self.attn_bias(mask, x.dtype)
+        tracing = is_tracing()
+        device = x.device.type
+        table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
+        trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
+        n_tokens = x.shape[-2]
+        explicit = use_explicit(device, n_tokens, trains_bias and not tracing, tracing)
+        if explicit or device != "cuda":
+            bias = self.attn_bias(mask, x.dtype)
+        else:
+            # SDPA on CUDA: the bias in the dtype autocast hands the kernel (a cast would drop the padded
+            # layout) and row-aligned, so the memory-efficient kernel reads it broadcast over the batch
+            # (traced graphs take x.dtype: the compiler places casts and layouts itself)
+            amp = torch.get_autocast_dtype(device) if not tracing and torch.is_autocast_enabled(device) else x.dtype
+            bias = self.attn_bias(mask, amp, align=MASK_ALIGN)
         qkv = self.qkv(x)
         if mask is None:
             qkv = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
@@ -193,13 +242,10 @@ class WindowAttention(nn.Module):
                 qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
             )
         q, k, v = qkv.unbind(0)
-        tracing = is_tracing()
-        trains_bias = bias is not None and bias.requires_grad
-        explicit = (trains_bias and not tracing) or (x.device.type == "cpu" and q.shape[-2] <= MAX_EXPLICIT_TOKENS)
         if (
             explicit
             and not tracing
-            and x.device.type == "cpu"
+            and device == "cpu"
             and torch.is_grad_enabled()
             and (qkv.requires_grad or trains_bias)
             and not (self.training and self.attn_drop > 0)
@@ -215,7 +261,7 @@ class WindowAttention(nn.Module):
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
             )
-        if tracing:
+        if tracing and (device == "cpu" or is_exporting()):
             # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
             # (b, heads, n, d): a view recorded against one cannot replay on the other
             x = x.contiguous()
