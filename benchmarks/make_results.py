@@ -4,7 +4,7 @@ Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV
 README.md with the exact command, the machine and the versions, the table and how to read it.
 
     python benchmarks/make_results.py              # all three (about 20 minutes on 2 CPU cores)
-    python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default
+    python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, bench_gpu
     python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
 
 Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
@@ -60,7 +60,22 @@ RUNS: dict[str, list[str]] = {
         "45",
     ],
     "compare_default": ["compare", "default"],
+    # needs a CUDA device: only when named (python benchmarks/make_results.py bench_gpu)
+    "bench_gpu": [
+        "bench",
+        "swin_tiny_patch4_window7_224",
+        "timm:swin_tiny_patch4_window7_224",
+        "--device",
+        "cuda",
+        "--dtype",
+        "bfloat16",
+        "--batch",
+        "128",
+        "--repeats",
+        "10",
+    ],
 }
+CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default"]  # what a bare make_results.py runs
 
 HOW_TO_READ = {
     "bench_cpu": """\
@@ -94,16 +109,27 @@ HOW_TO_READ = {
   differences of about one point are within seed noise — the table shows the trade-off, not a ranking.
 - `*-noshift` rows are the shifted-window ablation: the same model without the shift between blocks, so
   windows never exchange information before patch merging.""",
+    "bench_gpu": """\
+- Swin-T, hiermlp next to timm's own implementation with the same weights, under bf16 autocast on one GPU
+  (the card is named above the table). **infer img/s** = batch-128 forward passes in eval mode under
+  `torch.no_grad`; **latency** = one image; **train img/s** = forward + cross-entropy + backward + AdamW.
+- **peak MiB** = `torch.cuda.max_memory_allocated` of a fresh process: weights + activations (+ gradients
+  and AdamW state for training).
+- hiermlp's attention hands SDPA's memory-efficient kernel a row-aligned folded bias, broadcast over the
+  batch and cached per feature size; timm's builds the mask per window every call and SDPA pads a copy
+  of it. `benchmarks/results/perf_gpu/` has the lever-by-lever table.""",
 }
 
 TITLES = {
     "bench_cpu": "Swin-T-sized models of every mixer family, hiermlp next to timm (CPU)",
     "sweep_cpu": "Resolution sweep: window mixers vs global attention (CPU)",
     "compare_default": "Seven micro models at ~equal GMACs, one recipe, embedded Fashion-MNIST (CPU)",
+    "bench_gpu": "Swin-T, hiermlp next to timm, bf16 autocast (GPU)",
 }
 
 PLOTS = {
     "bench_cpu": [("bench.png", "throughput per model (median, IQR whiskers)")],
+    "bench_gpu": [("bench.png", "throughput per model (median, IQR whiskers)")],
     "sweep_cpu": [("sweep.png", "time and peak memory against pixels, log-log, fitted exponents in the legend")],
     "compare_default": [
         ("curves.png", "learning curves: test top-1 and training loss per epoch"),
@@ -146,7 +172,7 @@ def findings(name: str, data: dict) -> list[str]:
                 "the time of window attention in the same network"
             )
         return out
-    if name == "bench_cpu":
+    if name in ("bench_cpu", "bench_gpu"):
         rows = data["rows"]
         out = [f"- reference row: `{rows[0]['model']}`"]
         for r in rows[1:]:
@@ -167,12 +193,12 @@ def findings(name: str, data: dict) -> list[str]:
 def write_readme(name: str, wall_s: float | None = None) -> Path:
     """README.md of one result directory, from its JSON and Markdown reports."""
     out = RESULTS / name
-    stem = {"bench_cpu": "bench", "sweep_cpu": "sweep", "compare_default": "compare"}[name]
+    stem = {"bench_cpu": "bench", "bench_gpu": "bench", "sweep_cpu": "sweep", "compare_default": "compare"}[name]
     # older runs passed an absolute --out: keep the committed files machine-independent
     for f in (out / f"{stem}.json", out / f"{stem}.md"):
         f.write_text(f.read_text().replace(str(ROOT) + "/", ""))
     data = json.loads((out / f"{stem}.json").read_text())
-    if name == "bench_cpu":  # plots are cheap to redraw from the JSON, so plot fixes need no re-run
+    if name in ("bench_cpu", "bench_gpu"):  # plots are cheap to redraw from the JSON, so plot fixes need no re-run
         from hiermlp.bench.speed import BenchReport
 
         BenchReport.from_dict(data).plot(out / "bench.png")
@@ -194,7 +220,8 @@ def write_readme(name: str, wall_s: float | None = None) -> Path:
         f"Regenerate every committed result with `python benchmarks/make_results.py {name}`.{wall}",
         "",
         f"Machine: {env['cpu']}, {env['cpu_cores']} cores visible, {env['threads']} torch threads, "
-        f"{env['device']}, {env['dtype']}. Software: torch {env['torch']}, timm {env['timm']}, "
+        f"{env['device']}{' (' + env['device_name'] + ')' if env.get('device_name') else ''}, {env['dtype']}. "
+        f"Software: torch {env['torch']}, timm {env['timm']}, "
         f"hiermlp {env['hiermlp']}, Python {env['python']}.",
         "",
         "## Findings (computed from the JSON report)",
@@ -230,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown result(s) {unknown}; choose from {list(RUNS)}")
     if str(ROOT) not in sys.path:  # run as a script from a source checkout: import this hiermlp
         sys.path.insert(0, str(ROOT))
-    for name in args.names or list(RUNS):
+    default = [n for n in RUNS if (RESULTS / n).is_dir()] if args.readme_only else CPU_RUNS
+    for name in args.names or default:
         wall = None if args.readme_only else run(name, args.threads)
         print(f"{name}: {write_readme(name, wall)}", file=sys.stderr)
         print("  " + shlex.join(RUNS[name]), file=sys.stderr)
