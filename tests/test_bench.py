@@ -199,3 +199,34 @@ def test_model_argument_with_label_and_own_options():
     assert parse_model_arg("timm:resnet18").model == "timm:resnet18"
     with pytest.raises(ValueError, match="YAML mapping"):
         parse_model_arg("swin_tiny_patch4_window7_224{mixer")
+
+
+def test_perf_gpu_report_renders_from_the_committed_json(tmp_path):
+    """benchmarks/perf_gpu.py needs a GPU to measure, not to report: its Markdown renders from the committed
+    JSON (as `--render` does), with the ratios the README quotes."""
+    import importlib.util
+    import json
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("perf_gpu", root / "benchmarks" / "perf_gpu.py")
+    perf_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_gpu)
+    src = root / "benchmarks" / "results" / "perf_gpu" / "perf.json"
+    res = json.loads(src.read_text())
+    text = perf_gpu.markdown(res, res["command"])
+    assert "NVIDIA H200" in text and "all pass" in text
+    assert "| 128 | inference | 7344.0 | 5492.1 | **1.34x** |" in text
+    assert "compiled hiermlp / compiled timm: **1.00x**" in text
+    shutil.copy(src, tmp_path / "perf.json")
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["perf_gpu.py", "--render", str(tmp_path / "perf.json")]
+    try:
+        perf_gpu.main()
+    finally:
+        sys.argv = argv
+    assert (tmp_path / "perf.md").read_text() == text
+    assert (root / "benchmarks" / "results" / "perf_gpu" / "perf.md").read_text() == text  # committed = rendered
