@@ -46,20 +46,11 @@ from hiermlp.bench.workload import infer_step, train_step
 from hiermlp.mixers import MIXERS, attention
 from hiermlp.mixers.base import mixer_attr
 from hiermlp.models.block import HierBlock
+from tests.conftest import TINY_SWIN, randomize_
 from tests.test_mlp_models import RefSwinMLP
 
 SWIN = "swin_tiny_patch4_window7_224"
 SWIN_MLP = "swin_mlp_tiny_c24_patch4_window8_256"
-TINY_SWIN = dict(
-    img_size=32,
-    patch_size=2,
-    embed_dim=16,
-    depths=(2, 2, 2, 2),
-    num_heads=(1, 2, 2, 4),
-    window_size=4,
-    num_classes=10,
-    drop_path_rate=0.0,
-)
 DTYPE = "bfloat16"
 
 
@@ -111,13 +102,6 @@ def set_fast(model: torch.nn.Module, on: bool) -> None:
     for m in model.modules():
         if isinstance(m, HierBlock):
             m.fast_path = on
-
-
-def randomize_(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * std)
-    return model
 
 
 # ----------------------------------------------------------------------------------------------- timing
