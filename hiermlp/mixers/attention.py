@@ -144,6 +144,15 @@ class WindowAttention(nn.Module):
     step or ``load_state_dict`` bumps the version and refreshes it. The bias is 4-D because the CPU fused
     kernel rejects a 3-D mask (PyTorch then falls back to the slower math path).
 
+    Which kernel runs (:func:`use_explicit`, measured in benchmarks/results/perf_cpu and perf_gpu):
+
+    * CPU: explicit attention for windows (two bmm, in-place softmax; a hand-written backward in training);
+      SDPA for global attention.
+    * CUDA, eager: SDPA's memory-efficient kernel with the cached bias in the autocast dtype and row-aligned,
+      in training too (the kernel differentiates the bias).
+    * CUDA, compiled: explicit attention for windows, which the compiler fuses (traced SDPA lowers to a
+      slower cuDNN kernel).
+
     Args:
         dim: Channels C.
         window_size: ``(wh, ww)``; None for a global window (then there is no position bias).
