@@ -619,6 +619,8 @@ def main() -> None:
         res = json.loads(args.render.read_text())
         (args.render.parent / "perf.md").write_text(markdown(res, res["command"]))
         return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("perf_gpu.py: no CUDA device here; --device cpu runs every section as a dry run")
     t_start = time.perf_counter()
     batches = [int(b) for b in args.batches.split(",")]
     sections = args.sections.split(",")
