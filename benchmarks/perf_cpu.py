@@ -48,12 +48,25 @@ from hiermlp.models.block import INFERENCE_CHUNK_TOKENS, HierBlock
 from tests.test_mlp_models import RefSwinMLP
 
 
-def timed(tasks: dict[str, tuple], repeats: int) -> dict[str, dict]:
-    """Round-robin timing of ``{label: (fn, items)}``; returns median/q1/q3 seconds and items/s."""
-    ts = [Timed(key=(k,), fn=fn, device="cpu", items=items) for k, (fn, items) in tasks.items()]
-    round_robin(ts, repeats=repeats, warmup=2, min_sample_s=0.2)
+def timed(
+    tasks: dict[str, tuple],
+    repeats: int,
+    device: str = "cpu",
+    warmup: int = 2,
+    min_sample_s: float = 0.2,
+    keep_errors: bool = False,
+) -> dict[str, dict]:
+    """Round-robin timing of ``{label: (fn, items)}``; returns median/q1/q3 seconds and items/s. With
+    ``keep_errors`` a task that raises is recorded as ``{"error": ...}`` and the others go on."""
+    ts = [Timed(key=(k,), fn=fn, device=device, items=items) for k, (fn, items) in tasks.items()]
+    round_robin(
+        ts, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s, catch=(lambda e: True) if keep_errors else None
+    )
     out = {}
     for t in ts:
+        if t.error is not None:
+            out[t.key[0]] = dict(error=f"{type(t.error).__name__}: {str(t.error)[:300]}")
+            continue
         s = t.time_stats()
         out[t.key[0]] = dict(median_s=s.median, q1_s=s.q1, q3_s=s.q3, per_s=t.items / s.median)
     return out
@@ -195,7 +208,10 @@ def compiled(batch: int, repeats: int) -> dict:
     return dict(max_abs_diff=diff, compile_s=compile_s, infer=infer)
 
 
-def ratio(d: dict, a: str, b: str) -> float:
+def ratio(d: dict, a: str, b: str) -> float | None:
+    """How many times faster ``a`` ran than ``b`` (None where either has no time: it failed)."""
+    if "median_s" not in d.get(a, {}) or "median_s" not in d.get(b, {}):
+        return None
     return d[b]["median_s"] / d[a]["median_s"]
 
 

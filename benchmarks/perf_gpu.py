@@ -39,14 +39,16 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hiermlp
+from benchmarks.perf_cpu import ratio
+from benchmarks.perf_cpu import timed as cpu_timed
 from hiermlp.bench import count_gmacs
 from hiermlp.bench.env import environment, finish_environment, format_environment
-from hiermlp.bench.timing import Timed, round_robin
 from hiermlp.bench.workload import infer_step, train_step
 from hiermlp.mixers import MIXERS, attention
 from hiermlp.mixers.base import mixer_attr
 from hiermlp.models.block import HierBlock
 from tests.conftest import TINY_SWIN, randomize_
+from tests.test_fast_paths import set_fast
 from tests.test_mlp_models import RefSwinMLP
 
 SWIN = "swin_tiny_patch4_window7_224"
@@ -98,31 +100,11 @@ def with_levers(step: Callable[[], object], *contexts: Callable[[], contextlib.A
     return run
 
 
-def set_fast(model: torch.nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, HierBlock):
-            m.fast_path = on
-
-
 # ----------------------------------------------------------------------------------------------- timing
 def timed(tasks: dict[str, tuple], device: str, repeats: int, min_sample_s: float = 0.1) -> dict[str, dict]:
-    """Round-robin timing of ``{label: (fn, items)}``: median/q1/q3 seconds and items/s (errors kept)."""
-    ts = [Timed(key=(k,), fn=fn, device=device, items=items) for k, (fn, items) in tasks.items()]
-    round_robin(ts, repeats=repeats, warmup=3, min_sample_s=min_sample_s, catch=lambda e: True)
-    out = {}
-    for t in ts:
-        if t.error is not None:
-            out[t.key[0]] = dict(error=f"{type(t.error).__name__}: {str(t.error)[:300]}")
-            continue
-        s = t.time_stats()
-        out[t.key[0]] = dict(median_s=s.median, q1_s=s.q1, q3_s=s.q3, per_s=t.items / s.median)
-    return out
-
-
-def ratio(d: dict, ours: str, theirs: str) -> float | None:
-    if "median_s" not in d.get(ours, {}) or "median_s" not in d.get(theirs, {}):
-        return None
-    return d[theirs]["median_s"] / d[ours]["median_s"]
+    """perf_cpu's round-robin timing on ``device``; a task that fails (out of memory, a refused kernel) is
+    recorded as ``{"error": ...}`` and the others go on."""
+    return cpu_timed(tasks, repeats, device, warmup=3, min_sample_s=min_sample_s, keep_errors=True)
 
 
 def swin_pair(device: str, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -384,8 +366,6 @@ def memory(device: str, batch: int) -> dict:
 
 
 def kernels(device: str, batch: int) -> dict:
-    from torch.profiler import ProfilerActivity, profile
-
     ours, ref = swin_pair(device)
     x = torch.randn(batch, 3, 224, 224, device=device)
     out = {}
@@ -393,12 +373,7 @@ def kernels(device: str, batch: int) -> dict:
         for what, step in (("infer", infer_step(model, x, DTYPE)), ("train", train_step(model, x, 1000, DTYPE))):
             for _ in range(3):
                 step()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                step()
-                torch.cuda.synchronize()
-            ks = [e for e in prof.events() if str(e.device_type).endswith("CUDA")]
-            out[f"{name} {what}"] = dict(kernels=len(ks), gpu_ms=sum(e.time_range.elapsed_us() for e in ks) / 1e3)
+            out[f"{name} {what}"] = top_kernels(step)
     return out
 
 
@@ -448,8 +423,10 @@ def compiled(device: str, batch: int, repeats: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- report
-def fmt_ratio(r: float | None) -> str:
-    return "-" if r is None else f"**{r:.2f}x**"
+def fmt_ratio(r: float | None, bold: bool = True) -> str:
+    if r is None:
+        return "-"
+    return f"**{r:.2f}x**" if bold else f"{r:.2f}x"
 
 
 def cell(d: dict, k: str, field: str = "per_s", scale: float = 1.0, digits: int = 1) -> str:
@@ -457,6 +434,15 @@ def cell(d: dict, k: str, field: str = "per_s", scale: float = 1.0, digits: int 
     if "error" in v:
         return "error"
     return f"{v[field] * scale:.{digits}f}" if field in v else "-"
+
+
+def batch_rows(section: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """``(batch, measure, label, timings)`` for every timed row of a per-batch section."""
+    for b, d in section.items():
+        if isinstance(d, dict) and "infer" in d:
+            for meas in ("infer", "train"):
+                for k in d[meas]:
+                    yield b, meas, k, d[meas]
 
 
 def markdown(res: dict, command: str) -> str:
@@ -501,13 +487,9 @@ def markdown(res: dict, command: str) -> str:
             "| batch | measure | variant | img/s | vs timm |",
             "|---|---|---|---|---|",
         ]
-        for b, d in s.items():
-            if b == "latency":
-                continue
-            for m in ("infer", "train"):
-                for k in d[m]:
-                    if k != "timm":
-                        lines.append(f"| {b} | {m} | {k} | {cell(d[m], k)} | {fmt_ratio(ratio(d[m], k, 'timm'))} |")
+        for b, m, k, d in batch_rows(s):
+            if k != "timm":
+                lines.append(f"| {b} | {m} | {k} | {cell(d, k)} | {fmt_ratio(ratio(d, k, 'timm'))} |")
         lines.append("")
     if "backends" in res:
         lines += [
@@ -531,15 +513,9 @@ def markdown(res: dict, command: str) -> str:
             "| batch | measure | implementation | img/s | vs reference formulation |",
             "|---|---|---|---|---|",
         ]
-        for b, d in m.items():
-            if b == "max_abs_diff":
-                continue
-            for meas in ("infer", "train"):
-                for k in d[meas]:
-                    r = ratio(d[meas], k, ref)
-                    lines.append(
-                        f"| {b} | {meas} | {k} | {cell(d[meas], k)} | {fmt_ratio(r) if k == ours else f'{r:.2f}x'} |"
-                    )
+        for b, meas, k, d in batch_rows(m):
+            r = ratio(d, k, ref)
+            lines.append(f"| {b} | {meas} | {k} | {cell(d, k)} | {fmt_ratio(r, bold=k == ours)} |")
         lines.append("")
     if "gemm" in res:
         g = res["gemm"]
