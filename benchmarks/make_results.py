@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -207,7 +208,12 @@ def write_readme(name: str, wall_s: float | None = None) -> Path:
     body = report_md.split("\n", 1)[1]  # drop the report's own title ...
     if body.lstrip().startswith("```"):  # ... and its command block (shown above)
         body = body.lstrip().split("```", 2)[2]
-    wall = f" It took {wall_s / 60:.1f} minutes." if wall_s else ""
+    if wall_s is None and (out / "README.md").exists():  # --readme-only: keep the wall time of the run
+        took = re.search(r" It took [0-9.]+ minutes\.", (out / "README.md").read_text())
+        wall = took.group(0) if took else ""
+    else:
+        wall = f" It took {wall_s / 60:.1f} minutes." if wall_s else ""
+    device = env["device"] if env["device"] == "cpu" else f"{env['device']} ({env.get('device_name', '?')})"
     lines = [
         f"# {TITLES[name]}",
         "",
@@ -220,7 +226,7 @@ def write_readme(name: str, wall_s: float | None = None) -> Path:
         f"Regenerate every committed result with `python benchmarks/make_results.py {name}`.{wall}",
         "",
         f"Machine: {env['cpu']}, {env['cpu_cores']} cores visible, {env['threads']} torch threads, "
-        f"{env['device']}{' (' + env['device_name'] + ')' if env.get('device_name') else ''}, {env['dtype']}. "
+        f"{device}, {env['dtype']}. "
         f"Software: torch {env['torch']}, timm {env['timm']}, "
         f"hiermlp {env['hiermlp']}, Python {env['python']}.",
         "",
