@@ -143,9 +143,17 @@ def grad_diff(ga: list[torch.Tensor], gb: list[torch.Tensor]) -> float:
     return max((a - b).abs().max().item() / max(b.abs().max().item(), 1e-12) for a, b in zip(ga, gb))
 
 
+def without_tf32(fn: Callable[[str], dict], device: str) -> dict:
+    """``fn(device)`` with float32 matmuls and convolutions in full float32 (TF32 off), then as before."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return fn(device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def checks(device: str) -> dict:
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     rows = []
 
     def row(what: str, value: float, tol: float) -> None:
@@ -208,8 +216,6 @@ def checks(device: str) -> dict:
                     block.fast_path = True
                 worst = max(worst, max_diff(fast, slow))
         row(f"block {name}: gather fast path vs roll+partition, 5 sizes x shifts, max |diff|", worst, 1e-5)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions
     return dict(rows=rows, ok=all(r["ok"] for r in rows))
 
 
@@ -612,7 +618,7 @@ def main() -> None:
         (args.out / "perf.md").write_text(markdown(res, command))
 
     jobs: dict[str, Callable[[], None]] = {
-        "checks": lambda: res.update(checks=checks(args.device)),
+        "checks": lambda: res.update(checks=without_tf32(checks, args.device)),
         "swin_t": lambda: res.update(swin_t=swin_t(args.device, batches, args.repeats)),
         "backends": lambda: res.update(backends=backends(args.device, args.repeats)) if cuda else None,
         "swin_mlp": lambda: res.update(swin_mlp=swin_mlp(args.device, batches, args.repeats)),
