@@ -201,12 +201,13 @@ def test_model_argument_with_label_and_own_options():
         parse_model_arg("swin_tiny_patch4_window7_224{mixer")
 
 
-def test_perf_gpu_report_renders_from_the_committed_json(tmp_path):
+def test_perf_gpu_report_renders_from_the_committed_json(tmp_path, monkeypatch):
     """benchmarks/perf_gpu.py needs a GPU to measure, not to report: its Markdown renders from the committed
     JSON (as `--render` does), with the ratios the README quotes."""
     import importlib.util
     import json
     import shutil
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -220,13 +221,7 @@ def test_perf_gpu_report_renders_from_the_committed_json(tmp_path):
     assert "| 128 | inference | 7344.0 | 5492.1 | **1.34x** |" in text
     assert "compiled hiermlp / compiled timm: **1.00x**" in text
     shutil.copy(src, tmp_path / "perf.json")
-    import sys
-
-    argv = sys.argv
-    sys.argv = ["perf_gpu.py", "--render", str(tmp_path / "perf.json")]
-    try:
-        perf_gpu.main()
-    finally:
-        sys.argv = argv
+    monkeypatch.setattr(sys, "argv", ["perf_gpu.py", "--render", str(tmp_path / "perf.json")])
+    perf_gpu.main()
     assert (tmp_path / "perf.md").read_text() == text
     assert (root / "benchmarks" / "results" / "perf_gpu" / "perf.md").read_text() == text  # committed = rendered
