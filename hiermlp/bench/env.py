@@ -69,7 +69,7 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    from hiermlp.layers.linear import onednn_enabled
+    from hiermlp.accel import onednn_enabled
 
     info["onednn_linears"] = onednn_enabled()  # hiermlp's float32 CPU linears on oneDNN (HIERMLP_ONEDNN)
     with contextlib.suppress(AttributeError):  # sched_getaffinity is Linux-only
