@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import hiermlp
-from hiermlp.testing import fast
 from hiermlp.models.block import HierBlock
+from hiermlp.testing import fast
 
 from .conftest import TINY_SWIN, randomize_
 
