@@ -11,10 +11,7 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.layers.cpb import ContinuousPositionBias
-from hiermlp.layers.linear import Linear, linear
-from hiermlp.mixers.attention import use_explicit
 from hiermlp.mixers.base import register_mixer
-from hiermlp.ops import is_tracing
 
 # the reference clamps the learned log scale at log(1/0.01): logits are at most 100 * cos(q, k)
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
@@ -41,9 +38,8 @@ class CosineWindowAttention(nn.Module):
     Parameter names are timm's and the reference's (``qkv.weight``, ``q_bias``, ``v_bias``, ``logit_scale``,
     ``cpb_mlp.*``, ``proj.*``); the coordinate table and index are derived per window, never stored.
 
-    On CPU windows run as two batched GEMMs and a softmax (as :class:`~hiermlp.mixers.attention.WindowAttention`
-    decides with :func:`~hiermlp.mixers.attention.use_explicit`); elsewhere ``F.scaled_dot_product_attention``
-    with the per-head scale folded into the normalised queries and the bias as its mask.
+    The qkv projection is called as a module and the q/v biases added after it (timm's ``qkv_bias_separate``
+    form), so a wrapped or replaced ``qkv`` (LoRA, quantisation, the speed layer's linears) is never bypassed.
 
     Args:
         dim: Channels C.
@@ -84,13 +80,13 @@ class CosineWindowAttention(nn.Module):
         self.num_heads = num_heads
         self.window_size = tuple(window_size)
         self.pretrained_window_size = pretrained
-        self.qkv = Linear(dim, dim * 3, bias=False)
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
         self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
         self.cpb_mlp = ContinuousPositionBias(num_heads=num_heads)
         self.attn_drop = attn_drop
-        self.proj = Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def init_weights(self) -> None:
@@ -105,39 +101,29 @@ class CosineWindowAttention(nn.Module):
         nn.init.constant_(self.logit_scale, math.log(10.0))
 
     def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """Position bias plus shift mask, ``-> (1, heads, N, N)`` or ``(1, nW*heads, N, N)``.
+        """Position bias plus shift mask, ``-> (heads, N, N)`` or ``(nW, heads, N, N)``.
 
-        Built from the parameters every call: nothing parameter-derived is cached.
+        Built from the parameters on every call: nothing parameter-derived is cached.
         """
         bias = self.cpb_mlp.position_bias(self.window_size, self.pretrained_window_size).to(dtype)  # (heads, N, N)
         if mask is None:
-            return bias[None]
-        forbid = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, MASK_VALUE)
-        return rearrange(bias[None] + forbid[:, None], "w heads n m -> 1 (w heads) n m")
+            return bias
+        forbid = torch.zeros_like(mask, dtype=dtype).masked_fill_(~mask, MASK_VALUE)  # (nW, N, N)
+        return bias + forbid[:, None]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        qkv_bias = None
+        qkv = self.qkv(x)
         if self.q_bias is not None:
-            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = linear(x, self.qkv.weight, qkv_bias)
-        # windows are batch-major: (B*nW) splits as (B, nW) and the (nW*heads) bias broadcasts over B
+            qkv = qkv + torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         nw = 1 if mask is None else mask.shape[0]
-        q, k, v = rearrange(
-            qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=self.num_heads
-        )
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().repeat(nw, 1, 1)  # (nW*heads, 1, 1)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        tracing = is_tracing()
-        trains_bias = torch.is_grad_enabled() and self.cpb_mlp[0].weight.requires_grad
-        drop = self.attn_drop if self.training else 0.0
-        if use_explicit(x.device.type, q.shape[-2], trains_bias and not tracing, tracing):
-            attn = torch.matmul(q, k.transpose(-2, -1)) * scale + self.attn_bias(mask, q.dtype)
-            attn = attn.softmax(-1)
-            x = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
-        else:
-            bias = self.attn_bias(mask, q.dtype)
-            x = F.scaled_dot_product_attention(q * scale, k, v, attn_mask=bias, dropout_p=drop, scale=1.0)
-        x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", heads=self.num_heads)
+        # windows are batch-major: (B*nW) splits as (B, nW) and the per-window bias broadcasts over B
+        q, k, v = rearrange(qkv, "(b w) n (three heads d) -> three b w heads n d", w=nw, three=3, heads=self.num_heads)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp() + self.attn_bias(mask, attn.dtype)
+        attn = attn.softmax(-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, p=self.attn_drop)
+        x = rearrange(attn @ v, "b w heads n d -> (b w) n (heads d)")
         return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:
