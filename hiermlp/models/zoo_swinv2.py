@@ -33,13 +33,11 @@ FROM_WINDOW12 = tuple(dict(pretrained_window_size=p) for p in (12, 12, 12, 6))
 
 
 def _cfg(file: str, hf_tag: str, *, img_size: int, num_classes: int = 1000) -> dict[str, Any]:
-    return cfg(
-        f"{_RELEASE}/{file}.pth",
-        img_size=img_size,
-        hf_hub_id=f"timm/{hf_tag}",
-        # timm's V2 crop: 0.9 at 192 and 256, 1.0 at 384
-        crop_pct=1.0 if img_size == 384 else 0.9,
-    ) | dict(num_classes=num_classes)
+    # timm's V2 crop: 0.9 at 192 and 256, 1.0 at 384
+    crop_pct = 1.0 if img_size == 384 else 0.9
+    return cfg(f"{_RELEASE}/{file}.pth", img_size=img_size, hf_hub_id=f"timm/{hf_tag}") | dict(
+        num_classes=num_classes, crop_pct=crop_pct
+    )
 
 
 # timm name: (Microsoft name, builder kwargs, pretrained cfg, note)
