@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from hiermlp.ops import is_tracing, relative_position_index
-from hiermlp.ops.cache import cache_context
+from hiermlp.ops import geometry_cache, relative_position_index
 
 Size2 = tuple[int, int]
-
-# a model sees a handful of (window, pretrained window, device) combinations; a bounded cache keeps them all
-_CACHE_SIZE = 32
 
 
 def log_spaced_coords(
@@ -38,38 +33,21 @@ def log_spaced_coords(
     return torch.sign(coords) * torch.log2(coords.abs() + 1.0) / math.log2(8)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached_coords(window_size: Size2, pretrained_window_size: Size2, device: str) -> torch.Tensor:
-    with cache_context():
-        return log_spaced_coords(window_size, pretrained_window_size, device=device)
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached_index(window_size: Size2, device: str) -> torch.Tensor:
-    with cache_context():
-        return relative_position_index(window_size, device=device)
-
-
-def cpb_geometry(
-    window_size: Size2, pretrained_window_size: Size2, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(coords (2wh-1, 2ww-1, 2), index (N, N))`` for a window: pure functions of their arguments, cached in
-    eager mode keyed by all of them (never module state, never in a state dict); traced graphs build them."""
-    if is_tracing():
-        return log_spaced_coords(window_size, pretrained_window_size, device=device), relative_position_index(
-            window_size, device=device
-        )
-    key = (tuple(window_size), tuple(pretrained_window_size), str(device))
-    return _cached_coords(*key), _cached_index(key[0], key[2])
+# coordinates and pair index depend on the window alone: bounded LRUs shared by every block (hiermlp.ops.cache)
+cached_log_spaced_coords = geometry_cache(log_spaced_coords)
+cached_relative_position_index = geometry_cache(relative_position_index)
 
 
 class ContinuousPositionBias(nn.Sequential):
     """The CPB MLP ``(..., 2) -> (..., heads)``: ``Linear(2, 512) -> ReLU -> Linear(512, heads, bias=False)``.
 
     A ``Sequential`` so its state dict keys are the reference's (``cpb_mlp.0.weight``, ``cpb_mlp.0.bias``,
-    ``cpb_mlp.2.weight``). :meth:`position_bias` turns it into the ``(heads, N, N)`` bias of a window. The
-    table is computed from the parameters on every call (it is cheap next to the attention it biases), so
-    no cached copy can go stale when weights are loaded, assigned, moved or copied.
+    ``cpb_mlp.2.weight``). :meth:`position_bias` turns it into the ``(heads, N, N)`` bias of a window.
+
+    The table is computed from the parameters on every call (``(2wh-1)(2ww-1)`` rows through the MLP, cheap
+    next to the attention it biases), so no copy can go stale when weights are loaded, assigned, moved or
+    copied. Only what depends on the window alone (coordinates, pair index) is cached, by pure functions
+    keyed by window, pretrained window and device; nothing travels in a state dict or pickle.
     """
 
     def __init__(self, *, num_heads: int, hidden_dim: int = 512) -> None:
@@ -83,7 +61,8 @@ class ContinuousPositionBias(nn.Sequential):
     def position_bias(self, window_size: Size2, pretrained_window_size: Size2 = (0, 0)) -> torch.Tensor:
         """``() -> (heads, N, N)``: ``16 * sigmoid(mlp(coords)[index])``, ``N = wh*ww``."""
         weight = self[0].weight
-        coords, index = cpb_geometry(window_size, pretrained_window_size, weight.device)
+        coords = cached_log_spaced_coords(tuple(window_size), tuple(pretrained_window_size), device=weight.device)
+        index = cached_relative_position_index(tuple(window_size), device=weight.device)
         table = self(coords.to(weight.dtype)).view(-1, self.num_heads)  # ((2wh-1)*(2ww-1), heads)
         n = index.shape[0]
         bias = rearrange(table[index.view(-1)], "(n m) heads -> heads n m", n=n)
