@@ -418,3 +418,24 @@ def test_hybrid_across_versions_trains():
         norm_placement=("pre", "pre", "res_post", "res_post"),
     )
     assert mixed(x).shape == (2, 5)
+
+
+def test_readme_window_change_equals_timm(tmp_path):
+    """The README's fine-tune call: window-8 weights at window 16 with pretrained_window_size=8 is timm's
+    window-16 model with pretrained_window_sizes (8, 8, 8, 8) on the same weights. Reduced depth for time."""
+    depths = (2, 2, 2, 2)
+    source = randomize_v2_(timm.create_model("swinv2_tiny_window8_256", depths=depths))
+    path = tmp_path / "swinv2_tiny_patch4_window8_256.pth"
+    torch.save({"model": source.state_dict()}, path)
+    ours = hiermlp.create_model(
+        "swinv2_tiny_window8_256",
+        window_size=16,
+        mixer_kwargs=dict(pretrained_window_size=8),
+        checkpoint_path=path,
+        depths=depths,
+    ).eval()
+    theirs = timm.create_model("swinv2_tiny_window16_256", pretrained_window_sizes=(8,) * 4, depths=depths).eval()
+    theirs.load_state_dict(source.state_dict())
+    assert [s.window_size for s in ours.stages] == [(16, 16), (16, 16), (16, 16), (8, 8)]
+    x = torch.randn(1, 3, 256, 256)
+    assert_matches(ours, *outputs(theirs, x), x)
