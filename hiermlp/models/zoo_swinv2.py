@@ -2,7 +2,7 @@
 
 A V2 network is ``HierNet`` with the ``cosine_attention`` mixer (scaled cosine attention, log-spaced
 continuous position bias), res-post-norm blocks and V2 patch merging (reduce, then norm). Rows carry timm's
-names; the Microsoft config names are aliases of the same rows. The window rule is timm's and the
+names; :data:`SWINV2_ALIASES` maps the Microsoft config names to them. The window rule is timm's and the
 reference's: each stage's window is clamped to its map where the map is not larger, and such a stage does
 not shift. ``pretrained_window_size`` per stage normalises the position-bias coordinates: the "12to16" and
 "12to24" rows were fine-tuned from window-12 weights at 192 px, whose last stage was a 6x6 map, hence
