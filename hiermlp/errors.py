@@ -33,6 +33,10 @@ class CheckpointError(HiermlpError, RuntimeError):
     """A checkpoint is unreadable or does not match the model."""
 
 
+class NotFoundError(HiermlpError, FileNotFoundError):
+    """A file, directory or preset the user named does not exist; the message lists what does."""
+
+
 class OutputError(HiermlpError, OSError):
     """A file could not be written (disk full, read-only or missing directory, or an output directory that
     holds another run). Earlier files are left as they were."""

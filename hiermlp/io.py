@@ -80,6 +80,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_file(tmp: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Fill ``tmp`` and force it to disk: where a full disk or a quota reports itself (``OSError``)."""
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, what: str = "file") -> Path:
     """Call ``write(f)`` on a temporary binary file, then rename it onto ``path``.
 
@@ -99,10 +107,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
     tmp = temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_file(tmp, write)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as e:

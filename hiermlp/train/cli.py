@@ -158,8 +158,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         import hiermlp
 
-        if not Path(args.checkpoint).is_file():
-            raise CheckpointError(f"--checkpoint {args.checkpoint} does not exist; give the weights file to evaluate")
+        weights = Path(args.checkpoint)
+        if not weights.is_file():
+            raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
+        if weights.stat().st_size == 0:
+            raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
         hiermlp.load_checkpoint(model, args.checkpoint)
     device = _pick_device(cfg.device, 0)
     model.to(device)

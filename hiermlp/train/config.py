@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from hiermlp.errors import ConfigError as _HiermlpConfigError
-from hiermlp.errors import suggest
+from hiermlp.errors import NotFoundError, suggest
 
 __all__ = [
     "ConfigError",
@@ -391,7 +391,7 @@ def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
     ``configs/`` is looked up in the working directory, then beside the package (an editable install).
 
     Raises:
-        FileNotFoundError: no such file; lists the presets that exist and the closest name.
+        NotFoundError: no such file (a ``FileNotFoundError``); lists the presets that exist and the closest name.
     """
     p = Path(name_or_path)
     if p.is_file():
@@ -402,7 +402,7 @@ def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
             if cand.is_file():
                 return cand
     known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.yaml")})
-    raise FileNotFoundError(
+    raise NotFoundError(
         f"{kind} preset not found: {name_or_path} (known: {', '.join(known) or 'none'}).{suggest(p.stem, known)}"
     )
 

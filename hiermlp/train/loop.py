@@ -21,6 +21,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, progress: bool
         run = _Run(cfg, info, progress=progress and cfg.progress)
         if ckpt is not None:
             run.restore(ckpt)
+            run.last_saved = (resume, run.state.step)
         return run.fit()
     finally:
         cleanup_distributed(info)
@@ -427,8 +429,8 @@ class _Run:
         bad_weights = self._nonfinite_weights()
         if bad_weights:
             raise NonFiniteError(
-                f"{len(bad_weights)} weight tensors (e.g. {bad_weights[0]}) became non-finite in the update of "
-                f"{self._where()} although its loss and gradients were finite; stopped before writing them: "
+                f"{len(bad_weights)} weight tensors (e.g. {bad_weights[0]}) became non-finite by the end of "
+                f"{self._where()}{' (its update overflowed)' if taken else ''}; stopped before writing them: "
                 f"{self._kept()}. Lower lr (now {opt.optimizer.param_groups[0]['lr']:.3g})."
             )
         return taken
@@ -465,7 +467,9 @@ class _Run:
                 s.skipped += 1
             seen += len(x) * len(losses) * self.info.world_size
             opt = self.opt
-            opt.scheduler.step()
+            with warnings.catch_warnings():  # a skipped step still advances the schedule, as timm's does
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before")
+                opt.scheduler.step()
             s.step, s.epoch_step = s.step + 1, s.epoch_step + 1
             if opt.ema is not None and taken:
                 opt.ema.update(self.model, step=s.step)
