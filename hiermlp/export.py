@@ -278,6 +278,8 @@ def export_model(
     if fmt == "onnx" and opset < 18:
         raise ConfigError(f"opset {opset} is too old for the dynamo ONNX exporter; use 18 or later")
 
+    if out is not None:  # an unwritable destination fails now, in one line, not after loading and tracing
+        _check_destination(Path(out))
     if isinstance(model_or_name, nn.Module):
         model, name = model_or_name.eval(), type(model_or_name).__name__
         name = getattr(model, "pretrained_cfg", {}).get("architecture", name)
@@ -285,10 +287,7 @@ def export_model(
         model, name = load_model(model_or_name, in_chans=in_chans, **load_kwargs)
     chans = in_chans or getattr(model, "in_chans", None) or 3
     out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{size[0]}x{size[1]}{_SUFFIX[fmt]}")
-    # an unwritable destination fails now, in one line, not after minutes of tracing
-    if out_path.is_dir():
-        raise OutputError(f"--out {out_path} is a directory; give a file name such as {out_path / out_path.name}.onnx")
-    ensure_writable_dir(out_path.parent, what="directory of --out")
+    _check_destination(out_path)
 
     result = ExportResult(
         out_path, fmt, str(name), size, chans, dynamic_batch, dynamic_size, opset if fmt == "onnx" else None, atol
@@ -361,6 +360,13 @@ def export_model(
             result.checks.append(check)
             say(f"  check {check}")
     return result
+
+
+def _check_destination(out_path: Path) -> None:
+    """Raises OutputError when ``out_path`` cannot be written (a directory, or an unwritable parent)."""
+    if out_path.is_dir():
+        raise OutputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'model.onnx'}")
+    ensure_writable_dir(out_path.parent, what="directory of --out")
 
 
 def _describe(dims: dict[int, Any]) -> str:

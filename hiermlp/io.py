@@ -49,6 +49,7 @@ _FIXES = {
     errno.ENOENT: "the directory does not exist (or was removed): create it or choose another",
     errno.ENOTDIR: "a parent of the path is a file, not a directory: choose another path",
     errno.EISDIR: "the path is a directory: give a file name",
+    errno.EEXIST: "a parent of the path is a file, not a directory: choose another path",
 }
 
 

@@ -130,6 +130,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         if args.checkpoint is None:
             raise CheckpointError(f"{target} is not a file; to evaluate model {target} pass --checkpoint FILE")
+        weights = Path(args.checkpoint)  # checked before the model and the data are built
+        if not weights.is_file():
+            raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
+        if weights.stat().st_size == 0:
+            raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
         cfg = config_from_dict({"model": str(target), "model_kwargs": {}})
     updates = {
         "data": args.data,
@@ -158,11 +163,6 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         import hiermlp
 
-        weights = Path(args.checkpoint)
-        if not weights.is_file():
-            raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
-        if weights.stat().st_size == 0:
-            raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
         hiermlp.load_checkpoint(model, args.checkpoint)
     device = _pick_device(cfg.device, 0)
     model.to(device)
