@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -145,7 +146,7 @@ _CHOICES = {
 
 # key -> (lowest, highest, low end included, high end included); None = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "seed": (0, None, True, True),
+    "seed": (0, 2**63 - 1, True, True),
     "threads": (0, None, True, True),
     "ckpt_every": (0, None, True, True),
     "num_classes": (0, None, True, True),
@@ -243,6 +244,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # type checking
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
