@@ -124,7 +124,7 @@ def test_any_override_text_is_accepted_or_named(key, raw):
 def test_python_construction_is_checked_too():
     with pytest.raises(ConfigError, match="epochs expects int"):
         TrainConfig(epochs="3")
-    with pytest.raises(ConfigError, match="lr=-1.0 is invalid"):
+    with pytest.raises(ConfigError, match=r"lr=-1\.0 is invalid"):
         TrainConfig(lr=-1)
     assert TrainConfig(out_dir=Path("runs/x")).out_dir == "runs/x"
 

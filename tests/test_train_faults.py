@@ -111,13 +111,15 @@ def test_temp_files_of_killed_writes_are_removed_by_the_next_run(tmp_path):
         p.write_bytes(b"partial")
     train(small(tmp_path, "epochs=1"))
     assert not any(p.exists() for p in stale) and live.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "best.pth", "config.yaml", "last.pth", "metrics.jsonl"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [live.name, "best.pth", "config.yaml", "last.pth", "metrics.jsonl"]
 
 
 def test_a_new_run_refuses_a_previous_runs_out_dir(tmp_path):
     train(small(tmp_path, "epochs=1"))
     before = _files(tmp_path)
-    with pytest.raises(OutputError, match=r"holds a previous run \(last.pth, best.pth, metrics.jsonl\); pass resume=auto"):
+    previous = r"holds a previous run \(last.pth, best.pth, metrics.jsonl\); pass resume=auto"
+    with pytest.raises(OutputError, match=previous):
         train(small(tmp_path, "epochs=1", "seed=1"))
     assert _files(tmp_path) == before  # best.pth not overwritten, metrics.jsonl not truncated
     res = train(small(tmp_path, "epochs=2", "resume=auto"))
@@ -159,7 +161,7 @@ def test_disk_full_while_checkpointing_keeps_the_good_checkpoint(tmp_path, monke
 def test_read_only_or_missing_directory_is_one_named_line(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(OutputError, match=r"cannot write output directory .*a_file/run: .*a parent of the path is a file"):
+    with pytest.raises(OutputError, match=r"cannot write output directory .*a_file/run: .*a parent .* is a file"):
         train(small(blocker / "run", "epochs=1"))
     _fail_writes_of(monkeypatch, "config.yaml", OSError(errno.EROFS, "Read-only file system"))
     with pytest.raises(OutputError, match=r"config .*config.yaml: Read-only file system \(EROFS\); the file system"):
