@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -468,7 +469,7 @@ class _Run:
             seen += len(x) * len(losses) * self.info.world_size
             opt = self.opt
             with warnings.catch_warnings():  # a skipped step still advances the schedule, as timm's does
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before")
+                warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
                 opt.scheduler.step()
             s.step, s.epoch_step = s.step + 1, s.epoch_step + 1
             if opt.ema is not None and taken:
