@@ -455,8 +455,6 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "num_classes" else 1):
             return f"--{name.replace('_', '-')} {value} is invalid: it must be >= {0 if name == 'num_classes' else 1}"
-    if not args.atol >= 0:
-        return f"--atol {args.atol} is invalid: it must be >= 0, e.g. --atol 1e-4"
     if args.opset < 7:
         return f"--opset {args.opset} is invalid: ONNX opsets start at 7 (default {DEFAULT_OPSET})"
     return None

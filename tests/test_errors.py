@@ -1,5 +1,7 @@
 """Bad input gets hiermlp's own error naming the problem and the fix, never a deep traceback."""
 
+import re
+
 import pytest
 import torch
 
@@ -23,8 +25,9 @@ def test_wrong_channel_count(tiny):
 
 
 def test_image_smaller_than_a_patch(tiny):
-    with pytest.raises(ShapeError, match="smaller than one 2x2 patch"):
-        tiny(torch.randn(1, 3, 1, 40))
+    # since issue 13 the stem zero-pads an input up to a multiple of the patch (the reference detection
+    # code's rule), so a 1-pixel-high image runs; a model built for less than one patch is still an error
+    assert tiny(torch.randn(1, 3, 1, 40)).shape == (1, 10)
     with pytest.raises(ConfigError, match="smaller than one 4x4 patch"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", img_size=3)
 
@@ -77,7 +80,7 @@ def test_mixer_breaking_the_contract():
         def __init__(self, dim):
             super().__init__()
 
-    with pytest.raises(ConfigError, match="breaks the mixer contract"):
+    with pytest.raises(ConfigError, match=r"breaks the (window-)?mixer contract"):
         hiermlp.HierNet(**{**TINY_SWIN, "mixer": NoHeads})
 
 
@@ -95,7 +98,10 @@ def _cli(capsys, *argv):
 
 def _one_line_error(rc, err, *needles):
     assert rc == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    # torch may log its own warnings (W1201 ... lines) to stderr; hiermlp's error is one line of its own
+    ours = [ln for ln in err.splitlines() if not re.match(r"[WI]\d{4} ", ln)]
+    assert "Traceback" not in err and len(ours) == 1, err
+    err = ours[0]
     for n in needles:
         assert n in err, err
 
@@ -208,3 +214,37 @@ def test_one_line_of_worker_and_multi_line_errors():
     )
     assert one_line(worker) == "cannot decode x.png (set corrupt=skip)"
     assert one_line(ConfigError("a:\n  missing (2): x, y\n  fix it")) == "a:; missing (2): x, y; fix it"
+
+
+# property: create_model with a random bad value of a geometry argument raises a HiermlpError naming it
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from hiermlp.errors import HiermlpError  # noqa: E402
+
+_BAD = st.one_of(
+    st.integers(-8, 0),
+    st.floats(max_value=-1e-3) | st.just(float("nan")),
+    st.text(max_size=4),
+    st.none(),
+    st.lists(st.integers(-2, 0), min_size=1, max_size=5),
+)
+_ARGS = ["mlp_ratio", "num_classes", "patch_size", "embed_dim", "drop_path_rate", "depths", "window_size"]
+_ARGS += ["num_heads", "img_size", "in_chans"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(_ARGS), value=_BAD)
+def test_create_model_random_bad_values_name_the_argument(key, value):
+    base = {k: v for k, v in TINY_SWIN.items() if k != key}
+    try:
+        hiermlp.create_model("swin_tiny_patch4_window7_224", **base, **{key: value})
+    except HiermlpError as e:
+        assert key in str(e), (key, value, str(e))
+    # building is fine where the value is valid for that argument (num_classes=0: no head; None: default)
+
+
+@pytest.mark.xfail(strict=True, reason="model side (models/block.py, the lead's): int(dim * inf) overflows")
+def test_create_model_infinite_mlp_ratio_names_it():
+    with pytest.raises(HiermlpError, match="mlp_ratio"):
+        hiermlp.create_model("swin_tiny_patch4_window7_224", **{**TINY_SWIN, "mlp_ratio": float("inf")})

@@ -2,10 +2,14 @@
 a log-friendly progress display), and exactly what accumulation and DDP reproduce under the default recipe."""
 
 import re
+import sys
+from dataclasses import replace
 
+import pytest
 import torch
 
 from hiermlp.data import mix_seed
+from hiermlp.errors import CheckpointError
 from hiermlp.train import load_config, train
 from hiermlp.train import loop as train_loop
 from hiermlp.train.build import build_data, build_optimization
@@ -130,6 +134,10 @@ def test_finetune_preset_from_an_earlier_checkpoint(tmp_path):
     fresh = train_loop.build_model(cfg, 10).state_dict()["patch_embed.proj.weight"]
     w, w_pre = got["patch_embed.proj.weight"], pre["patch_embed.proj.weight"]
     assert (w - w_pre).abs().max() < 2e-3 < 1e-2 < (fresh - w_pre).abs().max()
+    # anything but the head and the position tables must match: another width is an error naming the file
+    other = replace(cfg, model_kwargs={**cfg.model_kwargs, "embed_dim": 24}, out_dir=str(tmp_path / "ft2"))
+    with pytest.raises(CheckpointError, match=r"initial_checkpoint=.*best\.pth.*does not match"):
+        train(other)
 
 
 def test_progress_is_one_line_per_epoch_without_a_terminal(tmp_path, capsys):
@@ -139,3 +147,15 @@ def test_progress_is_one_line_per_epoch_without_a_terminal(tmp_path, capsys):
     assert [bool(re.match(r"epoch \d/2 train_loss", ln)) for ln in lines] == [True, True, False]
     assert "test top-1" in lines[-1]
     assert "\r" not in out + err and "\x1b" not in out + err
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    from hiermlp.train.progress import Progress
+
+    assert Progress(enabled=True, total=3, initial=0, desc="x").bar is None  # pytest captures: no terminal
+    for stream in (sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: True, raising=False)
+    p = Progress(enabled=True, total=3, initial=0, desc="x")
+    assert p.bar is not None
+    p.close()
+    assert Progress(enabled=False, total=3, initial=0, desc="x").bar is None

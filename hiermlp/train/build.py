@@ -22,6 +22,7 @@ from hiermlp.data import (
     subset_indices,
 )
 from hiermlp.errors import CheckpointError, HiermlpError
+from hiermlp.errors import ConfigError as BaseConfigError
 from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo
 from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
@@ -67,7 +68,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
             return hiermlp.create_model(name, pretrained=cfg.pretrained, **kwargs)
         return _timm_model(cfg, name, kwargs)
     except HiermlpError as e:
-        if isinstance(e, ConfigError):
+        if isinstance(e, BaseConfigError):  # the model's own check: say which config it came from
             raise ConfigError(f"model={cfg.model} model_kwargs: {e}") from e
         raise
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError) as e:
