@@ -248,3 +248,8 @@ def test_create_model_random_bad_values_name_the_argument(key, value):
 def test_create_model_infinite_mlp_ratio_names_it():
     with pytest.raises(HiermlpError, match="mlp_ratio"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", **{**TINY_SWIN, "mlp_ratio": float("inf")})
+
+
+def test_cli_compare_bad_recipe_value(capsys):
+    rc, err = _cli(capsys, "compare", "smoke", "lr=-1", "--no-progress")
+    _one_line_error(rc, err, "lr=-1.0 is invalid: lr must be > 0")
