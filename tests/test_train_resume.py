@@ -21,7 +21,7 @@ from .test_train import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 # the default recipe (bf16 autocast, random-resized-crop + flip), with a larger drop path so it matters
-RUN = [*TINY, "epochs=3", "ckpt_every=3", "drop_path_rate=0.1", "no_aug=false", "limit_train=640"]
+RUN = [*TINY, "epochs=3", "ckpt_every=3", "drop_path_rate=0.1", "no_aug=false", "limit_train=448"]
 
 
 def _launch(out_dir: Path, *extra: str) -> subprocess.Popen:
