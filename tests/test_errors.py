@@ -244,7 +244,6 @@ def test_create_model_random_bad_values_name_the_argument(key, value):
     # building is fine where the value is valid for that argument (num_classes=0: no head; None: default)
 
 
-@pytest.mark.xfail(strict=True, reason="model side (models/block.py, the lead's): int(dim * inf) overflows")
 def test_create_model_infinite_mlp_ratio_names_it():
     with pytest.raises(HiermlpError, match="mlp_ratio"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", **{**TINY_SWIN, "mlp_ratio": float("inf")})

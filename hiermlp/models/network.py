@@ -45,7 +45,7 @@ def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
 def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False, strict_low=False):
     """``value`` if it is a number in range, else a ConfigError naming ``name``, the value and the range."""
     kind = numbers.Integral if integer else numbers.Real
-    bad_type = not isinstance(value, kind) or isinstance(value, bool)
+    bad_type = not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
     if bad_type or not (value > low if strict_low else value >= low) or value > high:
         bound = f"> {low}" if strict_low else f">= {low}"
         rng = f"{bound}" + (f" and <= {high}" if high != math.inf else "")
