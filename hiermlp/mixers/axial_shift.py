@@ -87,6 +87,12 @@ class AxialShift(nn.Module):
         self.norm1 = GroupNorm1(dim)
         self.norm2 = GroupNorm1(dim)
 
+    def init_weights(self) -> None:
+        """The official init: PyTorch's defaults for the 1x1 convs (``AS_MLP`` re-initialises only
+        ``nn.Linear`` heads and LayerNorms)."""
+        for m in (self.conv1, self.conv2_1, self.conv2_2, self.conv3, self.norm1, self.norm2):
+            m.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.actn(self.norm1(self.conv1(x)))
         x_lr = self.actn(self.conv2_1(axial_shift(x, self.shift_size, 2)))
