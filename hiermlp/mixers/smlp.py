@@ -63,10 +63,13 @@ class SparseMlp(nn.Module):
                 "build it with that img_size"
             )
         x = self.act(self.norm(self.dwconv(self.act(x))))
-        # along W within each row: (W, W) @ (B, H, W, C) is a batched matmul over the (W, C) planes
-        x_row = torch.matmul(self.row_mlp.weight, x) + self.row_mlp.bias[:, None]
-        # along H within each column: (H, H) @ (B, H, W*C)
-        x_col = torch.matmul(self.col_mlp.weight, x.flatten(2)).view_as(x) + self.col_mlp.bias[:, None, None]
+        b = x.shape[0]
+        # along W within each row: one (W, W) @ (W, C) product per row, batched over the B*H rows
+        row = self.row_mlp.weight.expand(b * h, w, w)
+        x_row = torch.baddbmm(self.row_mlp.bias[:, None], row, x.reshape(b * h, w, -1)).view_as(x)
+        # along H within each column: one (H, H) @ (H, W*C) product per image
+        col = self.col_mlp.weight.expand(b, h, h)
+        x_col = torch.baddbmm(self.col_mlp.bias[:, None], col, x.reshape(b, h, -1)).view_as(x)
         return self.fuse(torch.cat([x, x_row, x_col], dim=-1))
 
     def extra_repr(self) -> str:
