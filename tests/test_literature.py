@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from hiermlp.errors import CheckpointError, ShapeError
+from hiermlp.layers import BatchNormNHWC
 from hiermlp.mixers.axial_shift import AxialShift, axial_shift
-from hiermlp.mixers.cycle_mlp import CycleFC, CycleMlp
+from hiermlp.mixers.cycle_mlp import CycleMlp, cycle_shift
 from hiermlp.mixers.smlp import SparseMlp
-from hiermlp.mixers.wave_mlp import BatchNormCL, PhaseAwareMixing
+from hiermlp.mixers.wave_mlp import PhaseAwareMixing
 from hiermlp.testing import literature_reference as ref
 from hiermlp.weights.convert import convert_state_dict
 
@@ -53,10 +54,11 @@ def test_cycle_fc_is_the_deformable_conv_with_constant_offsets(kernel_size, size
     torch.manual_seed(0)
     theirs = ref.RefCycleFC(10, 6, kernel_size)
     nn.init.normal_(theirs.bias)
-    ours = CycleFC(10, 6, kernel_size=kernel_size)
-    ours.load_state_dict(linears({k: v for k, v in theirs.state_dict().items() if k != "offset"}))
+    fc = nn.Linear(10, 6)
+    fc.load_state_dict(linears({k: v for k, v in theirs.state_dict().items() if k != "offset"}))
+    kh, kw = kernel_size
     x = torch.randn(2, *size, 10)
-    assert_close(ours(x), nhwc(theirs(nchw(x))))
+    assert_close(fc(cycle_shift(x, max(kh, kw), axis=2 if kh == 1 else 1)), nhwc(theirs(nchw(x))))
 
 
 @pytest.mark.parametrize("channels,shift", [(12, 5), (8, 5), (7, 3), (96, 5), (4, 7), (1, 3)])
@@ -101,7 +103,7 @@ def test_sparse_mlp_mixer_matches_reference_and_is_resolution_tied():
     c, n = 12, 7
     theirs = ref.randomize(nn.Sequential(ref.RefDWConvBlock(c), ref.RefSMLPBlock(n, n, c)), std=0.3)
     s = theirs.state_dict()
-    pre_norm = BatchNormCL(c).eval()  # the official DWConvBlock's BN is hiermlp's block norm1
+    pre_norm = BatchNormNHWC(c).eval()  # the official DWConvBlock's BN is hiermlp's block norm1
     pre_norm.load_state_dict({k[len("0.conv_merge.BN.") :]: v for k, v in s.items() if "conv_merge.BN" in k})
     ours = SparseMlp(c, feat_size=(n, n)).eval()
     mixer_sd = {"dwconv.weight": s["0.conv_merge.Conv.weight"], "fuse.weight": s["1.fuse.weight"]}

@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hiermlp.layers import Linear
+from hiermlp.layers import GroupNorm1NHWC
 from hiermlp.mixers.base import register_mixer
 
 
@@ -47,17 +46,6 @@ def axial_shift(x: torch.Tensor, shift_size: int, axis: int) -> torch.Tensor:
     return out
 
 
-class GroupNorm1(nn.GroupNorm):
-    """``GroupNorm(1, C)`` on a channels-last map: statistics over ``(H, W, C)`` of each sample, then a
-    per-channel affine map. State-dict compatible with ``nn.GroupNorm(1, C)`` (``weight``, ``bias``)."""
-
-    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
-        super().__init__(1, num_channels, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
-        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[1:], eps=self.eps), self.weight)
-
-
 class AxialShift(nn.Module):
     """AS-MLP's token mixer, ``(B, H, W, C) -> (B, H, W, C)``.
 
@@ -79,13 +67,13 @@ class AxialShift(nn.Module):
             raise ValueError(f"shift_size must be odd and >= 1 (the official kernel's rule), got {shift_size}")
         self.dim = dim
         self.shift_size = shift_size
-        self.conv1 = Linear(dim, dim, bias=as_bias)
-        self.conv2_1 = Linear(dim, dim, bias=as_bias)
-        self.conv2_2 = Linear(dim, dim, bias=as_bias)
-        self.conv3 = Linear(dim, dim, bias=as_bias)
+        self.conv1 = nn.Linear(dim, dim, bias=as_bias)
+        self.conv2_1 = nn.Linear(dim, dim, bias=as_bias)
+        self.conv2_2 = nn.Linear(dim, dim, bias=as_bias)
+        self.conv3 = nn.Linear(dim, dim, bias=as_bias)
         self.actn = nn.GELU()
-        self.norm1 = GroupNorm1(dim)
-        self.norm2 = GroupNorm1(dim)
+        self.norm1 = GroupNorm1NHWC(dim)
+        self.norm2 = GroupNorm1NHWC(dim)
 
     def init_weights(self) -> None:
         """The official init: PyTorch's defaults for the 1x1 convs (``AS_MLP`` re-initialises only

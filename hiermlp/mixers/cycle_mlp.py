@@ -4,7 +4,8 @@ Cycle FC reads input channel ``i`` at a fixed spatial offset ``(i + k//2) % k - 
 offsets cycle over a 1xk or kx1 pseudo-kernel), zero outside the map, then applies one linear map over
 channels. The official code (ShoufaChen/CycleMLP) computes it as a 1x1 deformable convolution whose offsets
 are constant integers; bilinear sampling at integer offsets is an exact read, so the same function is a
-per-channel-group shift (one strided copy per residue ``i mod k``) followed by a GEMM.
+per-channel-group shift (one strided copy per residue ``i mod k``, :func:`cycle_shift`) followed by a plain
+``nn.Linear`` (which the speed layer runs as any other linear).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiermlp.layers import Linear, Mlp
+from hiermlp.layers import Mlp
 from hiermlp.mixers.base import register_mixer
 
 
@@ -54,36 +55,15 @@ def cycle_shift(x: torch.Tensor, kernel: int, axis: int) -> torch.Tensor:
     return out
 
 
-class CycleFC(Linear):
-    """Cycle FC, ``(B, H, W, C_in) -> (B, H, W, C_out)``: :func:`cycle_shift` along one axis, then a linear map.
-
-    ``kernel_size`` is the pseudo-kernel ``(1, k)`` (offsets along W) or ``(k, 1)`` (offsets along H), as in
-    the official ``CycleFC``. ``weight`` is ``(C_out, C_in)`` (the official ``(C_out, C_in, 1, 1)``); the
-    official ``offset`` buffer is not stored: it is a function of ``C_in`` and the kernel.
-    """
-
-    def __init__(self, in_features: int, out_features: int, *, kernel_size: tuple[int, int], bias: bool = True):
-        super().__init__(in_features, out_features, bias=bias)
-        kh, kw = kernel_size
-        if kh != 1 and kw != 1:
-            raise ValueError(f"a Cycle FC pseudo-kernel is 1xk or kx1, got {kernel_size}")
-        self.kernel_size = (kh, kw)
-        self.kernel, self.axis = (kw, 2) if kh == 1 else (kh, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(cycle_shift(x, self.kernel, self.axis))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, kernel_size={self.kernel_size}"
-
-
 class CycleMlp(nn.Module):
     """CycleMLP's token mixer, ``(B, H, W, C) -> (B, H, W, C)``.
 
-    Two Cycle FCs (``sfc_h``: 1xk, offsets along W; ``sfc_w``: kx1, offsets along H; the official names) and
-    a channel FC ``mlp_c``; a small MLP on the spatial mean of their sum gives per-channel softmax weights
-    over the three branches; ``proj`` maps the weighted sum. Official names and init (trunc-normal 0.02
-    linears, zero biases: the network's generic init), so official checkpoints load by renaming alone.
+    Two Cycle FCs (``sfc_h``: a 1xk pseudo-kernel, offsets along W; ``sfc_w``: kx1, offsets along H; the
+    official names; each :func:`cycle_shift` then its linear map, ``weight`` ``(C, C)`` for the official
+    ``(C, C, 1, 1)``, the official constant ``offset`` buffer not stored) and a channel FC ``mlp_c``; a
+    small MLP on the spatial mean of their sum gives per-channel softmax weights over the three branches;
+    ``proj`` maps the weighted sum. Official names and init (trunc-normal 0.02 linears, zero biases: the
+    network's generic init), so official checkpoints load by renaming alone.
 
     Args:
         dim: Channels C.
@@ -95,19 +75,26 @@ class CycleMlp(nn.Module):
 
     def __init__(self, dim: int, *, kernel_size: int = 3, qkv_bias: bool = False) -> None:
         super().__init__()
-        self.mlp_c = Linear(dim, dim, bias=qkv_bias)
-        self.sfc_h = CycleFC(dim, dim, kernel_size=(1, kernel_size))
-        self.sfc_w = CycleFC(dim, dim, kernel_size=(kernel_size, 1))
+        if kernel_size < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
+        self.sfc_h = nn.Linear(dim, dim)
+        self.sfc_w = nn.Linear(dim, dim)
         self.reweight = Mlp(dim, dim // 4, dim * 3)
-        self.proj = Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, _, c = x.shape
-        h, w, cc = self.sfc_h(x), self.sfc_w(x), self.mlp_c(x)
+        k = self.kernel_size
+        h, w, cc = self.sfc_h(cycle_shift(x, k, axis=2)), self.sfc_w(cycle_shift(x, k, axis=1)), self.mlp_c(x)
         # (B, 3C) -> (3, B, 1, 1, C): the official reshape is channel-major, (c k) with k the branch
         a = self.reweight((h + w + cc).mean((1, 2)))
         a = a.view(b, c, 3).permute(2, 0, 1).softmax(dim=0)[:, :, None, None, :]
         return self.proj(h * a[0] + w * a[1] + cc * a[2])
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
 
 
 register_mixer("cycle", CycleMlp)

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from hiermlp.errors import ShapeError
-from hiermlp.layers import Linear
+from hiermlp.layers import BatchNormNHWC
 from hiermlp.mixers.base import register_mixer
-from hiermlp.mixers.wave_mlp import BatchNormCL, ConvCL
+from hiermlp.mixers.wave_mlp import ConvCL
 
 
 class SparseMlp(nn.Module):
@@ -42,10 +42,10 @@ class SparseMlp(nn.Module):
         fh, fw = self.feat_size
         self.act = nn.GELU()
         self.dwconv = ConvCL(dim, dim, 3, padding=1, groups=dim, bias=False)
-        self.norm = BatchNormCL(dim)
-        self.row_mlp = Linear(fw, fw)
-        self.col_mlp = Linear(fh, fh)
-        self.fuse = Linear(3 * dim, dim, bias=False)
+        self.norm = BatchNormNHWC(dim)
+        self.row_mlp = nn.Linear(fw, fw)
+        self.col_mlp = nn.Linear(fh, fh)
+        self.fuse = nn.Linear(3 * dim, dim, bias=False)
 
     def init_weights(self) -> None:
         """The official init: PyTorch's defaults (``sMLPNet`` has no init of its own)."""

@@ -17,18 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiermlp.layers import Linear, Mlp
+from hiermlp.layers import BatchNormNHWC, Mlp
 from hiermlp.mixers.base import register_mixer
-
-
-class BatchNormCL(nn.BatchNorm2d):
-    """``BatchNorm2d`` over the channels of a channels-last map ``(..., C)``; the same state dict.
-
-    Statistics are over every position of the batch, as ``BatchNorm2d`` over ``(B, H, W)`` of an NCHW map.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1], 1, 1)).view(x.shape)
 
 
 class ConvCL(nn.Conv2d):
@@ -59,20 +49,20 @@ class PhaseAwareMixing(nn.Module):
         if mode not in ("fc", "depthwise"):
             raise ValueError(f"mode must be 'fc' or 'depthwise', got {mode!r}")
         self.dim, self.mode = dim, mode
-        self.fc_h = Linear(dim, dim, bias=qkv_bias)
-        self.fc_w = Linear(dim, dim, bias=qkv_bias)
-        self.fc_c = Linear(dim, dim, bias=qkv_bias)
+        self.fc_h = nn.Linear(dim, dim, bias=qkv_bias)
+        self.fc_w = nn.Linear(dim, dim, bias=qkv_bias)
+        self.fc_c = nn.Linear(dim, dim, bias=qkv_bias)
         self.tfc_h = ConvCL(2 * dim, dim, (1, 7), padding=(0, 3), groups=dim, bias=False)
         self.tfc_w = ConvCL(2 * dim, dim, (7, 1), padding=(3, 0), groups=dim, bias=False)
         self.reweight = Mlp(dim, dim // 4, dim * 3)
-        self.proj = Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
 
         def phase() -> nn.Sequential:
             if mode == "fc":
-                conv: nn.Module = Linear(dim, dim)
+                conv: nn.Module = nn.Linear(dim, dim)
             else:
                 conv = ConvCL(dim, dim, 3, padding=1, groups=dim, bias=False)
-            return nn.Sequential(conv, BatchNormCL(dim), nn.ReLU())
+            return nn.Sequential(conv, BatchNormNHWC(dim), nn.ReLU())
 
         self.theta_h_conv = phase()
         self.theta_w_conv = phase()
