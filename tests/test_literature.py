@@ -143,3 +143,125 @@ def test_layouts_are_detected_and_do_not_collide(name, kwargs, layout):
     else:
         m = ref.build_reference(name, dim=8, **kwargs)
     assert convert_state_dict(m.state_dict())[0] == layout
+
+
+# ---- whole models: official-layout reference -> load_checkpoint -> the same logits ------------------
+EXPECTED_PARAMS = {
+    "cyclemlp_b1": 15_155_400,
+    "cyclemlp_b2": 26_802_504,
+    "cyclemlp_b3": 38_385_720,
+    "cyclemlp_b4": 51_796_552,
+    "cyclemlp_b5": 75_747_280,
+    "asmlp_tiny_patch4_shift5_224": 28_282_696,
+    "asmlp_small_patch4_shift5_224": 49_594_696,
+    "asmlp_base_patch4_shift5_224": 87_752_808,
+    "wavemlp_t_dw": 15_286_472,
+    "wavemlp_t": 17_193_160,
+    "wavemlp_s": 30_708_040,
+    "wavemlp_m": 44_056_632,
+    "wavemlp_b": 63_586_360,
+    "smlpnet_tiny": 24_123_584,
+    "smlpnet_small": 48_558_136,
+    "smlpnet_base": 65_880_408,
+}
+# GMACs at 224 from the papers (REFERENCE.md)
+PAPER_GMACS = {
+    "cyclemlp_b1": 2.1,
+    "cyclemlp_b2": 3.9,
+    "cyclemlp_b3": 6.9,
+    "cyclemlp_b4": 10.1,
+    "cyclemlp_b5": 12.3,
+    "asmlp_tiny_patch4_shift5_224": 4.4,
+    "asmlp_small_patch4_shift5_224": 8.5,
+    "asmlp_base_patch4_shift5_224": 15.2,
+    "wavemlp_t_dw": 2.1,
+    "wavemlp_t": 2.4,
+    "wavemlp_s": 4.5,
+    "wavemlp_m": 7.9,
+    "wavemlp_b": 10.2,
+    "smlpnet_tiny": 5.0,
+    "smlpnet_small": 10.3,
+    "smlpnet_base": 14.0,
+}
+
+# Every multiply-add of the official code is counted (Wave-MLP-T: 14C^2 + 28C per token and block, 2.46
+# GMACs by hand too); the Wave-MLP paper's T and T-dw figures are 2.6% and 3.0% lower than that count, every
+# other row is within 1.1% of its paper.
+GMAC_TOLERANCE = {"wavemlp_t": 0.03, "wavemlp_t_dw": 0.035}
+
+_PVT_MICRO = dict(embed_dims=(16, 32, 40, 48), layers=(1, 1, 2, 1))
+# (zoo name, reference overrides, hiermlp overrides, odd input size or None)
+MICRO = [
+    ("cyclemlp_b1", dict(_PVT_MICRO, mlp_ratios=(4, 4, 4, 4)), {}, 201),
+    ("wavemlp_t", dict(_PVT_MICRO, mlp_ratios=(4, 4, 4, 4)), {}, 201),
+    ("wavemlp_t_dw", dict(_PVT_MICRO, mlp_ratios=(4, 4, 4, 4)), {}, None),
+    ("wavemlp_m", dict(_PVT_MICRO, mlp_ratios=(8, 8, 4, 4)), {}, None),
+    ("asmlp_tiny_patch4_shift5_224", dict(embed_dim=20, depths=(1, 1, 2, 1)), {}, 160),
+    ("smlpnet_tiny", dict(dim=16, depths=(1, 1, 2, 1)), {}, None),
+]
+
+
+def micro_pair(name: str, ref_kwargs: dict):
+    import hiermlp
+
+    theirs = ref.randomize(ref.build_reference(name, num_classes=10, **ref_kwargs), seed=1)
+    ours_kwargs = dict(num_classes=10)
+    if "embed_dims" in ref_kwargs:
+        ours_kwargs |= dict(embed_dim=ref_kwargs["embed_dims"], depths=ref_kwargs["layers"])
+    else:
+        ours_kwargs |= dict(embed_dim=ref_kwargs.get("embed_dim", ref_kwargs.get("dim")), depths=ref_kwargs["depths"])
+    ours = hiermlp.create_model(name, **ours_kwargs).eval()
+    result = hiermlp.load_checkpoint(ours, {"model": theirs.state_dict()})
+    return theirs, ours, result
+
+
+@pytest.mark.parametrize("name,ref_kwargs,_,odd", MICRO, ids=[m[0] for m in MICRO])
+def test_official_weights_give_official_logits(name, ref_kwargs, _, odd):
+    """Random weights and BatchNorm statistics in the official layout, auto-detected and converted: the
+    same logits at 224 (accelerated, as create_model returns it, and plain) and at an odd size."""
+    from hiermlp.accel import accelerate, is_accelerated, plain
+
+    theirs, ours, result = micro_pair(name, ref_kwargs)
+    assert result.layout == name.split("_")[0]
+    assert not result.missing and not result.unexpected and is_accelerated(ours)
+    x = torch.randn(1, 3, 224, 224)
+    want = theirs(x)
+    assert_close(ours(x), want)
+    assert_close(plain(ours)(x), want)
+    if odd:
+        x = torch.randn(1, 3, odd, odd)
+        if name.startswith("asmlp"):
+            theirs.img_size = odd
+        assert_close(accelerate(ours)(x), theirs(x))
+
+
+def test_smlpnet_names_its_supported_size():
+    import hiermlp
+
+    model = hiermlp.create_model("smlpnet_tiny", embed_dim=16, depths=(1, 1, 1, 1), num_classes=3).eval()
+    with pytest.raises(ShapeError, match=r"224x224"):
+        model(torch.randn(1, 3, 256, 256))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_zoo_rows_have_the_official_parameter_count(name):
+    from hiermlp.models.registry import get_entry
+
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = entry.builder(**entry.kwargs)
+    assert sum(p.numel() for p in model.parameters()) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize(
+    "name", ["cyclemlp_b1", "asmlp_tiny_patch4_shift5_224", "wavemlp_t", "wavemlp_t_dw", "smlpnet_tiny"]
+)
+def test_zoo_rows_have_the_papers_gmacs(name):
+    from hiermlp.bench import count_gmacs
+    from hiermlp.models.registry import get_entry
+
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = entry.builder(**entry.kwargs)
+    gmacs = count_gmacs(model, device="meta")
+    assert abs(gmacs - PAPER_GMACS[name]) <= GMAC_TOLERANCE.get(name, 0.02) * PAPER_GMACS[name], gmacs
