@@ -265,3 +265,80 @@ def test_zoo_rows_have_the_papers_gmacs(name):
         model = entry.builder(**entry.kwargs)
     gmacs = count_gmacs(model, device="meta")
     assert abs(gmacs - PAPER_GMACS[name]) <= GMAC_TOLERANCE.get(name, 0.02) * PAPER_GMACS[name], gmacs
+
+
+# ---- the framework's options with these mixers ----------------------------------------------------
+def test_features_only_gives_the_official_stage_outputs():
+    import hiermlp
+
+    theirs = ref.randomize(ref.build_reference("cyclemlp_b1", num_classes=10, **MICRO[0][1]), seed=2)
+    feats = hiermlp.create_model(
+        "cyclemlp_b1", features_only=True, embed_dim=(16, 32, 40, 48), depths=(1, 1, 2, 1), num_classes=10
+    )
+    hiermlp.load_checkpoint(feats.eval(), theirs.state_dict())
+    assert feats.feature_info.channels() == [16, 32, 40, 48]
+    assert feats.feature_info.reduction() == [4, 8, 16, 32]
+    x = torch.randn(1, 3, 97, 75)  # any size: the overlapping stem and conv transitions take it
+    y = theirs.patch_embed(x).permute(0, 2, 3, 1)
+    want = []
+    for m in theirs.network:
+        y = m(y)
+        if isinstance(m, nn.Sequential):
+            want.append(nchw(y))
+    got = feats(x)
+    assert [tuple(g.shape) for g in got] == [tuple(w.shape) for w in want]
+    for g, w in zip(got, want):
+        assert_close(g, w)
+
+
+def test_literature_mixers_in_swin_stages_train_at_any_size():
+    """A hybrid per stage in Swin's hierarchy (patch embed, patch merging, LayerNorm): every mixer parameter
+    gets a gradient, at a size that is no window multiple."""
+    import hiermlp
+
+    model = hiermlp.create_model(
+        "swin_tiny_patch4_window7_224",
+        embed_dim=16,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 2, 4, 8),
+        mixer=("cycle", "axial_shift", "wave", "attention"),
+        num_classes=5,
+    )
+    assert [type(s.blocks[0].mixer) for s in model.stages[:3]] == [CycleMlp, AxialShift, PhaseAwareMixing]
+    with torch.enable_grad():
+        out = model(torch.randn(2, 3, 75, 61))
+        assert out.shape == (2, 5)
+        out.square().sum().backward()
+    for name, p in model.named_parameters():
+        if ".mixer." in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_sparse_mlp_in_another_hierarchy_takes_its_stage_size():
+    import hiermlp
+
+    model = hiermlp.create_model(
+        "swin_tiny_patch4_window7_224",
+        img_size=64,
+        embed_dim=16,
+        depths=(1, 1),
+        num_heads=(1, 2),
+        mixer=("attention", "smlp"),
+        num_classes=3,
+    ).eval()
+    assert model.stages[1].blocks[0].mixer.feat_size == (8, 8)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+    with pytest.raises(ShapeError, match=r"resolution-tied.*8x8"):
+        model(torch.randn(1, 3, 96, 96))
+
+
+def test_zoo_rows_are_listed_and_mirrored_into_timm():
+    import timm
+
+    import hiermlp
+
+    assert set(EXPECTED_PARAMS) <= set(hiermlp.list_models())
+    assert {f"hiermlp_{n}" for n in EXPECTED_PARAMS} <= set(timm.list_models("hiermlp_*"))
+    model = timm.create_model("hiermlp_wavemlp_t", embed_dim=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_classes=4)
+    assert model.pretrained_cfg["url"].endswith("WaveMLP_T.pth.tar")
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 4)
