@@ -125,40 +125,40 @@ LITERATURE: dict[str, tuple[dict[str, Any], dict[str, Any], str, str]] = {
         dict(_CYCLE_NET, embed_dim=_PVT_DIMS, depths=(2, 2, 4, 2), mlp_ratio=4.0, drop_path_rate=0.1),
         cfg(f"{_CYCLE}/CycleMLP_B1.pth"),
         "cyclemlp",
-        "CycleMLP-B1: 15.16M, 2.10 GMACs (paper 2.1), IN-1K 78.9",
+        "CycleMLP-B1: 15.16M, 2.12 GMACs (paper 2.1), IN-1K 78.9",
     ),
     "cyclemlp_b2": (
         dict(_CYCLE_NET, embed_dim=_PVT_DIMS, depths=(2, 3, 10, 3), mlp_ratio=4.0, drop_path_rate=0.1),
         cfg(f"{_CYCLE}/CycleMLP_B2.pth"),
         "cyclemlp",
-        "CycleMLP-B2: 26.80M, 3.86 GMACs (paper 3.9), IN-1K 81.6",
+        "CycleMLP-B2: 26.80M, 3.88 GMACs (paper 3.9), IN-1K 81.6",
     ),
     "cyclemlp_b3": (
         dict(_CYCLE_NET, embed_dim=_PVT_DIMS, depths=(3, 4, 18, 3), mlp_ratio=(8, 8, 4, 4), drop_path_rate=0.1),
         cfg(f"{_CYCLE}/CycleMLP_B3.pth"),
         "cyclemlp",
-        "CycleMLP-B3: 38.39M, 6.85 GMACs (paper 6.9), IN-1K 82.4",
+        "CycleMLP-B3: 38.39M, 6.83 GMACs (paper 6.9), IN-1K 82.4",
     ),
     "cyclemlp_b4": (
         dict(_CYCLE_NET, embed_dim=_PVT_DIMS, depths=(3, 8, 27, 3), mlp_ratio=(8, 8, 4, 4), drop_path_rate=0.1),
         cfg(f"{_CYCLE}/CycleMLP_B4.pth") | dict(crop_pct=0.875),
         "cyclemlp",
-        "CycleMLP-B4: 51.80M, 10.10 GMACs (paper 10.1), IN-1K 83.0",
+        "CycleMLP-B4: 51.80M, 10.03 GMACs (paper 10.1), IN-1K 83.0",
     ),
     "cyclemlp_b5": (
         dict(_CYCLE_NET, embed_dim=(96, 192, 384, 768), depths=(3, 4, 24, 3), mlp_ratio=4.0, drop_path_rate=0.1),
         cfg(f"{_CYCLE}/CycleMLP_B5.pth") | dict(crop_pct=0.875),
         "cyclemlp",
-        "CycleMLP-B5: 75.75M, 12.26 GMACs (paper 12.3), IN-1K 83.2",
+        "CycleMLP-B5: 75.75M, 12.23 GMACs (paper 12.3), IN-1K 83.2",
     ),
 }
 
 # AS-MLP: Swin's patch embed and merging, GroupNorm(1, C) everywhere, axial shift 5; Swin-T/S/B's drop-path rates
 _AS_NET = dict(mixer="axial_shift", mixer_kwargs=dict(shift_size=5), norm_layer="groupnorm", num_heads=1)
 for _name, _dims, _depths, _dpr, _note in (
-    ("tiny", 96, (2, 2, 6, 2), 0.2, "AS-MLP-T: 28.28M, 4.41 GMACs (paper 4.4), IN-1K 81.3"),
-    ("small", 96, (2, 2, 18, 2), 0.3, "AS-MLP-S: 49.59M, 8.50 GMACs (paper 8.5), IN-1K 83.1"),
-    ("base", 128, (2, 2, 18, 2), 0.5, "AS-MLP-B: 87.75M, 15.03 GMACs (paper 15.2), IN-1K 83.3"),
+    ("tiny", 96, (2, 2, 6, 2), 0.2, "AS-MLP-T: 28.28M, 4.35 GMACs (paper 4.4), IN-1K 81.3"),
+    ("small", 96, (2, 2, 18, 2), 0.3, "AS-MLP-S: 49.59M, 8.51 GMACs (paper 8.5), IN-1K 83.1"),
+    ("base", 128, (2, 2, 18, 2), 0.5, "AS-MLP-B: 87.75M, 15.13 GMACs (paper 15.2), IN-1K 83.3"),
 ):
     LITERATURE[f"asmlp_{_name}_patch4_shift5_224"] = (
         dict(_AS_NET, embed_dim=_dims, depths=_depths, drop_path_rate=_dpr),
@@ -175,21 +175,21 @@ for _name, _kwargs, _url, _crop, _note in (
         dict(depths=(2, 2, 4, 2), norm_layer="batchnorm", mixer_kwargs=dict(mode="depthwise")),
         "WaveMLP_T_dw.pth.tar",
         0.9,
-        "Wave-MLP-T-dw: 15.29M, 2.11 GMACs (paper 2.1), IN-1K 80.1",
+        "Wave-MLP-T-dw: 15.29M, 2.16 GMACs (paper 2.1), IN-1K 80.1",
     ),
     (
         "t",
         dict(depths=(2, 2, 4, 2), norm_layer="batchnorm"),
         "WaveMLP_T.pth.tar",
         0.9,
-        "Wave-MLP-T: 17.19M, 2.47 GMACs (paper 2.4), IN-1K 80.9",
+        "Wave-MLP-T: 17.19M, 2.46 GMACs (paper 2.4), IN-1K 80.9",
     ),
     (
         "s",
         dict(depths=(2, 3, 10, 3), norm_layer="groupnorm"),
         "WaveMLP_S.pth.tar",
         0.9,
-        "Wave-MLP-S: 30.71M, 4.55 GMACs (paper 4.5), IN-1K 82.9",
+        "Wave-MLP-S: 30.71M, 4.52 GMACs (paper 4.5), IN-1K 82.9",
     ),
     (
         "m",
@@ -197,7 +197,7 @@ for _name, _kwargs, _url, _crop, _note in (
         | dict(downsample_kwargs=dict(norm=False)),
         "WaveMLP_M.pth.tar",
         0.9,
-        "Wave-MLP-M: 44.06M, 7.94 GMACs (paper 7.9), IN-1K 83.3",
+        "Wave-MLP-M: 44.06M, 7.87 GMACs (paper 7.9), IN-1K 83.3",
     ),
     (
         "b",
@@ -205,7 +205,7 @@ for _name, _kwargs, _url, _crop, _note in (
         | dict(downsample_kwargs=dict(norm=False)),
         "",
         0.875,
-        "Wave-MLP-B: 63.59M, 10.26 GMACs (paper 10.2), no released weights",
+        "Wave-MLP-B: 63.59M, 10.22 GMACs (paper 10.2), no released weights",
     ),
 ):
     LITERATURE[f"wavemlp_{_name}"] = (
@@ -221,9 +221,9 @@ for _name, _kwargs, _url, _crop, _note in (
 _SMLP_NET = dict(mixer="smlp", stem="patch_conv", patch_norm=False, downsample="patch_conv", mlp_ratio=3.0)
 _SMLP_NET |= dict(norm_layer="batchnorm", num_heads=1, img_size=224)
 for _name, _dim, _depths, _dpr, _url, _note in (
-    ("tiny", 80, (2, 8, 14, 2), 0.0, "", "sMLPNet-T: 24.12M, 5.00 GMACs (paper 5.0), IN-1K 81.9 (no released weights)"),
-    ("small", 96, (2, 10, 24, 2), 0.2, "smlp_s.pth", "sMLPNet-S: 48.56M, 10.29 GMACs (paper 10.3), IN-1K 83.1"),
-    ("base", 112, (2, 10, 24, 2), 0.3, "smlp_b.pth", "sMLPNet-B: 65.88M, 14.03 GMACs (paper 14.0), IN-1K 83.4"),
+    ("tiny", 80, (2, 8, 14, 2), 0.0, "", "sMLPNet-T: 24.12M, 4.99 GMACs (paper 5.0), IN-1K 81.9 (no released weights)"),
+    ("small", 96, (2, 10, 24, 2), 0.2, "smlp_s.pth", "sMLPNet-S: 48.56M, 10.31 GMACs (paper 10.3), IN-1K 83.1"),
+    ("base", 112, (2, 10, 24, 2), 0.3, "smlp_b.pth", "sMLPNet-B: 65.88M, 13.99 GMACs (paper 14.0), IN-1K 83.4"),
 ):
     LITERATURE[f"smlpnet_{_name}"] = (
         dict(_SMLP_NET, embed_dim=_dim, depths=_depths, drop_path_rate=_dpr),
