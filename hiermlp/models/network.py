@@ -68,7 +68,7 @@ def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor) -> torch.
             f"images are {x.dtype}, the model takes floating point; convert them, e.g. x.float() / 255 "
             "then normalise with the model's pretrained_cfg mean/std"
         )
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(torch.device(x.device).type):  # input check
         raise ShapeError(
             f"images are {x.dtype} but the model's weights are {weight.dtype}; use x.to({weight.dtype}), "
             f"model.to({x.dtype}), or torch.autocast"
