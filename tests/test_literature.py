@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from hiermlp.errors import CheckpointError, ShapeError
+from hiermlp.errors import CheckpointError, ConfigError, ShapeError
 from hiermlp.layers import BatchNormNHWC
 from hiermlp.mixers.axial_shift import AxialShift, axial_shift
 from hiermlp.mixers.cycle_mlp import CycleMlp, cycle_shift
@@ -115,6 +115,8 @@ def test_sparse_mlp_mixer_matches_reference_and_is_resolution_tied():
     assert_close(nchw(ours(pre_norm(nhwc(x)))), theirs(x))
     with pytest.raises(ShapeError, match=r"resolution-tied.*7x7"):
         ours(torch.randn(1, 8, 8, c))
+    with pytest.raises(ConfigError, match="feat_size"):
+        SparseMlp(c, feat_size=None)
 
 
 # ---- conversion ------------------------------------------------------------------------------------

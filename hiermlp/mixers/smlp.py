@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiermlp.errors import ShapeError
+from hiermlp.errors import ConfigError, ShapeError
 from hiermlp.layers import BatchNormNHWC
 from hiermlp.mixers.base import register_mixer
 from hiermlp.mixers.wave_mlp import ConvCL
@@ -35,8 +35,13 @@ class SparseMlp(nn.Module):
 
     kind = "map"
 
-    def __init__(self, dim: int, *, feat_size: tuple[int, int]) -> None:
+    def __init__(self, dim: int, *, feat_size: tuple[int, int] | None) -> None:
         super().__init__()
+        if feat_size is None or len(feat_size) != 2:
+            raise ConfigError(
+                f"the smlp mixer is tied to its map size and needs feat_size=(H, W), got {feat_size!r}; in a "
+                "HierNet the stage passes its nominal map size (from img_size)"
+            )
         self.dim = dim
         self.feat_size = (int(feat_size[0]), int(feat_size[1]))
         fh, fw = self.feat_size
