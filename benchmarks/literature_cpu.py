@@ -9,6 +9,7 @@ and hiermlp's zoo model with those weights converted by ``load_checkpoint``. The
 (``hiermlp.bench.timing``): float32, batch 8, 224x224, ``torch.inference_mode``, medians with quartiles.
 
     python benchmarks/literature_cpu.py --threads 2 --out benchmarks/results/literature_cpu
+    python benchmarks/literature_cpu.py --render benchmarks/results/literature_cpu/literature.json
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def render(report: dict) -> str:
 
         lines.append(
             f"| {family} | `{r['model']}` | {r['params']:,} | {r['gmacs']:.2f} | {cell(o)} | {cell(h)} | "
-            f"**{r['speedup']:.2f}x** | {r['gmac_per_s']['official']:.0f} -> {r['gmac_per_s']['hiermlp']:.0f} | "
+            f"**{r['speedup']:.2f}x** | {r['gmac_per_s']['official']:.1f} -> {r['gmac_per_s']['hiermlp']:.1f} | "
             f"{r['max_abs_diff'] / r['max_abs_logit']:.1e} |"
         )
     lines += [
@@ -133,7 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of " + ", ".join(FAMILIES))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/literature_cpu"))
+    p.add_argument("--render", type=Path, default=None, help="rewrite literature.md next to this saved JSON, no timing")
     args = p.parse_args(argv)
+    if args.render is not None:
+        (args.render.parent / "literature.md").write_text(render(json.loads(args.render.read_text())))
+        return
     set_threads(args.threads)
     chosen = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = sorted(set(chosen) - set(FAMILIES))
