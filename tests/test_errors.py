@@ -77,5 +77,5 @@ def test_mixer_breaking_the_contract():
         def __init__(self, dim):
             super().__init__()
 
-    with pytest.raises(ConfigError, match="breaks the mixer contract"):
+    with pytest.raises(ConfigError, match="breaks the window-mixer contract"):
         hiermlp.HierNet(**{**TINY_SWIN, "mixer": NoHeads})
