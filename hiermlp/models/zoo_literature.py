@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -24,6 +25,7 @@ from hiermlp.layers import register_downsample, register_stem
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import register_model
 from hiermlp.models.zoo import cfg
+from hiermlp.ops import pad_to_multiple, padding_for
 
 # ---- sMLPNet's own stem, downsampler and channel-MLP norm ---------------------------------------------
 
@@ -31,7 +33,8 @@ from hiermlp.models.zoo import cfg
 @register_stem("patch_conv")
 class PatchConvStem(nn.Module):
     """``(B, C_in, H, W) -> (B, H/p, W/p, C)``: a ``p x p`` stride-``p`` convolution, by default without bias
-    (sMLPNet's ``to_patch_embedding.0``), then an optional norm.
+    (sMLPNet's ``to_patch_embedding.0``), then an optional norm. Sizes that are no multiple of ``p`` are
+    zero-padded bottom/right (the official model takes multiples only).
 
     ``fixed_size`` (set by resolution-tied models such as :class:`SMLPNet`) makes any other input size an
     error that names the supported one, before any layer sees it.
@@ -60,13 +63,16 @@ class PatchConvStem(nn.Module):
                 f"{x.shape[-2]}x{x.shape[-1]}; resize the images to {h}x{w}, or build the model with "
                 f"img_size={x.shape[-2]} (new row/column weights: pretrained ones will not load)"
             )
+        pad_h, pad_w = padding_for(x.shape[-2:], (self.reduction, self.reduction))
+        if pad_h or pad_w:  # bottom/right zero padding to a patch multiple, as the patch_embed stem does
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
 
 
 @register_downsample("patch_conv")
 class PatchConvDownsample(nn.Module):
     """``(B, H, W, C) -> (B, H/2, W/2, out_dim)``: a 2x2 stride-2 convolution, by default without bias and
-    without a norm (sMLPNet's ``to_patch_embedding.i``)."""
+    without a norm (sMLPNet's ``to_patch_embedding.i``); an odd map is zero-padded bottom/right first."""
 
     def __init__(
         self, *, dim: int, out_dim: int | None = None, norm_layer: Any = None, norm: bool = False, bias: bool = False
@@ -77,6 +83,7 @@ class PatchConvDownsample(nn.Module):
         self.norm = norm_layer(self.out_dim) if norm and norm_layer is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_to_multiple(x, (2, 2))  # odd maps: zero-padded bottom/right, as patch merging does
         return self.norm(rearrange(self.proj(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c"))
 
 
