@@ -1,5 +1,6 @@
 """Token mixers on one contract (see :mod:`hiermlp.mixers.base`), one file each, in ``MIXERS``."""
 
+from hiermlp.mixers import axial_shift, cycle_mlp, smlp, wave_mlp  # noqa: F401  (the literature map mixers)
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.base import MIXERS, build_mixer, get_mixer, mixer_name, register_mixer
 from hiermlp.mixers.baselines import GlobalAttention, IdentityMixer, PoolMixer
