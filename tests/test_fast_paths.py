@@ -206,7 +206,7 @@ def test_inference_mode_first_then_training(mixer):
 @pytest.mark.parametrize("name", sorted(MIXERS))
 def test_compile_fullgraph_has_no_graph_breaks(name):
     """torch.compile(fullgraph=True) traces every mixer's fast model in one graph (dynamo only, no codegen)."""
-    kwargs = dict(TINY_SWIN, mixer=name, depths=(2, 2), num_heads=(1, 2), drop_path_rate=0.0)
+    kwargs = dict(TINY_SWIN, mixer=name, depths=(2, 2), num_heads=(1, 2), drop_path_rate=0.0, img_size=(36, 28))
     if name == "gmlp":
         kwargs["mlp_ratio"] = 0.0
     model = accel.accelerate(hiermlp.HierNet(**kwargs)).eval()

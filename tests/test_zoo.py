@@ -64,6 +64,12 @@ def check_forward_backward(model, num_classes):
 REAL_RUN_PARAMS = 30e6
 
 
+def sized(name) -> dict:
+    """Resolution-tied rows (``fixed_input_size``, e.g. sMLPNet) are built for the small test input."""
+    fixed = hiermlp.models.registry.get_entry(name).pretrained_cfg.get("fixed_input_size", False)
+    return dict(img_size=(40, 36)) if fixed else {}
+
+
 def n_params(name) -> int:
     return sum(p.numel() for p in meta_model(name).parameters())
 
@@ -71,10 +77,10 @@ def n_params(name) -> int:
 @pytest.mark.parametrize("name", hiermlp.list_models())
 def test_registry_model_builds_forwards_backwards(name):
     if n_params(name) > REAL_RUN_PARAMS:
-        model = meta_model(name, num_classes=7, drop_path_rate=0.0)
+        model = meta_model(name, num_classes=7, drop_path_rate=0.0, **sized(name))
         assert model(small_input(model).to("meta")).shape == (1, 7)
     else:
-        model = hiermlp.create_model(name, num_classes=7, drop_path_rate=0.0)
+        model = hiermlp.create_model(name, num_classes=7, drop_path_rate=0.0, **sized(name))
         check_forward_backward(model, 7)
     cfg = model.pretrained_cfg
     assert cfg["architecture"] == name and cfg["num_classes"] == 7 and cfg["classifier"] == "head.fc"
@@ -93,9 +99,10 @@ def test_registry_model_through_timm(name):
     # ... and runs through timm (small rows for real; gradients are checked in the test above)
     if sum(p.numel() for p in ours.parameters()) < REAL_RUN_PARAMS:
         with torch.no_grad():
-            out = timm.create_model(f"hiermlp_{name}", num_classes=3, in_chans=1).eval()(torch.randn(1, 1, 40, 36))
+            model = timm.create_model(f"hiermlp_{name}", num_classes=3, in_chans=1, **sized(name)).eval()
+            out = model(torch.randn(1, 1, 40, 36))
             assert out.shape == (1, 3) and torch.isfinite(out).all()
-            outs = timm.create_model(f"hiermlp_{name}", features_only=True)(torch.randn(1, 3, 40, 36))
+            outs = timm.create_model(f"hiermlp_{name}", features_only=True, **sized(name))(torch.randn(1, 3, 40, 36))
         assert [o.shape[1] for o in outs] == features.feature_info.channels()
 
 

@@ -75,6 +75,8 @@ class HierBlock(nn.Module):
         mlp_ratio: Channel MLP hidden size / C; 0 disables the channel MLP.
         drop_path: Stochastic depth rate of both residual branches.
         norm_layer: Norm factory, ``norm_layer(dim)`` (channels-last; see :mod:`hiermlp.layers.norm`).
+        mlp_norm_layer: Norm factory of the channel-MLP branch (``norm2``), if it differs (sMLPNet: BatchNorm
+            before the token mixer, LayerNorm before the MLP); None: ``norm_layer``.
         act_layer: Activation class of the channel MLP.
         norm_placement: ``"pre"`` or ``"res_post"``.
         layer_scale_init: Initial layer-scale value, or None for no layer scale.
@@ -94,6 +96,7 @@ class HierBlock(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path: float = 0.0,
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        mlp_norm_layer: Callable[[int], nn.Module] | None = None,
         act_layer: type[nn.Module] = nn.GELU,
         norm_placement: NormPlacement = "pre",
         layer_scale_init: float | None = None,
@@ -135,7 +138,7 @@ class HierBlock(nn.Module):
         self.ls1 = LayerScale(dim, init_values=layer_scale_init) if layer_scale_init is not None else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if mlp_ratio > 0:
-            self.norm2 = norm_layer(dim)
+            self.norm2 = (mlp_norm_layer or norm_layer)(dim)
             self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer)
             self.ls2 = LayerScale(dim, init_values=layer_scale_init) if layer_scale_init is not None else nn.Identity()
             self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()

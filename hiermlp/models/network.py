@@ -123,6 +123,7 @@ class HierNet(nn.Module):
         drop_path_rate: Stochastic depth, growing linearly over all blocks.
         norm_layer: ``"layernorm"``, ``"batchnorm"``, ``"groupnorm"`` or a norm class, for blocks, stem,
             downsamplers and the final norm; ``norm_eps`` the epsilon of named norms.
+        mlp_norm_layer: The norm before each channel MLP, where it differs from ``norm_layer`` (None: the same).
         patch_norm: Norm after the stem.
         head_norm: Norm after the last stage.
         norm_placement: ``"pre"`` or ``"res_post"`` per stage.
@@ -155,6 +156,7 @@ class HierNet(nn.Module):
         drop_path_rate: float = 0.1,
         norm_layer: str | Callable[[int], nn.Module] = "layernorm",
         norm_eps: float = 1e-5,
+        mlp_norm_layer: str | Callable[[int], nn.Module] | None = None,
         patch_norm: bool = True,
         head_norm: bool = True,
         norm_placement: NormPlacement | Sequence[NormPlacement] = "pre",
@@ -231,6 +233,7 @@ class HierNet(nn.Module):
             mlp_ratios=mlp_ratios, shift_modes=per_stage(shift_mode, n, "shift_mode"),
             placements=per_stage(norm_placement, n, "norm_placement"), scales=scales,
             downsample=downsample, downsample_kwargs=downsample_kwargs, norm=norm, act=act,
+            mlp_norm=make_norm(mlp_norm_layer, norm_eps) if mlp_norm_layer is not None else None,
             drop_path_rate=drop_path_rate, stem_stride=stem_stride,
         )  # fmt: skip
         self.stages, self.feature_info = self._build_stages(img_size)
@@ -274,6 +277,7 @@ class HierNet(nn.Module):
                     mlp_ratio=a["mlp_ratios"][i],
                     drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
                     norm_layer=a["norm"],
+                    mlp_norm_layer=a["mlp_norm"],
                     act_layer=a["act"],
                     norm_placement=a["placements"][i],
                     layer_scale_init=a["scales"][i],

@@ -42,7 +42,8 @@ class HierStage(nn.Module):
         mixer: Mixer name or class; ``mixer_kwargs`` its options.
         mlp_ratio: Channel MLP ratio (0: none).
         drop_path: One rate per block.
-        norm_layer: Norm factory of the blocks and the downsampler.
+        norm_layer: Norm factory of the blocks and the downsampler; ``mlp_norm_layer`` the blocks' MLP norm if
+            it differs.
         act_layer: Activation of the channel MLPs.
         norm_placement: ``"pre"`` or ``"res_post"``.
         layer_scale_init: Layer-scale init value, or None.
@@ -66,6 +67,7 @@ class HierStage(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path: Sequence[float] = (),
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        mlp_norm_layer: Callable[[int], nn.Module] | None = None,
         act_layer: type[nn.Module] = nn.GELU,
         norm_placement: NormPlacement = "pre",
         layer_scale_init: float | None = None,
@@ -102,6 +104,7 @@ class HierStage(nn.Module):
                     mlp_ratio=mlp_ratio,
                     drop_path=drop_path[j],
                     norm_layer=norm_layer,
+                    mlp_norm_layer=mlp_norm_layer,
                     act_layer=act_layer,
                     norm_placement=norm_placement,
                     layer_scale_init=layer_scale_init,

@@ -88,11 +88,10 @@ class PatchConvDownsample(nn.Module):
 
 
 class SMLPNet(HierNet):
-    """A :class:`HierNet` whose channel MLPs are pre-normed by LayerNorm while ``norm_layer`` (BatchNorm)
-    serves the token mixers and the final norm, as in sMLPNet (``token_mix`` starts with a BatchNorm,
-    ``channel_mix`` with a LayerNorm). Same module names as any HierNet (``blocks.j.norm2`` is the
-    LayerNorm), so features, export and the loaders treat it as one. Its stem refuses input sizes other than
-    ``img_size`` with an error naming it (the sparse MLPs are sized to the maps)."""
+    """A :class:`HierNet` whose stem refuses input sizes other than ``img_size`` with an error naming it (the
+    sparse MLPs are sized to the maps). Its rows set ``mlp_norm_layer="layernorm"`` while ``norm_layer``
+    (BatchNorm) serves the token mixers and the final norm, as in sMLPNet (``token_mix`` starts with a
+    BatchNorm, ``channel_mix`` with a LayerNorm)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -105,14 +104,6 @@ class SMLPNet(HierNet):
     def set_input_size(self, img_size: Any = None, window_size: Any = None) -> None:
         super().set_input_size(img_size, window_size)
         self._tie_stem()
-
-    def _build_stages(self, img_size: tuple[int, int]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
-        stages, info = super()._build_stages(img_size)
-        for stage in stages:
-            for block in stage.blocks:
-                if block.norm2 is not None:
-                    block.norm2 = nn.LayerNorm(block.dim)
-        return stages, info
 
 
 # ---- the rows ---------------------------------------------------------------------------------------
@@ -226,7 +217,7 @@ for _name, _kwargs, _url, _crop, _note in (
 # 2x2 conv transitions, final BatchNorm; tied to 224 (the row/column MLPs are sized to the maps); drop-path
 # rates of microsoft/SPACH's registry (dp_rate)
 _SMLP_NET = dict(mixer="smlp", stem="patch_conv", patch_norm=False, downsample="patch_conv", mlp_ratio=3.0)
-_SMLP_NET |= dict(norm_layer="batchnorm", num_heads=1, img_size=224)
+_SMLP_NET |= dict(norm_layer="batchnorm", mlp_norm_layer="layernorm", num_heads=1, img_size=224)
 for _name, _dim, _depths, _dpr, _url, _note in (
     ("tiny", 80, (2, 8, 14, 2), 0.0, "", "sMLPNet-T: 24.12M, 4.99 GMACs (paper 5.0), IN-1K 81.9 (no released weights)"),
     ("small", 96, (2, 10, 24, 2), 0.2, "smlp_s.pth", "sMLPNet-S: 48.56M, 10.31 GMACs (paper 10.3), IN-1K 83.1"),
