@@ -628,6 +628,26 @@ def _fingerprint(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in config_to_dict(cfg).items() if k not in _VOLATILE}
 
 
+def _same_config(old: Any, new: dict[str, Any]) -> bool:
+    """Whether a run recorded with config ``old`` computed what ``new`` asks for.
+
+    A key only ``new`` has (a trainer option added since the run) matches when it is at its default: the
+    older trainer behaved as that default does.
+    """
+    from hiermlp.train.config import TrainConfig
+
+    if not isinstance(old, dict):
+        return False
+    defaults = _fingerprint(TrainConfig())
+    for k, v in new.items():
+        if k in old:
+            if old[k] != v:
+                return False
+        elif k not in defaults or defaults[k] != v:
+            return False
+    return all(k in new for k in old)
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -639,6 +659,11 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)  # a kill mid-write leaves the old file (or none), never half a file
+
+
+def _is_main() -> bool:
+    """Rank 0 of a torchrun launch (or a plain process): the one that writes compare's files."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:
@@ -660,18 +685,19 @@ def _run_one(cfg: Any, run_dir: Path, *, seed: int, progress: bool) -> tuple[Run
 
     fp = _fingerprint(cfg)
     done = _read_json(run_dir / RESULT_FILE)
-    if done is not None and done.get("config") == fp:
+    if done is not None and _same_config(done.get("config"), fp):
         rec = RunRecord(**{k: v for k, v in done["record"].items() if k != "reused"}, reused=True)
         return rec, None, int(done["params"])
-    same = _read_json(run_dir / FINGERPRINT_FILE) == fp
+    same = _same_config(_read_json(run_dir / FINGERPRINT_FILE), fp)
     resuming = same and (run_dir / "last.pth").is_file()
     keys: dict[str, Any] = {"resume": "auto" if resuming else ""}
     if "overwrite" in {f.name for f in fields(TrainConfig)}:
         keys["overwrite"] = not resuming  # the directory is compare's own: a stale or changed run is replaced
     cfg = replace(cfg, **keys)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)
-    _write_json_atomic(run_dir / FINGERPRINT_FILE, fp)
+    if _is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        _write_json_atomic(run_dir / FINGERPRINT_FILE, fp)
     result = _train_run(cfg, run_dir, progress)
     rec = RunRecord(
         seed=seed,
@@ -685,7 +711,8 @@ def _run_one(cfg: Any, run_dir: Path, *, seed: int, progress: bool) -> tuple[Run
         history=result.history,
     )
     record = {k: v for k, v in asdict(rec).items() if k != "reused"}
-    _write_json_atomic(run_dir / RESULT_FILE, {"config": fp, "record": record, "params": result.params})
+    if _is_main():
+        _write_json_atomic(run_dir / RESULT_FILE, {"config": fp, "record": record, "params": result.params})
     return rec, result.model, result.params
 
 
@@ -771,7 +798,7 @@ def run_comparison(
     bar.close()
     bench = {"batch": 64, "repeats": 5, "warmup": 1, "memory": False, "train": True, "latency": False}
     bench |= preset.bench
-    if not bench.pop("skip", False):
+    if not bench.pop("skip", False) and _is_main():  # under torchrun rank 0 times the models alone
         num_classes = configs[0].num_classes or 10
         report = benchmark_models(
             [
@@ -864,6 +891,8 @@ def run_compare(args: argparse.Namespace) -> int:
         + (["--runs-dir", args.runs_dir] if args.runs_dir else [])
         + (["--threads", str(args.threads)] if args.threads else [])
     )
+    if not _is_main():  # torchrun: every rank trained, rank 0 reports
+        return 0
     print(result.markdown(command))
     paths = result.save(args.out, command=command)
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
