@@ -354,6 +354,7 @@ class CompareResult:
             "wall_s": self.wall_s,
             "train_time_total_s": self.train_time_total_s,
             "rows": rows,
+            "findings": self.findings(),
             "pairs": [p | {"diff": p["diff"].as_dict()} for p in self.pairs],
             "claims": [c | {"diff": c["diff"].as_dict()} for c in self.claims],
         }
