@@ -146,3 +146,21 @@ def test_every_committed_preset_loads(preset):
     assert len(p.seeds) >= 2 and any(e["baseline"] for e in p.entries) and p.claims
     for e in p.entries:  # every entry is a valid training config
         config_from_dict({**p.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
+
+
+def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "swin" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / compare.LOCK_FILE).write_text(str(os.getppid()))  # a live process that is not this one
+    held = r"being trained by process \d+ .*another --runs-dir"
+    with pytest.raises(ConfigError, match=held), compare._run_lock(run_dir):
+        pass
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run_dir / compare.LOCK_FILE).write_text(done.stdout.strip())  # its process has exited: stale
+    with compare._run_lock(run_dir):
+        assert (run_dir / compare.LOCK_FILE).read_text() == str(os.getpid())
+    assert not (run_dir / compare.LOCK_FILE).exists()

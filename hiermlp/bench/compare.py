@@ -42,6 +42,7 @@ inference and training throughput are measured together, round-robin, by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -49,6 +50,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ _CLAIM_KEYS = {"claim", "family", "a", "b", "paper"}
 _VOLATILE = ("out_dir", "resume", "overwrite", "progress", "tensorboard", "threads", "ckpt_every", "num_workers")
 RESULT_FILE = "compare_run.json"  # written into a run directory once its training has finished
 FINGERPRINT_FILE = "compare_config.json"  # the run's config, written before training starts
+LOCK_FILE = "compare.lock"  # the pid of the process training the run, while it does
 
 
 @dataclass
@@ -667,6 +670,54 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process: two compares on one runs directory must not train the same run.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+
+    Raises:
+        ConfigError: another live process holds it.
+    """
+    if not _is_main():
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid > 0 and pid != os.getpid() and _alive(pid):
+                raise ConfigError(
+                    f"{run_dir} is being trained by process {pid} (another hiermlp compare on the same runs "
+                    "directory): wait for it to finish, or pass another --runs-dir"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:
     """Train one (entry, seed); the one place compare calls the trainer (tests wrap it)."""
     from hiermlp.train import train
@@ -771,7 +822,8 @@ def run_comparison(
         for seed in preset.seeds:
             bar.set_postfix_str(f"{e['label']} seed {seed}")
             run_dir = Path(runs_dir) / _slug(e["label"]) / f"seed{seed}"
-            rec, model, params = _run_one(replace(cfg, seed=seed), run_dir, seed=seed, progress=progress)
+            with _run_lock(run_dir):
+                rec, model, params = _run_one(replace(cfg, seed=seed), run_dir, seed=seed, progress=progress)
             if gmacs is None:
                 if model is None:  # reused: count on a freshly built model (GMACs do not depend on weights)
                     model = build_model(cfg, cfg.num_classes or 10)
