@@ -164,3 +164,18 @@ def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp
     with compare._run_lock(run_dir):
         assert (run_dir / compare.LOCK_FILE).read_text() == str(os.getpid())
     assert not (run_dir / compare.LOCK_FILE).exists()
+
+
+def test_readme_states_only_the_committed_findings():
+    """The README's compare results are the committed report's findings, word for word (what its intervals support)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Mixers under one recipe**")
+    section = readme[start : readme.index("\n**", start + 10)]
+    data = json.loads((ROOT / "benchmarks" / "results" / "compare_default" / "compare.json").read_text())
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert bullets and all(b in data["findings"] for b in bullets), bullets
+    assert len(data["seeds"]) >= 3 and any(r["baseline"] for r in data["rows"]) and data["claims"]
+    assert f"{len(data['seeds'])} seeds" in section
+    for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
+        assert f"benchmarks/results/compare_default/{png}" in section
+        assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()

@@ -281,7 +281,7 @@ class CompareResult:
         top = [r.label for r in ranked if r.rank == 1]
         out = [
             f"- best (rank 1, no entry better by a supported difference): {', '.join(f'`{t}`' for t in top)}; "
-            f"highest mean `{ranked[0].label}` {ranked[0].top1.fmt_std()}% over {len(ranked[0].runs)} seeds"
+            f"highest mean `{ranked[0].label}` {ranked[0].top1.fmt_std()}% over {_plural(len(ranked[0].runs), 'seed')}"
         ]
         base = [r for r in self.rows if r.baseline]
         for b in base:
@@ -467,6 +467,10 @@ class CompareResult:
 
 def _better(d: Interval) -> bool:
     return verdict(d) == "supported" and d.mean > 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _names(labels: list[str]) -> str:
