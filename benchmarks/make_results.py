@@ -3,12 +3,14 @@
 Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV, JSON, PNG) and a
 README.md with the exact command, the machine and the versions, the table and how to read it.
 
-    python benchmarks/make_results.py              # all three (about 20 minutes on 2 CPU cores)
+    python benchmarks/make_results.py              # all three CPU results (each README gives its time)
     python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, bench_gpu
     python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
 
 Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
-taken while other processes compete for the cores are slower and noisier.
+taken while other processes compete for the cores are slower and noisier. compare_default keeps its
+(entry, seed) runs under runs/compare/compare_default: rerun after an interruption, it trains only what
+is missing.
 """
 
 from __future__ import annotations
