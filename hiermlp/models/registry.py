@@ -180,6 +180,10 @@ def create_model(
     args = {**entry.kwargs, **kwargs}
     check_kwargs(name, entry.builder, args)
     model = entry.builder(**args)
+    from hiermlp import accel  # the speed layer sits beside the models: applied here, never imported by them
+
+    if accel.settings.current().enabled:
+        accel.accelerate(model)
     cfg = copy.deepcopy(entry.pretrained_cfg)
     cfg.update(pretrained_cfg_overlay or {})
     cfg.update(architecture=name, num_classes=getattr(model, "num_classes", cfg.get("num_classes")))
