@@ -10,13 +10,13 @@ trains these with the same recipe and budget as the mixers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from einops import rearrange
+from timm.models import register_model as _timm_register
 from torch import nn
-
-from hiermlp.models.registry import register_model
 
 __all__ = ["LinearPixels", "resnet_micro"]
 
@@ -109,15 +109,25 @@ def resnet_micro(
     )
 
 
-register_model(
-    "linear_pixels",
-    builder=LinearPixels,
-    family="baseline",
-    notes="baseline: one linear map on the flattened pixels (no token mixing, no depth)",
-)
-register_model(
-    "resnet_micro",
-    builder=resnet_micro,
-    family="baseline",
-    notes="baseline: timm ResNet-18 at 3/4 width, channels (48, 96, 192, 384); 0.021 GMACs at 32x32",
-)
+def _timm_builder(build: Callable[..., nn.Module], name: str) -> Callable[..., nn.Module]:
+    """A timm entrypoint for ``build``: these have no pretrained weights and no hierarchy API."""
+
+    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        from hiermlp.errors import ConfigError
+
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's loader options
+            kwargs.pop(key, None)
+        if pretrained:
+            raise ConfigError(f"{name} is a baseline trained from scratch: it has no pretrained weights")
+        return build(**kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = build.__doc__
+    return entry
+
+
+# Registered in timm's registry (timm.create_model("linear_pixels"), and so by name in every hiermlp config):
+# hiermlp's own registry lists Swin-style networks with a pretrained cfg, feature maps and ``head.fc``, which
+# these baselines are not.
+_timm_register(_timm_builder(LinearPixels, "linear_pixels"))
+_timm_register(_timm_builder(resnet_micro, "resnet_micro"))
