@@ -3,12 +3,14 @@
 Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV, JSON, PNG) and a
 README.md with the exact command, the machine and the versions, the table and how to read it.
 
-    python benchmarks/make_results.py              # all three (about 20 minutes on 2 CPU cores)
+    python benchmarks/make_results.py              # all three CPU results (each README gives its time)
     python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, bench_gpu
     python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
 
 Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
-taken while other processes compete for the cores are slower and noisier.
+taken while other processes compete for the cores are slower and noisier. compare_default keeps its
+(entry, seed) runs under runs/compare/compare_default: rerun after an interruption, it trains only what
+is missing.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ RUNS: dict[str, list[str]] = {
         "--max-point-seconds",
         "45",
     ],
-    "compare_default": ["compare", "default"],
+    # the (entry, seed) runs live outside the results directory: a rerun reuses them, git never sees them
+    "compare_default": ["compare", "default", "--runs-dir", "runs/compare/compare_default"],
     # needs a CUDA device: only when named (python benchmarks/make_results.py bench_gpu)
     "bench_gpu": [
         "bench",
@@ -104,12 +107,20 @@ HOW_TO_READ = {
   flash-style (it never stores the N×N attention matrix), so memory grows slowly for every mixer; time
   is where global attention pays for its N² pairs.""",
     "compare_default": """\
-- Every entry is trained by `hiermlp.train.train` with the same recipe and seed on the embedded
-  Fashion-MNIST subset, then all trained models are timed together (round-robin).
-- **top-1** is the final test accuracy (2k test images); with a few epochs of a few thousand images the
-  differences of about one point are within seed noise — the table shows the trade-off, not a ranking.
-- `*-noshift` rows are the shifted-window ablation: the same model without the shift between blocks, so
-  windows never exchange information before patch merging.""",
+- Every entry is trained by `hiermlp.train.train` with the same recipe once per seed (seeds 0, 1, 2: each
+  draws the 4k training images, the data order and the initialisation; entries share them), on the
+  embedded Fashion-MNIST subset, and evaluated on its 2k test images. Then the architectures are timed
+  together (round-robin).
+- **top-1** is the mean ± std over the seeds with the 95% Student-t interval of the mean. With three
+  seeds the t factor is 4.30, so an interval is about ±2.5 standard deviations wide: only differences
+  that the intervals of *paired* differences (same seed, same data) separate from zero are called
+  supported. **rank** counts only those: entries that no supported difference separates share a rank.
+- **vs baselines**: `>` better than the baseline, `<` worse (both supported), `≈` not separated.
+- **Claims**: each row is one ablation of one family (a − b, paired over seeds) next to the paper's
+  ImageNet-1k figure. At 4k images and 190 steps these test whether the mechanism helps *here*; a
+  paper's gain at ImageNet scale need not show, and an inconclusive row is no evidence either way.
+- Each interval is a 95% interval on its own: among the many pairs about one in twenty supported
+  verdicts can be chance; the claims are the planned tests.""",
     "bench_gpu": """\
 - Swin-T, hiermlp next to timm's own implementation with the same weights, under bf16 autocast on one GPU
   (the card is named above the table). **infer img/s** = batch-128 forward passes in eval mode under
@@ -124,7 +135,7 @@ HOW_TO_READ = {
 TITLES = {
     "bench_cpu": "Swin-T-sized models of every mixer family, hiermlp next to timm (CPU)",
     "sweep_cpu": "Resolution sweep: window mixers vs global attention (CPU)",
-    "compare_default": "Seven micro models at ~equal GMACs, one recipe, embedded Fashion-MNIST (CPU)",
+    "compare_default": "Window attention and window MLP, their ablations and two baselines, 3 seeds (CPU)",
     "bench_gpu": "Swin-T, hiermlp next to timm, bf16 autocast (GPU)",
 }
 
@@ -133,8 +144,9 @@ PLOTS = {
     "bench_gpu": [("bench.png", "throughput per model (median, IQR whiskers)")],
     "sweep_cpu": [("sweep.png", "time and peak memory against pixels, log-log, fitted exponents in the legend")],
     "compare_default": [
-        ("curves.png", "learning curves: test top-1 and training loss per epoch"),
-        ("acc_vs_speed.png", "accuracy against inference throughput (marker area ∝ GMACs)"),
+        ("claims.png", "the papers' claims: Δ top-1 with its 95% interval, the paper's figure as ×"),
+        ("acc_vs_speed.png", "accuracy (mean, 95% CI) against inference throughput (median, IQR)"),
+        ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
     ],
 }
 
@@ -183,12 +195,13 @@ def findings(name: str, data: dict) -> list[str]:
                     f"latency ×{r['latency_rel']:.2f} (speed relative to the reference; >1 = faster)"
                 )
         return out
-    rows = sorted(data["rows"], key=lambda r: -r["top1"])
+    train_s = data.get("train_time_total_s", 0.0)
+    n_runs = sum(len(r["runs"]) for r in data["rows"])
     return [
-        f"- `{r['label']}`: top-1 {r['top1']:.2f}%, {r['params'] / 1e6:.2f}M params, {r['gmacs']:.4f} GMACs, "
-        f"{r['train_time_s']:.0f}s training"
-        for r in rows
-    ] + [f"- total wall time {data['wall_s'] / 60:.1f} min (training, evaluation and the throughput runs)"]
+        *data["findings"],
+        f"- {n_runs} runs; their training times sum to {train_s / 60:.1f} min; the invocation that wrote the "
+        f"report took {data['wall_s'] / 60:.1f} min (runs it found finished are reused, not retrained)",
+    ]
 
 
 def write_readme(name: str, wall_s: float | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""hiermlp compare: presets, overrides, and the smoke preset end to end (report files parse)."""
+"""hiermlp compare: presets, overrides, the 2-seed smoke preset end to end, and a killed compare resumed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import hiermlp.bench.compare as compare
 from hiermlp.bench.compare import find_compare_preset, load_preset
+from hiermlp.bench.stats import mean_interval, paired_difference
 from hiermlp.cli import main
 from hiermlp.errors import ConfigError
 
@@ -19,24 +21,97 @@ def test_compare_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "smoke", "bench.repeats=1", "--out", str(out), "--no-progress"]) == 0
     stdout = capsys.readouterr().out
-    assert "| **window-attention** |" in stdout and "| **pool** |" in stdout
-    rows = list(csv.DictReader((out / "compare.csv").open()))
-    assert [r["label"] for r in rows] == ["window-attention", "pool"]
-    for r in rows:
-        assert 0.0 <= float(r["top1"]) <= 100.0
-        assert int(r["params"]) > 0 and float(r["gmacs"]) > 0 and float(r["infer_img_s_median"]) > 0
+    assert "| **linear** (baseline) |" in stdout and "| **window-attention** |" in stdout
+    assert "## Claims of the papers, tested" in stdout and "| shifted windows | swin |" in stdout
     data = json.loads((out / "compare.json").read_text())
-    assert data["recipe"]["epochs"] == 1 and len(data["rows"][0]["history"]) == 1
-    assert data["command"].startswith("hiermlp compare smoke")
-    for png in ("curves.png", "acc_vs_speed.png"):
+    assert data["seeds"] == [0, 1] and data["command"].startswith("hiermlp compare smoke")
+    rows = {r["label"]: r for r in data["rows"]}
+    assert set(rows) == {"linear", "cnn", "window-attention", "window-attention-noshift"}
+    assert rows["linear"]["baseline"] and rows["cnn"]["baseline"] and not rows["window-attention"]["baseline"]
+    for r in rows.values():  # the statistics are those of the per-seed runs
+        assert [run["seed"] for run in r["runs"]] == [0, 1] and len(r["runs"][0]["history"]) == 1
+        iv = mean_interval([run["top1"] for run in r["runs"]])
+        assert r["top1"]["mean"] == pytest.approx(iv.mean) and r["top1"]["lo"] == pytest.approx(iv.lo)
+        assert r["top1"]["n"] == 2 and r["gmacs"] > 0 and r["params"] > 0
+    (claim,) = data["claims"]
+    a, b = (
+        {run["seed"]: run["top1"] for run in rows[k]["runs"]} for k in ("window-attention", "window-attention-noshift")
+    )
+    assert claim["diff"]["mean"] == pytest.approx(paired_difference(a, b).mean)
+    assert claim["verdict"] in ("supported", "reversed", "inconclusive") and claim["paper"].startswith("+1.1")
+    assert len(data["pairs"]) == 6 and all(p["diff"]["mean"] >= 0 for p in data["pairs"])
+    table = list(csv.DictReader((out / "compare.csv").open()))
+    assert [int(r["rank"]) for r in table] == sorted(int(r["rank"]) for r in table)
+    assert {"top1_mean", "top1_std", "top1_ci_lo", "top1_ci_hi", "best_top1_mean"} <= set(table[0])
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == 8
+    for png in ("curves.png", "acc_vs_speed.png", "claims.png"):
         assert (out / png).stat().st_size > 1000
+    for label in rows:  # every (entry, seed) trained in its own directory, kept for reruns
+        assert (out / "runs" / label / "seed1" / compare.RESULT_FILE).is_file()
+
+
+def test_killed_compare_reuses_finished_runs_and_resumes_the_interrupted_one(tmp_path, monkeypatch):
+    """Run 1 finishes; run 2 is killed after its first epoch's checkpoint; the rerun trains only what is left."""
+    real = compare._train_run
+    calls: list[tuple[str, str]] = []
+    partial: dict = {}
+
+    def killed_after_one_epoch(cfg, run_dir, progress):
+        calls.append((run_dir.parent.name, cfg.resume))
+        if len(calls) == 1:
+            return real(cfg, run_dir, progress)
+        # train the first of its two epochs (leaving last.pth as a kill after that epoch would), then die
+        from dataclasses import replace
+
+        partial["history"] = real(replace(cfg, epochs=1), run_dir, progress).history
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "_train_run", killed_after_one_epoch)
+    args = ["compare", "smoke", "only=linear,cnn", "seeds=1", "epochs=2", "bench.skip=true", "--no-progress"]
+    args += ["--out", str(tmp_path / "cmp")]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert calls == [("linear", ""), ("cnn", "")]
+    first_linear = json.loads((tmp_path / "cmp" / "runs" / "linear" / "seed0" / compare.RESULT_FILE).read_text())
+
+    calls.clear()
+    monkeypatch.setattr(
+        compare,
+        "_train_run",
+        lambda cfg, run_dir, progress: (calls.append((run_dir.parent.name, cfg.resume)), real(cfg, run_dir, progress))[
+            1
+        ],
+    )
+    assert main(args) == 0
+    assert calls == [("cnn", "auto")]  # linear was not retrained; cnn resumed from its checkpoint
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    linear, cnn = data["rows"]
+    assert linear["runs"][0]["reused"] and linear["runs"][0]["top1"] == first_linear["record"]["top1"]
+    assert not cnn["runs"][0]["reused"] and len(cnn["runs"][0]["history"]) == 2
+    # epoch 1 came from the interrupted run's checkpoint (its measured epoch time, to the last digit)
+    assert cnn["runs"][0]["history"][0] == partial["history"][0]
+    assert "reused from earlier" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_changed_config_is_retrained_not_reused(tmp_path, monkeypatch):
+    real = compare._train_run
+    calls = []
+    monkeypatch.setattr(compare, "_train_run", lambda c, d, p: (calls.append(c.lr), real(c, d, p))[1])
+    base = ["compare", "smoke", "only=linear", "seeds=1", "bench.skip=true"]
+    opts = ["--out", str(tmp_path / "cmp"), "--no-progress"]
+    assert main(base + opts) == 0 and main(base + opts) == 0 and main([*base, "lr=0.002", *opts]) == 0
+    assert calls == [0.004, 0.002]  # the identical rerun reused; the changed lr trained again
 
 
 def test_preset_overrides_and_selection():
-    p = load_preset("smoke", ["epochs=3", "bench.batch=8", "defaults.model_kwargs.window_size=2", "only=pool"])
-    assert p.recipe["epochs"] == 3 and p.bench["batch"] == 8
-    assert [e["label"] for e in p.entries] == ["pool"]
-    assert p.entries[0]["model_kwargs"]["window_size"] == 2 and p.entries[0]["model_kwargs"]["mixer"] == "pool"
+    p = load_preset("smoke", ["epochs=3", "bench.batch=8", "defaults.model_kwargs.window_size=2", "seeds=4"])
+    assert p.recipe["epochs"] == 3 and p.bench["batch"] == 8 and p.seeds == [0, 1, 2, 3]
+    assert p.entries[2]["model_kwargs"]["window_size"] == 2 and p.entries[2]["model_kwargs"]["mixer"] == "attention"
+    assert p.entries[0]["model_kwargs"] == {}  # a baseline with its own model takes none of the defaults
+    assert [c["a"] for c in p.claims] == ["window-attention"]
+    sub = load_preset("smoke", ["only=linear,window-attention", "seeds=[3, 5]"])
+    assert [e["label"] for e in sub.entries] == ["linear", "window-attention"] and sub.seeds == [3, 5]
+    assert sub.claims == []  # its other side was left out
 
 
 def test_preset_errors_are_clear(tmp_path):
@@ -46,9 +121,14 @@ def test_preset_errors_are_clear(tmp_path):
         load_preset("smoke", ["only=swin"])
     with pytest.raises(ConfigError, match="unknown bench option"):
         load_preset("smoke", ["bench.batchsize=8"])
+    with pytest.raises(ConfigError, match="seeds must be >= 1"):
+        load_preset("smoke", ["seeds=0"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("recipes: {}\nentries: []\n")
     with pytest.raises(ConfigError, match="unknown section"):
+        load_preset(bad)
+    bad.write_text("entries: [{label: x, model: linear_pixels}]\nclaims: [{a: x, b: y}]\n")
+    with pytest.raises(ConfigError, match="claim 0 names no entry 'y'"):
         load_preset(bad)
 
 
@@ -63,5 +143,39 @@ def test_every_committed_preset_loads(preset):
     from hiermlp.train.config import config_from_dict
 
     p = load_preset(preset)
+    assert len(p.seeds) >= 2 and any(e["baseline"] for e in p.entries) and p.claims
     for e in p.entries:  # every entry is a valid training config
         config_from_dict({**p.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
+
+
+def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "swin" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / compare.LOCK_FILE).write_text(str(os.getppid()))  # a live process that is not this one
+    held = r"being trained by process \d+ .*another --runs-dir"
+    with pytest.raises(ConfigError, match=held), compare._run_lock(run_dir):
+        pass
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run_dir / compare.LOCK_FILE).write_text(done.stdout.strip())  # its process has exited: stale
+    with compare._run_lock(run_dir):
+        assert (run_dir / compare.LOCK_FILE).read_text() == str(os.getpid())
+    assert not (run_dir / compare.LOCK_FILE).exists()
+
+
+def test_readme_states_only_the_committed_findings():
+    """The README's compare results are the committed report's findings, word for word (what its intervals support)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Mixers under one recipe**")
+    section = readme[start : readme.index("\n**", start + 10)]
+    data = json.loads((ROOT / "benchmarks" / "results" / "compare_default" / "compare.json").read_text())
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert bullets and all(b in data["findings"] for b in bullets), bullets
+    assert len(data["seeds"]) >= 3 and any(r["baseline"] for r in data["rows"]) and data["claims"]
+    assert f"{len(data['seeds'])} seeds" in section
+    for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
+        assert f"benchmarks/results/compare_default/{png}" in section
+        assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()

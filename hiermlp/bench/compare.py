@@ -1,8 +1,9 @@
-"""``hiermlp compare``: train several models with one recipe on one dataset and compare them.
+"""``hiermlp compare``: train several models with one recipe and several seeds, and compare them with intervals.
 
-A preset (``configs/compare/NAME.yaml``) lists the entries and the shared recipe::
+A preset (``configs/compare/NAME.yaml``) lists the entries, the shared recipe, the seeds and the claims::
 
     title: what is compared
+    seeds: 3           # each entry is trained once per seed (an int N: seeds 0..N-1; or a list)
     recipe:            # TrainConfig keys shared by every entry (see hiermlp.train.TrainConfig)
       epochs: 4
       img_size: 32
@@ -13,30 +14,44 @@ A preset (``configs/compare/NAME.yaml``) lists the entries and the shared recipe
       batch: 64
       repeats: 5
     entries:
+      - label: linear
+        model: linear_pixels               # baseline: true puts it in every row's "vs baselines" column
+        model_kwargs: {}
+        baseline: true
       - label: swin
         model_kwargs: {mixer: attention}     # merged over defaults.model_kwargs
-      - label: my-mixer
-        model: my_registered_model           # any hiermlp or timm name
-        model_kwargs: {mixer: my_mixer}
+      - label: swin-noshift
+        model_kwargs: {mixer: attention, shift: false}
+    claims:            # planned tests: delta = top-1 of a minus top-1 of b, paired over seeds
+      - {claim: shifted windows, family: swin, a: swin, b: swin-noshift, paper: "+1.1 (Swin-T, ImageNet-1k)"}
 
 Command-line ``key=value`` overrides go to the recipe (``epochs=1``), to a section with a dotted key
-(``bench.batch=32``, ``defaults.model_kwargs.window_size=8``), or select entries (``only=swin,pool``).
+(``bench.batch=32``, ``defaults.model_kwargs.window_size=8``), set the seeds (``seeds=5``) or select
+entries (``only=swin,pool``; claims whose entries are left out are dropped).
 
-Every entry is trained by :func:`hiermlp.train.train` from the same seed; afterwards the trained models'
+Every (entry, seed) is trained by :func:`hiermlp.train.train` in its own run directory
+(``RUNS/<label>/seed<k>``), so a compare that is killed and rerun with the same arguments reuses the
+finished runs and resumes the unfinished one from its last checkpoint. The report gives, per entry, the
+mean ± std over seeds and the 95% Student-t interval of the final and of the best-epoch top-1; for every
+pair the paired difference with its interval and a verdict (:mod:`hiermlp.bench.stats`); a rank that
+counts only supported differences; and the claims table. Afterwards the trained architectures'
 inference and training throughput are measured together, round-robin, by
-:func:`hiermlp.bench.benchmark_models`, so speed is compared under the same conditions (the trainer's own
-img/s is reported too, but it includes data loading and ran at a different time).
+:func:`hiermlp.bench.benchmark_models`, so speed is compared under the same conditions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import json
+import math
+import os
 import shlex
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +70,15 @@ from hiermlp.bench.report import (
     write_json,
     write_text,
 )
+from hiermlp.bench.stats import Interval, mean_interval, paired_difference, supported_ranks, verdict
 from hiermlp.bench.timing import Stats
 from hiermlp.errors import ConfigError, HiermlpError, suggest
 
 __all__ = [
     "ComparePreset",
     "CompareResult",
+    "CompareRow",
+    "RunRecord",
     "add_compare_arguments",
     "find_compare_preset",
     "load_preset",
@@ -68,175 +86,417 @@ __all__ = [
     "run_comparison",
 ]
 
-_SECTIONS = ("title", "recipe", "defaults", "bench", "entries")
+_SECTIONS = ("title", "seeds", "recipe", "defaults", "bench", "entries", "claims")
 _BENCH_KEYS = ("batch", "repeats", "warmup", "min_sample_s", "threads", "memory", "train", "latency", "skip")
+_ENTRY_KEYS = {"label", "name", "model", "model_kwargs", "baseline"}
+_CLAIM_KEYS = {"claim", "family", "a", "b", "paper"}
+# TrainConfig keys that do not change what a run computes: a finished or interrupted run is reused
+# whatever they are (the out_dir moves with --runs-dir, the rest is bookkeeping)
+_VOLATILE = ("out_dir", "resume", "overwrite", "progress", "tensorboard", "threads", "ckpt_every", "num_workers")
+RESULT_FILE = "compare_run.json"  # written into a run directory once its training has finished
+FINGERPRINT_FILE = "compare_config.json"  # the run's config, written before training starts
+LOCK_FILE = "compare.lock"  # the pid of the process training the run, while it does
 
 
 @dataclass
 class ComparePreset:
-    """A parsed preset: entries (label, model, model_kwargs) plus the shared recipe and bench options."""
+    """A parsed preset: entries (label, model, model_kwargs, baseline), recipe, seeds, claims, bench options."""
 
     title: str
     recipe: dict[str, Any]
     entries: list[dict[str, Any]]
     bench: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    """One trained (entry, seed)."""
+
+    seed: int
+    top1: float
+    best_top1: float
+    best_epoch: int
+    top5: float
+    test_loss: float
+    train_time_s: float
+    train_img_s: float  # the trainer's own throughput over the run (includes data loading)
+    history: list[dict[str, Any]]
+    reused: bool = False  # read back from a finished run directory instead of trained now
 
 
 @dataclass
 class CompareRow:
-    """One trained entry."""
+    """One entry: its runs over the seeds and their statistics."""
 
     label: str
     model: str
     model_kwargs: dict[str, Any]
+    baseline: bool
     params: int
     gmacs: float
-    top1: float
-    best_top1: float
-    top5: float
-    test_loss: float
-    train_time_s: float
-    train_img_s_run: float  # the trainer's own throughput over the run (includes data loading)
-    history: list[dict[str, Any]]
+    runs: list[RunRecord]
+    top1: Interval
+    best_top1: Interval
+    rank: int = 0  # 1 + the number of entries better than this one by a supported difference
     infer_img_s: Stats | None = None
     train_img_s: Stats | None = None
 
+    @property
+    def train_time_s(self) -> float:
+        """Mean training time per run (seconds)."""
+        return sum(r.train_time_s for r in self.runs) / max(len(self.runs), 1)
+
+    def by_seed(self, key: str = "top1") -> dict[int, float]:
+        return {r.seed: getattr(r, key) for r in self.runs}
+
+    def describe(self) -> str:
+        mixer = self.model_kwargs.get("mixer")
+        keys = ("shift", "downsample", "mlp_ratio", "mixer_kwargs")
+        extra = [f"{k}={v}" for k, v in self.model_kwargs.items() if k in keys]
+        desc = self.model if mixer is None else f"{mixer}"
+        return desc + (" (" + ", ".join(extra) + ")" if extra else "")
+
     def flat(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("history", "infer_img_s", "train_img_s")}
-        d["model_kwargs"] = repr(self.model_kwargs)
+        """One CSV row of the entry's statistics."""
+        d: dict[str, Any] = {
+            "label": self.label,
+            "model": self.model,
+            "model_kwargs": repr(self.model_kwargs),
+            "baseline": self.baseline,
+            "params": self.params,
+            "gmacs": self.gmacs,
+            "seeds": len(self.runs),
+            "rank": self.rank,
+        }
+        for key in ("top1", "best_top1"):
+            iv: Interval = getattr(self, key)
+            d |= {f"{key}_mean": iv.mean, f"{key}_std": iv.std, f"{key}_ci_lo": iv.lo, f"{key}_ci_hi": iv.hi}
+        d["train_time_s_mean"] = self.train_time_s
         for key in ("infer_img_s", "train_img_s"):
-            s = getattr(self, key)
+            st = getattr(self, key)
             for part in ("median", "q1", "q3"):
-                d[f"{key}_{part}"] = getattr(s, part) if s else None
+                d[f"{key}_{part}"] = getattr(st, part) if st else None
         return d
 
 
 @dataclass
 class CompareResult:
-    """All rows, the environment, the resolved recipe and the command."""
+    """All rows, pairwise differences, claims, the environment, the resolved recipe and the command."""
 
     title: str
     rows: list[CompareRow]
     env: dict[str, Any]
     recipe: dict[str, Any]
     bench: dict[str, Any]
+    seeds: list[int] = field(default_factory=list)
+    pairs: list[dict[str, Any]] = field(default_factory=list)  # a, b, diff (Interval of a - b), verdict
+    claims: list[dict[str, Any]] = field(default_factory=list)  # claim, family, a, b, paper, diff, verdict
     wall_s: float = 0.0
 
+    @property
+    def train_time_total_s(self) -> float:
+        """Sum of the training times of every run (trained now or earlier): the compute the table cost."""
+        return sum(r.train_time_s for row in self.rows for r in row.runs)
+
+    def row(self, label: str) -> CompareRow:
+        return next(r for r in self.rows if r.label == label)
+
+    def diff(self, a: str, b: str) -> Interval:
+        """Paired interval of top-1(a) - top-1(b)."""
+        return paired_difference(self.row(a).by_seed(), self.row(b).by_seed())
+
+    def ranked(self) -> list[CompareRow]:
+        """Rows by supported rank, then by mean top-1."""
+        return sorted(self.rows, key=lambda r: (r.rank, -r.top1.mean))
+
+    def vs_baselines(self, row: CompareRow) -> str:
+        """``> linear, ≈ cnn``: supported better (>), supported worse (<) or inconclusive (≈), per baseline."""
+        parts = []
+        for b in (r for r in self.rows if r.baseline and r is not row):
+            d = self.diff(row.label, b.label)
+            sign = "≈" if verdict(d) != "supported" else (">" if d.mean > 0 else "<")
+            parts.append(f"{sign} {b.label}")
+        return ", ".join(parts) or "-"
+
+    # ---- report ----------------------------------------------------------------------------------------
     def table(self) -> str:
         b = self.bench.get("batch", 64)
+        level = f"{round(100 * self.rows[0].top1.level)}%" if self.rows else "95%"
         header = [
+            "rank",
             "entry",
             "model (mixer)",
             "params (M)",
             "GMACs",
-            "top-1 %",
-            "best top-1 %",
+            "top-1 % (mean ± std)",
+            f"top-1 {level} CI",
+            f"best-epoch top-1 % ({level} CI)",
+            "vs baselines",
             f"infer img/s @{b}",
             f"train img/s @{b}",
-            "train time (s)",
+            "train s/run",
         ]
         rows = []
-        for r in self.rows:
-            mixer = r.model_kwargs.get("mixer")
-            extra = [f"{k}={v}" for k, v in r.model_kwargs.items() if k in ("shift", "mlp_ratio")]
-            desc = r.model if mixer is None else f"{mixer}"
-            if extra:
-                desc += " (" + ", ".join(extra) + ")"
+        for r in self.ranked():
+            ci = "-" if not math.isfinite(r.top1.lo) else f"[{r.top1.lo:.2f}, {r.top1.hi:.2f}]"
             rows.append(
                 [
-                    f"**{r.label}**",
-                    desc,
+                    str(r.rank),
+                    f"**{r.label}**" + (" (baseline)" if r.baseline else ""),
+                    r.describe(),
                     fmt_num(r.params / 1e6),
                     fmt_num(r.gmacs),
-                    f"{r.top1:.2f}",
-                    f"{r.best_top1:.2f}",
+                    r.top1.fmt_std(),
+                    ci,
+                    r.best_top1.fmt(),
+                    "-" if r.baseline else self.vs_baselines(r),
                     fmt_stats(r.infer_img_s),
                     fmt_stats(r.train_img_s),
                     f"{r.train_time_s:.0f}",
                 ]
             )
-        return markdown_table(header, rows, "ll" + "r" * (len(header) - 2))
+        return markdown_table(header, rows, "rll" + "r" * (len(header) - 3))
+
+    def claims_table(self) -> str:
+        header = ["claim", "family", "a − b", "Δ top-1 (pp) [95% CI]", "verdict", "paper"]
+        rows = [
+            [c["claim"], c["family"], f"{c['a']} − {c['b']}", c["diff"].fmt(sign=True), c["verdict"], c["paper"]]
+            for c in self.claims
+        ]
+        return markdown_table(header, rows, "llllll")
+
+    def pairs_table(self) -> str:
+        header = ["a", "b", "Δ top-1 a − b (pp) [95% CI]", "verdict"]
+        rows = [[p["a"], p["b"], p["diff"].fmt(sign=True), p["verdict"]] for p in self.pairs]
+        return markdown_table(header, rows, "llrl")
+
+    def findings(self) -> list[str]:
+        """What the intervals support, as Markdown bullets (the README's findings are these)."""
+        if not self.rows:
+            return []
+        ranked = self.ranked()
+        top = [r.label for r in ranked if r.rank == 1]
+        out = [
+            f"- best (rank 1, no entry better by a supported difference): {', '.join(f'`{t}`' for t in top)}; "
+            f"highest mean `{ranked[0].label}` {ranked[0].top1.fmt_std()}% over {_plural(len(ranked[0].runs), 'seed')}"
+        ]
+        base = [r for r in self.rows if r.baseline]
+        for b in base:
+            beat = [r.label for r in self.rows if not r.baseline and _better(self.diff(r.label, b.label))]
+            lose = [r.label for r in self.rows if not r.baseline and _better(self.diff(b.label, r.label))]
+            tied = [r.label for r in self.rows if not r.baseline and r.label not in beat + lose]
+            line = f"- baseline `{b.label}` ({b.top1.fmt_std()}%): beaten by {_names(beat)}"
+            line += f"; better than {_names(lose)}" if lose else ""
+            line += f"; not separated from {_names(tied)}" if tied else ""
+            out.append(line)
+        for c in self.claims:
+            out.append(
+                f"- claim {c['claim']} ({c['family']}): Δ {c['diff'].fmt(sign=True)} pp — {c['verdict']} "
+                f"(paper: {c['paper']})"
+            )
+        supported = [p for p in self.pairs if p["verdict"] == "supported"]
+        out.append(
+            f"- {len(supported)} of {len(self.pairs)} pairwise differences are supported at 95% "
+            "(each interval on its own; see the pairs table)"
+        )
+        return out
 
     def notes(self) -> str:
         rc = self.recipe
+        keys = ("data", "img_size", "in_chans", "epochs", "limit_train", "limit_test", "batch_size", "opt", "lr")
+        keys += ("min_lr", "warmup_epochs", "weight_decay", "no_aug", "label_smoothing", "drop_path_rate", "amp")
+        recipe = ", ".join(f"{k}={rc.get(k)}" for k in keys if k in rc)
+        reused = sum(r.reused for row in self.rows for r in row.runs)
         return "\n".join(
             [
-                f"Recipe (shared): data={rc.get('data')}, img_size={rc.get('img_size')}, in_chans="
-                f"{rc.get('in_chans')}, epochs={rc.get('epochs')}, batch_size={rc.get('batch_size')}, "
-                f"lr={rc.get('lr')}, opt={rc.get('opt')}, seed={rc.get('seed')}, limit_train="
-                f"{rc.get('limit_train')}, limit_test={rc.get('limit_test')}.",
-                "top-1 = final test accuracy; throughput = median (q1–q3) of the trained models timed together "
-                "round-robin after training (training = forward+backward+AdamW step); train time = the "
-                f"trainer's wall time of the training epochs. Total wall time {self.wall_s:.0f}s.",
+                f"Recipe (shared by every entry): {recipe}. Seeds: {self.seeds}.",
+                "",
+                "top-1 = final test accuracy, mean ± sample std over the seeds; CI = 95% Student-t interval of the "
+                "mean; best-epoch = the best epoch's test top-1 of each run (an optimistic number: it picks on "
+                "the test set). rank = 1 + the number of entries better by a supported paired difference "
+                "(entries no interval separates share a rank). vs baselines: > better, < worse (supported), "
+                "≈ inconclusive. Throughput = median (q1–q3) of the architectures timed together round-robin "
+                "after training (training = forward+backward+AdamW step); train s/run = the trainer's wall time "
+                "of the training epochs, mean over seeds.",
+                "",
+                f"Total wall time {self.wall_s:.0f}s; sum of per-run training times {self.train_time_total_s:.0f}s "
+                f"over {sum(len(r.runs) for r in self.rows)} runs"
+                + (f" ({reused} reused from earlier, interrupted invocations)" if reused else "")
+                + ".",
             ]
         )
 
     def markdown(self, command: str | None = None) -> str:
-        return "\n".join([environment_header(self.title, self.env, command), self.table(), "", self.notes()])
+        parts = [environment_header(self.title, self.env, command), self.table(), ""]
+        parts += ["## Findings (what the intervals support)", "", *self.findings(), ""]
+        if self.claims:
+            parts += ["## Claims of the papers, tested", "", self.claims_table(), ""]
+        if self.pairs:
+            parts += ["## Pairwise differences (paired over seeds)", "", self.pairs_table(), ""]
+        parts += ["## Notes", "", self.notes()]
+        return "\n".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         rows = []
         for r in self.rows:
             d = asdict(r)
+            d["top1"], d["best_top1"] = r.top1.as_dict(), r.best_top1.as_dict()
             d["infer_img_s"] = r.infer_img_s.as_dict() if r.infer_img_s else None
             d["train_img_s"] = r.train_img_s.as_dict() if r.train_img_s else None
+            d["train_time_s"] = r.train_time_s
             rows.append(d)
         return {
             "title": self.title,
             "env": self.env,
             "recipe": self.recipe,
             "bench": self.bench,
+            "seeds": self.seeds,
             "wall_s": self.wall_s,
+            "train_time_total_s": self.train_time_total_s,
             "rows": rows,
+            "findings": self.findings(),
+            "pairs": [p | {"diff": p["diff"].as_dict()} for p in self.pairs],
+            "claims": [c | {"diff": c["diff"].as_dict()} for c in self.claims],
         }
 
     def save(self, out_dir: str | Path, *, command: str | None = None) -> list[Path]:
-        """Write compare.md/.csv/.json, curves.png (learning curves) and acc_vs_speed.png."""
+        """Write compare.md/.csv/.json, runs.csv, pairs.csv, claims.csv and the plots."""
         out = Path(out_dir)
-        return [
-            write_text(out / "compare.md", self.markdown(command)),
-            write_csv(out / "compare.csv", [r.flat() for r in self.rows]),
-            write_json(out / "compare.json", self.as_dict() | {"command": command}),
-            self.plot_curves(out / "curves.png"),
-            self.plot_tradeoff(out / "acc_vs_speed.png"),
+        runs = [
+            {"label": row.label, **{k: v for k, v in asdict(r).items() if k != "history"}}
+            for row in self.rows
+            for r in row.runs
         ]
+        paths = [
+            write_text(out / "compare.md", self.markdown(command)),
+            write_csv(out / "compare.csv", [r.flat() for r in self.ranked()]),
+            write_csv(out / "runs.csv", runs),
+            write_json(out / "compare.json", self.as_dict() | {"command": command}),
+        ]
+        if self.pairs:
+            paths.append(write_csv(out / "pairs.csv", [_flat_diff(p) for p in self.pairs]))
+        if self.claims:
+            paths.append(write_csv(out / "claims.csv", [_flat_diff(c) for c in self.claims]))
+        paths += [self.plot_curves(out / "curves.png"), self.plot_tradeoff(out / "acc_vs_speed.png")]
+        if self.claims:
+            paths.append(self.plot_claims(out / "claims.png"))
+        return paths
 
+    # ---- plots -----------------------------------------------------------------------------------------
     def plot_curves(self, path: Path) -> Path:
-        """Test top-1 and train loss per epoch, one line per entry."""
-        fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(12, 4.5))
+        """Test top-1 and train loss per epoch: the mean over seeds, a band from the lowest to the highest seed."""
+        fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(12, 4.8))
         for i, r in enumerate(self.rows):
-            ep = [h["epoch"] for h in r.history]
-            style = "--" if r.model_kwargs.get("shift") is False else "-"
-            color = f"C{i % 10}"
-            ax_acc.plot(ep, [h["top1"] for h in r.history], style, marker="o", color=color, label=r.label)
-            ax_loss.plot(ep, [h["train_loss"] for h in r.history], style, marker="o", color=color, label=r.label)
-        ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
+            color, style = f"C{i % 10}", ":" if r.baseline else ("--" if r.model_kwargs.get("shift") is False else "-")
+            for ax, key in ((ax_acc, "top1"), (ax_loss, "train_loss")):
+                n = min(len(run.history) for run in r.runs)
+                if n == 0:
+                    continue
+                ep = [r.runs[0].history[j]["epoch"] for j in range(n)]
+                vals = [[run.history[j][key] for run in r.runs] for j in range(n)]
+                mean = [sum(v) / len(v) for v in vals]
+                ax.plot(ep, mean, style, marker="o", ms=3, color=color, label=r.label)
+                if len(r.runs) > 1:
+                    ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=color, alpha=0.15)
+        ax_acc.set(
+            xlabel="epoch", ylabel="test top-1 (%)", title=f"test accuracy (band: min–max over {len(self.seeds)} seeds)"
+        )
         ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
-        epochs = sorted({h["epoch"] for r in self.rows for h in r.history})
+        epochs = sorted({h["epoch"] for r in self.rows for run in r.runs for h in run.history})
         for ax in (ax_acc, ax_loss):
             ax.grid(alpha=0.3)
             if 0 < len(epochs) <= 20:  # whole epochs only
                 ax.set_xticks(epochs)
-        ax_acc.legend(fontsize=8)
+        ax_acc.legend(fontsize=7, ncol=2)
         fig.suptitle(self.title, fontsize=10)
         return save_figure(fig, path)
 
     def plot_tradeoff(self, path: Path) -> Path:
-        """Top-1 against inference throughput (marker area ∝ GMACs)."""
-        fig, ax = new_figure(figsize=(7, 5))
-        gmax = max((r.gmacs for r in self.rows), default=1.0) or 1.0
+        """Top-1 (mean, 95% CI bars) against inference throughput (median, IQR bars)."""
+        fig, ax = new_figure(figsize=(8, 5.5))
         for i, r in enumerate(self.rows):
-            x = r.infer_img_s.median if r.infer_img_s else r.train_img_s_run
-            ax.scatter([x], [r.top1], s=60 + 400 * r.gmacs / gmax, color=f"C{i % 10}", alpha=0.8)
-            ax.annotate(r.label, (x, r.top1), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            x = r.infer_img_s.median if r.infer_img_s else r.runs[0].train_img_s
+            xerr = [[x - r.infer_img_s.q1], [r.infer_img_s.q3 - x]] if r.infer_img_s else None
+            half = r.top1.half_width if math.isfinite(r.top1.half_width) else 0.0
+            ax.errorbar(
+                [x],
+                [r.top1.mean],
+                yerr=[[half], [half]],
+                xerr=xerr,
+                fmt="s" if r.baseline else "o",
+                color=f"C{i % 10}",
+                capsize=3,
+                ms=6,
+            )
+            ax.annotate(r.label, (x, r.top1.mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
         ax.set(
-            xlabel=f"inference images/s (batch {self.bench.get('batch', 64)}, median)",
-            ylabel="test top-1 (%)",
-            title="accuracy vs throughput (marker area ∝ GMACs)",
+            xlabel=f"inference images/s (batch {self.bench.get('batch', 64)}, median, IQR bars)",
+            ylabel="test top-1 (%), mean and 95% CI over seeds",
+            title="accuracy vs throughput (squares: baselines)",
         )
-        ax.grid(alpha=0.3)
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
         return save_figure(fig, path)
+
+    def plot_claims(self, path: Path) -> Path:
+        """Forest plot: each claim's Δ top-1 with its 95% CI, zero line, and the paper's figure (×)."""
+        fig, ax = new_figure(figsize=(8, 1.2 + 0.55 * len(self.claims)))
+        ys = list(range(len(self.claims)))[::-1]
+        for y, c in zip(ys, self.claims):
+            d: Interval = c["diff"]
+            color = {"supported": "C2", "reversed": "C3"}.get(c["verdict"], "C7")
+            if math.isfinite(d.lo):
+                ax.plot([d.lo, d.hi], [y, y], color=color, lw=2)
+            ax.plot([d.mean], [y], "o", color=color)
+            paper = _paper_value(c["paper"])
+            if paper is not None:
+                ax.plot([paper], [y], "x", color="k", ms=7, label="paper (ImageNet-1k)" if y == ys[0] else None)
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set_yticks(ys, [f"{c['claim']} ({c['family']})" for c in self.claims], fontsize=8)
+        ax.set(
+            xlabel="Δ top-1 (percentage points), mean and 95% CI over seeds", title="the papers' claims at this scale"
+        )
+        ax.grid(alpha=0.3, axis="x")
+        if any(_paper_value(c["paper"]) is not None for c in self.claims):
+            ax.legend(fontsize=8, loc="best")
+        return save_figure(fig, path)
+
+
+def _better(d: Interval) -> bool:
+    return verdict(d) == "supported" and d.mean > 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _names(labels: list[str]) -> str:
+    return ", ".join(f"`{x}`" for x in labels) if labels else "none"
+
+
+def _paper_value(text: str) -> float | None:
+    """The leading signed number of a claim's paper figure (``"+1.1 (Swin-T)"`` -> 1.1), if any."""
+    head = str(text).strip().split(" ", 1)[0]
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+def _flat_diff(d: dict[str, Any]) -> dict[str, Any]:
+    iv: Interval = d["diff"]
+    rest = {k: v for k, v in d.items() if k != "diff"}
+    return rest | {"diff_mean": iv.mean, "diff_std": iv.std, "ci_lo": iv.lo, "ci_hi": iv.hi, "n": iv.n}
+
+
+def claim_verdict(diff: Interval) -> str:
+    """A claim says ``a`` beats ``b``: ``supported`` (interval above 0), ``reversed`` (below) or ``inconclusive``."""
+    if verdict(diff) != "supported":
+        return "inconclusive"
+    return "supported" if diff.mean > 0 else "reversed"
 
 
 def find_compare_preset(name_or_path: str | Path) -> Path:
@@ -250,15 +510,32 @@ def find_compare_preset(name_or_path: str | Path) -> Path:
     return find_preset(name_or_path, kind="compare")
 
 
+def _seeds(value: Any, base: int, where: str) -> list[int]:
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{where}: seeds must be a count (seeds: 3) or a list of ints, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{where}: seeds must be >= 1, got {value}")
+        return [base + i for i in range(value)]
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{where}: seeds {value} repeat a seed")
+        return list(value)
+    raise ConfigError(f"{where}: seeds must be a count (seeds: 3) or a list of ints, got {value!r}")
+
+
 def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePreset:
     """Read a preset and apply ``key=value`` overrides (see the module docstring).
 
     Raises:
         FileNotFoundError: The preset does not exist.
-        ConfigError: Unknown section, malformed entry or override.
+        ConfigError: Unknown section, malformed entry, claim or override.
     """
     path = find_compare_preset(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a compare preset must be a mapping")
     unknown = [k for k in data if k not in _SECTIONS]
@@ -271,12 +548,15 @@ def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse value of {key}: {raw!r} ({e})") from e
         if key == "only":
             only = [s.strip() for s in str(raw).split(",") if s.strip()]
             continue
-        if key == "title":
-            data["title"] = raw
+        if key in ("title", "seeds"):
+            data[key] = raw if key == "title" else value
             continue
         parts = key.split(".")
         section = parts[0] if parts[0] in ("recipe", "defaults", "bench") else "recipe"
@@ -294,30 +574,210 @@ def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     bad = [k for k in bench if k not in _BENCH_KEYS]
     if bad:
         raise ConfigError(f"unknown bench option(s) {bad}; valid: {list(_BENCH_KEYS)}")
+    recipe = dict(data.get("recipe") or {})
+    if "seed" in recipe and not isinstance(recipe["seed"], int):
+        raise ConfigError(f"{path}: recipe.seed must be an int, got {recipe['seed']!r}")
+    seeds = _seeds(data.get("seeds", 1), int(recipe.pop("seed", 0)), str(path))
     defaults = dict(data.get("defaults") or {})
     entries = []
     for i, raw_entry in enumerate(data.get("entries") or []):
         if not isinstance(raw_entry, dict) or not (raw_entry.get("model") or defaults.get("model")):
             raise ConfigError(f"{path}: entry {i} needs a 'model' (or defaults.model)")
-        extra = set(raw_entry) - {"label", "name", "model", "model_kwargs"}
+        extra = set(raw_entry) - _ENTRY_KEYS
         if extra:
-            raise ConfigError(f"{path}: entry {i} has unknown keys {sorted(extra)}")
+            raise ConfigError(f"{path}: entry {i} has unknown keys {sorted(extra)}; valid: {sorted(_ENTRY_KEYS)}")
         model = raw_entry.get("model") or defaults["model"]
-        kwargs = {**(defaults.get("model_kwargs") or {}), **(raw_entry.get("model_kwargs") or {})}
+        # an entry that names its own model starts from its own kwargs (a baseline shares no geometry)
+        own = "model" in raw_entry and raw_entry["model"] != defaults.get("model")
+        kwargs = {**({} if own else defaults.get("model_kwargs") or {}), **(raw_entry.get("model_kwargs") or {})}
         label = str(raw_entry.get("label") or raw_entry.get("name") or model)
-        entries.append({"label": label, "model": model, "model_kwargs": kwargs})
+        entries.append(
+            {"label": label, "model": model, "model_kwargs": kwargs, "baseline": bool(raw_entry.get("baseline"))}
+        )
     labels = [e["label"] for e in entries]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: entry labels must be unique, got {labels}")
+    claims = []
+    for i, c in enumerate(data.get("claims") or []):
+        if not isinstance(c, dict) or set(c) - _CLAIM_KEYS or not {"a", "b"} <= set(c):
+            raise ConfigError(f"{path}: claim {i} must be a mapping with a, b (and claim, family, paper), got {c!r}")
+        for side in ("a", "b"):
+            if c[side] not in labels:
+                raise ConfigError(f"{path}: claim {i} names no entry {c[side]!r}.{suggest(str(c[side]), labels)}")
+        claims.append(
+            {
+                "claim": str(c.get("claim") or f"{c['a']} vs {c['b']}"),
+                "family": str(c.get("family") or ""),
+                "a": c["a"],
+                "b": c["b"],
+                "paper": str(c.get("paper") or "-"),
+            }
+        )
     if only is not None:
         missing = [o for o in only if o not in labels]
         if missing:
             raise ConfigError(f"only={','.join(missing)}: no such entry.{suggest(missing[0], labels)}")
         entries = [e for e in entries if e["label"] in only]
+        claims = [c for c in claims if c["a"] in only and c["b"] in only]
     if not entries:
         raise ConfigError(f"{path}: no entries to compare")
     title = str(data.get("title") or f"hiermlp compare: {path.stem}")
-    return ComparePreset(title, dict(data.get("recipe") or {}), entries, bench, str(path))
+    return ComparePreset(title, recipe, entries, bench, str(path), seeds, claims)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# running
+
+
+def _fingerprint(cfg: Any) -> dict[str, Any]:
+    """What a run computes: its config without the keys that only say where and how it is shown."""
+    from hiermlp.train import config_to_dict
+
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in _VOLATILE}
+
+
+def _same_config(old: Any, new: dict[str, Any]) -> bool:
+    """Whether a run recorded with config ``old`` computed what ``new`` asks for.
+
+    A key only ``new`` has (a trainer option added since the run) matches when it is at its default: the
+    older trainer behaved as that default does.
+    """
+    from hiermlp.train.config import TrainConfig
+
+    if not isinstance(old, dict):
+        return False
+    defaults = _fingerprint(TrainConfig())
+    for k, v in new.items():
+        if k in old:
+            if old[k] != v:
+                return False
+        elif k not in defaults or defaults[k] != v:
+            return False
+    return all(k in new for k in old)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing or half-written: treated as absent
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)  # a kill mid-write leaves the old file (or none), never half a file
+
+
+def _is_main() -> bool:
+    """Rank 0 of a torchrun launch (or a plain process): the one that writes compare's files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process: two compares on one runs directory must not train the same run.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+
+    Raises:
+        ConfigError: another live process holds it.
+    """
+    if not _is_main():
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid > 0 and pid != os.getpid() and _alive(pid):
+                raise ConfigError(
+                    f"{run_dir} is being trained by process {pid} (another hiermlp compare on the same runs "
+                    "directory): wait for it to finish, or pass another --runs-dir"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:
+    """Train one (entry, seed); the one place compare calls the trainer (tests wrap it)."""
+    from hiermlp.train import train
+
+    return train(cfg, out_dir=run_dir, progress=progress)
+
+
+def _run_one(cfg: Any, run_dir: Path, *, seed: int, progress: bool) -> tuple[RunRecord, Any, int]:
+    """Reuse a finished run of the same config, resume an interrupted one, or train afresh.
+
+    Returns:
+        The record, the trained model (None when reused) and its parameter count.
+    """
+    from dataclasses import replace
+
+    from hiermlp.train.config import TrainConfig
+
+    fp = _fingerprint(cfg)
+    done = _read_json(run_dir / RESULT_FILE)
+    if done is not None and _same_config(done.get("config"), fp):
+        rec = RunRecord(**{k: v for k, v in done["record"].items() if k != "reused"}, reused=True)
+        return rec, None, int(done["params"])
+    same = _same_config(_read_json(run_dir / FINGERPRINT_FILE), fp)
+    resuming = same and (run_dir / "last.pth").is_file()
+    keys: dict[str, Any] = {"resume": "auto" if resuming else ""}
+    if "overwrite" in {f.name for f in fields(TrainConfig)}:
+        keys["overwrite"] = not resuming  # the directory is compare's own: a stale or changed run is replaced
+    cfg = replace(cfg, **keys)
+    if _is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        _write_json_atomic(run_dir / FINGERPRINT_FILE, fp)
+    result = _train_run(cfg, run_dir, progress)
+    rec = RunRecord(
+        seed=seed,
+        top1=result.top1,
+        best_top1=result.best_top1,
+        best_epoch=result.best_epoch,
+        top5=result.top5,
+        test_loss=result.loss,
+        train_time_s=_train_time(result),
+        train_img_s=result.img_s,
+        history=result.history,
+    )
+    record = {k: v for k, v in asdict(rec).items() if k != "reused"}
+    if _is_main():
+        _write_json_atomic(run_dir / RESULT_FILE, {"config": fp, "record": record, "params": result.params})
+    return rec, result.model, result.params
+
+
+def _train_time(result: Any) -> float:
+    """Training time over all epochs, also those trained before a resume (the history keeps each epoch's time)."""
+    times = [h.get("epoch_time_s") for h in result.history]
+    if times and all(isinstance(t, int | float) for t in times):
+        return float(sum(times))
+    return float(result.train_time_s)
 
 
 def run_comparison(
@@ -325,16 +785,16 @@ def run_comparison(
     *,
     progress: bool = True,
     threads: int | None = None,
-    runs_dir: str | Path | None = None,
+    runs_dir: str | Path,
 ) -> CompareResult:
-    """Train every entry of ``preset`` with its shared recipe, then time the trained models together.
+    """Train every entry of ``preset`` once per seed with its shared recipe, then time the architectures.
 
     Args:
         preset: From :func:`load_preset`.
-        progress: Show a tqdm bar over entries (and the trainer's own bars).
-        threads: Torch intra-op threads (None: the recipe's/bench's or one per core).
-        runs_dir: Keep each entry's training run (checkpoints, metrics.jsonl) in ``runs_dir/<label>``;
-            None trains into a temporary directory that is deleted afterwards.
+        progress: Show a tqdm bar over runs (and the trainer's own bars).
+        threads: Torch intra-op threads (None: the bench section's, else one per core).
+        runs_dir: Each (entry, seed) trains in ``runs_dir/<label>/seed<k>``; a finished run of the same
+            config found there is reused, an interrupted one resumed from its last checkpoint.
 
     Returns:
         The comparison.
@@ -342,10 +802,13 @@ def run_comparison(
     Raises:
         ConfigError: A recipe key or value is invalid (the trainer's message, with close keys).
     """
+    from dataclasses import replace
+
     from hiermlp.bench.flops import count_gmacs
     from hiermlp.bench.speed import BenchEntry, benchmark_models
-    from hiermlp.train import config_to_dict, train
+    from hiermlp.train import config_to_dict
     from hiermlp.train.config import config_from_dict
+    from hiermlp.train.loop import build_model
 
     t_start = time.perf_counter()
     threads = set_threads(threads or preset.bench.get("threads"))
@@ -357,37 +820,42 @@ def run_comparison(
         configs.append(cfg)
     env = environment(configs[0].device if configs[0].device != "auto" else "cpu")
     rows: list[CompareRow] = []
-    bar = tqdm(total=len(configs), desc="compare", disable=not progress, position=0)
+    bar = tqdm(total=len(configs) * len(preset.seeds), desc="compare", disable=not progress, position=0)
     for e, cfg in zip(preset.entries, configs):
-        bar.set_postfix_str(e["label"])
-        with tempfile.TemporaryDirectory(prefix="hiermlp-compare-") as tmp:
-            run_dir = Path(runs_dir) / _slug(e["label"]) if runs_dir is not None else Path(tmp)
-            result = train(cfg, out_dir=run_dir, progress=progress)
-        model = result.model.cpu()
-        gmacs = count_gmacs(model, (cfg.in_chans, cfg.img_size, cfg.img_size))
+        runs, gmacs, params = [], None, 0
+        for seed in preset.seeds:
+            bar.set_postfix_str(f"{e['label']} seed {seed}")
+            run_dir = Path(runs_dir) / _slug(e["label"]) / f"seed{seed}"
+            with _run_lock(run_dir):
+                rec, model, params = _run_one(replace(cfg, seed=seed), run_dir, seed=seed, progress=progress)
+            if gmacs is None:
+                if model is None:  # reused: count on a freshly built model (GMACs do not depend on weights)
+                    model = build_model(cfg, cfg.num_classes or 10)
+                gmacs = count_gmacs(model.cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size))
+            del model
+            runs.append(rec)
+            bar.update()
+            bar.write(
+                f"{e['label']} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s"
+                + (" (reused)" if rec.reused else "")
+            )
         rows.append(
             CompareRow(
                 label=e["label"],
                 model=e["model"],
                 model_kwargs=e["model_kwargs"],
-                params=sum(p.numel() for p in model.parameters()),
-                gmacs=gmacs,
-                top1=result.top1,
-                best_top1=result.best_top1,
-                top5=result.top5,
-                test_loss=result.loss,
-                train_time_s=result.train_time_s,
-                train_img_s_run=result.img_s,
-                history=result.history,
+                baseline=e["baseline"],
+                params=params,
+                gmacs=float(gmacs or 0.0),
+                runs=runs,
+                top1=mean_interval([r.top1 for r in runs]),
+                best_top1=mean_interval([r.best_top1 for r in runs]),
             )
         )
-        bar.update()
-        bar.write(f"{e['label']}: top-1 {result.top1:.2f}% | {result.train_time_s:.0f}s | {gmacs:.4f} GMACs")
-        del result, model
     bar.close()
     bench = {"batch": 64, "repeats": 5, "warmup": 1, "memory": False, "train": True, "latency": False}
     bench |= preset.bench
-    if not bench.pop("skip", False):
+    if not bench.pop("skip", False) and _is_main():  # under torchrun rank 0 times the models alone
         num_classes = configs[0].num_classes or 10
         report = benchmark_models(
             [
@@ -404,10 +872,28 @@ def run_comparison(
         for row, b in zip(rows, report.rows):
             row.infer_img_s, row.train_img_s = b.infer_img_s, b.train_img_s
     recipe = config_to_dict(configs[0])
-    recipe.pop("model"), recipe.pop("model_kwargs")
-    return CompareResult(
-        preset.title, rows, finish_environment(env), recipe, bench, wall_s=time.perf_counter() - t_start
-    )
+    for k in ("model", "model_kwargs", "seed", *_VOLATILE):
+        recipe.pop(k, None)
+    result = CompareResult(preset.title, rows, finish_environment(env), recipe, bench, list(preset.seeds))
+    diffs = {}
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            d = result.diff(a.label, b.label)
+            if d.mean < 0:  # state every pair as "higher minus lower" so the table reads one way
+                a_, b_, d = b, a, result.diff(b.label, a.label)
+            else:
+                a_, b_ = a, b
+            diffs[(a_.label, b_.label)] = d
+            result.pairs.append({"a": a_.label, "b": b_.label, "diff": d, "verdict": verdict(d)})
+    result.pairs.sort(key=lambda p: -p["diff"].mean)
+    ranks = supported_ranks([r.label for r in rows], diffs)
+    for r in rows:
+        r.rank = ranks[r.label]
+    for c in preset.claims:
+        d = result.diff(c["a"], c["b"])
+        result.claims.append(c | {"diff": d, "verdict": claim_verdict(d)})
+    result.wall_s = time.perf_counter() - t_start
+    return result
 
 
 def _slug(label: str) -> str:
@@ -426,15 +912,16 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="recipe overrides (epochs=1), section keys (bench.batch=32) or only=label1,label2",
+        help="recipe overrides (epochs=1), section keys (bench.batch=32), seeds=5 or only=label1,label2",
     )
     parser.add_argument(
         "--out", default=None, help="write compare.md/.csv/.json and PNG plots here (default: runs/compare/PRESET)"
     )
     parser.add_argument(
-        "--save-runs",
-        action="store_true",
-        help="keep each entry's checkpoints and metrics under OUT/runs/LABEL (default: temporary)",
+        "--runs-dir",
+        default=None,
+        help="train each (entry, seed) in RUNS_DIR/LABEL/seedK; rerunning the same command reuses finished "
+        "runs and resumes an interrupted one (default: OUT/runs)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -449,20 +936,21 @@ def run_compare(args: argparse.Namespace) -> int:
         preset_name = "default"
     if args.out is None:
         args.out = str(Path("runs") / "compare" / Path(preset_name).stem)
+    runs_dir = args.runs_dir or str(Path(args.out) / "runs")
     try:
         preset = load_preset(preset_name, overrides)
-        runs_dir = Path(args.out) / "runs" if args.out and args.save_runs else None
         result = run_comparison(preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir)
     except (FileNotFoundError, HiermlpError) as e:
         print(f"hiermlp compare: error: {e}", file=sys.stderr)
         return 2
     command = shlex.join(
-        ["hiermlp", "compare", preset_name, *overrides]
-        + (["--out", args.out] if args.out else [])
+        ["hiermlp", "compare", preset_name, *overrides, "--out", args.out]
+        + (["--runs-dir", args.runs_dir] if args.runs_dir else [])
         + (["--threads", str(args.threads)] if args.threads else [])
     )
+    if not _is_main():  # torchrun: every rank trained, rank 0 reports
+        return 0
     print(result.markdown(command))
-    if args.out:  # always set: the reports are the point of a comparison
-        paths = result.save(args.out, command=command)
-        print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    paths = result.save(args.out, command=command)
+    print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

@@ -1,5 +1,6 @@
 """Block, stage, the hierarchical network, the variant table and the registries."""
 
+from hiermlp.models import baselines as _baselines  # noqa: F401  (linear_pixels, resnet_micro, in timm's registry)
 from hiermlp.models import timm_mirror as _timm_mirror  # noqa: F401  (mirrors it into timm)
 from hiermlp.models import zoo as _zoo  # noqa: F401  (fills the registry)
 from hiermlp.models import zoo_literature as _zoo_literature  # noqa: F401  (CycleMLP, AS-MLP, Wave-MLP, sMLPNet)
