@@ -5,7 +5,16 @@
 """
 
 from hiermlp import accel
-from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, ShapeError, UnknownNameError
+from hiermlp.errors import (
+    CheckpointError,
+    ConfigError,
+    HiermlpError,
+    NonFiniteError,
+    NotFoundError,
+    OutputError,
+    ShapeError,
+    UnknownNameError,
+)
 from hiermlp.mixers import MIXERS, register_mixer
 from hiermlp.models import HierNet, create_model, list_models, register_model
 from hiermlp.weights import load_checkpoint
@@ -18,6 +27,9 @@ __all__ = [
     "ConfigError",
     "HierNet",
     "HiermlpError",
+    "NonFiniteError",
+    "NotFoundError",
+    "OutputError",
     "ShapeError",
     "UnknownNameError",
     "__version__",

@@ -73,6 +73,7 @@ from hiermlp.bench.report import (
 from hiermlp.bench.stats import Interval, mean_interval, paired_difference, supported_ranks, verdict
 from hiermlp.bench.timing import Stats
 from hiermlp.errors import ConfigError, HiermlpError, suggest
+from hiermlp.io import atomic_write_text
 
 __all__ = [
     "ComparePreset",
@@ -664,9 +665,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)  # a kill mid-write leaves the old file (or none), never half a file
+    atomic_write_text(path, json.dumps(obj), what="compare record")  # a kill mid-write leaves the old file
 
 
 def _is_main() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 from hiermlp.bench.env import format_environment
 from hiermlp.bench.timing import Stats
+from hiermlp.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "fmt_num",
@@ -65,8 +67,7 @@ def environment_header(title: str, env: dict, command: str | None = None) -> str
 
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
-    return path
+    return atomic_write_text(path, text if text.endswith("\n") else text + "\n", what="report")
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -90,12 +91,12 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return atomic_write_text(path, buf.getvalue(), what="report")
 
 
 def new_figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -113,6 +114,7 @@ def save_figure(fig: Any, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, buf.getvalue(), what="figure")
