@@ -7,7 +7,7 @@
 from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, ShapeError, UnknownNameError
 from hiermlp.mixers import MIXERS, register_mixer
 from hiermlp.models import HierNet, create_model, list_models, register_model
-from hiermlp.weights import load_checkpoint
+from hiermlp.weights import load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -25,4 +25,5 @@ __all__ = [
     "load_checkpoint",
     "register_mixer",
     "register_model",
+    "save_checkpoint",
 ]

@@ -112,3 +112,67 @@ def resolve_feature_cls(spec: str | type[nn.Module] | None) -> type[nn.Module]:
     if key not in FEATURE_CLASSES:
         raise ConfigError(f"unknown feature_cls {spec!r}; choose one of {', '.join(FEATURE_CLASSES)} or pass a class")
     return FEATURE_CLASSES[key]
+
+
+class AttentionRecorder:
+    """Forward hooks on every window-attention mixer that record its attention weights, for visualisation.
+
+    ``with record_attention(model) as maps: model(x)`` then ``maps["stages.0.blocks.1.mixer"]`` is the
+    ``(B, nW, heads, N, N)`` softmax of that block (windows in row-major grid order, ``N = wh*ww`` tokens of a
+    window in row-major order; for shifted blocks the windows of the rolled map, with the shift mask applied).
+    The hook recomputes ``softmax(q k^T / sqrt(d) + bias)`` from the mixer's own inputs and weights (``qkv``,
+    its position bias and mask through ``attn_bias``), so the kernel the mixer runs is untouched and the
+    recorded weights are exactly those it applies (tests/test_detection.py checks ``attn @ v`` against it).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        from hiermlp.mixers import MIXERS
+
+        kinds = tuple({MIXERS[k] for k in ("attention", "global_attention") if k in MIXERS})
+        self.maps: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for name, m in model.named_modules():
+            if isinstance(m, kinds):
+                self._handles.append(m.register_forward_hook(self._hook(name), with_kwargs=True))
+        if not self._handles:
+            raise ConfigError(f"{type(model).__name__} has no attention mixer whose weights could be recorded")
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+            x = args[0]
+            mask = args[1] if len(args) > 1 else kwargs.get("mask")
+            self.maps[name] = attention_weights(module, x, mask).detach()
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> dict[str, torch.Tensor]:
+        return self.maps
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def record_attention(model: nn.Module) -> AttentionRecorder:
+    """Record every attention mixer's weights during the forwards inside ``with`` (see :class:`AttentionRecorder`)."""
+    return AttentionRecorder(model)
+
+
+def attention_weights(mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``(B*nW, N, C)`` windows -> ``(B, nW, heads, N, N)`` attention weights of a window-attention mixer."""
+    from einops import rearrange
+
+    with torch.no_grad():
+        heads = mixer.num_heads
+        nw = 1 if mask is None else mask.shape[0]
+        qkv = rearrange(mixer.qkv(x), "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=heads)
+        q, k = qkv[0], qkv[1]
+        attn = torch.matmul(q, k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        bias = mixer.attn_bias(mask, attn.dtype)  # (1, heads or nW*heads, N, N) or None
+        if bias is not None:
+            attn = attn + bias
+        return rearrange(attn.softmax(-1), "b (w heads) n m -> b w heads n m", w=nw)

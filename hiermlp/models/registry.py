@@ -348,7 +348,7 @@ def build_model(
     resolved = pretrained_cfg if isinstance(pretrained_cfg, dict) else None
     model_cls = functools.partial(_construct, entry.builder, checkpoint_path, resolved or {})
     try:
-        return build_model_with_cfg(
+        model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
@@ -370,6 +370,18 @@ def build_model(
             "fill the Hugging Face cache (HF_HUB_CACHE) or pass pretrained_cfg_overlay=dict(file=PATH) or "
             "checkpoint_path=PATH"
         ) from e
+    # the cfg describes the model as built (after loading, which reads the source's class count and channels)
+    built = model.pretrained_cfg
+    if not features_only:
+        built["num_classes"] = getattr(model, "num_classes", built.get("num_classes"))
+    if "img_size" in kwargs:
+        size = kwargs["img_size"]
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        built["input_size"] = (kwargs.get("in_chans", 3), *size)
+        built["pool_size"] = nominal_pool_size({**entry.kwargs, **kwargs}, built["input_size"])
+    elif "in_chans" in kwargs and "input_size" in built:
+        built["input_size"] = (kwargs["in_chans"], *built["input_size"][1:])
+    return model
 
 
 def create_model(
@@ -399,7 +411,7 @@ def create_model(
     """
     cfg = resolve_cfg(name)
     entry = get_entry(cfg["architecture"])
-    model = build_model(
+    return build_model(
         entry,
         entry.name,
         pretrained,
@@ -410,18 +422,6 @@ def create_model(
         feature_defaults=dict(feature_cls="hiermlp", output_fmt="NCHW"),
         **kwargs,
     )
-    # hiermlp's cfg describes the model as built (timm's keeps the source's class count and size)
-    built = model.pretrained_cfg
-    if not features_only:
-        built["num_classes"] = getattr(model, "num_classes", built.get("num_classes"))
-    if "img_size" in kwargs:
-        size = kwargs["img_size"]
-        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-        built["input_size"] = (kwargs.get("in_chans", 3), *size)
-        built["pool_size"] = nominal_pool_size({**entry.kwargs, **kwargs}, built["input_size"])
-    elif "in_chans" in kwargs and "input_size" in built:
-        built["input_size"] = (kwargs["in_chans"], *built["input_size"][1:])
-    return model
 
 
 def model_summary(name: str) -> dict[str, Any]:

@@ -9,15 +9,19 @@ from hiermlp.weights.load import (
     resize_rel_pos_table,
     save_weights,
 )
+from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 
 __all__ = [
     "CONVERTERS",
+    "LAYOUTS",
     "LoadResult",
     "convert_state_dict",
+    "export_state_dict",
     "load_checkpoint",
     "load_pretrained",
     "read_state_dict",
     "register_converter",
     "resize_rel_pos_table",
+    "save_checkpoint",
     "save_weights",
 ]
