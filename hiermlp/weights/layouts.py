@@ -262,8 +262,15 @@ def _unfold_to_swin_order(w: torch.Tensor) -> torch.Tensor:
 @register_converter("mmpretrain_swin", _is_mmpretrain_swin, first=True)
 def convert_mmpretrain_swin(sd: StateDict) -> StateDict:
     """mmpretrain / mmdet / mmseg ``SwinTransformer`` (``backbone.stages.i.blocks.j.attn.w_msa.*``, ``ffn``,
-    merging at stage ends through ``nn.Unfold``, ``norm3`` the last stage's norm) -> hiermlp."""
-    sd = _strip(drop_buffers(sd), "backbone.")
+    merging at stage ends through ``nn.Unfold``) -> hiermlp. A classifier's ``norm3`` is the final ``norm``; a
+    detector's ``norm0``..``norm3`` stay, the output norms of :class:`hiermlp.detection.HierBackbone`; necks and
+    heads of detectors and segmentors are dropped."""
+    sd = drop_buffers(sd)
+    if any(k.startswith("backbone.") for k in sd):  # a whole mm model: keep the backbone and a classifier head
+        sd = {k[len("backbone.") :] if k.startswith("backbone.") else k: v for k, v in sd.items()}
+        sd = {k: v for k, v in sd.items() if not k.startswith(("neck.", "rpn_head.", "roi_head.", "decode_head."))}
+    # a classifier has one output norm (norm3, the final norm); a detection backbone one per output (norm0..3)
+    final_only = not any(re.match(r"^norm[0-2]\.", k) for k in sd)
     out = {}
     for k, v in sd.items():
         if re.match(r"^stages\.\d+\.downsample\.(reduction\.weight|norm\.(weight|bias))$", k):
@@ -272,7 +279,8 @@ def convert_mmpretrain_swin(sd: StateDict) -> StateDict:
         k = re.sub(r"^stages\.", "layers.", k)
         k = k.replace("patch_embed.projection.", "patch_embed.proj.").replace(".attn.w_msa.", ".attn.")
         k = k.replace(".ffn.layers.0.0.", ".mlp.fc1.").replace(".ffn.layers.1.", ".mlp.fc2.")
-        k = re.sub(r"^norm3\.", "norm.", k)
+        if final_only:
+            k = re.sub(r"^norm3\.", "norm.", k)
         out[k] = v
     return rename(out, TIMM_SWIN_RULES)
 

@@ -207,7 +207,7 @@ def load_checkpoint(
                 ", ".join(result.reinitialized),
             )
 
-    is_backbone = type(model).__name__ == "HierFeatures"
+    is_backbone = type(model).__name__ in ("HierFeatures", "HierBackbone")
     result.mismatched = [
         f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
         for k in sd
