@@ -131,7 +131,7 @@ def test_every_layout_round_trips_for_tiny_swin(tmp_path):
 
 def test_layouts_a_family_lacks_are_named():
     winmixer = hiermlp.HierNet(**{**TINY_SWIN, "mixer": "token_mlp", "num_heads": 1})
-    with pytest.raises(ConfigError, match="has no 'timm' layout.*layouts for it: hiermlp"):
+    with pytest.raises(ConfigError, match=r"has no 'timm' layout.*layouts for it: hiermlp"):
         hiermlp.save_checkpoint(winmixer, "unused.pth", layout="timm")
     with pytest.raises(ConfigError, match="unknown checkpoint layout 'onnx'"):
         export_state_dict(winmixer, "onnx")

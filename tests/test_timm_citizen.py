@@ -27,6 +27,7 @@ def _smallest_per_family() -> list[str]:
     for n in ALL:
         if not n.startswith("hiermlp_micro"):  # models other tests register
             by_family.setdefault(get_entry(n[len("hiermlp_") :]).family, []).append(n)
+
     def size(n):
         kw = get_entry(n[len("hiermlp_") :]).kwargs
         return kw.get("embed_dim", 96), sum(kw.get("depths", ())), len(n)
@@ -59,7 +60,9 @@ def test_default_cfgs_are_timms(name):
     cfg = get_pretrained_cfg(name).to_dict()
     entry = get_entry(name[len("hiermlp_") :])
     # timm's to_dict drops None: no hub copy -> no hf_hub_id, an untagged row (no weights) -> no tag
-    null = ({"hf_hub_id"} if not entry.pretrained_cfg.get("hf_hub_id") else set()) | ({"tag"} if not entry.tags[0] else set())
+    null = ({"hf_hub_id"} if not entry.pretrained_cfg.get("hf_hub_id") else set()) | (
+        {"tag"} if not entry.tags[0] else set()
+    )
     assert TIMM_FIELDS - null <= set(cfg) and cfg["architecture"] == name
     tags = get_arch_pretrained_cfgs(name)
     assert list(tags) == [f"{name}.{t}" if t else name for t in entry.tags]
@@ -67,7 +70,7 @@ def test_default_cfgs_are_timms(name):
         assert c.tag == (full.partition(".")[2] or None) and c.architecture == name
         assert bool(c.url) == bool(c.has_weights)
         if c.hf_hub_id:  # timm's hub copy of the same weights, under timm's own name
-            assert c.hf_hub_id == f"timm/{name[len('hiermlp_'):]}.{c.tag}"
+            assert c.hf_hub_id == f"timm/{name[len('hiermlp_') :]}.{c.tag}"
     # pool_size is the real unpooled map: the model's own last reduction at the cfg's input size
     with torch.device("meta"):
         model = timm.create_model(name)
@@ -240,7 +243,7 @@ def test_timm_kwargs_map_or_are_rejected_by_name():
     ):
         with pytest.raises(ConfigError, match=match), torch.device("meta"):
             timm.create_model("hiermlp_winmixer_tiny_patch4_window7_224", **kwargs)
-    with pytest.raises(ConfigError, match="dynamic_img_size=True cannot be honoured.*fixed_input_size"):
+    with pytest.raises(ConfigError, match=r"dynamic_img_size=True cannot be honoured.*fixed_input_size"):
         timm.create_model("hiermlp_gmlp_s16_224", dynamic_img_size=True)
 
 
@@ -296,7 +299,7 @@ def test_pretrained_resolves_the_hub_copy_offline(offline_hub):
     assert gray.head.fc.weight.shape == (10, 16 * 8)
     torch.testing.assert_close(gray.head.fc.bias, torch.zeros(10))  # re-initialised, not the checkpoint's
     # a tag whose hub copy is not in the cache: one CheckpointError naming the way out
-    with pytest.raises(CheckpointError, match="could not load pretrained weights.*HF_HUB_CACHE"):
+    with pytest.raises(CheckpointError, match=r"could not load pretrained weights.*HF_HUB_CACHE"):
         hiermlp.create_model("swin_tiny_patch4_window7_224.ms_in22k", pretrained=True, **SMALL_SWIN)
 
 
@@ -308,7 +311,10 @@ def test_pretrained_cfg_overlay_file_and_checkpoint_path(tmp_path):
     torch.save(to_microsoft_layout(ref.state_dict()), path)  # the reference's own layout
     x = torch.randn(1, 3, 64, 64)
     a = timm.create_model(
-        "hiermlp_swin_tiny_patch4_window7_224", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **SMALL_SWIN
+        "hiermlp_swin_tiny_patch4_window7_224",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path)),
+        **SMALL_SWIN,
     )
     b = hiermlp.create_model("swin_tiny_patch4_window7_224", checkpoint_path=path, **SMALL_SWIN)
     with torch.no_grad():

@@ -229,12 +229,11 @@ def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str
             if bool(value) == (dynamic_value if fixed else not dynamic_value):
                 what = "only runs at its input_size (fixed_input_size)" if fixed else "accepts any input size"
                 raise ConfigError(f"{key}={value!r} cannot be honoured: {entry.name} {what}; drop the option")
-    if "weight_init" in kwargs and "weight_init" not in params:
-        if kwargs.pop("weight_init") not in ("", None):
-            raise ConfigError(
-                "weight_init: hiermlp models have one init (Swin's trunc-normal(0.02), timm's default ''); "
-                "drop the option or load weights after building"
-            )
+    if "weight_init" in kwargs and "weight_init" not in params and kwargs.pop("weight_init") not in ("", None):
+        raise ConfigError(
+            "weight_init: hiermlp models have one init (Swin's trunc-normal(0.02), timm's default ''); "
+            "drop the option or load weights after building"
+        )
     opts = {TIMM_MIXER_OPTIONS[k]: kwargs.pop(k) for k in list(kwargs) if k in TIMM_MIXER_OPTIONS}
     if opts and "mixer_kwargs" in params:
         from hiermlp.mixers.base import get_mixer, mixer_name

@@ -1,6 +1,7 @@
 """Checkpoints: read (never executing code), convert between layouts, resize, load and save."""
 
 from hiermlp.weights.convert import CONVERTERS, convert_state_dict, register_converter
+from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 from hiermlp.weights.load import (
     LoadResult,
     load_checkpoint,
@@ -9,7 +10,6 @@ from hiermlp.weights.load import (
     resize_rel_pos_table,
     save_weights,
 )
-from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 
 __all__ = [
     "CONVERTERS",

@@ -84,7 +84,11 @@ def to_timm_swin(sd: StateDict) -> StateDict:
     )
 
 
-_TO_TIMM_ISOTROPIC = [(r"^patch_embed\.proj\.", "stem.proj."), (r"^stages\.0\.blocks\.", "blocks."), (r"^head\.fc\.", "head.")]
+_TO_TIMM_ISOTROPIC = [
+    (r"^patch_embed\.proj\.", "stem.proj."),
+    (r"^stages\.0\.blocks\.", "blocks."),
+    (r"^head\.fc\.", "head."),
+]
 
 
 def to_timm_mixer(sd: StateDict) -> StateDict:
@@ -304,7 +308,9 @@ def convert_hf_swin(sd: StateDict) -> StateDict:
         k = re.sub(r"^encoder\.layers\.", "layers.", k)
         k = k.replace(".layernorm_before.", ".norm1.").replace(".layernorm_after.", ".norm2.")
         k = k.replace(".attention.output.dense.", ".attn.proj.").replace(".intermediate.dense.", ".mlp.fc1.")
-        k = k.replace(".output.dense.", ".mlp.fc2.").replace(".attention.self.relative_position", ".attn.relative_position")
+        k = k.replace(".output.dense.", ".mlp.fc2.").replace(
+            ".attention.self.relative_position", ".attn.relative_position"
+        )
         k = re.sub(r"^layernorm\.", "norm.", k)
         k = re.sub(r"^classifier\.", "head.", k)
         out[k] = v
