@@ -22,7 +22,6 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -30,22 +29,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import timm
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import hiermlp
+from hiermlp.accel import override
+from hiermlp.accel.linear import linear, onednn_available
 from hiermlp.bench import count_gmacs
 from hiermlp.bench.env import environment, finish_environment, format_environment, set_threads
 from hiermlp.bench.timing import Timed, round_robin
 from hiermlp.bench.workload import infer_step, train_step
-from hiermlp.layers.linear import linear, onednn, onednn_available
-from hiermlp.models.block import INFERENCE_CHUNK_TOKENS, HierBlock
-from tests.test_mlp_models import RefSwinMLP
+from hiermlp.testing import set_fast
+from hiermlp.testing.swin_mlp_reference import RefSwinMLP
 
 
 def timed(
@@ -72,37 +69,16 @@ def timed(
     return out
 
 
-def set_chunking(model: torch.nn.Module, tokens: int) -> None:
-    for m in model.modules():
-        if isinstance(m, HierBlock):
-            m.inference_chunk_tokens = tokens
-
-
-@contextlib.contextmanager
-def plain_backward() -> Iterator[None]:
-    """Training without hiermlp's hand-written backwards: the MLP and window attention through autograd."""
-    from hiermlp.layers.linear import Mlp
-    from hiermlp.mixers import attention
-
-    fused, apply = Mlp._trains_fused, attention._WindowAttentionFunction.apply
-    Mlp._trains_fused = lambda self, x, shortcut: False
-    attention._WindowAttentionFunction.apply = attention._attention_plain
-    try:
-        yield
-    finally:
-        Mlp._trains_fused, attention._WindowAttentionFunction.apply = fused, apply
-
-
-def variant(model: torch.nn.Module, step, *, use_onednn: bool = True, chunk: bool = True, handwritten: bool = True):
+def variant(model: torch.nn.Module, step, *, use_onednn: bool = True, chunk: bool = True, accel: bool = True):
     """``step`` with hiermlp's levers switched as asked (restored after every call: round-robin shares models)."""
 
     def run() -> object:
-        set_chunking(model, INFERENCE_CHUNK_TOKENS if chunk else 0)
+        set_fast(model, accel)
         try:
-            with onednn(use_onednn), contextlib.nullcontext() if handwritten else plain_backward():
+            with override(onednn=use_onednn, **({} if chunk else {"chunk_tokens": 0})):
                 return step()
         finally:
-            set_chunking(model, INFERENCE_CHUNK_TOKENS)
+            set_fast(model, True)
 
     return run
 
@@ -124,6 +100,7 @@ def swin_t(batch: int, repeats: int) -> dict:
             "hiermlp, no block chunking": (variant(ours, fwd, chunk=False), batch),
             "hiermlp, no oneDNN": (variant(ours, fwd, use_onednn=False), batch),
             "hiermlp, neither": (variant(ours, fwd, use_onednn=False, chunk=False), batch),
+            "hiermlp, no speed layer": (variant(ours, fwd, accel=False), batch),
         },
         repeats,
     )
@@ -134,7 +111,7 @@ def swin_t(batch: int, repeats: int) -> dict:
             "hiermlp": (step, batch),
             "timm": (train_step(ref, x, 1000), batch),
             "hiermlp, no oneDNN": (variant(ours, step, use_onednn=False), batch),
-            "hiermlp, no hand-written backwards": (variant(ours, step, handwritten=False), batch),
+            "hiermlp, no speed layer": (variant(ours, step, accel=False), batch),
         },
         repeats,
     )

@@ -36,20 +36,22 @@ import timm
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling perf_cpu.py, run as a script
+
+from perf_cpu import ratio
+from perf_cpu import timed as cpu_timed
 
 import hiermlp
-from benchmarks.perf_cpu import ratio
-from benchmarks.perf_cpu import timed as cpu_timed
+from hiermlp import accel
+from hiermlp.accel import attention
 from hiermlp.bench import count_gmacs
 from hiermlp.bench.env import environment, finish_environment, format_environment
 from hiermlp.bench.workload import infer_step, train_step
-from hiermlp.mixers import MIXERS, attention
-from hiermlp.mixers.base import mixer_attr
+from hiermlp.mixers import MIXERS
+from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
-from tests.conftest import TINY_SWIN, randomize_
-from tests.test_fast_paths import set_fast
-from tests.test_mlp_models import RefSwinMLP
+from hiermlp.testing import TINY_SWIN, fast, randomize_, set_fast
+from hiermlp.testing.swin_mlp_reference import RefSwinMLP
 
 SWIN = "swin_tiny_patch4_window7_224"
 SWIN_MLP = "swin_mlp_tiny_c24_patch4_window8_256"
@@ -74,12 +76,12 @@ def sdpa_bias_grad(on: bool):
 
 def unaligned_mask():
     """The bias handed to SDPA as a plain contiguous (1, G, N, N) tensor, as timm does."""
-    return patched(attention, "MASK_ALIGN", 0)
+    return accel.override(align_mask=0)
 
 
 def explicit_attention():
     """Two bmm and a softmax in every window instead of SDPA."""
-    return patched(attention, "use_explicit", lambda *args: True)
+    return accel.override(attention="explicit")
 
 
 def traced_sdpa():
@@ -176,9 +178,9 @@ def checks(device: str) -> dict:
     row("Swin-T bf16 autocast logits, timm vs its float32, rel. error", rel_err(br, lr), 3e-2)
     del ours, ref
 
-    # the straightforward path: fast_path=False (roll + view partition) and explicit attention, no alignment
+    # the straightforward path: the plain modules (roll + partition, SDPA with the bias added each call)
     torch.manual_seed(0)
-    tiny = randomize_(hiermlp.HierNet(**TINY_SWIN)).to(device)
+    tiny = accel.accelerate(randomize_(hiermlp.HierNet(**TINY_SWIN))).to(device)
     for size in [(32, 32), (40, 24), (27, 35)]:
         xs = torch.randn(2, 3, *size, device=device)
         for train in (False, True):
@@ -186,8 +188,7 @@ def checks(device: str) -> dict:
             set_fast(tiny, True)
             out_f, g_f = forward_backward(tiny, xs)
             set_fast(tiny, False)
-            with explicit_attention(), unaligned_mask():
-                out_r, g_r = forward_backward(tiny, xs)
+            out_r, g_r = forward_backward(tiny, xs)  # the plain modules: no speed layer at all
             set_fast(tiny, True)
             mode = "train" if train else "eval"
             row(f"tiny Swin {size} {mode}: fast vs straightforward, logits max |diff|", max_diff(out_f, out_r), 1e-5)
@@ -197,7 +198,7 @@ def checks(device: str) -> dict:
             row(f"tiny Swin {size} {mode}: SDPA bias grad vs explicit, grads (rel.)", grad_diff(g_f, g_e), 1e-4)
 
     sizes = [(8, 8), (9, 11), (5, 13), (16, 12), (7, 4)]
-    for name in sorted(MIXERS):
+    for name in sorted(n for n in MIXERS if mixer_kind(n) == "window"):
         worst = 0.0
         for shift in [(0, 0), (2, 2), (2, 0)]:
             if mixer_attr(name, "global_window", False) and any(shift):
@@ -209,12 +210,10 @@ def checks(device: str) -> dict:
             for size in sizes:
                 xb = torch.randn(2, *size, 16, device=device)
                 with torch.no_grad():
-                    fast = block(xb)
-                    block.fast_path = False
-                    with unaligned_mask():
-                        slow = block(xb)
-                    block.fast_path = True
-                worst = max(worst, max_diff(fast, slow))
+                    with fast(block, True):
+                        quick = block(xb)
+                    slow = block(xb)
+                worst = max(worst, max_diff(quick, slow))
         row(f"block {name}: gather fast path vs roll+partition, 5 sizes x shifts, max |diff|", worst, 1e-5)
     return dict(rows=rows, ok=all(r["ok"] for r in rows))
 
@@ -271,7 +270,7 @@ def backends(device: str, repeats: int) -> dict:
     b, g, n, d = 64, 64 * 3, 49, 32
     q, k, v = (torch.randn(b, g, n, d, device=device, dtype=torch.bfloat16) for _ in range(3))
     plain = torch.randn(1, g, n, n, device=device, dtype=torch.bfloat16)
-    aligned = attention._align_rows(plain, attention.MASK_ALIGN)
+    aligned = attention.align_rows(plain, accel.settings.current().align_mask)
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=plain.float())
     tasks, out = {}, {}
     for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):

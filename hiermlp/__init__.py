@@ -4,6 +4,7 @@
 >>> model = hiermlp.create_model("swin_tiny_patch4_window7_224", num_classes=10)
 """
 
+from hiermlp import accel
 from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, ShapeError, UnknownNameError
 from hiermlp.mixers import MIXERS, register_mixer
 from hiermlp.models import HierNet, create_model, list_models, register_model
@@ -20,6 +21,7 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "__version__",
+    "accel",
     "create_model",
     "list_models",
     "load_checkpoint",

@@ -1,24 +1,24 @@
-"""Every fast path equals the straightforward path: gather geometry and the cached folded attention bias."""
+"""The speed layer (hiermlp.accel) computes the plain modules' function, and its caches cannot go stale."""
+
+import copy
+import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import hiermlp
+from hiermlp import accel
+from hiermlp.accel import cache as accel_cache
 from hiermlp.mixers import MIXERS, mixer_name
-from hiermlp.mixers.base import mixer_attr
+from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
-
-from .conftest import TINY_SWIN, randomize_
+from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_index, cached_window_mask
+from hiermlp.testing import TINY_SWIN, fast, randomize_, set_fast
 
 SIZES = [(8, 8), (9, 11), (5, 13), (3, 3), (16, 12), (7, 4), (4, 4)]  # (4, 4): one window = the map
 SHIFTS = [(0, 0), (2, 2), (2, 0)]
-
-
-def set_fast(model: torch.nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, HierBlock):
-            m.fast_path = on
 
 
 def block_kwargs(name: str) -> dict:
@@ -26,9 +26,12 @@ def block_kwargs(name: str) -> dict:
     return dict(mlp_ratio=0.0 if name == "gmlp" else 2.0)
 
 
-@pytest.mark.parametrize("name", sorted(MIXERS))
+WINDOW_MIXERS = sorted(n for n in MIXERS if mixer_kind(n) == "window")
+
+
+@pytest.mark.parametrize("name", WINDOW_MIXERS)
 @pytest.mark.parametrize("shift", SHIFTS)
-def test_block_gather_equals_reference(name, shift):
+def test_block_fast_equals_plain(name, shift):
     if mixer_attr(name, "global_window", False) and any(shift):
         pytest.skip("global-window mixers never shift")
     torch.manual_seed(0)
@@ -37,64 +40,162 @@ def test_block_gather_equals_reference(name, shift):
     for size in SIZES:
         x = torch.randn(2, *size, 16)
         with torch.no_grad():
-            fast = block(x)
-            block.fast_path = False
+            with fast(block, True):
+                got = block(x)
             ref = block(x)
-            block.fast_path = True
-        assert (fast - ref).abs().max().item() < 1e-5, (mixer_name(name), shift, size)
+        assert (got - ref).abs().max().item() < 1e-5, (mixer_name(name), shift, size)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 24), (27, 35)])
-def test_model_fast_equals_reference_forward_and_backward(size):
+def test_model_fast_equals_plain_forward_and_backward(size):
     torch.manual_seed(0)
     model = randomize_(hiermlp.HierNet(**TINY_SWIN))
     x = torch.randn(2, 3, *size)
-    grads = []
-    outs = []
-    for fast in (True, False):
-        set_fast(model, fast)
-        model.zero_grad()
+    grads, outs = [], []
+    for on in (True, False):
+        set_fast(model, on)
         out = model(x)
-        out.square().sum().backward()
+        grads.append(torch.autograd.grad(out.square().sum(), list(model.parameters())))
         outs.append(out.detach())
-        grads.append([p.grad.clone() for p in model.parameters()])
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
-    for g_fast, g_ref in zip(*grads):
-        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
+    for (n, _), a, b in zip(model.named_parameters(), *grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
 
 
-def test_cached_bias_follows_weight_updates():
-    """The eval-mode bias cache is keyed on the table's version: optimizer steps and loads refresh it."""
-    torch.manual_seed(0)
-    model = hiermlp.HierNet(**TINY_SWIN).eval()
+def test_create_model_is_fast_and_plain_swaps_back():
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", num_classes=3)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"FastHierBlock", "FastWindowAttention", "FastLinear", "FastMlp"} <= kinds
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    accel.plain(model)
+    assert not accel.is_accelerated(model) and {"HierBlock", "WindowAttention"} <= {
+        type(m).__name__ for m in model.modules()
+    }
+    assert model.state_dict().keys() == sd.keys()
+    with accel.override(enabled=False):
+        assert not accel.is_accelerated(hiermlp.create_model("swin_tiny_patch4_window7_224"))
+
+
+def test_a_replaced_linear_is_never_bypassed():
+    """A wrapped/replaced Linear (LoRA, quantisation) keeps its own forward: fused paths skip only FastLinear."""
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    model = randomize_(hiermlp.create_model("swin_tiny_patch4_window7_224", **TINY_SWIN)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref_blocks = copy.deepcopy(model)
+        for m in (model, ref_blocks):
+            for blk in m.modules():
+                if isinstance(blk, HierBlock) and blk.mlp is not None:
+                    old = blk.mlp.fc2
+                    new = Scaled(old.in_features, old.out_features)
+                    new.load_state_dict(old.state_dict())
+                    blk.mlp.fc2 = new
+        accel.plain(ref_blocks)
+        torch.testing.assert_close(model(x), ref_blocks(x), rtol=0, atol=1e-5)
+
+
+# ---- caches: the failure loops of issue 13, each against a cache-free ground truth ---------------------
+def _fresh(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    accel_cache.clear()
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("mixer", ["attention", "spatial_mlp"])
+def test_data_assignment_never_serves_a_stale_cache(mixer):
+    model = randomize_(hiermlp.create_model("swin_tiny_patch4_window7_224", **{**TINY_SWIN, "mixer": mixer})).eval()
+    x = torch.randn(1, 3, 32, 32)
+    params = [
+        p for n, p in model.named_parameters() if "relative_position_bias_table" in n or n.endswith("mixer.weight")
+    ]
+    assert params
+    for _ in range(6):
+        with torch.no_grad():
+            model(x)  # fill the caches
+            for p in params:
+                p.data = torch.randn_like(p)  # new storage, same version counter
+            got = model(x)
+        torch.testing.assert_close(got, _fresh(model, x), rtol=0, atol=0)
+        with torch.no_grad():
+            for p in params:
+                p.data.copy_(torch.randn_like(p))  # in place through .data: the version counter never moves
+            got = model(x)
+        torch.testing.assert_close(got, _fresh(model, x), rtol=0, atol=0)
+
+
+def test_load_state_dict_assign_and_functional_call_never_serve_a_stale_cache():
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", **TINY_SWIN).eval()
+    x = torch.randn(1, 3, 32, 32)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        other = randomize_(hiermlp.HierNet(**TINY_SWIN), std=0.2)
+        with torch.no_grad():
+            model(x)
+        model.load_state_dict(other.state_dict(), assign=True)
+        with torch.no_grad():
+            got = model(x)
+        torch.testing.assert_close(got, _fresh(model, x), rtol=0, atol=0)
+        params = {n: torch.randn_like(p) * 0.2 for n, p in model.named_parameters()}
+        with torch.no_grad():
+            got = torch.func.functional_call(model, params, (x,))
+            ref = torch.func.functional_call(accel.plain(copy.deepcopy(model)), params, (x,))
+        torch.testing.assert_close(got, ref, rtol=0, atol=2e-5)
+
+
+def test_caches_survive_to_deepcopy_and_pickle_without_travelling():
+    model = randomize_(hiermlp.create_model("swin_tiny_patch4_window7_224", **TINY_SWIN)).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        before = model(x)
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    model.train()
-    model(x).sum().backward()
-    opt.step()
-    model.eval()
+        ref = model(x)
+    attn = next(m for m in model.modules() if isinstance(m, accel.FastWindowAttention))
+    assert accel_cache.entries(attn) > 0
+    clone = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    assert all(accel_cache.entries(m) == 0 for m in list(clone.modules()) + list(restored.modules()))
+    assert not any("cache" in k for k in model.state_dict())
     with torch.no_grad():
-        after = model(x)
-        for m in model.modules():  # ground truth: no cache at all
-            if hasattr(m, "_bias_cache"):
-                m._bias_cache.clear()
-        fresh = model(x)
-    assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
-    other = hiermlp.HierNet(**TINY_SWIN).eval()
+        for m in (clone, restored, model.to(torch.float64).to(torch.float32)):
+            torch.testing.assert_close(m(x), ref, rtol=0, atol=0)
+        clone.double()
+        torch.testing.assert_close(clone(x.double()).float(), ref, rtol=0, atol=1e-5)
+
+
+def test_geometry_cache_is_bounded_over_many_sizes():
+    """Swin-T features_only over 40 random sizes: the size-keyed geometry LRU never grows past its bound."""
+    cached_window_mask.cache_clear()
+    cached_window_index.cache_clear()
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", features_only=True, **TINY_SWIN).eval()
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        other(x)  # fill its cache, then load new weights in place
-    other.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(other(x), fresh, rtol=0, atol=0)
+        for _ in range(40):
+            h, w = (int(v) for v in torch.randint(16, 96, (2,), generator=g))
+            model(torch.randn(1, 3, h, w))
+    for fn in (cached_window_mask, cached_window_index):
+        info = fn.cache_info()
+        assert info.currsize <= GEOMETRY_CACHE_SIZE and info.maxsize == GEOMETRY_CACHE_SIZE
+    cached_window_index.cache_clear()
+    for i in range(GEOMETRY_CACHE_SIZE + 20):
+        cached_window_index((8 + i, 8), (4, 4), (2, 2), "roll", device="cpu")
+    assert cached_window_index.cache_info().currsize == GEOMETRY_CACHE_SIZE
+
+
+def test_parameter_cache_is_bounded_per_module():
+    attn = randomize_(accel.FastWindowAttention(8, window_size=(4, 4), num_heads=2)).eval()
+    for n in range(20):
+        mask = cached_window_mask((4 + 4 * (n % 10), 8), (4, 4), (2, 2), (3 + 4 * (n % 10), 8), device="cpu")
+        with torch.no_grad():
+            attn(torch.randn(mask.shape[0], 16, 8), mask)
+    assert accel_cache.entries(attn) <= accel_cache.ENTRIES_PER_MODULE
 
 
 @pytest.mark.parametrize("mixer", ["attention", "spatial_mlp"])
 def test_inference_mode_first_then_training(mixer):
     """Caches filled under torch.inference_mode must not break a later training step."""
-    model = hiermlp.HierNet(**{**TINY_SWIN, "mixer": mixer})
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", **{**TINY_SWIN, "mixer": mixer})
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         model.eval()(x)
@@ -104,11 +205,11 @@ def test_inference_mode_first_then_training(mixer):
 
 @pytest.mark.parametrize("name", sorted(MIXERS))
 def test_compile_fullgraph_has_no_graph_breaks(name):
-    """torch.compile(fullgraph=True) traces every mixer's model in one graph (dynamo only, no codegen)."""
+    """torch.compile(fullgraph=True) traces every mixer's fast model in one graph (dynamo only, no codegen)."""
     kwargs = dict(TINY_SWIN, mixer=name, depths=(2, 2), num_heads=(1, 2), drop_path_rate=0.0)
     if name == "gmlp":
         kwargs["mlp_ratio"] = 0.0
-    model = hiermlp.HierNet(**kwargs).eval()
+    model = accel.accelerate(hiermlp.HierNet(**kwargs)).eval()
     x = torch.randn(2, 3, 36, 28)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
@@ -117,21 +218,21 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
 
 @pytest.mark.parametrize("name", ["attention", "spatial_mlp", "token_mlp", "gmlp"])
 def test_chunked_inference_equals_the_whole_batch(name):
-    """Inference runs big batches a few images at a time; the result is the whole batch's."""
+    """CPU inference runs big batches a few images at a time; the result is the whole batch's."""
     torch.manual_seed(0)
     block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2), mixer=name, **block_kwargs(name))
-    randomize_(block).eval()
+    block = accel.accelerate(randomize_(block).eval())
     calls = []
     inner = block._forward
     block._forward = lambda t: calls.append(t.shape[0]) or inner(t)
     for size in [(8, 8), (9, 11), (5, 13)]:
         x = torch.randn(5, *size, 16)
         with torch.no_grad():
-            block.inference_chunk_tokens = 0
-            whole = block(x)
-            block.inference_chunk_tokens = 2 * size[0] * size[1]  # two images per chunk: 2 + 2 + 1
+            with accel.override(chunk_tokens=0):
+                whole = block(x)
             calls.clear()
-            chunked = block(x)
+            with accel.override(chunk_tokens=2 * size[0] * size[1]):  # two images per chunk: 2 + 2 + 1
+                chunked = block(x)
         assert calls == [2, 2, 1]
         torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
     calls.clear()
@@ -141,34 +242,28 @@ def test_chunked_inference_equals_the_whole_batch(name):
 
 @pytest.mark.parametrize("size", [(40, 24), (27, 35)])
 @pytest.mark.parametrize("train", [False, True])
-def test_explicit_attention_equals_sdpa(monkeypatch, train, size):
-    """CPU windows use explicit softmax attention (in place without autograd); it equals the SDPA kernel."""
-    from hiermlp.mixers import attention
-
-    model = randomize_(hiermlp.HierNet(**TINY_SWIN))
-    for n, p in model.named_parameters():  # a frozen table: SDPA is then usable with autograd too
-        if "relative_position_bias_table" in n:
-            p.requires_grad_(False)
+def test_explicit_attention_equals_sdpa(train, size):
+    """Each attention kernel choice of the speed layer computes the same function, values and gradients."""
+    model = accel.accelerate(randomize_(hiermlp.HierNet(**TINY_SWIN)))
     x = torch.randn(2, 3, *size, requires_grad=train)
     outs, grads = [], []
-    for limit in (attention.MAX_EXPLICIT_TOKENS, 0):  # 0: every window goes to SDPA
-        monkeypatch.setattr(attention, "MAX_EXPLICIT_TOKENS", limit)
-        model.train(train)
-        with torch.set_grad_enabled(train):
-            out = model(x)
-        outs.append(out.detach())
-        if train:
-            (g,) = torch.autograd.grad(out.square().sum(), x)
-            grads.append(g)
+    for kernel in ("explicit", "sdpa"):
+        with accel.override(attention=kernel):
+            model.train(train)
+            with torch.set_grad_enabled(train):
+                out = model(x)
+            outs.append(out.detach())
+            if train:
+                grads.append(torch.autograd.grad(out.square().sum(), [x, *model.parameters()]))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
-    if train:
-        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_add_drop_path_is_drop_path_plus_residual():
     from timm.layers import DropPath
 
-    from hiermlp.models.block import add_drop_path
+    from hiermlp.accel.block import add_drop_path
 
     x, y = torch.randn(64, 3, 5), torch.randn(64, 3, 5, requires_grad=True)
     drop = DropPath(0.5)
@@ -184,66 +279,19 @@ def test_add_drop_path_is_drop_path_plus_residual():
     assert set(y.grad.unique().tolist()) <= {0.0, 2.0}
 
 
-@pytest.mark.parametrize("batch", [1, 3])  # 1: the bias gradient is the logits gradient itself (no sum)
-@pytest.mark.parametrize("bias_kind", ["trained", "frozen", None])
-def test_training_attention_function_matches_autograd(batch, bias_kind):
-    """The hand-written training backward of window attention: values and q/k/v/bias gradients equal
-    autograd through the plain composition; double backward goes through the plain ops."""
-    from hiermlp.mixers.attention import _attention_plain, _WindowAttentionFunction
-
-    torch.manual_seed(0)
-    qkv = torch.randn(3, batch, 6, 13, 8, requires_grad=True)  # (3, b, windows*heads, N, d)
-    bias = None if bias_kind is None else torch.randn(1, 6, 13, 13, requires_grad=bias_kind == "trained")
-    scale = 8**-0.5
-    out = _WindowAttentionFunction.apply(qkv, bias, scale)
-    ref = _attention_plain(qkv, bias, scale)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    g = torch.randn_like(out)
-    inputs = [qkv] + ([bias] if bias_kind == "trained" else [])
-    for a, b in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    (g1,) = torch.autograd.grad(_WindowAttentionFunction.apply(qkv, bias, scale).square().sum(), qkv, create_graph=True)
-    (g2,) = torch.autograd.grad(_attention_plain(qkv, bias, scale).square().sum(), qkv, create_graph=True)
-    second = [torch.autograd.grad(gi.square().sum(), qkv)[0] for gi in (g1, g2)]
-    torch.testing.assert_close(second[0], second[1], rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("size", [(40, 24), (27, 35)])
-def test_swin_training_gradients_equal_plain_autograd(monkeypatch, size):
-    """A whole model trained through the hand-written backwards (attention, and the MLP on oneDNN) gives
-    the parameter gradients of plain autograd (oneDNN off, attention as plain ops), shifted and padded windows."""
-    from hiermlp.layers.linear import onednn
-    from hiermlp.mixers import attention
-
-    model = randomize_(hiermlp.HierNet(**TINY_SWIN)).train()
-    x = torch.randn(2, 3, *size)
-    grads = []
-    for fast in (True, False):
-        if not fast:  # the same attention as differentiable plain ops
-            monkeypatch.setattr(attention._WindowAttentionFunction, "apply", attention._attention_plain)
-        with onednn(fast):
-            out = model(x)
-            grads.append(torch.autograd.grad(out.square().sum(), list(model.parameters())))
-    for (name, _), a, b in zip(model.named_parameters(), *grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
-
-
 def test_aligned_bias_is_the_same_bias_with_padded_rows():
     """The bias SDPA gets on CUDA is a view into row-padded storage (49 -> 64): same values, same attention."""
-    import torch.nn.functional as F
-
-    from hiermlp.mixers.attention import MASK_ALIGN, WindowAttention
-
-    attn = randomize_(WindowAttention(12, window_size=(7, 7), num_heads=3), std=0.5).eval()
+    attn = randomize_(accel.FastWindowAttention(12, window_size=(7, 7), num_heads=3), std=0.5).eval()
     mask = torch.rand(4, 49, 49) > 0.3
     mask |= torch.eye(49, dtype=torch.bool)  # a token always sees itself
+    align = accel.settings.current().align_mask
     with torch.no_grad():
-        plain = attn.attn_bias(mask, torch.float32)
-        aligned = attn.attn_bias(mask, torch.float32, align=MASK_ALIGN)
+        plain = attn.folded_bias(mask, torch.float32)
+        aligned = attn.folded_bias(mask, torch.float32, align=align)
         assert aligned.shape == plain.shape == (1, 12, 49, 49)
-        assert aligned.stride(-2) % MASK_ALIGN == 0 and plain.stride(-2) == 49
+        assert aligned.stride(-2) % align == 0 and plain.stride(-2) == 49
         torch.testing.assert_close(aligned, plain, rtol=0, atol=0)
-        assert attn.attn_bias(mask, torch.float32, align=MASK_ALIGN) is aligned  # cached per alignment
+        assert attn.folded_bias(mask, torch.float32, align=align) is aligned  # cached per alignment
         q, k, v = torch.randn(3, 2, 12, 49, 4).unbind(0)
         torch.testing.assert_close(
             F.scaled_dot_product_attention(q, k, v, attn_mask=aligned),
@@ -256,7 +304,7 @@ def test_aligned_bias_is_the_same_bias_with_padded_rows():
 def test_attention_routing_per_device():
     """Explicit attention where it was measured faster (CPU windows, compiled CUDA windows); SDPA elsewhere,
     CUDA's kernel differentiating the trainable bias itself (benchmarks/results/perf_gpu)."""
-    from hiermlp.mixers.attention import use_explicit
+    from hiermlp.accel.attention import use_explicit
 
     assert use_explicit("cpu", 49, trains_bias=False)
     assert not use_explicit("cpu", 3136, trains_bias=False)  # global attention: never the N x N logits
@@ -266,3 +314,17 @@ def test_attention_routing_per_device():
     assert use_explicit("cuda", 49, trains_bias=False, tracing=True)  # compiled: fused softmax, not cuDNN
     assert not use_explicit("cuda", 3136, trains_bias=False, tracing=True)
     assert use_explicit("mps", 49, trains_bias=True)
+    with accel.override(attention="sdpa"):
+        assert not use_explicit("cpu", 49, trains_bias=False)
+
+
+def test_settings_from_the_environment_variable():
+    from hiermlp.accel.settings import from_env
+
+    assert from_env(None) == accel.AccelSettings()
+    assert not from_env("0").enabled
+    s = from_env("onednn=0,chunk_tokens=0,attention=sdpa")
+    assert (s.onednn, s.chunk_tokens, s.attention) == (False, 0, "sdpa")
+    for bad in ("chunk_tokens=abc", "nope=1", "attention=fast", "onednn"):
+        with pytest.raises(hiermlp.ConfigError):
+            from_env(bad)

@@ -7,8 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import hiermlp
+from hiermlp.accel import override
+from hiermlp.accel.linear import FastLinear as Linear
+from hiermlp.accel.linear import FastMlp as Mlp
+from hiermlp.accel.linear import linear, onednn_available, onednn_enabled
 from hiermlp.bench import count_gmacs
-from hiermlp.layers.linear import Linear, Mlp, linear, onednn, onednn_available, onednn_enabled
+
+
+def onednn(on: bool):
+    return override(onednn=on)
+
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN linear kernel")
 
@@ -151,9 +159,12 @@ def test_environment_switch(value, expected):
     import subprocess
     import sys
 
-    code = "import hiermlp.layers.linear as L; print(L.onednn_enabled())"
+    code = "import hiermlp.accel as A; print(A.onednn_enabled())"
     out = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "HIERMLP_ONEDNN": value}, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env={**os.environ, "HIERMLP_ACCEL": f"onednn={value}"},
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(expected)
@@ -166,92 +177,4 @@ def test_benchmark_reports_say_whether_onednn_is_on():
     assert info["onednn_linears"] is onednn_enabled()
     assert "hiermlp oneDNN linears: on" in format_environment(info)
     with onednn(False):
-        assert "hiermlp oneDNN linears: off (HIERMLP_ONEDNN)" in format_environment(environment())
-
-
-@pytest.fixture
-def onednn_on():
-    with onednn(True):
-        yield
-
-
-def _mlp_pair(hidden: int = 40) -> tuple[Mlp, timm.layers.Mlp]:
-    theirs = timm.layers.Mlp(16, hidden)
-    ours = Mlp(16, hidden)
-    ours.load_state_dict(theirs.state_dict())
-    return ours.train(), theirs.train()
-
-
-def _grads(out: torch.Tensor, g: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    return list(torch.autograd.grad(out, inputs, g))
-
-
-@pytest.mark.parametrize("residual", [False, True])
-@pytest.mark.parametrize("chunk", [1 << 22, 97])  # 97: several uneven row chunks
-def test_training_mlp_function_matches_autograd(monkeypatch, onednn_on, residual, chunk):
-    """The hand-written training backward (chunked rows, in-place GELU gradient, residual in fc2's epilogue)
-    gives timm's Mlp values and every gradient: input, weights, biases and the shortcut."""
-    from hiermlp.layers import linear as lin
-
-    monkeypatch.setattr(lin, "TRAIN_CHUNK_ELEMENTS", chunk)
-    ours, theirs = _mlp_pair()
-    calls = []
-    monkeypatch.setattr(lin._GeluMlpFunction, "apply", _counting(lin._GeluMlpFunction.apply, calls))
-    x = torch.randn(3, 30, 16, requires_grad=True)  # 90 rows >= 2 * 40: fc2's weight gradient runs transposed
-    shortcut = torch.randn(3, 30, 16, requires_grad=True)
-    out = ours.forward_residual(x, shortcut) if residual else ours(x)
-    ref = shortcut + theirs(x) if residual else theirs(x)
-    assert calls, "training on the oneDNN path must take the hand-written backward"
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(out)
-    inputs = [x, *([shortcut] if residual else [])]
-    mine = _grads(out, g, inputs + list(ours.parameters()))
-    theirs_g = _grads(ref, g, inputs + list(theirs.parameters()))
-    for a, b in zip(mine, theirs_g, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-
-
-def _counting(fn, calls):
-    def wrapped(*args):
-        calls.append(1)
-        return fn(*args)
-
-    return wrapped
-
-
-def test_training_mlp_function_frozen_parts_and_double_backward(onednn_on):
-    ours, theirs = _mlp_pair()
-    ours.fc1.requires_grad_(False)
-    theirs.fc1.requires_grad_(False)
-    x = torch.randn(2, 5, 16)  # no input gradient either: only fc2's
-    out, ref = ours(x), theirs(x)
-    g = torch.randn_like(out)
-    for a, b in zip(_grads(out, g, list(ours.fc2.parameters())), _grads(ref, g, list(theirs.fc2.parameters()))):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    # create_graph=True differentiates the plain composition: a gradient penalty works
-    ours.fc1.requires_grad_(True)
-    theirs.fc1.requires_grad_(True)
-    xs = [torch.randn(2, 5, 16, requires_grad=True) for _ in range(2)]
-    xs[1].data.copy_(xs[0].data)
-    penalties = []
-    for m, xi in ((ours, xs[0]), (theirs, xs[1])):
-        (gx,) = torch.autograd.grad(m(xi).square().sum(), xi, create_graph=True)
-        penalties.append(torch.autograd.grad(gx.square().sum(), m.fc1.weight)[0])
-    torch.testing.assert_close(penalties[0], penalties[1], rtol=1e-4, atol=1e-4)
-
-
-def test_training_mlp_takes_the_plain_path_with_hooks_or_dropout(onednn_on):
-    from hiermlp.layers import linear as lin
-
-    seen = []
-    ours = Mlp(16, 40).train()
-    ours.fc1.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
-    x = torch.randn(2, 5, 16, requires_grad=True)
-    assert not ours._trains_fused(x, None)
-    ours(x).sum().backward()
-    assert seen == [torch.Size([2, 5, 40])]  # the hook fired
-    assert not Mlp(16, 40, drop=0.1).train()._trains_fused(x, None)
-    with torch.no_grad():  # inference: fused kernels, unless a hook asks for the module's forward
-        ours.eval()(x)
-    assert len(seen) == 2
-    assert lin._hooked(ours.fc1) and not lin._hooked(ours.fc2)
+        assert "hiermlp oneDNN linears: off (HIERMLP_ACCEL)" in format_environment(environment())

@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 
 import hiermlp
-from hiermlp.layers.linear import onednn
 from hiermlp.models.block import HierBlock
+from hiermlp.testing import fast
 
 from .conftest import TINY_SWIN, randomize_
 
 ATOL = 1e-5
-# hiermlp's CPU linears run on oneDNN (hiermlp.layers.linear), timm's on MKL, and the two libraries sum in
-# different orders: through 12-24 blocks of random weights single features then differ by up to ~1.5e-5
-# (about 100 ulps at magnitude 1). The oneDNN path is held to ATOL_ONEDNN elementwise (plus PyTorch's float32
-# default rtol); with it switched off the kernels are timm's and the strict ATOL applies.
+# the speed layer's CPU linears run on oneDNN (hiermlp.accel.linear), timm's on MKL, and the two libraries sum
+# in different orders: through 12-24 blocks of random weights single features then differ by up to ~1.5e-5
+# (about 100 ulps at magnitude 1). The fast model is held to ATOL_ONEDNN elementwise (plus PyTorch's float32
+# default rtol); the plain model (the reference modules) runs timm's kernels and the strict ATOL applies.
 ATOL_ONEDNN = 3e-5
 RTOL = 1.3e-6
 
@@ -38,8 +38,8 @@ def assert_same(timm_model, ours, x):
     with torch.no_grad():
         a = timm_model(x)
         fa = timm_model.forward_intermediates(x, intermediates_only=True)
-        for fast, atol in ((True, ATOL_ONEDNN), (False, ATOL)):
-            with onednn(fast):
+        for on, atol in ((True, ATOL_ONEDNN), (False, ATOL)):
+            with fast(ours, on):
                 b = ours(x)
                 fb = ours.forward_intermediates(x, intermediates_only=True)
             torch.testing.assert_close(b, a, atol=atol, rtol=RTOL)

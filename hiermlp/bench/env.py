@@ -69,9 +69,9 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    from hiermlp.layers.linear import onednn_enabled
+    from hiermlp.accel import onednn_enabled
 
-    info["onednn_linears"] = onednn_enabled()  # hiermlp's float32 CPU linears on oneDNN (HIERMLP_ONEDNN)
+    info["onednn_linears"] = onednn_enabled()  # hiermlp's float32 CPU linears on oneDNN (HIERMLP_ACCEL)
     with contextlib.suppress(AttributeError):  # sched_getaffinity is Linux-only
         info["cpu_affinity"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(AttributeError, OSError):
@@ -98,7 +98,7 @@ def format_environment(info: dict) -> str:
         f"- device: {dev}; dtype: {info['dtype']}; torch.compile: {'on' if info['compile'] else 'off'}",
         f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}"
         + (
-            f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ONEDNN)'}"
+            f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ACCEL)'}"
             if "onednn_linears" in info
             else ""
         ),

@@ -1,18 +1,41 @@
-"""Generic modules shared by every model: stem, merging, channel MLP, position bias, head."""
+"""Generic modules shared by every model: stems, downsamplers, norms, position bias, head."""
 
-from timm.layers import ClassifierHead, DropPath, GluMlp
+from timm.layers import ClassifierHead, DropPath, GluMlp, LayerScale, Mlp
 
-from hiermlp.layers.embed import PatchEmbed, PatchMerging
-from hiermlp.layers.linear import Linear, Mlp
+from hiermlp.layers.embed import (
+    DOWNSAMPLERS,
+    STEMS,
+    ConvDownsample,
+    ConvStem,
+    PatchEmbed,
+    PatchMerging,
+    PatchMergingV2,
+    build_layer,
+    register_downsample,
+    register_stem,
+)
+from hiermlp.layers.norm import NORMS, BatchNormNHWC, GroupNorm1NHWC, make_norm
 from hiermlp.layers.pos import RelativePositionBias
 
 __all__ = [
+    "DOWNSAMPLERS",
+    "NORMS",
+    "STEMS",
+    "BatchNormNHWC",
     "ClassifierHead",
+    "ConvDownsample",
+    "ConvStem",
     "DropPath",
     "GluMlp",
-    "Linear",
+    "GroupNorm1NHWC",
+    "LayerScale",
     "Mlp",
     "PatchEmbed",
     "PatchMerging",
+    "PatchMergingV2",
     "RelativePositionBias",
+    "build_layer",
+    "make_norm",
+    "register_downsample",
+    "register_stem",
 ]

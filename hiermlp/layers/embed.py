@@ -1,74 +1,214 @@
-"""Stem and downsampling: patch embedding and patch merging, channels-last."""
+"""Stems and downsamplers, channels-last, chosen by name like mixers (``STEMS``, ``DOWNSAMPLERS``).
+
+Contracts:
+
+* a stem is built ``Stem(*, in_chans, embed_dim, norm_layer, **options)``, maps ``(B, C_in, H, W) ->
+  (B, H', W', C)`` and has an attribute ``reduction`` (its stride);
+* a downsampler is built ``Down(*, dim, out_dim, norm_layer, **options)`` and maps ``(B, H, W, C) ->
+  (B, H', W', out_dim)``, halving the map.
+
+Sizes that do not divide evenly are zero-padded bottom/right first (what the reference detection code does),
+so any input size runs.
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from hiermlp.errors import ShapeError
-from hiermlp.layers.linear import Linear
-from hiermlp.ops import is_symbolic, pad_to_multiple, padding_for
+from hiermlp.errors import ConfigError, UnknownNameError, suggest
+from hiermlp.ops import pad_to_multiple, padding_for
+
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("rearrange")
+torch.fx.wrap("pad_to_multiple")
+torch.fx.wrap("_pad_image")
+
+NormFactory = Callable[[int], nn.Module]
+
+STEMS: dict[str, Callable[..., nn.Module]] = {}
+DOWNSAMPLERS: dict[str, Callable[..., nn.Module]] = {}
 
 
+def _register(table: dict, kind: str, name: str, cls: Callable[..., nn.Module] | None, overwrite: bool):
+    def add(c: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in table and table[name] is not c and not overwrite:
+            raise ConfigError(f"a {kind} named {name!r} is already registered; pass overwrite=True to replace it")
+        table[name] = c
+        return c
+
+    return add(cls) if cls is not None else add
+
+
+def register_stem(name: str, cls: Callable[..., nn.Module] | None = None, *, overwrite: bool = False):
+    """Register a stem under ``name`` (usable as ``HierNet(stem=name)``); a call or a class decorator."""
+    return _register(STEMS, "stem", name, cls, overwrite)
+
+
+def register_downsample(name: str, cls: Callable[..., nn.Module] | None = None, *, overwrite: bool = False):
+    """Register a downsampler under ``name`` (usable as ``HierNet(downsample=name)``)."""
+    return _register(DOWNSAMPLERS, "downsampler", name, cls, overwrite)
+
+
+def build_layer(table: dict, kind: str, spec: str | Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """Build a registered stem/downsampler by name (or call a class), unknown options named in the error."""
+    if isinstance(spec, str):
+        if spec not in table:
+            raise UnknownNameError(
+                f"unknown {kind} {spec!r}.{suggest(spec, table)} Known: {', '.join(sorted(table))}; "
+                f"register your own with hiermlp.layers.register_{'stem' if kind == 'stem' else 'downsample'}"
+            )
+        factory = table[spec]
+    elif callable(spec):
+        factory = spec
+    else:
+        raise ConfigError(f"a {kind} is a registered name or a class, got {spec!r}")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            valid = sorted(set(params) - set(kwargs) - {"self"})
+            raise ConfigError(f"unknown option(s) {unknown} for {kind} {spec!r}.{suggest(unknown[0], valid)}")
+    return factory(**kwargs)
+
+
+def _pad_image(x: torch.Tensor, multiple: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad an NCHW image bottom/right up to a multiple (by zero where it already is one)."""
+    pad_h, pad_w = padding_for(x.shape[-2:], multiple)
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+@register_stem("patch_embed")
 class PatchEmbed(nn.Module):
     """Image to patch tokens, ``(B, C_in, H, W) -> (B, ceil(H/p), ceil(W/p), C)``.
 
-    A strided convolution then an optional norm, as in Swin. Unlike a fixed-size stem, H and W need not be
-    multiples of the patch: the image is zero-padded bottom/right up to the next multiple (what the reference
-    detection code does) rather than rejected.
+    A strided convolution (kernel = stride = patch) then an optional norm, as in Swin. H and W need not be
+    multiples of the patch: the image is zero-padded bottom/right up to the next multiple.
     """
 
     def __init__(
         self,
         *,
-        patch_size: int = 4,
         in_chans: int = 3,
         embed_dim: int = 96,
-        norm_layer: type[nn.Module] | None = nn.LayerNorm,
+        norm_layer: NormFactory | None = nn.LayerNorm,
+        patch_size: int = 4,
     ) -> None:
         super().__init__()
         self.patch_size = (patch_size, patch_size)
+        self.reduction = patch_size
         self.in_chans = in_chans
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ShapeError(
-                f"expected images of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}; build the model "
-                f"with in_chans={x.shape[1] if x.ndim == 4 else '...'} or convert the images"
-            )
-        ph, pw = self.patch_size
-        if x.shape[-2] < ph or x.shape[-1] < pw:
-            raise ShapeError(
-                f"image {x.shape[-2]}x{x.shape[-1]} is smaller than one {ph}x{pw} patch; resize it to at "
-                f"least {ph}x{pw} (the model was trained near its pretrained_cfg input_size)"
-            )
-        if is_symbolic(*x.shape[-2:]) or x.shape[-2] % ph or x.shape[-1] % pw:
-            pad_h, pad_w = padding_for(x.shape[-2:], self.patch_size)
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        x = rearrange(self.proj(x), "b c h w -> b h w c")
+        x = rearrange(self.proj(_pad_image(x, self.patch_size)), "b c h w -> b h w c")
         return self.norm(x)
 
 
+@register_stem("conv_overlap")
+class ConvStem(nn.Module):
+    """Overlapping convolutional stem, ``(B, C_in, H, W) -> (B, H', W', C)`` (CycleMLP, Wave-MLP, PVT).
+
+    ``Conv2d(kernel, stride, padding)`` (default 7/4/2: ``H' = ceil(H/4)`` for H a multiple of 4), then an
+    optional norm.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 3,
+        embed_dim: int = 64,
+        norm_layer: NormFactory | None = None,
+        kernel_size: int = 7,
+        stride: int = 4,
+        padding: int = 2,
+    ) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.reduction = stride
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=kernel_size, stride=stride, padding=padding)
+        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
+
+
+@register_downsample("patch_merging")
 class PatchMerging(nn.Module):
     """Swin's 2x downsampling, ``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)``.
 
     Concatenates each 2x2 neighbourhood in the reference channel order (x[0::2, 0::2], x[1::2, 0::2],
-    x[0::2, 1::2], x[1::2, 1::2]), then LayerNorm(4C) and a bias-free Linear(4C, out_dim). Odd sizes are
+    x[0::2, 1::2], x[1::2, 1::2]), then the norm over 4C and a bias-free Linear(4C, out_dim). Odd sizes are
     zero-padded.
     """
 
-    def __init__(self, *, dim: int, out_dim: int | None = None, norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
+    def __init__(self, *, dim: int, out_dim: int | None = None, norm_layer: NormFactory = nn.LayerNorm) -> None:
         super().__init__()
         self.dim = dim
         self.out_dim = out_dim or 2 * dim
         self.norm = norm_layer(4 * dim)
-        self.reduction = Linear(4 * dim, self.out_dim, bias=False)
+        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_to_multiple(x, (2, 2))
-        x = rearrange(x, "b (h s1) (w s2) c -> b h w (s2 s1 c)", s1=2, s2=2)
+        x = rearrange(pad_to_multiple(x, (2, 2)), "b (h s1) (w s2) c -> b h w (s2 s1 c)", s1=2, s2=2)
         return self.reduction(self.norm(x))
+
+
+@register_downsample("patch_merging_v2")
+class PatchMergingV2(nn.Module):
+    """Swin V2's downsampling, ``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)``: reduce, then norm.
+
+    The same 2x2 concatenation as :class:`PatchMerging`, then Linear(4C, out_dim, bias=False) and the norm
+    over ``out_dim``.
+    """
+
+    def __init__(self, *, dim: int, out_dim: int | None = None, norm_layer: NormFactory = nn.LayerNorm) -> None:
+        super().__init__()
+        self.dim = dim
+        self.out_dim = out_dim or 2 * dim
+        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
+        self.norm = norm_layer(self.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rearrange(pad_to_multiple(x, (2, 2)), "b (h s1) (w s2) c -> b h w (s2 s1 c)", s1=2, s2=2)
+        return self.norm(self.reduction(x))
+
+
+@register_downsample("conv")
+class ConvDownsample(nn.Module):
+    """Strided convolution downsampling, ``(B, H, W, C) -> (B, H', W', out_dim)`` (CycleMLP, Wave-MLP).
+
+    ``Conv2d(kernel, stride, padding)`` (default 3/2/1: ``H' = ceil(H/2)``), then the norm unless
+    ``norm=False``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        out_dim: int | None = None,
+        norm_layer: NormFactory | None = None,
+        norm: bool = True,
+        kernel_size: int = 3,
+        stride: int = 2,
+        padding: int = 1,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.out_dim = out_dim or 2 * dim
+        self.proj = nn.Conv2d(dim, self.out_dim, kernel_size=kernel_size, stride=stride, padding=padding)
+        self.norm = norm_layer(self.out_dim) if norm and norm_layer is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rearrange(self.proj(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c")
+        return self.norm(x)

@@ -1,17 +1,24 @@
 """The mixer contract and the ``MIXERS`` registry.
 
-A token mixer mixes the tokens *of one window* and nothing else: the block owns the geometry (padding,
-shift, partition, masks). Contract:
+A token mixer mixes tokens and nothing else: no norm, no residual (the block does both). Two kinds, told by
+the class attribute ``kind``:
 
-* built as ``Mixer(dim, *, window_size, num_heads, **options)``; ``window_size`` is ``(wh, ww)``, or None
-  for a mixer whose class sets ``global_window = True`` (the window is then the whole feature map);
-* ``forward(x, mask)``: ``x`` is ``(B*nW, N, C)`` with ``N = wh*ww``, windows batch-major; ``mask`` is
-  ``(nW, N, N)`` bool (True where two tokens may interact) or None; returns ``(B*nW, N, C)``;
-* no norm and no residual: the block does both;
-* class attribute ``honours_mask``: True if the mixer applies the mask itself (attention as a logit mask, a
-  linear token map by masking its weight). For a mixer that cannot (a nonlinear token MLP), the block
-  shifts by zero padding instead of a cyclic roll, so no mask is ever needed;
-* unknown options are an error (no ``**kwargs`` swallowing).
+* ``kind = "window"`` (the default): it mixes the tokens *of one window*; the block owns the geometry
+  (padding, shift, partition, masks). Built ``Mixer(dim, *, window_size, **options)``; ``forward(x, mask)``
+  with ``x: (B*nW, N, C)``, ``N = wh*ww``, windows batch-major, and ``mask: (nW, N, N)`` bool (True where
+  two tokens may interact) or None; returns ``(B*nW, N, C)``. ``window_size`` is ``(wh, ww)``, or None for
+  a mixer whose class sets ``global_window = True`` (the window is then the whole map). Class attribute
+  ``honours_mask``: True if the mixer applies the mask itself (attention as a logit mask, a linear token
+  map by masking its weight); for one that cannot (a nonlinear token MLP) the block shifts by zero padding
+  instead of a cyclic roll, so no mask is ever needed.
+* ``kind = "map"``: it mixes the whole channels-last map, ``forward(x): (B, H, W, C) -> (B, H, W, C)``
+  (cycle and axial shifts, depthwise convolutions, row/column MLPs: mixers whose reach crosses window
+  borders). Built ``Mixer(dim, **options)``.
+
+The block offers ``num_heads``, ``window_size`` and ``feat_size`` (the stage's nominal map size, for
+resolution-tied mixers) and passes each only to a constructor that declares it. Unknown options are an
+error (no ``**kwargs`` swallowing). Initialisation: a mixer (or any module) with an ``init_weights()``
+method initialises itself; the network's generic init skips it (see :func:`hiermlp.models.network.init_tree`).
 """
 
 from __future__ import annotations
@@ -72,46 +79,62 @@ def mixer_name(spec: str | MixerFactory) -> str:
 
 
 def mixer_attr(spec: str | MixerFactory, attr: str, default: Any) -> Any:
-    """A class-level contract attribute (``honours_mask``, ``global_window``) of a mixer spec."""
+    """A class-level contract attribute (``kind``, ``honours_mask``, ``global_window``) of a mixer spec."""
     factory = get_mixer(spec)
     while isinstance(factory, functools.partial):
         factory = factory.func
     return getattr(factory, attr, default)
 
 
-def build_mixer(
-    spec: str | MixerFactory,
-    *,
-    dim: int,
-    window_size: tuple[int, int] | None,
-    num_heads: int,
-    **options: Any,
-) -> nn.Module:
-    """Build a mixer on the contract, turning bad options into errors that name them."""
+MIXER_KINDS = ("window", "map")
+# what the block can tell a mixer; each is passed only to constructors that declare it
+OFFERED = ("window_size", "num_heads", "feat_size")
+
+
+def mixer_kind(spec: str | MixerFactory) -> str:
+    """``"window"`` or ``"map"`` (see the module docstring)."""
+    kind = mixer_attr(spec, "kind", "window")
+    if kind not in MIXER_KINDS:
+        raise ConfigError(f"mixer {mixer_name(spec)!r} has kind={kind!r}; a mixer's kind is 'window' or 'map'")
+    return kind
+
+
+def build_mixer(spec: str | MixerFactory, *, dim: int, offered: dict[str, Any], **options: Any) -> nn.Module:
+    """Build a mixer on the contract: ``offered`` values go only where declared, bad options are named."""
     factory = get_mixer(spec)
     name = mixer_name(spec)
+    kind = mixer_kind(spec)
     try:
-        sig = inspect.signature(factory)
+        params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins / C extensions: let the call decide
-        sig = None
-    if sig is not None:
-        params = sig.parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        missing = {"window_size", "num_heads"} - set(params)
-        if missing and not takes_any:
-            raise ConfigError(
-                f"mixer {name!r} breaks the mixer contract: its constructor lacks {sorted(missing)}; "
-                "a mixer is built as Mixer(dim, *, window_size, num_heads, **options)"
-            )
-        bound = {k for k, p in params.items() if p.kind is not p.VAR_POSITIONAL}
-        unknown = sorted(set(options) - bound)
-        if unknown and not takes_any:
-            valid = sorted(bound - {"self", "dim", "window_size", "num_heads"})
-            raise ConfigError(
-                f"unknown option(s) {unknown} for mixer {name!r}.{suggest(unknown[0], valid)} "
-                f"Valid options: {valid or 'none'}"
-            )
-    mixer = factory(dim, window_size=window_size, num_heads=num_heads, **options)
+        params = None
+    if params is None:
+        return _checked(factory(dim, **offered, **options), name)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if kind == "window" and "window_size" not in params and not takes_any:
+        raise ConfigError(
+            f"mixer {name!r} breaks the window-mixer contract: its constructor lacks window_size; a window mixer is "
+            "built as Mixer(dim, *, window_size, **options) (or set kind = 'map' for a mixer of whole maps)"
+        )
+    clash = sorted(set(options) & set(OFFERED))
+    if clash:
+        raise ConfigError(
+            f"mixer option(s) {clash} for {name!r} are set by the stage (window_size, num_heads per stage), "
+            "not in mixer_kwargs"
+        )
+    bound = {k for k, p in params.items() if p.kind is not p.VAR_POSITIONAL}
+    unknown = sorted(set(options) - bound)
+    if unknown and not takes_any:
+        valid = sorted(bound - {"self", "dim", *OFFERED})
+        raise ConfigError(
+            f"unknown option(s) {unknown} for mixer {name!r}.{suggest(unknown[0], valid)} "
+            f"Valid options: {valid or 'none'}"
+        )
+    passed = {k: v for k, v in offered.items() if k in params or takes_any}
+    return _checked(factory(dim, **passed, **options), name)
+
+
+def _checked(mixer: Any, name: str) -> nn.Module:
     if not isinstance(mixer, nn.Module):
         raise ConfigError(f"mixer {name!r} must build an nn.Module, got {type(mixer).__name__}")
     return mixer

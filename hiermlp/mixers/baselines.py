@@ -9,6 +9,10 @@ from torch import nn
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.base import register_mixer
 
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("einsum")
+torch.fx.wrap("rearrange")
+
 
 @register_mixer("identity")
 class IdentityMixer(nn.Module):
@@ -18,13 +22,12 @@ class IdentityMixer(nn.Module):
 
     Args:
         dim: Channels C.
-        window_size: Unused (part of the mixer contract).
-        num_heads: Unused (part of the mixer contract).
+        window_size: Unused (part of the window-mixer contract).
     """
 
     honours_mask = True  # nothing crosses any boundary
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int] | None, num_heads: int) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
         super().__init__()
         self.dim = dim
 
@@ -42,12 +45,11 @@ class PoolMixer(nn.Module):
     Args:
         dim: Channels C.
         window_size: Unused beyond the contract (the window is whatever the block partitions).
-        num_heads: Unused (part of the mixer contract).
     """
 
     honours_mask = True
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int] | None, num_heads: int) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
         super().__init__()
         self.dim = dim
 

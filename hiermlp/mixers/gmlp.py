@@ -7,8 +7,11 @@ from einops import einsum, rearrange
 from torch import nn
 
 from hiermlp.errors import ConfigError
-from hiermlp.layers.linear import Linear, linear_act
 from hiermlp.mixers.base import register_mixer
+
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("einsum")
+torch.fx.wrap("rearrange")
 
 
 class SpatialGatingUnit(nn.Module):
@@ -96,21 +99,26 @@ class GatedMlp(nn.Module):
         hidden = int(dim * ffn_ratio)
         self.dim = dim
         self.window_size = tuple(window_size)
-        self.fc1 = Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
         self.gate = SpatialGatingUnit(
             hidden, num_tokens=window_size[0] * window_size[1], num_heads=num_heads, norm_eps=gate_norm_eps
         )
-        self.fc2 = Linear(hidden // 2, dim)
+        self.fc2 = nn.Linear(hidden // 2, dim)
         self.drop2 = nn.Dropout(drop)
 
     def init_weights(self) -> None:
-        """Re-apply the gate's near-identity init after a model-wide init (HierNet calls this last)."""
+        """timm's gMLP init: trunc-normal(0.02) projections, zero biases, the gate's near-identity start."""
+        for fc in (self.fc1, self.fc2):
+            nn.init.trunc_normal_(fc.weight, std=0.02)
+            nn.init.zeros_(fc.bias)
+        nn.init.ones_(self.gate.norm.weight)
+        nn.init.zeros_(self.gate.norm.bias)
         self.gate.init_weights()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.drop1(linear_act(self.fc1, self.act, x))
+        x = self.drop1(self.act(self.fc1(x)))
         x = self.gate(x, mask)  # (B*nW, N, hidden/2)
         return self.drop2(self.fc2(x))
 

@@ -10,8 +10,11 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.mixers.base import register_mixer
-from hiermlp.ops import is_tracing
-from hiermlp.ops.cache import cache_context
+
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("einsum")
+torch.fx.wrap("rearrange")
+torch.fx.wrap("repeat")
 
 
 @register_mixer("spatial_mlp")
@@ -47,8 +50,6 @@ class SpatialMlp(nn.Module):
         n = self.window_size[0] * self.window_size[1]
         self.weight = nn.Parameter(torch.empty(num_heads, n, n))
         self.bias = nn.Parameter(torch.empty(num_heads, n))
-        self._cache_key: tuple | None = None  # masked-weight cache (inference only), see masked_weight
-        self._cache: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -58,21 +59,8 @@ class SpatialMlp(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def masked_weight(self, mask: torch.Tensor) -> torch.Tensor:
-        """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``.
-
-        Cached when no gradient flows to the weight (inference), keyed by the mask and the weight's version
-        counter, so an optimizer step or ``load_state_dict`` refreshes it.
-        """
-        w = self.weight
-        if is_tracing() or (w.requires_grad and torch.is_grad_enabled()):
-            return w * mask[:, None].to(w.dtype)
-        key = (mask.data_ptr(), tuple(mask.shape), w.data_ptr(), w._version, w.dtype, str(w.device))
-        if self._cache_key == key:
-            return self._cache
-        with cache_context():
-            weight = w * mask[:, None].to(w.dtype)
-        self._cache_key, self._cache = key, weight
-        return weight
+        """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``."""
+        return self.weight * mask[:, None].to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         bias = repeat(self.bias, "heads n -> n (heads d)", d=self.dim // self.num_heads)  # (N, C)

@@ -7,8 +7,10 @@ from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ConfigError
-from hiermlp.layers.linear import Linear, linear_act
 from hiermlp.mixers.base import register_mixer
+
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("rearrange")
 
 
 @register_mixer("token_mlp")
@@ -25,7 +27,6 @@ class TokenMlp(nn.Module):
     Args:
         dim: Channels C.
         window_size: ``(wh, ww)``, ``N = wh*ww``.
-        num_heads: Unused (one token MLP shared by all channels); part of the mixer contract.
         token_mlp_ratio: Hidden size / N, when ``hidden_tokens`` is not given.
         hidden_tokens: Hidden size of the token MLP (timm's Mixer-B/16: 384 for 196 tokens).
         drop: Dropout after each layer.
@@ -38,7 +39,6 @@ class TokenMlp(nn.Module):
         dim: int,
         *,
         window_size: tuple[int, int],
-        num_heads: int,
         token_mlp_ratio: float = 2.0,
         hidden_tokens: int | None = None,
         drop: float = 0.0,
@@ -52,15 +52,15 @@ class TokenMlp(nn.Module):
             raise ConfigError(f"token_mlp: hidden size must be >= 1, got {hidden}")
         self.dim = dim
         self.window_size = tuple(window_size)
-        self.fc1 = Linear(n, hidden)
+        self.fc1 = nn.Linear(n, hidden)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
-        self.fc2 = Linear(hidden, n)
+        self.fc2 = nn.Linear(hidden, n)
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = rearrange(x, "b n c -> b c n")
-        x = self.drop2(self.fc2(self.drop1(linear_act(self.fc1, self.act, x))))
+        x = self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
         return rearrange(x, "b c n -> b n c")
 
     def extra_repr(self) -> str:

@@ -163,16 +163,20 @@ def record_attention(model: nn.Module) -> AttentionRecorder:
 
 
 def attention_weights(mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``(B*nW, N, C)`` windows -> ``(B, nW, heads, N, N)`` attention weights of a window-attention mixer."""
+    """``(B*nW, N, C)`` windows -> ``(B, nW, heads, N, N)`` attention weights of a window-attention mixer.
+
+    The plain :class:`~hiermlp.mixers.attention.WindowAttention` definitions (its ``attn_bias``), whichever
+    kernel the speed layer runs for the mixer itself.
+    """
     from einops import rearrange
 
+    from hiermlp.mixers.attention import WindowAttention
+
     with torch.no_grad():
-        heads = mixer.num_heads
         nw = 1 if mask is None else mask.shape[0]
-        qkv = rearrange(mixer.qkv(x), "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=heads)
-        q, k = qkv[0], qkv[1]
-        attn = torch.matmul(q, k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        bias = mixer.attn_bias(mask, attn.dtype)  # (1, heads or nW*heads, N, N) or None
-        if bias is not None:
-            attn = attn + bias
-        return rearrange(attn.softmax(-1), "b (w heads) n m -> b w heads n m", w=nw)
+        q, k, _ = rearrange(
+            mixer.qkv(x), "(b w) n (three heads d) -> three b w heads n d", w=nw, three=3, heads=mixer.num_heads
+        )
+        attn = torch.matmul(q, k.transpose(-2, -1)) * getattr(mixer, "scale", q.shape[-1] ** -0.5)
+        bias = WindowAttention.attn_bias(mixer, mask, attn.dtype)  # (1 or nW, heads, N, N) or None
+        return (attn if bias is None else attn + bias).softmax(-1)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from timm.layers import get_act_layer
 from torch import nn
 
-from hiermlp.errors import ConfigError
-from hiermlp.layers import ClassifierHead, PatchEmbed
-from hiermlp.models.block import ShiftMode
+from hiermlp.errors import ConfigError, ShapeError
+from hiermlp.layers import STEMS, ClassifierHead, build_layer, make_norm
+from hiermlp.models.block import NormPlacement, ShiftMode
 from hiermlp.models.stage import HierStage
+from hiermlp.ops import resize_rel_pos_table
 
 # parameter names that never get weight decay (besides 1-D tensors, which optimizers skip by rule)
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
+
+# the input check runs as one opaque node under torch.fx (it branches on the input's shape and dtype)
+torch.fx.wrap("check_images")
 
 
 def per_stage(value: Any, n: int, name: str) -> tuple:
@@ -30,17 +35,56 @@ def per_stage(value: Any, n: int, name: str) -> tuple:
 
 def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = tuple(v) if isinstance(v, (list, tuple)) else (v, v)
-    if len(t) != 2 or not all(isinstance(i, int) for i in t):
+    if len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
         raise ConfigError(f"{name} must be an int or a pair of ints, got {v!r}")
     return t
 
 
-def make_norm(norm_layer: str | type[nn.Module], eps: float) -> type[nn.Module]:
-    if isinstance(norm_layer, str):
-        if norm_layer.lower() not in ("layernorm", "ln"):
-            raise ConfigError(f"unknown norm_layer {norm_layer!r}; use 'layernorm' or pass a class")
-        return functools.partial(nn.LayerNorm, eps=eps)
-    return norm_layer
+def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False, strict_low=False):
+    """``value`` if it is a number in range, else a ConfigError naming ``name``, the value and the range."""
+    kind = numbers.Integral if integer else numbers.Real
+    bad_type = not isinstance(value, kind) or isinstance(value, bool)
+    if bad_type or not (value > low if strict_low else value >= low) or value > high:
+        bound = f"> {low}" if strict_low else f">= {low}"
+        rng = f"{bound}" + (f" and <= {high}" if high != math.inf else "")
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'} {rng}, got {value!r}")
+    return value
+
+
+def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor) -> torch.Tensor:
+    # ``weight``: any parameter of the model, for its dtype
+    """``x`` if it is a batch of images this model can take, else a ShapeError that names the fix."""
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"expected a tensor of images (B, {in_chans}, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ShapeError(
+            f"expected images of shape (B, {in_chans}, H, W), got {tuple(x.shape)}; build the model "
+            f"with in_chans={x.shape[1] if x.ndim == 4 else '...'} or convert the images"
+        )
+    if x.shape[0] == 0:
+        raise ShapeError("got an empty batch (0 images); pass at least one image")
+    if not x.is_floating_point():
+        raise ShapeError(
+            f"images are {x.dtype}, the model takes floating point; convert them, e.g. x.float() / 255 "
+            "then normalise with the model's pretrained_cfg mean/std"
+        )
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(torch.device(x.device).type):  # input check
+        raise ShapeError(
+            f"images are {x.dtype} but the model's weights are {weight.dtype}; use x.to({weight.dtype}), "
+            f"model.to({x.dtype}), or torch.autocast"
+        )
+    return x
+
+
+def init_tree(module: nn.Module, init: Callable[[nn.Module], None]) -> None:
+    """The one initialisation protocol: a module with ``init_weights()`` initialises its own subtree, once;
+    every other module gets ``init`` after its children (the order of ``nn.Module.apply``)."""
+    for child in module.children():
+        if hasattr(child, "init_weights"):
+            child.init_weights()
+        else:
+            init_tree(child, init)
+    init(module)
 
 
 class HierNet(nn.Module):
@@ -51,23 +95,32 @@ class HierNet(nn.Module):
 
     Args:
         img_size: Nominal input size; sets the window rule (clamp, no shift) per stage. Other sizes run too.
-        patch_size: Stem patch size.
+        patch_size: Patch size of the ``patch_embed`` stem.
         in_chans: Input channels.
         num_classes: Classes of the head (0: no classifier, features are pooled).
         global_pool: Head pooling (``"avg"``, ``"max"``, ``""`` for none).
-        embed_dim: Channels of stage 0 (doubling per stage), or one value per stage.
+        embed_dim: Channels of stage 0 (doubling per stage when downsampling), or one value per stage.
         depths: Blocks per stage.
-        num_heads: Heads per stage.
+        num_heads: Heads per stage (passed to mixers that take heads).
         window_size: Window per stage (int, square).
         shift: Use shifted windows (per stage).
         mixer: Mixer name or class per stage; ``mixer_kwargs`` its options per stage.
         mlp_ratio: Channel MLP ratio per stage (0: the mixer block carries its own).
         shift_mode: ``"auto"``/``"roll"``/``"pad"`` per stage, see :class:`~hiermlp.models.block.HierBlock`.
-        downsample: Patch merging at the start of stages 1.. (False for isotropic, single-resolution models).
+        stem: Registered stem name (``"patch_embed"``, ``"conv_overlap"``, ...) or class; ``stem_kwargs`` its
+            options.
+        downsample: Downsampler at the start of stages 1.. : True (``"patch_merging"``), a registered name
+            (``"patch_merging_v2"``, ``"conv"``, ...) or class, or False/None for an isotropic network;
+            ``downsample_kwargs`` its options.
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth, growing linearly over all blocks.
-        norm_layer: ``"layernorm"`` or a norm class; ``norm_eps`` its epsilon.
+        norm_layer: ``"layernorm"``, ``"batchnorm"``, ``"groupnorm"`` or a norm class, for blocks, stem,
+            downsamplers and the final norm; ``norm_eps`` the epsilon of named norms.
         patch_norm: Norm after the stem.
+        head_norm: Norm after the last stage.
+        norm_placement: ``"pre"`` or ``"res_post"`` per stage.
+        layer_scale_init: Layer-scale init value per stage, None for none.
+        act_layer: Activation of the channel MLPs (a name timm knows, or a class).
     """
 
     def __init__(
@@ -87,32 +140,62 @@ class HierNet(nn.Module):
         mixer_kwargs: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
         mlp_ratio: float | Sequence[float] = 4.0,
         shift_mode: ShiftMode | Sequence[ShiftMode] = "auto",
-        downsample: bool = True,
+        stem: str | Callable[..., nn.Module] = "patch_embed",
+        stem_kwargs: dict[str, Any] | None = None,
+        downsample: bool | str | Callable[..., nn.Module] | None = True,
+        downsample_kwargs: dict[str, Any] | None = None,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
-        norm_layer: str | type[nn.Module] = "layernorm",
+        norm_layer: str | Callable[[int], nn.Module] = "layernorm",
         norm_eps: float = 1e-5,
         patch_norm: bool = True,
+        head_norm: bool = True,
+        norm_placement: NormPlacement | Sequence[NormPlacement] = "pre",
+        layer_scale_init: float | Sequence[float | None] | None = None,
+        act_layer: str | type[nn.Module] = "gelu",
     ) -> None:
         super().__init__()
+        if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
+            raise ConfigError(f"depths must be a list of block counts, one per stage, got {depths!r}")
         depths = tuple(depths)
         n = len(depths)
-        if n == 0 or any(d < 1 for d in depths):
-            raise ConfigError(f"depths must list at least one stage of >= 1 block, got {depths}")
+        if n == 0 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths):
+            raise ConfigError(f"depths must list at least one stage of >= 1 block (integers), got {depths}")
+        _number(num_classes, "num_classes", low=0, integer=True)
+        _number(in_chans, "in_chans", low=1, integer=True)
+        _number(patch_size, "patch_size", low=1, integer=True)
+        _number(drop_rate, "drop_rate", low=0.0, high=1.0)
+        _number(drop_path_rate, "drop_path_rate", low=0.0, high=1.0)
+        _number(norm_eps, "norm_eps", low=0.0, strict_low=True)
         img_size = to_2tuple(img_size, "img_size")
         if img_size[0] < patch_size or img_size[1] < patch_size:
             raise ConfigError(f"img_size {img_size} is smaller than one {patch_size}x{patch_size} patch")
+        downsample = "patch_merging" if downsample is True else (downsample or None)
         if isinstance(embed_dim, (list, tuple)):
             dims = per_stage(embed_dim, n, "embed_dim")
         else:
+            _number(embed_dim, "embed_dim", low=1, integer=True)
             dims = tuple(embed_dim * 2**i if downsample else embed_dim for i in range(n))
+        for d in dims:
+            _number(d, "embed_dim", low=1, integer=True)
         heads = per_stage(num_heads, n, "num_heads")
+        for h in heads:
+            _number(h, "num_heads", low=1, integer=True)
         windows = tuple(to_2tuple(w, "window_size") for w in per_stage(window_size, n, "window_size"))
-        shifts = per_stage(shift, n, "shift")
-        mixers = per_stage(mixer, n, "mixer")
-        mixer_kwargs = per_stage(mixer_kwargs, n, "mixer_kwargs")
+        for w in windows:
+            if min(w) < 1:
+                raise ConfigError(f"window_size must be >= 1, got {w}")
         mlp_ratios = per_stage(mlp_ratio, n, "mlp_ratio")
-        shift_modes = per_stage(shift_mode, n, "shift_mode")
+        for r in mlp_ratios:
+            _number(r, "mlp_ratio", low=0.0)
+        scales = per_stage(layer_scale_init, n, "layer_scale_init")
+        for v in scales:
+            if v is not None:
+                _number(v, "layer_scale_init", low=-math.inf)
+        try:
+            act = get_act_layer(act_layer) if isinstance(act_layer, str) else act_layer
+        except Exception as e:  # timm raises a bare KeyError/ValueError for unknown names
+            raise ConfigError(f"unknown act_layer {act_layer!r}; use a name timm knows (gelu, relu, silu, ...)") from e
         norm = make_norm(norm_layer, norm_eps)
 
         self.num_classes = num_classes
@@ -124,17 +207,41 @@ class HierNet(nn.Module):
         self.output_fmt = "NHWC"
         self.grad_checkpointing = False
 
-        self.patch_embed = PatchEmbed(
-            patch_size=patch_size,
+        self.patch_embed = build_layer(
+            STEMS,
+            "stem",
+            stem,
             in_chans=in_chans,
             embed_dim=dims[0],
             norm_layer=norm if patch_norm else None,
+            **({"patch_size": patch_size} if stem == "patch_embed" else {}),
+            **(stem_kwargs or {}),
         )
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
-        feat = (math.ceil(img_size[0] / patch_size), math.ceil(img_size[1] / patch_size))
-        stages, self.feature_info, in_dim, reduction = [], [], dims[0], patch_size
-        for i in range(n):
-            down = downsample and i > 0
+        stem_stride = int(getattr(self.patch_embed, "reduction", patch_size))
+        self._stage_args = dict(
+            dims=dims, depths=depths, heads=heads, windows=windows, shifts=per_stage(shift, n, "shift"),
+            mixers=per_stage(mixer, n, "mixer"), mixer_kwargs=per_stage(mixer_kwargs, n, "mixer_kwargs"),
+            mlp_ratios=mlp_ratios, shift_modes=per_stage(shift_mode, n, "shift_mode"),
+            placements=per_stage(norm_placement, n, "norm_placement"), scales=scales,
+            downsample=downsample, downsample_kwargs=downsample_kwargs, norm=norm, act=act,
+            drop_path_rate=drop_path_rate, stem_stride=stem_stride,
+        )  # fmt: skip
+        self.stages, self.feature_info = self._build_stages(img_size)
+        self.norm = norm(self.num_features) if head_norm else nn.Identity()
+        self.head = ClassifierHead(
+            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt="NHWC"
+        )
+        init_tree(self, _init_weights)
+
+    def _build_stages(self, img_size: tuple[int, int]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
+        a = self._stage_args
+        depths, dims = a["depths"], a["dims"]
+        dpr = torch.linspace(0, a["drop_path_rate"], sum(depths), device="cpu").tolist()
+        reduction = a["stem_stride"]
+        feat = (math.ceil(img_size[0] / reduction), math.ceil(img_size[1] / reduction))
+        stages, info, in_dim = [], [], dims[0]
+        for i in range(len(depths)):
+            down = a["downsample"] if i > 0 else None
             if down:
                 feat, reduction = (math.ceil(feat[0] / 2), math.ceil(feat[1] / 2)), reduction * 2
             stages.append(
@@ -143,29 +250,57 @@ class HierNet(nn.Module):
                     dim=dims[i],
                     depth=depths[i],
                     downsample=down,
+                    downsample_kwargs=a["downsample_kwargs"],
                     feat_size=feat,
-                    num_heads=heads[i],
-                    window_size=windows[i],
-                    shift=shifts[i],
-                    mixer=mixers[i],
-                    mixer_kwargs=mixer_kwargs[i],
-                    mlp_ratio=mlp_ratios[i],
+                    num_heads=a["heads"][i],
+                    window_size=a["windows"][i],
+                    shift=a["shifts"][i],
+                    mixer=a["mixers"][i],
+                    mixer_kwargs=a["mixer_kwargs"][i],
+                    mlp_ratio=a["mlp_ratios"][i],
                     drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
-                    norm_layer=norm,
-                    shift_mode=shift_modes[i],
+                    norm_layer=a["norm"],
+                    act_layer=a["act"],
+                    norm_placement=a["placements"][i],
+                    layer_scale_init=a["scales"][i],
+                    shift_mode=a["shift_modes"][i],
                 )
             )
-            self.feature_info.append(dict(num_chs=dims[i], reduction=reduction, module=f"stages.{i}"))
+            info.append(dict(num_chs=dims[i], reduction=reduction, module=f"stages.{i}"))
             in_dim = dims[i]
-        self.stages = nn.Sequential(*stages)
-        self.norm = norm(self.num_features)
-        self.head = ClassifierHead(
-            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt="NHWC"
-        )
-        self.apply(_init_weights)
-        for m in self.modules():  # mixers with their own init (e.g. gMLP's near-identity gate) go last
-            if m is not self and hasattr(m, "init_weights"):
-                m.init_weights()
+        return nn.Sequential(*stages), info
+
+    @torch.jit.ignore
+    def set_input_size(self, img_size: int | tuple[int, int] | None = None, window_size: Any = None) -> None:
+        """Re-apply the window rule for a new nominal input size (and optionally a new window), timm API.
+
+        Window-tied parameters (relative position tables) are resized by bicubic interpolation, spatial MLP
+        weights cannot be and raise; other weights are kept.
+        """
+        img_size = to_2tuple(img_size, "img_size") if img_size is not None else self.img_size
+        if window_size is not None:
+            n = len(self._stage_args["depths"])
+            self._stage_args["windows"] = tuple(
+                to_2tuple(w, "window_size") for w in per_stage(window_size, n, "window_size")
+            )
+        old = self.stages.state_dict()
+        stages, self.feature_info = self._build_stages(img_size)
+        new = stages.state_dict()
+        for key, value in old.items():
+            if key not in new:
+                continue
+            if key.endswith("relative_position_bias_table") and value.shape != new[key].shape:
+                side = new[key].shape[0]
+                value = resize_rel_pos_table(value, _table_window(side))
+            if value.shape != new[key].shape:
+                raise ConfigError(
+                    f"set_input_size: {key} is {tuple(value.shape)} for the old size and {tuple(new[key].shape)} "
+                    "for the new one, and has no resize rule (window-tied weights such as a spatial MLP's)"
+                )
+            new[key] = value
+        stages.load_state_dict(new)
+        self.stages = stages.to(next(self.parameters()).device)
+        self.img_size = img_size
 
     # ---- timm model API -------------------------------------------------------------------------------
     @torch.jit.ignore
@@ -205,7 +340,7 @@ class HierNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, H/r, W/r, C)`` normalised last-stage map (channels-last)."""
-        x = self.patch_embed(x)
+        x = self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters())))
         x = self.stages(x)
         return self.norm(x)
 
@@ -233,7 +368,7 @@ class HierNet(nn.Module):
         take = stage_indices(len(self.stages), indices)
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        x = self.patch_embed(x)
+        x = self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters())))
         last = len(self.stages) - 1
         stages = self.stages[: max(take) + 1] if stop_early or intermediates_only else self.stages
         intermediates = []
@@ -282,3 +417,8 @@ def _init_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+def _table_window(rows: int) -> tuple[int, int]:
+    side = math.isqrt(rows)
+    return ((side + 1) // 2, (side + 1) // 2)

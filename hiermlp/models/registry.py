@@ -288,8 +288,13 @@ def resolve_cfg(name: str) -> dict[str, Any]:
 def _construct(
     builder: Callable[..., nn.Module], checkpoint_path: str | Path | None, cfg: dict[str, Any], **kwargs: Any
 ) -> nn.Module:
-    """The builder, then ``checkpoint_path`` loaded (any known layout), before timm wraps features around it."""
+    """The builder, the speed layer, then ``checkpoint_path`` loaded (any known layout), before timm wraps
+    features around it."""
+    from hiermlp import accel  # the speed layer sits beside the models: applied here, never imported by them
+
     model = builder(**kwargs)
+    if accel.settings.current().enabled:
+        accel.accelerate(model)
     if checkpoint_path is not None:
         from hiermlp.weights import load_checkpoint
 

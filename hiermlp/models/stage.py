@@ -1,16 +1,16 @@
-"""A stage: optional patch merging, then blocks alternating unshifted and shifted windows."""
+"""A stage: optional downsampling, then blocks alternating unshifted and shifted windows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from hiermlp.layers import PatchMerging
-from hiermlp.models.block import HierBlock, ShiftMode
+from hiermlp.layers import DOWNSAMPLERS, build_layer
+from hiermlp.models.block import HierBlock, NormPlacement, ShiftMode
 
 
 def stage_window(
@@ -31,17 +31,21 @@ class HierStage(nn.Module):
 
     Args:
         in_dim: Channels coming in.
-        dim: Channels of the blocks (merging maps in_dim -> dim).
+        dim: Channels of the blocks (the downsampler maps in_dim -> dim).
         depth: Number of blocks.
-        downsample: Begin with :class:`PatchMerging`.
-        feat_size: Nominal map size of the blocks (after merging), used for the window rule.
-        num_heads: Heads of every block's mixer.
+        downsample: A registered downsampler name (``"patch_merging"``, ``"patch_merging_v2"``, ``"conv"``, ...)
+            or class, or None; ``downsample_kwargs`` its options.
+        feat_size: Nominal map size of the blocks (after downsampling), used for the window rule.
+        num_heads: Heads of every block's mixer (for mixers that take heads).
         window_size: Target window, clamped by :func:`stage_window`.
         shift: Alternate shifted blocks (odd blocks shift by window // 2).
         mixer: Mixer name or class; ``mixer_kwargs`` its options.
         mlp_ratio: Channel MLP ratio (0: none).
         drop_path: One rate per block.
-        norm_layer: Norm class.
+        norm_layer: Norm factory of the blocks and the downsampler.
+        act_layer: Activation of the channel MLPs.
+        norm_placement: ``"pre"`` or ``"res_post"``.
+        layer_scale_init: Layer-scale init value, or None.
         shift_mode: See :class:`HierBlock`.
     """
 
@@ -51,7 +55,8 @@ class HierStage(nn.Module):
         in_dim: int,
         dim: int,
         depth: int,
-        downsample: bool,
+        downsample: str | Callable[..., nn.Module] | None,
+        downsample_kwargs: dict[str, Any] | None = None,
         feat_size: tuple[int, int],
         num_heads: int,
         window_size: tuple[int, int],
@@ -60,12 +65,27 @@ class HierStage(nn.Module):
         mixer_kwargs: dict[str, Any] | None = None,
         mlp_ratio: float = 4.0,
         drop_path: Sequence[float] = (),
-        norm_layer: type[nn.Module] = nn.LayerNorm,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_placement: NormPlacement = "pre",
+        layer_scale_init: float | None = None,
         shift_mode: ShiftMode = "auto",
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
-        self.downsample = PatchMerging(dim=in_dim, out_dim=dim, norm_layer=norm_layer) if downsample else nn.Identity()
+        self.downsample = (
+            build_layer(
+                DOWNSAMPLERS,
+                "downsampler",
+                downsample,
+                dim=in_dim,
+                out_dim=dim,
+                norm_layer=norm_layer,
+                **(downsample_kwargs or {}),
+            )
+            if downsample
+            else nn.Identity()
+        )
         ws, ss = stage_window(feat_size, window_size, shift)
         self.window_size, self.shift_size = ws, ss
         drop_path = tuple(drop_path) or (0.0,) * depth
@@ -73,14 +93,18 @@ class HierStage(nn.Module):
             *(
                 HierBlock(
                     dim=dim,
+                    mixer=mixer,
+                    mixer_kwargs=mixer_kwargs,
                     num_heads=num_heads,
                     window_size=ws,
                     shift_size=ss if j % 2 else (0, 0),
-                    mixer=mixer,
-                    mixer_kwargs=mixer_kwargs,
+                    feat_size=feat_size,
                     mlp_ratio=mlp_ratio,
                     drop_path=drop_path[j],
                     norm_layer=norm_layer,
+                    act_layer=act_layer,
+                    norm_placement=norm_placement,
+                    layer_scale_init=layer_scale_init,
                     shift_mode=shift_mode,
                 )
                 for j in range(depth)

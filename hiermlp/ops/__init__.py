@@ -1,6 +1,10 @@
 """Pure tensor functions for window geometry: no state, no modules."""
 
+from hiermlp.ops.cache import GEOMETRY_CACHE_SIZE, cache_context, geometry_cache
+from hiermlp.ops.gather import cached_window_index, gather_windows, scatter_windows, window_index
 from hiermlp.ops.window import (
+    cached_window_mask,
+    crop_to,
     cyclic_shift,
     functorch_active,
     is_exporting,
@@ -11,6 +15,7 @@ from hiermlp.ops.window import (
     padding_for,
     region_labels,
     relative_position_index,
+    resize_rel_pos_table,
     unpad_shift,
     window_mask,
     window_merge,
@@ -18,8 +23,15 @@ from hiermlp.ops.window import (
 )
 
 __all__ = [
+    "GEOMETRY_CACHE_SIZE",
+    "cache_context",
+    "cached_window_index",
+    "cached_window_mask",
+    "crop_to",
     "cyclic_shift",
     "functorch_active",
+    "gather_windows",
+    "geometry_cache",
     "is_exporting",
     "is_symbolic",
     "is_tracing",
@@ -28,7 +40,10 @@ __all__ = [
     "padding_for",
     "region_labels",
     "relative_position_index",
+    "resize_rel_pos_table",
+    "scatter_windows",
     "unpad_shift",
+    "window_index",
     "window_mask",
     "window_merge",
     "window_partition",

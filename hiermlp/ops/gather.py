@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from hiermlp.ops.cache import geometry_cache
+
 Size2 = tuple[int, int]
 
 
@@ -45,6 +47,10 @@ def window_index(
     inv = torch.empty(h * w, dtype=torch.long)
     inv[fwd[real]] = torch.arange(fwd.numel())[real]
     return fwd.to(device), inv.to(device), padded, fwd.numel() != h * w
+
+
+# gather indices depend on sizes only: one bounded LRU shared by every block
+cached_window_index = geometry_cache(window_index)
 
 
 def gather_windows(x: torch.Tensor, fwd: torch.Tensor, window_area: int, padded: bool) -> torch.Tensor:

@@ -6,11 +6,14 @@ documentation. The block composes these; mixers never see them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from hiermlp.errors import ShapeError
+from hiermlp.ops.cache import geometry_cache
 
 Size2 = tuple[int, int]
 
@@ -179,3 +182,34 @@ def relative_position_index(window_size: Size2, *, device: torch.device | str | 
     ).flatten(1)  # (2, N)
     rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N)
     return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
+
+
+# window masks depend on sizes only: one bounded LRU shared by every block (see hiermlp.ops.cache)
+cached_window_mask = geometry_cache(window_mask)
+
+
+def crop_to(x: torch.Tensor, size: Size2) -> torch.Tensor:
+    """Crop bottom/right padding, ``(B, H', W', C) -> (B, H, W, C)`` with ``size = (H, W)``.
+
+    A symbolic (dynamic-size export) map is cropped by a gather, not a slice: a slice's strides depend on
+    whether padding happened, which a graph exported for all sizes cannot know.
+    """
+    h, w = size
+    if is_symbolic(h, w):
+        return x.index_select(1, torch.arange(h, device=x.device)).index_select(2, torch.arange(w, device=x.device))
+    return x[:, :h, :w]
+
+
+def resize_rel_pos_table(table: torch.Tensor, new_window: Size2) -> torch.Tensor:
+    """Bicubically resize a ``((2M-1)^2, heads)`` bias table to ``((2wh-1)*(2ww-1), heads)``.
+
+    The reference fine-tuning recipe: view as ``(1, heads, 2M-1, 2M-1)`` and ``F.interpolate``.
+    """
+    side = math.isqrt(table.shape[0])
+    if side * side != table.shape[0]:
+        raise ShapeError(f"cannot resize a non-square relative position table of {table.shape[0]} rows")
+    heads = table.shape[1]
+    grid = table.T.reshape(1, heads, side, side).float()
+    size = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
+    out = F.interpolate(grid, size=size, mode="bicubic", align_corners=False)
+    return out.reshape(heads, -1).T.contiguous().to(table.dtype)

@@ -58,8 +58,12 @@ def model_family(model: nn.Module) -> str:
     stages = getattr(model, "stages", None)
     if stages is None or not isinstance(getattr(model, "patch_embed", None), PatchEmbed):
         return "other"
-    kinds = {type(b.mixer) for s in stages for b in s.blocks}
+    from hiermlp.accel import PLAIN
+
+    kinds = {PLAIN.get(type(b.mixer), type(b.mixer)) for s in stages for b in s.blocks}  # sped-up = plain
     kind = next(iter(kinds)) if len(kinds) == 1 else None  # exact types: a subclass is another architecture
+    if not _reference_blocks(model):
+        return "other"
     if len(stages) == 1 and kind is not None and kind in (MIXERS["token_mlp"], MIXERS["gmlp"]):
         return "timm_mixer" if kind is MIXERS["token_mlp"] else "timm_gmlp"
     if not all(isinstance(s.downsample, PatchMerging) for s in list(stages)[1:]):
@@ -69,6 +73,20 @@ def model_family(model: nn.Module) -> str:
     if kind is MIXERS["spatial_mlp"]:
         return "swin_mlp"
     return "other"
+
+
+def _reference_blocks(model: nn.Module) -> bool:
+    """The blocks the reference classes compute: pre-norm LayerNorms, no layer scale, a GELU channel MLP."""
+    from timm.layers import Mlp
+
+    norms = [model.patch_embed.norm, model.norm] + [m for s in model.stages for m in (s.downsample,)]
+    for stage in model.stages:
+        for b in stage.blocks:
+            if b.norm_placement != "pre" or not isinstance(b.ls1, nn.Identity) or not isinstance(b.norm1, nn.LayerNorm):
+                return False
+            if b.mlp is not None and not (isinstance(b.mlp, Mlp) and type(b.mlp.act) is nn.GELU):
+                return False
+    return all(isinstance(getattr(n, "norm", n), (nn.LayerNorm, nn.Identity)) for n in norms)
 
 
 # ---- hiermlp -> timm ---------------------------------------------------------------------------------------

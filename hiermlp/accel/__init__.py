@@ -1,0 +1,89 @@
+"""The speed layer: faster implementations of the plain modules' functions, applied by one mechanism.
+
+:func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` ->
+:class:`FastLinear`, timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`,
+``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`); parameters, buffers,
+state-dict keys and hooks stay as they are. Only modules of exactly those classes are swapped, so a
+subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps
+back. ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
+(``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one, forward and backward
+(tests/test_fast_paths.py, tests/test_linear.py); the levers are measured in benchmarks/perf_cpu.py.
+"""
+
+from __future__ import annotations
+
+from timm.layers import Mlp
+from torch import nn
+
+from hiermlp.accel import settings
+from hiermlp.accel.attention import FastGlobalAttention, FastWindowAttention
+from hiermlp.accel.block import FastHierBlock
+from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
+from hiermlp.accel.settings import AccelSettings, override
+from hiermlp.accel.spatial_mlp import FastSpatialMlp
+from hiermlp.mixers.attention import WindowAttention
+from hiermlp.mixers.baselines import GlobalAttention
+from hiermlp.mixers.spatial_mlp import SpatialMlp
+from hiermlp.models.block import HierBlock
+
+# plain class -> fast twin (exact types only)
+FAST: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: FastLinear,
+    Mlp: FastMlp,
+    WindowAttention: FastWindowAttention,
+    GlobalAttention: FastGlobalAttention,
+    SpatialMlp: FastSpatialMlp,
+    HierBlock: FastHierBlock,
+}
+PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
+
+
+def accelerate(model: nn.Module) -> nn.Module:
+    """Swap every plain module of ``model`` that has a fast twin for it, in place; returns ``model``."""
+    for module in model.modules():
+        fast = FAST.get(type(module))
+        if fast is not None:
+            module.__class__ = fast
+    return model
+
+
+def plain(model: nn.Module) -> nn.Module:
+    """Undo :func:`accelerate`: every fast module back to its plain class, in place; returns ``model``."""
+    for module in model.modules():
+        slow = PLAIN.get(type(module))
+        if slow is not None:
+            module.__class__ = slow
+    return model
+
+
+def is_accelerated(model: nn.Module) -> bool:
+    return any(type(m) in PLAIN for m in model.modules())
+
+
+def register_fast(plain_cls: type[nn.Module], fast_cls: type[nn.Module]) -> None:
+    """Give a plain module class a fast twin (a subclass computing the same function)."""
+    if not issubclass(fast_cls, plain_cls):
+        raise TypeError(f"{fast_cls.__name__} must subclass {plain_cls.__name__} (same parameters and state dict)")
+    FAST[plain_cls] = fast_cls
+    PLAIN[fast_cls] = plain_cls
+
+
+__all__ = [
+    "FAST",
+    "PLAIN",
+    "AccelSettings",
+    "FastGlobalAttention",
+    "FastHierBlock",
+    "FastLinear",
+    "FastMlp",
+    "FastSpatialMlp",
+    "FastWindowAttention",
+    "accelerate",
+    "is_accelerated",
+    "onednn_available",
+    "onednn_enabled",
+    "override",
+    "plain",
+    "register_fast",
+    "settings",
+]

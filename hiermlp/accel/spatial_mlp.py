@@ -1,0 +1,26 @@
+"""Swin-MLP's spatial MLP with its masked weight cached in inference."""
+
+from __future__ import annotations
+
+import torch
+
+from hiermlp.accel.cache import derived
+from hiermlp.mixers.spatial_mlp import SpatialMlp
+from hiermlp.ops import is_tracing
+
+
+class FastSpatialMlp(SpatialMlp):
+    """:class:`SpatialMlp` whose per-window masked weight ``(nW, heads, N, N)`` is built once per mask while no
+    gradient flows to the weight (validated by content, :mod:`hiermlp.accel.cache`)."""
+
+    def masked_weight(self, mask: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if is_tracing() or (w.requires_grad and torch.is_grad_enabled()):
+            return super().masked_weight(mask)
+        return derived(
+            self,
+            ("masked", w.dtype, str(w.device)),
+            (mask,),
+            (w,),
+            lambda: super(FastSpatialMlp, self).masked_weight(mask),
+        )

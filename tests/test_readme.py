@@ -1,0 +1,41 @@
+"""The README's "Adding a mixer" examples run verbatim, and its Design grep finds nothing."""
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_adding_a_mixer_examples_run_verbatim(capsys):
+    from hiermlp.mixers import MIXERS
+
+    codes = blocks(section("Adding a mixer"), "python")
+    assert len(codes) == 2
+    namespace: dict = {}
+    try:
+        for code in codes:
+            exec(compile(code, "README.md", "exec"), namespace)
+        out = capsys.readouterr().out.split()
+        assert "torch.Size([1," in " ".join(out) and "torch.Size([2," in " ".join(out)
+        assert namespace["net"].stages[0].blocks[0].norm_placement == "res_post"
+    finally:
+        for name in ("window_conv", "axial_shift_demo"):
+            MIXERS.pop(name, None)
+
+
+def test_design_grep_finds_no_speed_machinery_in_the_plain_modules():
+    (cmd,) = blocks(section("Design"), "bash")
+    out = subprocess.run(["bash", "-c", cmd.strip()], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout == "", out.stdout  # grep: 1 = no match
