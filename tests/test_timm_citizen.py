@@ -65,6 +65,14 @@ def test_default_cfgs_are_timms(name):
     )
     assert TIMM_FIELDS - null <= set(cfg) and cfg["architecture"] == name
     tags = get_arch_pretrained_cfgs(name)
+    bare = name[len("hiermlp_") :]
+    if timm.is_model(bare):  # timm has the architecture: the same tags, order, sources and sizes
+        theirs = get_arch_pretrained_cfgs(bare)
+        assert [t.partition(".")[2] for t in theirs] == list(entry.tags)
+        for (_, a), (_, b) in zip(theirs.items(), tags.items()):
+            assert (a.url, a.hf_hub_id, a.num_classes, a.input_size, a.pool_size, a.crop_pct) == (
+                b.url, b.hf_hub_id, b.num_classes, b.input_size, b.pool_size, b.crop_pct,
+            )  # fmt: skip
     assert list(tags) == [f"{name}.{t}" if t else name for t in entry.tags]
     for full, c in tags.items():
         assert c.tag == (full.partition(".")[2] or None) and c.architecture == name
@@ -271,11 +279,15 @@ def test_timm_kwargs_map_or_are_rejected_by_name():
         timm.create_model("hiermlp_gmlp_s16_224", dynamic_img_size=True)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_torchscript_is_not_supported_as_the_readme_says():
-    # README "TorchScript": hiermlp's modules use einops, caches keyed by size and a custom autograd Function
-    model = hiermlp.HierNet(img_size=32, patch_size=2, embed_dim=16, depths=(2,), num_heads=(1,), window_size=4)
+    tiny = dict(img_size=32, patch_size=2, embed_dim=16, depths=(2,), num_heads=(1,), window_size=4)
     with pytest.raises(Exception):  # noqa: B017  (torch.jit raises RuntimeError/NotSupportedError/...)
-        torch.jit.script(model.eval())
+        torch.jit.script(hiermlp.create_model("swin_tiny_patch4_window7_224", **tiny).eval())
+    timm_swin = timm.models.swin_transformer.SwinTransformer(**tiny, num_classes=10).eval()
+    scripted = torch.jit.script(timm_swin)  # timm's Swin does script
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(scripted(x), timm_swin(x))
 
 
 # ---- loading like timm ------------------------------------------------------------------------------------------
@@ -346,6 +358,26 @@ def test_pretrained_cfg_overlay_file_and_checkpoint_path(tmp_path):
             torch.testing.assert_close(m.eval()(x), ref(x), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="not both"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", pretrained=True, checkpoint_path=path)
+
+
+def test_pretrained_falls_back_to_the_url(monkeypatch):
+    # swin_tiny_c24 has no hub copy: timm's builder fetches the Microsoft release URL (faked here, offline)
+    from .test_swin import to_microsoft_layout
+
+    small = dict(img_size=64, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), window_size=4)
+    ref = randomize_(timm.models.swin_transformer.SwinTransformer(**small)).eval()
+    fetched = []
+
+    def fake_download(url, **kwargs):
+        fetched.append(url)
+        return to_microsoft_layout(ref.state_dict())
+
+    monkeypatch.setattr(timm.models._builder, "load_state_dict_from_url", fake_download)
+    ours = hiermlp.create_model("swin_tiny_c24_patch4_window8_256", pretrained=True, **small).eval()
+    assert fetched == [get_entry("swin_tiny_c24_patch4_window8_256").pretrained_cfg["url"]]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=0)
 
 
 def test_strict_false_reports_every_skipped_key_and_warns(tmp_path):

@@ -84,9 +84,13 @@ def _reference_blocks(model: nn.Module) -> bool:
         for b in stage.blocks:
             if b.norm_placement != "pre" or not isinstance(b.ls1, nn.Identity) or not isinstance(b.norm1, nn.LayerNorm):
                 return False
-            if b.mlp is not None and not (isinstance(b.mlp, Mlp) and type(b.mlp.act) is nn.GELU):
+            if b.mlp is not None and not (isinstance(b.mlp, Mlp) and _is_exact_gelu(b.mlp.act)):
                 return False
     return all(isinstance(getattr(n, "norm", n), (nn.LayerNorm, nn.Identity)) for n in norms)
+
+
+def _is_exact_gelu(act: nn.Module) -> bool:  # torch's or timm's GELU, erf form (the reference's)
+    return type(act).__name__ == "GELU" and getattr(act, "approximate", "none") == "none"
 
 
 # ---- hiermlp -> timm ---------------------------------------------------------------------------------------
