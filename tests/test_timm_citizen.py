@@ -15,7 +15,7 @@ from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
 
 import hiermlp
 from hiermlp.errors import CheckpointError, ConfigError
-from hiermlp.models.registry import get_entry, nominal_pool_size
+from hiermlp.models.registry import get_entry, nominal_pool_size, resolve_source
 
 from .conftest import randomize_
 
@@ -100,6 +100,11 @@ def test_invalid_tags_error_like_timms():
         m = timm.create_model("hiermlp_swin_tiny_patch4_window7_224.ms_in22k")
         ours = hiermlp.create_model("swin_base_patch4_window7_224")
     assert m.num_classes == 21841 and m.pretrained_cfg["tag"] == "ms_in22k"
+    # the trainer, bench and export resolve "arch.tag" names to hiermlp's registry too
+    assert resolve_source("swin_tiny_patch4_window7_224.ms_in22k") == (
+        "hiermlp",
+        "swin_tiny_patch4_window7_224.ms_in22k",
+    )
     assert ours.pretrained_cfg["tag"] == "ms_in22k_ft_in1k"  # timm's default tag for Swin-B
 
 

@@ -1,8 +1,10 @@
-"""The model registry: reference names -> (variant kwargs, pretrained cfg), ``create_model``, ``list_models``.
+"""The model registry: reference names -> (variant kwargs, pretrained cfgs by tag), ``create_model``, ``list_models``.
 
 Variants are data, not functions: each is a row of keyword arguments for one builder (``HierNet`` unless a
-row says otherwise), registered by :func:`register_model`. The zoo (:mod:`hiermlp.models.zoo`) fills it;
-:mod:`hiermlp.models.timm_mirror` mirrors every entry into timm's registry as ``hiermlp_<name>``.
+row says otherwise) and its pretrained cfgs keyed by timm's tags, registered by :func:`register_model`. The zoo
+(:mod:`hiermlp.models.zoo`) fills it; :mod:`hiermlp.models.timm_mirror` mirrors every entry into timm's
+registry as ``hiermlp_<name>``. Both registries build through :func:`build_model`, i.e. timm's
+``build_model_with_cfg``, so pretrained loading and ``features_only`` behave as for timm's own models.
 """
 
 from __future__ import annotations
@@ -158,10 +160,10 @@ def resolve_source(name: str) -> tuple[str, str]:
     if sep and source in ("hiermlp", "timm"):
         if source == "timm" and not timm.is_model(bare):
             raise UnknownModelError(f"unknown timm model {bare!r}.{suggest(bare, timm.list_models())}")
-        if source == "hiermlp" and bare not in _MODELS:
+        if source == "hiermlp" and split_tag(bare)[0] not in _MODELS:
             raise UnknownModelError(f"unknown hiermlp model {bare!r}.{suggest(bare, _MODELS)}")
         return source, bare
-    if name in _MODELS:
+    if split_tag(name)[0] in _MODELS:  # "arch.tag" is hiermlp's arch with a pretrained tag
         return "hiermlp", name
     if timm.is_model(name):
         return "timm", name
