@@ -70,9 +70,10 @@ def test_default_cfgs_are_timms(name):
         theirs = get_arch_pretrained_cfgs(bare)
         assert [t.partition(".")[2] for t in theirs] == list(entry.tags)
         for (_, a), (_, b) in zip(theirs.items(), tags.items()):
-            assert (a.url, a.hf_hub_id, a.num_classes, a.input_size, a.pool_size, a.crop_pct) == (
-                b.url, b.hf_hub_id, b.num_classes, b.input_size, b.pool_size, b.crop_pct,
-            )  # fmt: skip
+            fields = ("url", "hf_hub_id", "num_classes", "input_size", "crop_pct", "interpolation", "mean", "std")
+            assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+            # timm's isotropic models output tokens (no pool_size); hiermlp's the NHWC map, checked below
+            assert a.pool_size is None or a.pool_size == b.pool_size
     assert list(tags) == [f"{name}.{t}" if t else name for t in entry.tags]
     for full, c in tags.items():
         assert c.tag == (full.partition(".")[2] or None) and c.architecture == name

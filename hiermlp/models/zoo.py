@@ -270,17 +270,35 @@ ISOTROPIC = dict(
 )
 
 
-def _timm_cfg(url: str, hf_hub_id: str) -> dict[str, dict[str, Any]]:
+def _timm_cfg(url: str, hf_hub_id: str, num_classes: int = 1000, miil: bool = False) -> dict[str, Any]:
     # the token maps are sized for 196 tokens: other input sizes would re-window the map
     fixed = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.875, fixed_input_size=True)
-    return {hf_hub_id.partition(".")[2]: cfg(url, hf_hub_id=hf_hub_id) | fixed | dict(license="apache-2.0")}
+    if miil:  # Alibaba MIIL's weights: unnormalised inputs, bilinear resize (as timm's cfgs)
+        fixed |= dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear")
+    return cfg(url, hf_hub_id=hf_hub_id, num_classes=num_classes) | fixed | dict(license="apache-2.0")
 
 
 register_model(
     "mixer_b16_224",
-    pretrained_cfgs=_timm_cfg(
-        f"{_TIMM_RELEASE}/v0.1-vitjx/jx_mixer_b16_224-76587d61.pth", "timm/mixer_b16_224.goog_in21k_ft_in1k"
-    ),
+    pretrained_cfgs={  # timm's tags, in timm's order
+        "goog_in21k_ft_in1k": _timm_cfg(
+            f"{_TIMM_RELEASE}/v0.1-vitjx/jx_mixer_b16_224-76587d61.pth", "timm/mixer_b16_224.goog_in21k_ft_in1k"
+        ),
+        "goog_in21k": _timm_cfg(
+            f"{_TIMM_RELEASE}/v0.1-vitjx/jx_mixer_b16_224_in21k-617b3de2.pth", "timm/mixer_b16_224.goog_in21k", 21843
+        ),
+        "miil_in21k": _timm_cfg(
+            f"{_TIMM_RELEASE}/v0.1-tresnet/mixer_b16_224_miil_in21k-2a558a71.pth",
+            "timm/mixer_b16_224.miil_in21k",
+            11221,
+            miil=True,
+        ),
+        "miil_in21k_ft_in1k": _timm_cfg(
+            f"{_TIMM_RELEASE}/v0.1-tresnet/mixer_b16_224_miil-9229a591.pth",
+            "timm/mixer_b16_224.miil_in21k_ft_in1k",
+            miil=True,
+        ),
+    },
     family="isotropic",
     notes="timm mixer_b16_224 (MLP-Mixer-B/16): token MLP 196->384->196, channel MLP 4C; 59.88M, 12.60 GMACs",
     **ISOTROPIC,
@@ -291,9 +309,11 @@ register_model(
 )
 register_model(
     "gmlp_s16_224",
-    pretrained_cfgs=_timm_cfg(
-        f"{_TIMM_RELEASE}/v0.1-weights/gmlp_s16_224_raa-10536d42.pth", "timm/gmlp_s16_224.ra3_in1k"
-    ),
+    pretrained_cfgs={
+        "ra3_in1k": _timm_cfg(
+            f"{_TIMM_RELEASE}/v0.1-weights/gmlp_s16_224_raa-10536d42.pth", "timm/gmlp_s16_224.ra3_in1k"
+        )
+    },
     family="isotropic",
     notes="timm gmlp_s16_224 (gMLP-S): 30 gMLP blocks, ffn 6C, gate over 196 tokens; 19.42M, 4.39 GMACs",
     **ISOTROPIC,
