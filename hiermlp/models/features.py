@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import torch
 from timm.models import FeatureDictNet, FeatureGraphNet, FeatureHookNet, FeatureInfo, FeatureListNet
-from timm.models._features import FeatureGetterNet  # public in timm's _features.__all__, not re-exported
 from torch import nn
 
 from hiermlp.errors import ConfigError
@@ -92,17 +91,17 @@ class HierFeatureGraphNet(_Formats, FeatureGraphNet):
     """timm's ``FeatureGraphNet`` (an FX graph cut at the stages) honouring ``output_fmt``."""
 
 
-FEATURE_CLASSES: dict[str, type[nn.Module]] = {
+FEATURE_CLASSES: dict[str, type[nn.Module] | str] = {
     "hiermlp": HierFeatures,
     "list": HierFeatureListNet,
     "dict": HierFeatureDictNet,
     "hook": HierFeatureHookNet,
     "fx": HierFeatureGraphNet,
-    "getter": FeatureGetterNet,  # calls forward_intermediates, which honours output_fmt itself
+    "getter": "getter",  # timm's FeatureGetterNet (resolved by timm's builder): forward_intermediates honours it
 }
 
 
-def resolve_feature_cls(spec: str | type[nn.Module] | None) -> type[nn.Module]:
+def resolve_feature_cls(spec: str | type[nn.Module] | None) -> type[nn.Module] | str:
     """A ``feature_cls`` name (timm's, plus ``"hiermlp"``) or class -> the class; None -> ``"list"`` (timm's)."""
     if spec is None:
         return HierFeatureListNet
