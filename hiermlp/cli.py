@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_missing", None):
         parser.error(args._missing)
-    from hiermlp.errors import HiermlpError
+    from hiermlp.errors import HiermlpError, one_line
 
     try:
         return int(args._run(args) or 0)
     except HiermlpError as e:  # our errors already say what is wrong and how to fix it: no traceback
-        print(f"hiermlp {args.command}: error: {e}", file=sys.stderr)
+        print(f"hiermlp {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -33,6 +33,35 @@ class CheckpointError(HiermlpError, RuntimeError):
     """A checkpoint is unreadable or does not match the model."""
 
 
+class NotFoundError(HiermlpError, FileNotFoundError):
+    """A file, directory or preset the user named does not exist; the message lists what does."""
+
+
+class OutputError(HiermlpError, OSError):
+    """A file could not be written (disk full, read-only or missing directory, or an output directory that
+    holds another run). Earlier files are left as they were."""
+
+
+class NonFiniteError(HiermlpError, FloatingPointError):
+    """Training produced a NaN/inf loss, gradient or weight; nothing from that step was written."""
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line, for a command's ``error:`` line.
+
+    An exception re-raised by a DataLoader worker carries the worker's traceback in its message; the
+    original message is its last line.
+    """
+    text = str(e) or type(e).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in text:
+        last = lines[-1]
+        head, sep, rest = last.partition(": ")
+        is_type = sep and " " not in head and head.split(".")[-1].endswith(("Error", "Exception"))
+        return rest if is_type else last
+    return "; ".join(lines)
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 5) -> str:
     """' Did you mean: a, b?' for the closest names, or '' when nothing is close."""
     choices = list(choices)

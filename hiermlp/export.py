@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiermlp.errors import CheckpointError, ConfigError, HiermlpError
+from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, OutputError, one_line
+from hiermlp.io import ensure_writable_dir, output_error
 
 FORMATS = ("onnx", "torch-export")
 DEFAULT_OPSET = 18
@@ -277,6 +278,8 @@ def export_model(
     if fmt == "onnx" and opset < 18:
         raise ConfigError(f"opset {opset} is too old for the dynamo ONNX exporter; use 18 or later")
 
+    if out is not None:  # an unwritable destination fails now, in one line, not after loading and tracing
+        _check_destination(Path(out))
     if isinstance(model_or_name, nn.Module):
         model, name = model_or_name.eval(), type(model_or_name).__name__
         name = getattr(model, "pretrained_cfg", {}).get("architecture", name)
@@ -284,7 +287,7 @@ def export_model(
         model, name = load_model(model_or_name, in_chans=in_chans, **load_kwargs)
     chans = in_chans or getattr(model, "in_chans", None) or 3
     out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{size[0]}x{size[1]}{_SUFFIX[fmt]}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _check_destination(out_path)
 
     result = ExportResult(
         out_path, fmt, str(name), size, chans, dynamic_batch, dynamic_size, opset if fmt == "onnx" else None, atol
@@ -322,10 +325,13 @@ def export_model(
 
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
         program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
-    if fmt == "torch-export":
-        torch.export.save(program, str(out_path))
-    else:
-        _save_onnx(program, example, out_path, opset, model)
+    try:
+        if fmt == "torch-export":
+            torch.export.save(program, str(out_path))
+        else:
+            _save_onnx(program, example, out_path, opset, model)
+    except OSError as e:
+        raise output_error(out_path, e, what="export") from e
     result.export_s = time.perf_counter() - t0
     say(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB) in {result.export_s:.1f} s")
     if not verify:
@@ -354,6 +360,13 @@ def export_model(
             result.checks.append(check)
             say(f"  check {check}")
     return result
+
+
+def _check_destination(out_path: Path) -> None:
+    """Raises OutputError when ``out_path`` cannot be written (a directory, or an unwritable parent)."""
+    if out_path.is_dir():
+        raise OutputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'model.onnx'}")
+    ensure_writable_dir(out_path.parent, what="directory of --out")
 
 
 def _describe(dims: dict[int, Any]) -> str:
@@ -432,10 +445,26 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
 
 
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """The one-line complaint about an argument value, or None when all are usable."""
+    if len(args.img_size) not in (1, 2):
+        return f"--img-size takes H or H W, got {len(args.img_size)} values {args.img_size}"
+    if min(args.img_size) < 1:
+        return f"--img-size {' '.join(map(str, args.img_size))} is invalid: sizes must be >= 1, e.g. --img-size 224"
+    for name in ("num_classes", "in_chans"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "num_classes" else 1):
+            return f"--{name.replace('_', '-')} {value} is invalid: it must be >= {0 if name == 'num_classes' else 1}"
+    if args.opset < 7:
+        return f"--opset {args.opset} is invalid: ONNX opsets start at 7 (default {DEFAULT_OPSET})"
+    return None
+
+
 def run_export(args: argparse.Namespace) -> int:
     """``hiermlp export``: 0 when exported and verified, 1 when a check exceeds the tolerance, 2 on errors."""
-    if len(args.img_size) not in (1, 2):
-        print("error: --img-size takes H or H W", file=sys.stderr)
+    bad = _bad_argument(args)
+    if bad:
+        print(f"hiermlp export: error: {bad}", file=sys.stderr)
         return 2
     size = (args.img_size[0], args.img_size[-1])
     try:
@@ -456,7 +485,7 @@ def run_export(args: argparse.Namespace) -> int:
             log=print,
         )
     except HiermlpError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"hiermlp export: error: {one_line(e)}", file=sys.stderr)
         return 2
     for note in result.notes:
         print(f"note: {note}")

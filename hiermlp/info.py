@@ -8,6 +8,7 @@ import json
 import torch
 
 from hiermlp.bench.flops import count_gmacs
+from hiermlp.errors import ConfigError
 from hiermlp.mixers import MIXERS
 from hiermlp.models import create_model, list_models
 from hiermlp.models.registry import get_entry
@@ -22,7 +23,20 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Raises ConfigError (exit 2, one line) for an option value no model can use."""
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch} is invalid: it must be >= 1")
+    if args.img_size is not None and (len(args.img_size) not in (1, 2) or min(args.img_size) < 1):
+        raise ConfigError(f"--img-size {' '.join(map(str, args.img_size))} is invalid: give H or H W, each >= 1")
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ConfigError(f"--num-classes {args.num_classes} is invalid: it must be >= 0 (0 = no head)")
+    if args.in_chans is not None and args.in_chans < 1:
+        raise ConfigError(f"--in-chans {args.in_chans} is invalid: it must be >= 1")
+
+
 def run_info(args: argparse.Namespace) -> int:
+    _check(args)
     kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
     model = create_model(args.model, **kwargs).eval()
     c, h, w = model.pretrained_cfg["input_size"]

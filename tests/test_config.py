@@ -49,7 +49,7 @@ def test_unknown_key_suggests_closest():
         ("epochs=abc", "epochs expects int"),
         ("ema=3", "ema expects bool"),
         ("betas=[0.9]", "betas needs 2 values"),
-        ("amp=fp16", "amp='fp16' is not one of"),
+        ("amp=fp8", "amp='fp8' is invalid: amp must be one of bf16, fp16, none"),
         ("epochs", "not of the form key=value"),
         ("lr.x=1", "'lr' is not a dict field"),
         ("batch_size=10", None),  # fine
@@ -79,3 +79,70 @@ def test_default_config_is_the_demo_preset():
 
     preset = load_config("fmnist_swin_micro", [])
     assert replace(preset, out_dir=TrainConfig().out_dir) == TrainConfig()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# property: a random bad value for any key is a ConfigError that names the key, never another exception
+
+from dataclasses import fields  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+KEYS = [f.name for f in fields(TrainConfig)]
+_scalars = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=12),
+)
+VALUES = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.text(max_size=4), _scalars, max_size=2))
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _accepts_or_names(fn, key):
+    try:
+        fn()
+    except ConfigError as e:
+        assert key in str(e), (key, str(e))
+        assert "\n" not in str(e)
+
+
+@PROPS
+@given(key=st.sampled_from(KEYS), value=VALUES)
+def test_any_value_from_python_is_accepted_or_named(key, value):
+    _accepts_or_names(lambda: config_from_dict({key: value}), key)
+
+
+@PROPS
+@given(key=st.sampled_from(KEYS), raw=st.one_of(st.text(max_size=16), VALUES.map(repr)))
+def test_any_override_text_is_accepted_or_named(key, raw):
+    _accepts_or_names(lambda: load_config(None, [f"{key}={raw}"]), key)
+
+
+def test_python_construction_is_checked_too():
+    with pytest.raises(ConfigError, match="epochs expects int"):
+        TrainConfig(epochs="3")
+    with pytest.raises(ConfigError, match=r"lr=-1\.0 is invalid"):
+        TrainConfig(lr=-1)
+    assert TrainConfig(out_dir=Path("runs/x")).out_dir == "runs/x"
+
+
+@PROPS
+@given(data=st.data())
+def test_out_of_range_numbers_are_rejected_naming_the_key(data):
+    from hiermlp.train.config import _RANGES
+
+    key = data.draw(st.sampled_from(sorted(_RANGES)))
+    lo, hi, lo_in, hi_in = _RANGES[key]
+    if isinstance(TrainConfig.__dataclass_fields__[key].default, int):
+        below = st.integers(max_value=lo - lo_in) if lo is not None else st.nothing()
+        above = st.integers(min_value=hi + hi_in) if hi is not None else st.nothing()
+        value = data.draw(st.one_of(below, above))
+    else:
+        below = st.floats(max_value=lo, exclude_max=lo_in) if lo is not None else st.nothing()
+        above = st.floats(min_value=hi, exclude_min=hi_in) if hi is not None else st.nothing()
+        value = data.draw(st.one_of(below, above, st.just(float("nan"))))
+    with pytest.raises(ConfigError, match=rf"^{key}="):
+        config_from_dict({key: value})

@@ -229,7 +229,7 @@ def test_contract_breaking_mixers_fail_clearly():
     block = HierBlock(dim=DIM, num_heads=1, window_size=WS, mixer=WrongShape)
     with pytest.raises(ShapeError, match=r"broke the mixer contract: it returned \(8, 16, 16\)"):
         block(torch.randn(2, 8, 8, DIM))
-    with pytest.raises(ConfigError, match=r"breaks the mixer contract.*num_heads"):
+    with pytest.raises(ConfigError, match=r"breaks the window-mixer contract.*window_size"):
         HierBlock(dim=DIM, num_heads=1, window_size=WS, mixer=NoContract)
     with pytest.raises(ConfigError, match="already registered"):
         hiermlp.register_mixer("spatial_mlp", WrongShape)

@@ -20,7 +20,8 @@ from hiermlp.train import load_config, train
 from .test_train import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = [*TINY, "epochs=3", "ckpt_every=3", "amp=none", "drop_path_rate=0.1", "no_aug=false", "limit_train=640"]
+# the default recipe (bf16 autocast, random-resized-crop + flip), with a larger drop path so it matters
+RUN = [*TINY, "epochs=3", "ckpt_every=3", "drop_path_rate=0.1", "no_aug=false", "limit_train=448"]
 
 
 def _launch(out_dir: Path, *extra: str) -> subprocess.Popen:
@@ -60,6 +61,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert killed_at is not None, f"run ended before it could be killed: {proc.communicate()[0][-2000:]}"
     assert proc.returncode == -signal.SIGKILL
     assert not any(p.suffix == ".pth" for p in out.iterdir() if p.name.startswith("."))
+    # a write the kill interrupted leaves .last.pth.tmp-<pid>; plant one for certain: the resume removes it
+    (out / f".last.pth.tmp-{proc.pid}").write_bytes(b"torn")
 
     proc = _launch(out, "resume=auto")
     while proc.poll() is None:  # keep checking that no checkpoint is ever partial
@@ -68,6 +71,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     log = proc.communicate()[0]
     assert proc.returncode == 0, log[-3000:]
 
+    assert not list(out.glob(".*.tmp-*"))
     final = torch.load(out / "last.pth", weights_only=True)
     assert final["epoch"] == 3 and final["step"] == ref.history[-1]["step"]
     for k, v in ref.model.state_dict().items():

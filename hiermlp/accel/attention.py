@@ -28,7 +28,7 @@ from hiermlp.accel import settings
 from hiermlp.accel.cache import derived
 from hiermlp.mixers.attention import WindowAttention, mask_to_bias
 from hiermlp.mixers.baselines import GlobalAttention
-from hiermlp.ops import is_exporting, is_tracing
+from hiermlp.ops import is_exporting, is_fx_tracing, is_tracing
 
 # windows of up to this many tokens use explicit attention on CPU (and in compiled CUDA graphs); larger token
 # counts (global attention) keep SDPA
@@ -94,6 +94,8 @@ class FastAttentionMixin:
         return derived(self, ("bias", dtype, align, str(device)), (mask,), sources, build)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if is_fx_tracing():
+            return super().forward(x, mask)
         tracing = is_tracing()
         device = x.device.type
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
@@ -116,7 +118,11 @@ class FastAttentionMixin:
             )
         q, k, v = qkv.unbind(0)
         drop = self.attn_drop if self.training else 0.0
-        if explicit:
+        if explicit and tracing:  # plain functional ops: compilers and exporters fuse them themselves
+            attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+            attn = (attn if bias is None else attn + bias).softmax(-1)
+            x = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
+        elif explicit:
             attn = probs(q, k, bias, self.scale)
             x = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
         else:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from timm.layers import DropPath
 from torch import nn
-from torch.fx._symbolic_trace import is_fx_tracing
 
 from hiermlp.accel import settings
 from hiermlp.accel.linear import FastMlp
@@ -30,6 +29,7 @@ from hiermlp.ops import (
     cyclic_shift,
     gather_windows,
     is_exporting,
+    is_fx_tracing,
     is_symbolic,
     is_tracing,
     pad_to_multiple,

@@ -25,7 +25,7 @@ from torch import nn
 from hiermlp.ops import cache_context
 
 # derived tensors kept per module: a few input sizes (masks) x dtypes
-ENTRIES_PER_MODULE = 8
+ENTRIES_PER_MODULE = 4
 
 _tables: weakref.WeakKeyDictionary[nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 

@@ -33,7 +33,7 @@ from torch.nn.modules import module as _module  # the global forward-hook regist
 from torch.utils import flop_counter
 
 from hiermlp.accel import settings
-from hiermlp.ops import functorch_active, is_exporting
+from hiermlp.ops import functorch_active, is_exporting, is_fx_tracing
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 
@@ -183,6 +183,8 @@ class FastLinear(nn.Linear):
     """``nn.Linear`` (same parameters and state dict) whose forward is :func:`linear`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_fx_tracing():
+            return super().forward(x)
         return linear(x, self.weight, self.bias)
 
 
@@ -223,7 +225,7 @@ class FastMlp(Mlp):
     """
 
     def _plain(self) -> bool:
-        return not isinstance(self.norm, nn.Identity) or not _fusable(self.fc1, self.fc2)
+        return is_fx_tracing() or not isinstance(self.norm, nn.Identity) or not _fusable(self.fc1, self.fc2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._plain():

@@ -6,7 +6,7 @@ import torch
 
 from hiermlp.accel.cache import derived
 from hiermlp.mixers.spatial_mlp import SpatialMlp
-from hiermlp.ops import is_tracing
+from hiermlp.ops import is_fx_tracing, is_tracing
 
 
 class FastSpatialMlp(SpatialMlp):
@@ -15,7 +15,7 @@ class FastSpatialMlp(SpatialMlp):
 
     def masked_weight(self, mask: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        if is_tracing() or (w.requires_grad and torch.is_grad_enabled()):
+        if is_tracing() or is_fx_tracing() or (w.requires_grad and torch.is_grad_enabled()):
             return super().masked_weight(mask)
         return derived(
             self,

@@ -153,6 +153,32 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+# option -> (lowest allowed value, what it means); None values are the defaults and always fine
+_LOWEST = {
+    "img_size": (1, "an image side in pixels"),
+    "batch": (1, "images per call"),
+    "threads": (1, "torch intra-op threads"),
+    "repeats": (1, "timed samples"),
+    "warmup": (0, "untimed calls"),
+    "in_chans": (1, "input channels"),
+    "num_classes": (0, "classifier outputs (0 = no head)"),
+}
+_POSITIVE = {"min_sample_seconds": "seconds per timed sample", "max_point_seconds": "seconds per sweep point"}
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """The one-line complaint about the first unusable option value, or None when all are usable."""
+    for key, (lowest, meaning) in _LOWEST.items():
+        value = getattr(args, key, None)
+        if value is not None and value < lowest:
+            return f"--{key.replace('_', '-')} {value} is invalid: it must be >= {lowest} ({meaning})"
+    for key, meaning in _POSITIVE.items():
+        value = getattr(args, key, None)
+        if value is not None and not value > 0:
+            return f"--{key.replace('_', '-')} {value} is invalid: it must be > 0 ({meaning})"
+    return None
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Run ``hiermlp bench``; returns the exit status (0 ok, 1 some rows failed, 2 bad input)."""
     import torch
@@ -160,6 +186,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from hiermlp.bench.speed import benchmark_models
     from hiermlp.bench.sweep import run_sweep
 
+    bad = check_arguments(args)
+    if bad:
+        print(f"hiermlp bench: error: {bad}", file=sys.stderr)
+        return 2
     try:
         kwargs = parse_kwargs(args.model_kwarg)
         entries = [parse_model_arg(m, kwargs) for m in args.models]

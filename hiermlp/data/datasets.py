@@ -30,6 +30,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from hiermlp.data.idx import load_idx_split
+from hiermlp.errors import HiermlpError
 
 __all__ = [
     "DATASET_STATS",
@@ -76,7 +77,7 @@ IDX_CLASSES = {
 }
 
 
-class CorruptImageError(RuntimeError):
+class CorruptImageError(HiermlpError, RuntimeError):
     """An image file of an ImageFolder could not be decoded; the message names the file."""
 
 

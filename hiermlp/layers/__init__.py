@@ -2,6 +2,7 @@
 
 from timm.layers import ClassifierHead, DropPath, GluMlp, LayerScale, Mlp
 
+from hiermlp.layers.cpb import ContinuousPositionBias
 from hiermlp.layers.embed import (
     DOWNSAMPLERS,
     STEMS,
@@ -23,6 +24,7 @@ __all__ = [
     "STEMS",
     "BatchNormNHWC",
     "ClassifierHead",
+    "ContinuousPositionBias",
     "ConvDownsample",
     "ConvStem",
     "DropPath",

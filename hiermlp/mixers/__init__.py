@@ -3,12 +3,14 @@
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.base import MIXERS, build_mixer, get_mixer, mixer_name, register_mixer
 from hiermlp.mixers.baselines import GlobalAttention, IdentityMixer, PoolMixer
+from hiermlp.mixers.cosine_attention import CosineWindowAttention
 from hiermlp.mixers.gmlp import GatedMlp, SpatialGatingUnit
 from hiermlp.mixers.spatial_mlp import SpatialMlp
 from hiermlp.mixers.token_mlp import TokenMlp
 
 __all__ = [
     "MIXERS",
+    "CosineWindowAttention",
     "GatedMlp",
     "GlobalAttention",
     "IdentityMixer",

@@ -75,18 +75,20 @@ class WindowAttention(nn.Module):
         )
 
     def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-        """Position bias plus shift mask, ``-> (1, heads, N, N)``, ``(nW, heads, N, N)`` or None."""
+        """Position bias plus shift mask, ``-> (1, nW*heads, N, N)`` (``nW = 1`` without a mask) or None."""
         bias = None if self.rel_pos is None else self.rel_pos().to(dtype)[None]  # (1, heads, N, N)
         if mask is not None:
             folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
             bias = folded if bias is None else folded + bias
-        return bias
+        if bias is None:
+            return None
+        return rearrange(bias.expand(-1, self.num_heads, -1, -1), "w heads n m -> 1 (w heads) n m")
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         nw = 1 if mask is None else mask.shape[0]
-        # windows are batch-major: (B*nW) splits as (B, nW) and the per-window bias broadcasts over B
+        # windows are batch-major: (B*nW) splits as (B, nW), and the (nW*heads) bias broadcasts over B
         q, k, v = rearrange(
-            self.qkv(x), "(b w) n (three heads d) -> three b w heads n d", w=nw, three=3, heads=self.num_heads
+            self.qkv(x), "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=self.num_heads
         )
         x = F.scaled_dot_product_attention(
             q,
@@ -96,7 +98,7 @@ class WindowAttention(nn.Module):
             dropout_p=self.attn_drop if self.training else 0.0,
             scale=self.scale,
         )
-        x = rearrange(x, "b w heads n d -> (b w) n (heads d)")
+        x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", w=nw)
         return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:

@@ -99,8 +99,25 @@ def mixer_kind(spec: str | MixerFactory) -> str:
     return kind
 
 
-def build_mixer(spec: str | MixerFactory, *, dim: int, offered: dict[str, Any], **options: Any) -> nn.Module:
-    """Build a mixer on the contract: ``offered`` values go only where declared, bad options are named."""
+def build_mixer(
+    spec: str | MixerFactory, *, dim: int, offered: dict[str, Any] | None = None, **options: Any
+) -> nn.Module:
+    """Build a mixer on the contract, turning bad options into errors that name them.
+
+    ``offered`` (or the keywords ``window_size``, ``num_heads``, ``feat_size`` given directly) are what the
+    stage knows; each is passed only to a constructor that declares it. Everything else is the mixer's own
+    options, checked against its signature.
+    """
+    offered = dict(offered or {})
+    if offered:
+        clash = sorted(set(options) & set(OFFERED))
+        if clash:
+            raise ConfigError(
+                f"mixer option(s) {clash} for {mixer_name(spec)!r} are set by the stage (window_size, num_heads "
+                "per stage), not in mixer_kwargs"
+            )
+    else:
+        offered = {k: options.pop(k) for k in OFFERED if k in options}
     factory = get_mixer(spec)
     name = mixer_name(spec)
     kind = mixer_kind(spec)
@@ -115,12 +132,6 @@ def build_mixer(spec: str | MixerFactory, *, dim: int, offered: dict[str, Any], 
         raise ConfigError(
             f"mixer {name!r} breaks the window-mixer contract: its constructor lacks window_size; a window mixer is "
             "built as Mixer(dim, *, window_size, **options) (or set kind = 'map' for a mixer of whole maps)"
-        )
-    clash = sorted(set(options) & set(OFFERED))
-    if clash:
-        raise ConfigError(
-            f"mixer option(s) {clash} for {name!r} are set by the stage (window_size, num_heads per stage), "
-            "not in mixer_kwargs"
         )
     bound = {k for k, p in params.items() if p.kind is not p.VAR_POSITIONAL}
     unknown = sorted(set(options) - bound)

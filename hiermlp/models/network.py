@@ -17,8 +17,10 @@ from hiermlp.models.block import NormPlacement, ShiftMode
 from hiermlp.models.stage import HierStage
 from hiermlp.ops import resize_rel_pos_table
 
-# parameter names that never get weight decay (besides 1-D tensors, which optimizers skip by rule)
-NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
+# parameter names that never get weight decay (besides 1-D tensors, which optimizers skip by rule); Swin V2's
+# logit scale and continuous position-bias MLP as in timm and the reference
+NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "logit_scale")
+NO_WEIGHT_DECAY_PARTS = ("cpb_mlp",)
 
 # the input check runs as one opaque node under torch.fx (it branches on the input's shape and dtype)
 torch.fx.wrap("check_images")
@@ -43,7 +45,7 @@ def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
 def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False, strict_low=False):
     """``value`` if it is a number in range, else a ConfigError naming ``name``, the value and the range."""
     kind = numbers.Integral if integer else numbers.Real
-    bad_type = not isinstance(value, kind) or isinstance(value, bool)
+    bad_type = not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
     if bad_type or not (value > low if strict_low else value >= low) or value > high:
         bound = f"> {low}" if strict_low else f">= {low}"
         rng = f"{bound}" + (f" and <= {high}" if high != math.inf else "")
@@ -51,7 +53,7 @@ def _number(value: Any, name: str, *, low: float, high: float = math.inf, intege
     return value
 
 
-def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor) -> torch.Tensor:
+def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor, patch: int = 1) -> torch.Tensor:
     # ``weight``: any parameter of the model, for its dtype
     """``x`` if it is a batch of images this model can take, else a ShapeError that names the fix."""
     if not isinstance(x, torch.Tensor):
@@ -63,6 +65,11 @@ def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor) -> torch.
         )
     if x.shape[0] == 0:
         raise ShapeError("got an empty batch (0 images); pass at least one image")
+    if x.shape[-2] < patch or x.shape[-1] < patch:
+        raise ShapeError(
+            f"image {x.shape[-2]}x{x.shape[-1]} is smaller than one {patch}x{patch} patch; resize it to at "
+            f"least {patch}x{patch} (the model was trained near its pretrained_cfg input_size)"
+        )
     if not x.is_floating_point():
         raise ShapeError(
             f"images are {x.dtype}, the model takes floating point; convert them, e.g. x.float() / 255 "
@@ -232,6 +239,13 @@ class HierNet(nn.Module):
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt="NHWC"
         )
         init_tree(self, _init_weights)
+        for stage in self.stages:  # timm's / the reference's Swin V2 init: res-post norms start at zero
+            for block in stage.blocks:
+                if block.norm_placement == "res_post":
+                    for norm in (block.norm1, block.norm2):
+                        if norm is not None and getattr(norm, "weight", None) is not None:
+                            nn.init.zeros_(norm.weight)
+                            nn.init.zeros_(norm.bias)
 
     def _build_stages(self, img_size: tuple[int, int]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
         a = self._stage_args
@@ -306,7 +320,11 @@ class HierNet(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Names of parameters excluded from weight decay (position tables)."""
-        return {n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES}
+        return {
+            n
+            for n, _ in self.named_parameters()
+            if n.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES or any(f".{p}." in f".{n}" for p in NO_WEIGHT_DECAY_PARTS)
+        }
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -338,9 +356,14 @@ class HierNet(nn.Module):
             self.global_pool = global_pool
         self.head.reset(num_classes, pool_type=global_pool)
 
+    def _check_images(self, x: torch.Tensor) -> torch.Tensor:
+        return check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, H/r, W/r, C)`` normalised last-stage map (channels-last)."""
-        x = self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters())))
+        x = self.patch_embed(
+            check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
+        )
         x = self.stages(x)
         return self.norm(x)
 
@@ -368,7 +391,9 @@ class HierNet(nn.Module):
         take = stage_indices(len(self.stages), indices)
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        x = self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters())))
+        x = self.patch_embed(
+            check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
+        )
         last = len(self.stages) - 1
         stages = self.stages[: max(take) + 1] if stop_early or intermediates_only else self.stages
         intermediates = []

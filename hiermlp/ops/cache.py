@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import torch
 
-# entries per cached geometry function; a Swin stage needs a handful per input size (window, shift x 2)
-GEOMETRY_CACHE_SIZE = 256
+# entries per cached geometry function: a Swin-T needs about 7 per input size, so this holds ~18 sizes
+GEOMETRY_CACHE_SIZE = 128
 
 F = TypeVar("F", bound=Callable[..., Any])
 

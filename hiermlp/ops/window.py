@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing as _is_fx_symbolic_tracing
 
 from hiermlp.errors import ShapeError
 from hiermlp.ops.cache import geometry_cache
@@ -73,6 +74,12 @@ def is_tracing() -> bool:
     the eager-mode caches, whose keys are Python values a graph cannot guard on.
     """
     return torch.compiler.is_compiling() or is_exporting()
+
+
+def is_fx_tracing() -> bool:
+    """True while ``torch.fx.symbolic_trace`` (or timm's / torchvision's feature extractors) traces a model:
+    fast paths step aside for the plain modules, whose size-dependent geometry runs as wrapped calls."""
+    return _is_fx_symbolic_tracing()
 
 
 def is_symbolic(*sizes: int) -> bool:

@@ -6,7 +6,8 @@
 >>> result.top1, result.history[-1]
 """
 
-from hiermlp.train.checkpoint import atomic_save, load_training_checkpoint
+from hiermlp.io import atomic_save
+from hiermlp.train.checkpoint import load_training_checkpoint
 from hiermlp.train.config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
 from hiermlp.train.loop import TrainResult, build_datasets, build_model, evaluate, train
 

@@ -11,9 +11,10 @@ reads it (loading never runs code):
 works on it directly. ``epoch`` is the epoch in progress and ``epoch_step`` the optimizer steps already
 taken in it (0 at an epoch boundary).
 
-Files are written atomically: a temporary file in the same directory whose name never ends in ``.pth``
-(``.last.pth.tmp-<pid>``), flushed and fsynced, then ``os.replace``d onto the final name and the
-directory fsynced. A reader (or a crash at any moment) sees either the old file or the new one.
+Files are written by the package's one atomic writer, :func:`hiermlp.io.atomic_save`: a temporary file
+in the same directory whose name never ends in ``.pth`` (``.last.pth.tmp-<pid>``), flushed and fsynced,
+then ``os.replace``d onto the final name and the directory fsynced. A reader (or a crash at any moment)
+sees either the old file or the new one; the next run removes temporary files of killed writes.
 """
 
 from __future__ import annotations
@@ -27,41 +28,11 @@ import numpy as np
 import torch
 
 from hiermlp.errors import CheckpointError
+from hiermlp.io import atomic_save
 
 __all__ = ["CheckpointError", "atomic_save", "capture_rng", "load_training_checkpoint", "restore_rng"]
 
 FORMAT = "hiermlp-train-v1"
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` so that the final name only ever holds a complete file.
-
-    Args:
-        obj: anything ``torch.save`` takes.
-        path: destination.
-
-    Returns:
-        The destination path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():  # only when something above failed
-            tmp.unlink()
-    # the rename itself is only durable once the directory entry is on disk
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return path
 
 
 def capture_rng() -> dict[str, Any]:
@@ -92,16 +63,26 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_training_checkpoint(path: str | os.PathLike, *, purpose: str = "resume from") -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True``.
 
+    Args:
+        path: the file.
+        purpose: what the checkpoint is for, in messages ("resume from", "evaluate").
+
     Raises:
-        CheckpointError: missing, truncated/corrupt, or not a hiermlp training checkpoint. The message
-            names the file; the file is never modified.
+        CheckpointError: missing, empty, truncated/corrupt, or not a hiermlp training checkpoint. The
+            message names the file; the file is never modified.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint to resume from does not exist: {path}")
+        kind = "a directory, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint to {purpose} {kind}: {path}; give the path of a .pth file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint to {purpose} is empty (0 bytes): {path}; a write into it was interrupted "
+            "or it was created by another tool: use another checkpoint (e.g. best.pth)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -113,5 +94,8 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     required = ("model", "optimizer", "scheduler", "epoch", "step", "rng")
     missing = [k for k in required if k not in ckpt] if isinstance(ckpt, dict) else list(required)
     if missing:
-        raise CheckpointError(f"{path} is not a hiermlp training checkpoint (missing {missing})")
+        raise CheckpointError(
+            f"{path} is not a hiermlp training checkpoint (missing {missing}); for plain weights use "
+            "'hiermlp eval MODEL --checkpoint FILE' or initial_checkpoint=FILE"
+        )
     return ckpt

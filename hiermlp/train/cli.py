@@ -36,7 +36,9 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
         config, items = items[0], items[1:]
     bad = [i for i in items if "=" not in i]
     if bad:
-        raise SystemExit(f"hiermlp: error: expected key=value overrides, got {bad}")
+        from hiermlp.train.config import ConfigError
+
+        raise ConfigError(f"expected key=value overrides after the preset, got {bad}; write them as key=value")
     return config, items
 
 
@@ -46,8 +48,8 @@ def run_train(args: argparse.Namespace) -> int:
     from hiermlp.errors import HiermlpError
     from hiermlp.train import config_to_dict, load_config, train
 
-    config, overrides = _split_items(args.items)
     try:
+        config, overrides = _split_items(args.items)
         cfg = load_config(config, overrides)
         if args.print_config:
             print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
@@ -56,9 +58,15 @@ def run_train(args: argparse.Namespace) -> int:
         if not cfg.progress and result.out_dir is not None:  # train() printed it when progress is on
             print(result.summary(), flush=True)
     except (HiermlpError, FileNotFoundError, FloatingPointError, ValueError) as e:
-        print(f"hiermlp train: error: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     return 0
+
+
+def _fail(command: str, e: BaseException) -> int:
+    from hiermlp.errors import one_line
+
+    print(f"hiermlp {command}: error: {one_line(e)}", file=sys.stderr)
+    return 2
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         return _run_eval(args)
     except (HiermlpError, FileNotFoundError, ValueError) as e:
-        print(f"hiermlp eval: error: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -100,16 +107,22 @@ def _run_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from hiermlp.errors import CheckpointError
-    from hiermlp.train import build_datasets, build_model, evaluate, load_training_checkpoint
+    from hiermlp.train import ConfigError, build_datasets, build_model, evaluate, load_training_checkpoint
     from hiermlp.train.config import apply_overrides, config_from_dict
     from hiermlp.train.distributed import _pick_device
 
     target = Path(args.target)
     state = None
-    if target.suffix in (".pth", ".pt") or target.is_file():
-        ckpt = load_training_checkpoint(target) if args.checkpoint is None else None
-        if ckpt is None:
+    for name in ("batch_size", "img_size", "in_chans"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is invalid: it must be >= 1")
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ConfigError(f"--num-classes {args.num_classes} is invalid: it must be >= 0 (0 = the dataset's)")
+    if target.suffix in (".pth", ".pt", ".safetensors") or target.is_file():
+        if args.checkpoint is not None:
             raise CheckpointError("give either a training checkpoint or MODEL --checkpoint FILE, not both")
+        ckpt = load_training_checkpoint(target, purpose="evaluate")
         cfg = config_from_dict(ckpt["config"])
         state = ckpt["model_ema"] if args.ema else ckpt["model"]
         if state is None:
@@ -117,6 +130,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         if args.checkpoint is None:
             raise CheckpointError(f"{target} is not a file; to evaluate model {target} pass --checkpoint FILE")
+        weights = Path(args.checkpoint)  # checked before the model and the data are built
+        if not weights.is_file():
+            raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
+        if weights.stat().st_size == 0:
+            raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
         cfg = config_from_dict({"model": str(target), "model_kwargs": {}})
     updates = {
         "data": args.data,
@@ -135,7 +153,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     _, test_ds, num_classes = build_datasets(cfg)
     model = build_model(cfg, num_classes)
     if state is not None:
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{target} does not match the model its config builds ({str(e).splitlines()[0][:200]}); "
+                "drop the --set/--num-classes/--in-chans/--img-size options that change the model"
+            ) from e
     else:
         import hiermlp
 

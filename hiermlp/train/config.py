@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -24,7 +28,7 @@ from typing import Any
 import yaml
 
 from hiermlp.errors import ConfigError as _HiermlpConfigError
-from hiermlp.errors import suggest
+from hiermlp.errors import NotFoundError, suggest
 
 __all__ = [
     "ConfigError",
@@ -52,8 +56,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
     threads: int = 0  # torch CPU threads per process (0 = PyTorch's default; 1 helps on busy machines)
     resume: str = ""  # checkpoint to resume from; "auto" = out_dir/last.pth if it exists
+    overwrite: bool = False  # start afresh in an out_dir that holds another run (its outputs are replaced)
     ckpt_every: int = 0  # also write last.pth every N optimizer steps (0 = only at epoch ends)
-    progress: bool = True  # tqdm progress bar on rank 0
+    progress: bool = True  # rank 0: a tqdm bar on a terminal, else one line per epoch
     tensorboard: bool = True  # write TensorBoard events when the tensorboard package is importable
 
     # --- model ---
@@ -74,6 +79,10 @@ class TrainConfig:
     img_size: int = 32  # images are resized/cropped to img_size x img_size (Fashion-MNIST 28 -> 32)
     drop_path_rate: float = 0.05  # stochastic depth, grows linearly over the blocks
     grad_checkpointing: bool = False  # recompute activations in backward to save memory
+    initial_checkpoint: str = ""  # fine-tune: start from these weights (new head / window resized; not resumed)
+    channels_last: bool = False  # model and inputs in torch.channels_last memory format
+    compile: bool = False  # torch.compile the (DDP-wrapped) model
+    compile_backend: str = "inductor"  # torch.compile backend ("inductor"; "eager" only traces)
 
     # --- data ---
     data: str = "embedded"  # embedded | fashion_mnist | mnist | idx | folder | torchvision:NAME
@@ -111,36 +120,131 @@ class TrainConfig:
     min_lr: float = 5e-6  # learning rate at the end of the cosine (scaled like lr)
     warmup_epochs: float = 1.0  # linear warmup length, then per-step cosine decay
     weight_decay: float = 0.05  # AdamW decay; never on norms, biases or model.no_weight_decay()
+    layer_decay: float = 0.0  # layer-wise lr decay from model.group_matcher(), e.g. 0.9 (0 = off)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
     clip_grad: float = 5.0  # max global grad norm (0 = no clipping)
-    amp: str = "bf16"  # "bf16" autocast (CPU and GPU) or "none"
+    amp: str = "bf16"  # "bf16" autocast (CPU and GPU), "fp16" autocast with GradScaler, or "none"
+    nan_policy: str = "stop"  # a NaN/inf loss or gradient: "stop" the run, or "skip" that optimizer step
     ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
     ema_decay: float = 0.9998  # EMA decay per optimizer step
     eval_batch_size: int = 256  # global batch for evaluation
 
     def __post_init__(self) -> None:
+        hints = _field_types()
+        for f in fields(self):  # type-check (and convert) values given from Python, as overrides are
+            setattr(self, f.name, _check(getattr(self, f.name), hints[f.name], f.name))
         _validate(self)
 
 
-_CHOICES = {"amp": ("bf16", "none"), "corrupt": ("error", "skip")}
+_CHOICES = {
+    "amp": ("bf16", "fp16", "none"),
+    "corrupt": ("error", "skip"),
+    "nan_policy": ("stop", "skip"),
+    "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
+}
+
+# key -> (lowest, highest, low end included, high end included); None = unbounded
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "seed": (0, 2**63 - 1, True, True),
+    "threads": (0, None, True, True),
+    "ckpt_every": (0, None, True, True),
+    "num_classes": (0, None, True, True),
+    "in_chans": (1, None, True, True),
+    "img_size": (1, None, True, True),
+    "drop_path_rate": (0, 1, True, False),
+    "limit_train": (0, None, True, True),
+    "limit_test": (0, None, True, True),
+    "num_workers": (0, None, True, True),
+    "crop_pct": (0, 1, False, True),
+    "hflip": (0, 1, True, True),
+    "color_jitter": (0, None, True, True),
+    "reprob": (0, 1, True, True),
+    "mixup": (0, None, True, True),
+    "cutmix": (0, None, True, True),
+    "mixup_prob": (0, 1, True, True),
+    "mixup_switch_prob": (0, 1, True, True),
+    "label_smoothing": (0, 1, True, False),
+    "epochs": (1, None, True, True),
+    "batch_size": (1, None, True, True),
+    "accum_steps": (1, None, True, True),
+    "lr": (0, None, False, True),
+    "lr_base_batch": (0, None, True, True),
+    "warmup_lr": (0, None, True, True),
+    "min_lr": (0, None, True, True),
+    "warmup_epochs": (0, None, True, True),
+    "weight_decay": (0, None, True, True),
+    "layer_decay": (0, 1, True, True),
+    "eps": (0, None, False, True),
+    "clip_grad": (0, None, True, True),
+    "ema_decay": (0, 1, True, False),
+    "eval_batch_size": (1, None, True, True),
+}
+
+
+def _bounds_text(lo: float | None, hi: float | None, lo_in: bool, hi_in: bool) -> str:
+    if hi is None:
+        return f"{'>=' if lo_in else '>'} {lo:g}"
+    return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+
+def _in_range(v: float, lo: float | None, hi: float | None, lo_in: bool, hi_in: bool) -> bool:
+    if not math.isfinite(v):
+        return False
+    if lo is not None and (v < lo or (v == lo and not lo_in)):
+        return False
+    return hi is None or v < hi or (v == hi and hi_in)
+
+
+def _bad(key: str, value: Any, rule: str) -> ConfigError:
+    default = getattr(TrainConfig, key, None)  # dataclass fields with a plain default are class attributes
+    if isinstance(default, tuple):
+        default = list(default)
+    fix = f"; e.g. {key}={default!r} (the default)" if default is not None else ""
+    return ConfigError(f"{key}={value!r} is invalid: {key} must be {rule}{fix}")
 
 
 def _validate(cfg: TrainConfig) -> None:
     for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {allowed}")
-    for key in ("epochs", "batch_size", "accum_steps", "eval_batch_size", "img_size", "in_chans"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+            raise _bad(key, getattr(cfg, key), f"one of {', '.join(allowed)}")
+    for key, bounds in _RANGES.items():
+        if not _in_range(getattr(cfg, key), *bounds):
+            raise _bad(key, getattr(cfg, key), _bounds_text(*bounds))
+    lo, hi = cfg.scale
+    if not 0 < lo <= hi <= 1:
+        raise _bad("scale", list(cfg.scale), "two areas 0 < min <= max <= 1, e.g. [0.08, 1]")
+    for i, b in enumerate(cfg.betas):
+        if not 0 <= b < 1:
+            raise _bad(f"betas[{i}]", b, "in [0, 1)")
+    for i, v in enumerate(cfg.std):
+        if not (math.isfinite(v) and v > 0):
+            raise _bad(f"std[{i}]", v, "> 0")
+    for i, v in enumerate(cfg.mean):
+        if not math.isfinite(v):
+            raise _bad(f"mean[{i}]", v, "a finite number")
+    if not _DEVICE.match(cfg.device):
+        raise _bad("device", cfg.device, "auto, cpu, cuda, cuda:N or mps")
     if cfg.batch_size % cfg.accum_steps:
-        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by accum_steps={cfg.accum_steps}")
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} is not divisible by accum_steps={cfg.accum_steps}; "
+            "choose a batch_size that is a multiple of accum_steps"
+        )
+    if cfg.resume and cfg.initial_checkpoint:
+        raise ConfigError(
+            f"resume={cfg.resume!r} and initial_checkpoint={cfg.initial_checkpoint!r} are both set; "
+            "resume continues a run, initial_checkpoint starts a new one from weights: keep one"
+        )
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # type checking
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
@@ -179,6 +283,8 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         if value is None:
             return ""
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -258,7 +364,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         try:
             parsed = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"cannot parse value of {key}: {raw!r} ({e})") from e
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"cannot parse the value of {key}={raw!r}: {problem}; quote it or fix its YAML") from None
         tp = hints[top]
         if sub:
             if typing.get_origin(tp) is not dict:
@@ -286,7 +393,7 @@ def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
     ``configs/`` is looked up in the working directory, then beside the package (an editable install).
 
     Raises:
-        FileNotFoundError: no such file; lists the presets that exist and the closest name.
+        NotFoundError: no such file (a ``FileNotFoundError``); lists the presets that exist and the closest name.
     """
     p = Path(name_or_path)
     if p.is_file():
@@ -297,7 +404,7 @@ def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
             if cand.is_file():
                 return cand
     known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.yaml")})
-    raise FileNotFoundError(
+    raise NotFoundError(
         f"{kind} preset not found: {name_or_path} (known: {', '.join(known) or 'none'}).{suggest(p.stem, known)}"
     )
 
@@ -319,11 +426,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     cfg = TrainConfig()
     if path is not None:
         file = find_preset(path)
-        with open(file) as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{file}: invalid YAML: {e}") from e
+        data = _read_yaml(file)
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: a config file must be a mapping of keys to values")
         try:
@@ -331,6 +434,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except ConfigError as e:
             raise ConfigError(f"{file}: {e}") from None
     return apply_overrides(cfg, list(overrides))
+
+
+def _read_yaml(file: Path) -> Any:
+    """The parsed YAML of ``file``; a binary, unreadable or malformed file is a one-line ConfigError."""
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{file}: not a text YAML file (byte {e.start} is not UTF-8); give a YAML preset such as "
+            "configs/train/fmnist_swin_micro.yaml"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read it ({e.strerror or e}); check the path and its permissions") from None
+    if "\x00" in text:
+        raise ConfigError(f"{file}: not a text YAML file (it contains NUL bytes); give a YAML preset")
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{file}: invalid YAML{where}: {problem}; fix the file") from None
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -347,5 +472,11 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (loadable again with :func:`load_config`), atomically.
+
+    Raises:
+        OutputError: the file cannot be written (the message names it and the fix).
+    """
+    from hiermlp.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False), what="config")

@@ -34,11 +34,29 @@ class DistInfo:
 
 
 def _pick_device(device: str, local_rank: int) -> torch.device:
+    """The device this process runs on.
+
+    Raises:
+        ConfigError: the device is not there (no CUDA GPU, an index beyond the GPUs, no MPS).
+    """
+    from hiermlp.errors import ConfigError
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"device={device!r} is not a device ({e}); use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"device={device!r} but no CUDA GPU is visible to PyTorch; use device=cpu or device=auto")
+        if dev.index >= n:
+            raise ConfigError(f"device={str(dev)!r} but only {n} CUDA GPU(s) are visible; use cuda:0 .. cuda:{n - 1}")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device={device!r} but MPS is not available here; use device=cpu or device=auto")
     return dev
 
 

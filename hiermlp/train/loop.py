@@ -1,22 +1,28 @@
 """The training loop: :func:`train` runs a :class:`~hiermlp.train.config.TrainConfig` end to end.
 
-One function owns the whole run so the order of effects (seed, build, resume, wrap in DDP, train, evaluate,
-checkpoint) is visible in one place. Reproducibility rests on three rules:
+:func:`train` shows the order of effects (join the process group, claim the output directory, build,
+resume, wrap in DDP, train, evaluate, checkpoint); :class:`_Run` holds the pieces and its methods are the
+steps of one epoch. Reproducibility rests on three rules:
 
 - every sample's augmentation is seeded by ``(seed, epoch, index)`` and every optimizer step's model
   randomness (drop path, mixup) by ``(seed, step, rank)``, so a run resumed at any step replays exactly;
 - global batches are cut from one permutation per epoch whatever the world size or accumulation
-  (:class:`~hiermlp.data.sampling.GlobalBatchSampler`), so DDP and accumulation do not change the updates;
-- checkpoints are written atomically and read with ``weights_only=True``.
+  (:class:`~hiermlp.data.sampling.GlobalBatchSampler`), so DDP and accumulation see the same samples;
+- checkpoints are written atomically (:mod:`hiermlp.io`) and read with ``weights_only=True``.
+
+Nothing poisoned is kept: a non-finite loss, gradient or weight stops the run (or, with
+``nan_policy=skip``, skips a step whose loss or gradients are non-finite) before the step's checkpoint or
+metrics are written, so ``last.pth`` always holds finite weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
+import re
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,25 +33,31 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from hiermlp.data import (
-    GlobalBatchSampler,
-    SeededDataset,
-    ShardSampler,
-    build_dataset,
-    build_transform,
-    dataset_stats,
-    mix_seed,
-    subset_indices,
+from hiermlp.data import mix_seed
+from hiermlp.errors import CheckpointError, NonFiniteError, OutputError
+from hiermlp.io import atomic_save, ensure_writable_dir, output_error, remove_stale_temps
+from hiermlp.train.build import (
+    autocast,
+    build_data,
+    build_datasets,
+    build_loss,
+    build_model,
+    build_optimization,
+    load_initial_checkpoint,
 )
-from hiermlp.errors import CheckpointError
-from hiermlp.train.checkpoint import FORMAT, atomic_save, capture_rng, load_training_checkpoint, restore_rng
-from hiermlp.train.config import ConfigError, TrainConfig, config_to_dict, save_config
+from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoint, restore_rng
+from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
-from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
+from hiermlp.train.optim import restore_scheduler
+from hiermlp.train.progress import Progress, Writers, remove_run_outputs
 
 __all__ = ["TrainResult", "build_datasets", "build_model", "evaluate", "train"]
+
+# files that mark a directory as holding a run (metrics.jsonl only when it has a row)
+RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")
+# a run whose every step is skipped (diverged, or an fp16 scale that never recovers) stops instead of idling
+MAX_SKIPPED_IN_A_ROW = 25
 
 
 @dataclass(kw_only=True)
@@ -64,6 +76,7 @@ class TrainResult:
     img_s: float = 0.0  # training throughput over the run, images per second (all ranks)
     params: int = 0  # number of model parameters
     out_dir: Path | None = None  # where checkpoints and metrics were written (None: nothing written)
+    skipped_steps: int = 0  # optimizer steps skipped (nan_policy=skip, or an fp16 overflow)
 
     def summary(self) -> str:
         """One line: model, size, time, throughput and accuracy."""
@@ -71,95 +84,10 @@ class TrainResult:
             f"{self.config.model}: {self.params / 1e6:.2f}M params | {len(self.history)} epochs, "
             f"{self.train_time_s:.0f}s train, {self.img_s:.0f} img/s | test top-1 {self.top1:.2f} "
             f"top-5 {self.top5:.2f} loss {self.loss:.4f} | best top-1 {self.best_top1:.2f} "
-            f"(epoch {self.best_epoch})" + (f" | {self.out_dir}" if self.out_dir else "")
+            f"(epoch {self.best_epoch})"
+            + (f" | {self.skipped_steps} steps skipped" if self.skipped_steps else "")
+            + (f" | {self.out_dir}" if self.out_dir else "")
         )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# building blocks
-
-
-def _plain(v: Any) -> Any:
-    """YAML lists -> tuples (hiermlp/timm model kwargs such as depths are tuples)."""
-    if isinstance(v, list):
-        return tuple(_plain(x) for x in v)
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """Create ``cfg.model`` from hiermlp's registry, or from timm's if hiermlp does not know the name.
-
-    ``cfg.model_kwargs`` override the variant (and ``img_size``/``in_chans``/``drop_path_rate``).
-
-    Raises:
-        ConfigError: the name is in neither registry (with close names).
-    """
-    kwargs: dict[str, Any] = {
-        "num_classes": num_classes,
-        "in_chans": cfg.in_chans,
-        "drop_path_rate": cfg.drop_path_rate,
-        "img_size": cfg.img_size,
-        **_plain(cfg.model_kwargs),
-    }
-    from hiermlp.models.registry import UnknownModelError, resolve_source
-
-    try:
-        source, name = resolve_source(cfg.model)
-    except UnknownModelError as e:  # a config error of this run: report it as one, naming the key
-        raise ConfigError(f"model: {e}") from e
-    if source == "hiermlp":
-        import hiermlp
-
-        return hiermlp.create_model(name, pretrained=cfg.pretrained, **kwargs)
-    import timm
-
-    try:
-        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
-    except TypeError as e:
-        if "img_size" not in str(e) or "img_size" in cfg.model_kwargs:
-            raise
-        kwargs.pop("img_size")  # e.g. CNNs take any input size and have no img_size argument
-        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
-
-
-def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
-    """(train dataset, test dataset, num_classes) with the config's transforms.
-
-    Raises:
-        FileNotFoundError: the data path does not exist (the message names it).
-    """
-    mode = "L" if cfg.in_chans == 1 else "RGB"
-    mean, std = dataset_stats(cfg.data, cfg.in_chans)
-    if cfg.mean:
-        mean = cfg.mean * cfg.in_chans if len(cfg.mean) == 1 else cfg.mean
-        std = (cfg.std * cfg.in_chans if len(cfg.std) == 1 else cfg.std) if cfg.std else mean
-    if len(mean) != cfg.in_chans or len(std) != cfg.in_chans:
-        raise ConfigError(f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}")
-    common = {"img_size": cfg.img_size, "mean": mean, "std": std, "interpolation": cfg.interpolation}
-    train_tf = build_transform(
-        is_training=True,
-        crop_pct=cfg.crop_pct,
-        no_aug=cfg.no_aug,
-        scale=cfg.scale,
-        hflip=cfg.hflip,
-        color_jitter=cfg.color_jitter,
-        auto_augment=cfg.auto_augment,
-        reprob=cfg.reprob,
-        **common,
-    )
-    test_tf = build_transform(is_training=False, crop_pct=cfg.crop_pct, **common)
-    test_split = cfg.test_split or ("val" if cfg.data == "folder" else "test")
-    data_kw = {"root": cfg.data_root, "mode": mode, "corrupt": cfg.corrupt}
-    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **data_kw)
-    test_ds = build_dataset(cfg.data, split=test_split, transform=test_tf, **data_kw)
-    num_classes = cfg.num_classes or len(train_ds.classes)
-    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
 @torch.no_grad()
@@ -172,7 +100,7 @@ def evaluate(
         model: maps ``(B, C, H, W)`` to logits ``(B, num_classes)``.
         loader: yields ``(images, labels)``.
         device: where to run.
-        amp: ``"bf16"`` to evaluate under bf16 autocast, ``"none"`` for float32.
+        amp: ``"bf16"`` / ``"fp16"`` to evaluate under autocast, ``"none"`` for float32.
         info: the process group to reduce over (None: this process only).
 
     Returns:
@@ -184,7 +112,7 @@ def evaluate(
     loss_sum, c1, c5, n = 0.0, 0.0, 0.0, 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -216,38 +144,55 @@ def _set_deterministic(on: bool) -> None:
     torch.use_deterministic_algorithms(on, warn_only=True)
 
 
-class _Writers:
-    """Rank-0 outputs: metrics.jsonl and (when importable) TensorBoard."""
+# ---------------------------------------------------------------------------------------------------------
+# the output directory
 
-    def __init__(self, out_dir: Path | None, *, tensorboard: bool, history: list[dict[str, Any]]) -> None:
-        self.out_dir, self.tb = out_dir, None
-        if out_dir is None:
-            return
-        # rewrite from the checkpoint's history so a resumed run has no lines from lost epochs
-        with open(out_dir / "metrics.jsonl", "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional dependency
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self.tb = SummaryWriter(log_dir=str(out_dir / "tb"))
 
-    def epoch(self, row: dict[str, Any]) -> None:
-        if self.out_dir is None:
-            return
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, int | float):
-                    self.tb.add_scalar(k, v, row["epoch"])
-            self.tb.flush()
+def claim_out_dir(cfg: TrainConfig, info: DistInfo) -> Path | None:
+    """Decide (before anything is built or written) where this run resumes from, and check ``out_dir``.
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+    On rank 0: remove temporary files of killed writes, check that the directory is writable, and refuse
+    a directory that holds another run's outputs unless ``resume`` continues it or ``overwrite=true``
+    replaces it. Every rank gets the same outcome.
+
+    Returns:
+        The checkpoint to resume from, or None to start afresh.
+
+    Raises:
+        OutputError: the directory holds a previous run, or cannot be written.
+    """
+    out = Path(cfg.out_dir)
+    resume = None
+    if cfg.resume == "auto":
+        resume = out / "last.pth" if (out / "last.pth").exists() else None
+    elif cfg.resume:
+        resume = Path(cfg.resume)
+    error: OutputError | None = None
+    if info.is_main:
+        try:
+            remove_stale_temps(out)
+            previous = _previous_outputs(out)
+            inside = resume is not None and resume.resolve().parent == out.resolve()
+            if previous and not cfg.overwrite and not inside:
+                raise OutputError(
+                    f"out_dir={str(out)!r} holds a previous run ({', '.join(previous)}); pass resume=auto to "
+                    "continue it, overwrite=true to replace it, or choose another out_dir"
+                )
+            ensure_writable_dir(out)
+        except OutputError as e:
+            error = e
+    if all_reduce_sum([float(error is not None)], info)[0] > 0:
+        raise error or OutputError(f"out_dir={str(out)!r} was refused on rank 0 (see its message)")
+    return resume
+
+
+def _previous_outputs(out: Path) -> list[str]:
+    found = []
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_file() and (name != "metrics.jsonl" or p.stat().st_size > 0):
+            found.append(name)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,308 +206,387 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, progress: bool
     ``last.pth``, ``best.pth`` (and TensorBoard events) to the output directory.
 
     Args:
-        cfg: the run's configuration.
+        cfg: the run's configuration. A directory that holds another run is refused unless
+            ``cfg.resume`` continues it (``"auto"``) or ``cfg.overwrite`` is true.
         out_dir: overrides ``cfg.out_dir``.
-        progress: show the tqdm bar and print the final summary line (rank 0); ``cfg.progress`` must
-            also be true.
+        progress: show progress and print the final summary line (rank 0); ``cfg.progress`` must also be
+            true. On a terminal a tqdm bar, otherwise one line per epoch.
 
     Returns:
         The :class:`TrainResult`.
 
     Raises:
         FileNotFoundError: missing data path.
-        ConfigError: unknown model or inconsistent settings.
+        ConfigError: unknown model or inconsistent settings; a device that is not there.
+        OutputError: ``out_dir`` holds another run, or a file cannot be written (earlier files are kept).
         CheckpointError: the checkpoint to resume from is unreadable (it is left as is).
-        FloatingPointError: the loss became NaN/inf; the message names the step.
+        NonFiniteError: the loss, gradients or weights became NaN/inf; the message names the step. Nothing
+            of that step was written (a ``FloatingPointError``).
     """
     if out_dir is not None:
         cfg = replace(cfg, out_dir=str(out_dir))
     info = setup_distributed(cfg.device)
     try:
-        return _train(cfg, info, progress=progress and cfg.progress)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        _set_deterministic(cfg.deterministic)
+        _seed_all(cfg.seed)
+        resume = claim_out_dir(cfg, info)
+        # read (and validate) the checkpoint before anything is written, so a bad file costs nothing
+        ckpt = load_training_checkpoint(resume) if resume is not None else None
+        run = _Run(cfg, info, progress=progress and cfg.progress)
+        if ckpt is not None:
+            run.restore(ckpt)
+            run.last_saved = (resume, run.state.step)
+        return run.fit()
     finally:
         cleanup_distributed(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, *, progress: bool) -> TrainResult:
-    device = info.device
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    _set_deterministic(cfg.deterministic)
-    _seed_all(cfg.seed)
+@dataclass(kw_only=True)
+class _State:
+    """Where the run stands; all of it goes into every checkpoint."""
 
-    # resume: read (and validate) the checkpoint before anything is written, so a bad file costs nothing
-    ckpt = None
-    if cfg.resume:
-        path = out / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
-        if cfg.resume != "auto" or path.exists():
-            ckpt = load_training_checkpoint(path)
+    epoch: int = 0  # the epoch in progress (0-based)
+    epoch_step: int = 0  # optimizer steps already taken in it
+    step: int = 0  # optimizer steps taken in the run
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    partial: tuple[float, int] = (0.0, 0)  # (loss sum, count) of this epoch's steps before a mid-epoch resume
+    skipped: int = 0  # optimizer steps skipped over the run
 
-    # data
-    train_ds, test_ds, num_classes = build_datasets(cfg)
-    train_idx = subset_indices(len(train_ds), cfg.limit_train, cfg.seed)
-    test_idx = subset_indices(len(test_ds), cfg.limit_test, cfg.seed)
-    sampler = GlobalBatchSampler(
-        indices=train_idx,
-        batch_size=cfg.batch_size,
-        world_size=info.world_size,
-        rank=info.rank,
-        accum_steps=cfg.accum_steps,
-        seed=cfg.seed,
-    )
-    loader_kw = {"num_workers": cfg.num_workers, "pin_memory": device.type == "cuda"}
-    train_loader = DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
-    eval_bs = max(1, cfg.eval_batch_size // info.world_size)
-    test_loader = DataLoader(
-        test_ds,
-        batch_size=eval_bs,
-        sampler=ShardSampler(indices=test_idx, world_size=info.world_size, rank=info.rank),
-        **loader_kw,
-    )
 
-    # model, optimizer, schedule
-    model = build_model(cfg, num_classes).to(device)
-    if cfg.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    n_params = sum(p.numel() for p in model.parameters())
-    lr, warmup_lr, min_lr = scaled_lrs(
-        lr=cfg.lr,
-        warmup_lr=cfg.warmup_lr,
-        min_lr=cfg.min_lr,
-        batch_size=cfg.batch_size,
-        base_batch=cfg.lr_base_batch,
-    )
-    optimizer = build_optimizer(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
-    steps_per_epoch = sampler.steps_per_epoch
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = build_scheduler(
-        optimizer,
-        lr=lr,
-        warmup_lr=warmup_lr,
-        min_lr=min_lr,
-        total_steps=total_steps,
-        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-    )
-    ema = None
-    if cfg.ema:
-        from timm.utils import ModelEmaV3
+class _Run:
+    """One training run's pieces, built from the config; :meth:`fit` trains them."""
 
-        ema = ModelEmaV3(model, decay=cfg.ema_decay)
+    def __init__(self, cfg: TrainConfig, info: DistInfo, *, progress: bool) -> None:
+        self.cfg, self.info, self.progress = cfg, info, progress
+        self.device, self.out = info.device, Path(cfg.out_dir)
+        self.data = build_data(cfg, info)
+        self.model = self._build_model()
+        self.opt = build_optimization(cfg, self.model, self.data.sampler.steps_per_epoch, self.device)
+        self.mixup_fn, self.criterion = build_loss(cfg, self.data.num_classes)
+        self.state = _State()
+        self.last_saved: tuple[Path, int] | None = None  # (file, step) of the latest checkpoint written
+        self.skipped_in_a_row = 0
+        self.n_params = sum(p.numel() for p in self.model.parameters())
 
-    mixup_fn, criterion = None, None
-    if cfg.mixup > 0 or cfg.cutmix > 0:
-        from timm.data import Mixup
-        from timm.loss import SoftTargetCrossEntropy
+    def _build_model(self) -> nn.Module:
+        model = build_model(self.cfg, self.data.num_classes)
+        if self.cfg.initial_checkpoint:
+            load_initial_checkpoint(model, self.cfg.initial_checkpoint)
+        if self.cfg.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        model = model.to(self.device)
+        if self.cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
-        mixup_fn = Mixup(
-            mixup_alpha=cfg.mixup,
-            cutmix_alpha=cfg.cutmix,
-            prob=cfg.mixup_prob,
-            switch_prob=cfg.mixup_switch_prob,
-            label_smoothing=cfg.label_smoothing,
-            num_classes=num_classes,
-        )
-        criterion = SoftTargetCrossEntropy()
-    elif cfg.label_smoothing > 0:
-        from timm.loss import LabelSmoothingCrossEntropy
+    # --- resume -------------------------------------------------------------------------------------------
 
-        criterion = LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing)
-    else:
-        criterion = nn.CrossEntropyLoss()
-
-    # state to continue from
-    epoch, epoch_step, step, best_top1, best_epoch = 0, 0, 0, -1.0, 0
-    history: list[dict[str, Any]] = []
-    resumed_partial: tuple[float, int] | None = None
-    if ckpt is not None:
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a training checkpoint (model, optimizer, schedule position, scaler, EMA, RNG)."""
+        opt = self.opt
         try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            if ema is not None:
+            self.model.load_state_dict(ckpt["model"])
+            opt.optimizer.load_state_dict(ckpt["optimizer"])
+            restore_scheduler(opt.scheduler, ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                opt.scaler.load_state_dict(ckpt["scaler"])
+            if opt.ema is not None:
                 if ckpt.get("model_ema") is None:
-                    raise CheckpointError("ema=true but the checkpoint has no EMA weights")
-                ema.module.load_state_dict(ckpt["model_ema"])
+                    raise CheckpointError("ema=true but the checkpoint has no EMA weights; resume with ema=false")
+                opt.ema.module.load_state_dict(ckpt["model_ema"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"checkpoint does not match this config/model: {e}") from e
-        epoch, epoch_step, step = int(ckpt["epoch"]), int(ckpt["epoch_step"]), int(ckpt["step"])
-        best_top1, best_epoch = float(ckpt["best_top1"]), int(ckpt["best_epoch"])
-        history = list(ckpt.get("history", []))
-        if epoch_step > 0:
-            s_, n_ = ckpt.get("epoch_partial_loss", (0.0, 0.0))
-            resumed_partial = (float(s_), int(n_))
+            first = (str(e).splitlines() or [""])[0][:300]
+            raise CheckpointError(
+                f"checkpoint does not match this config/model: {first}; resume with the config it was written by"
+            ) from e
+        s = self.state
+        s.epoch, s.epoch_step, s.step = int(ckpt["epoch"]), int(ckpt["epoch_step"]), int(ckpt["step"])
+        s.best_top1, s.best_epoch = float(ckpt["best_top1"]), int(ckpt["best_epoch"])
+        s.history = list(ckpt.get("history", []))
+        s.skipped = int(ckpt.get("skipped_steps", 0))
+        if s.epoch_step > 0:
+            loss_sum, count = ckpt.get("epoch_partial_loss", (0.0, 0.0))
+            s.partial = (float(loss_sum), int(count))
+        if s.epoch_step >= opt.steps_per_epoch:  # a checkpoint taken after the last step of an epoch
+            s.epoch, s.epoch_step, s.partial = s.epoch + 1, 0, (0.0, 0)
         restore_rng(ckpt["rng"])
-    if epoch_step >= steps_per_epoch:  # a checkpoint taken after the last step of an epoch
-        epoch, epoch_step = epoch + 1, 0
 
-    ddp_model: nn.Module = model
-    if info.distributed:
-        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # --- checkpoints --------------------------------------------------------------------------------------
 
-    writers = None
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        writers = _Writers(out, tensorboard=cfg.tensorboard, history=history)
-
-    def checkpoint(name: str, *, at_epoch: int, at_epoch_step: int, partial: tuple = (0.0, 0.0)) -> None:
-        if not info.is_main:
+    def save(self, name: str, *, partial: tuple[float, float] = (0.0, 0.0)) -> None:
+        if not self.info.is_main:
             return
-        atomic_save(
+        s, opt = self.state, self.opt
+        path = atomic_save(
             {
                 "format": FORMAT,
-                "model": model.state_dict(),
-                "model_ema": ema.module.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": at_epoch,
-                "epoch_step": at_epoch_step,
-                "step": step,
-                "best_top1": best_top1,
-                "best_epoch": best_epoch,
-                "history": history,
+                "model": self.model.state_dict(),
+                "model_ema": opt.ema.module.state_dict() if opt.ema is not None else None,
+                "optimizer": opt.optimizer.state_dict(),
+                "scheduler": opt.scheduler.state_dict(),
+                "scaler": opt.scaler.state_dict(),
+                "epoch": s.epoch,
+                "epoch_step": s.epoch_step,
+                "step": s.step,
+                "best_top1": s.best_top1,
+                "best_epoch": s.best_epoch,
+                "history": s.history,
+                "skipped_steps": s.skipped,
                 "rng": capture_rng(),
-                "config": config_to_dict(cfg),
-                "num_classes": num_classes,
+                "config": config_to_dict(self.cfg),
+                "num_classes": self.data.num_classes,
                 "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
             },
-            out / name,
+            self.out / name,
+        )
+        self.last_saved = (path, s.step)
+
+    # --- one optimizer step -------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        s = self.state
+        return (
+            f"optimizer step {s.step + 1} (epoch {s.epoch + 1}, step {s.epoch_step + 1} of {self.opt.steps_per_epoch})"
         )
 
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        disable=not (progress and info.is_main),
-        dynamic_ncols=True,
-        unit="step",
-        desc=cfg.model,
-    )
-    train_time, train_images = 0.0, 0
-    ddp_model.train()
-    try:
-        while epoch < cfg.epochs:
-            sampler.set_epoch(epoch, epoch_step)
-            train_ds.set_epoch(epoch)
-            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-            loss_sum, loss_n, seen = 0.0, 0, 0
-            if resumed_partial is not None:  # the loss of the steps before a mid-epoch resume
-                loss_sum, loss_n = resumed_partial if info.is_main else (0.0, 0)
-                resumed_partial = None
-            t0 = time.perf_counter()
-            for micro, (x, y) in enumerate(train_loader):
-                j = micro % cfg.accum_steps
-                if j == 0:
-                    _seed_all(mix_seed(cfg.seed, step, info.rank, 2))  # drop path / mixup of this step
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                target = y
-                if mixup_fn is not None:
-                    x, target = mixup_fn(x, y)
-                last_micro = j == cfg.accum_steps - 1
-                sync = contextlib.nullcontext()
-                if info.distributed and not last_micro:
-                    sync = ddp_model.no_sync()  # only the last micro-step all-reduces gradients
-                with sync:
-                    with _autocast(device, cfg.amp):
-                        loss = criterion(ddp_model(x), target)
-                    (loss / cfg.accum_steps).backward()
-                loss_value = loss.item()
-                bad = not math.isfinite(loss_value)
-                if info.distributed and last_micro:
-                    bad = all_reduce_sum([float(bad)], info)[0] > 0  # every rank stops together
-                if bad:
-                    raise FloatingPointError(
-                        f"loss is {loss_value} at optimizer step {step + 1} (epoch {epoch + 1}, "
-                        f"step {epoch_step + 1} of {steps_per_epoch}); stopping. Try a lower lr, "
-                        "clip_grad, or amp=none."
-                    )
-                loss_sum += loss_value * len(x)
-                loss_n += len(x)
-                seen += len(x) * info.world_size
-                if not last_micro:
-                    continue
-                if cfg.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                step += 1
-                epoch_step += 1
-                if ema is not None:
-                    ema.update(model, step=step)
-                elapsed = time.perf_counter() - t0
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{loss_sum / loss_n:.4f}",
-                    lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                    img_s=f"{seen / elapsed:.0f}",
-                    refresh=False,
-                )
-                if cfg.ckpt_every and step % cfg.ckpt_every == 0 and epoch_step < steps_per_epoch:
-                    partial = all_reduce_sum([loss_sum, float(loss_n)], info)
-                    checkpoint("last.pth", at_epoch=epoch, at_epoch_step=epoch_step, partial=tuple(partial))
-            epoch_time = time.perf_counter() - t0
-            train_time += epoch_time
-            train_images += seen
+    def _kept(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint of this run was written"
+        path, step = self.last_saved
+        return f"{path} (step {step}) is the last good checkpoint"
 
-            # epoch metrics (all ranks take part in the reductions)
-            tr_loss_sum, tr_n = all_reduce_sum([loss_sum, float(loss_n)], info)
-            metrics = evaluate(model, test_loader, device, amp=cfg.amp, info=info)
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train_loss": tr_loss_sum / max(tr_n, 1.0),
-                "test_loss": metrics["loss"],
-                "top1": metrics["top1"],
-                "top5": metrics["top5"],
-                "lr": optimizer.param_groups[0]["lr"],
-                "epoch_time_s": epoch_time,
-                "img_s": seen / epoch_time if epoch_time > 0 else 0.0,
-            }
-            if ema is not None:
-                ema_metrics = evaluate(ema.module, test_loader, device, amp=cfg.amp, info=info)
-                row.update(ema_top1=ema_metrics["top1"], ema_top5=ema_metrics["top5"])
-            history.append(row)
-            is_best = row["top1"] > best_top1
-            if is_best:
-                best_top1, best_epoch = row["top1"], epoch + 1
-            epoch, epoch_step = epoch + 1, 0
-            checkpoint("last.pth", at_epoch=epoch, at_epoch_step=0)
-            if is_best:
-                checkpoint("best.pth", at_epoch=epoch, at_epoch_step=0)
-            if writers is not None:
-                writers.epoch(row)
-            if info.is_main and progress:
-                bar.write(
-                    f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
-                    f"test_loss {row['test_loss']:.4f} top1 {row['top1']:.2f} top5 {row['top5']:.2f} "
-                    f"({epoch_time:.1f}s, {row['img_s']:.0f} img/s)"
-                )
-    finally:
-        bar.close()
+    def _grad_norm(self) -> torch.Tensor:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.clip_grad > 0:
+            return torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+    def _nonfinite_weights(self) -> list[str]:
+        tensors = [(n, t) for n, t in self.model.state_dict().items() if t.is_floating_point()]
+        ok = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+        if bool(ok.all()):
+            return []
+        return [n for (n, _), good in zip(tensors, ok.tolist()) if not good]
+
+    def micro_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, last: bool) -> float:
+        """Forward and backward of one micro-batch; returns its loss (gradients accumulate)."""
+        cfg = self.cfg
+        target = y
+        if self.mixup_fn is not None:
+            x, target = self.mixup_fn(x, y)
+        sync = contextlib.nullcontext()
+        if self.info.distributed and not last:
+            sync = self.ddp.no_sync()  # only the last micro-step all-reduces gradients
+        with sync:
+            with autocast(self.device, cfg.amp):
+                loss = self.criterion(model(x), target)
+            self.opt.scaler.scale(loss / cfg.accum_steps).backward()
+        return loss.item()
+
+    def optimizer_step(self, losses: list[float]) -> bool:
+        """Check, then take (or skip) the optimizer step of the accumulated gradients.
+
+        Returns:
+            True when the step was taken, False when it was skipped.
+
+        Raises:
+            NonFiniteError: a NaN/inf loss or gradient under ``nan_policy=stop``, or non-finite weights
+                after the update (under either policy: a step cannot be undone).
+        """
+        cfg, opt = self.cfg, self.opt
+        opt.scaler.unscale_(opt.optimizer)
+        norm = float(self._grad_norm())
+        bad_loss = not all(math.isfinite(v) for v in losses)
+        bad_grad = not math.isfinite(norm)
+        if self.info.distributed:  # every rank decides the same
+            n_loss, n_grad = all_reduce_sum([float(bad_loss), float(bad_grad)], self.info)
+            bad_loss, bad_grad = n_loss > 0, n_grad > 0
+        overflow = bad_grad and not bad_loss and opt.scaler.is_enabled()  # fp16: the scaler's business
+        what = "gradient overflow in fp16"
+        if bad_loss:
+            what = f"loss is {next((v for v in losses if not math.isfinite(v)), 'non-finite on another rank')}"
+        elif bad_grad and not overflow:
+            what = f"gradient norm is {norm}"
+        if (bad_loss or bad_grad) and not overflow and cfg.nan_policy == "stop":
+            raise NonFiniteError(
+                f"{what} at {self._where()}; stopped before writing anything of this step: {self._kept()}. "
+                "Try a lower lr, clip_grad, amp=none, or nan_policy=skip."
+            )
+        taken = not (bad_loss or bad_grad)
+        if taken:
+            opt.scaler.step(opt.optimizer)  # plain optimizer.step() unless amp=fp16
+        opt.scaler.update()  # after an fp16 overflow: a lower scale for the next step
+        opt.optimizer.zero_grad(set_to_none=True)
+        self.skipped_in_a_row = 0 if taken else self.skipped_in_a_row + 1
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            raise NonFiniteError(
+                f"{self.skipped_in_a_row} optimizer steps in a row were skipped ({what}) up to {self._where()}: "
+                f"the run has diverged; {self._kept()}. Try a lower lr, clip_grad or amp=bf16/none."
+            )
+        bad_weights = self._nonfinite_weights()
+        if bad_weights:
+            raise NonFiniteError(
+                f"{len(bad_weights)} weight tensors (e.g. {bad_weights[0]}) became non-finite by the end of "
+                f"{self._where()}{' (its update overflowed)' if taken else ''}; stopped before writing them: "
+                f"{self._kept()}. Lower lr (now {opt.optimizer.param_groups[0]['lr']:.3g})."
+            )
+        return taken
+
+    # --- epochs -------------------------------------------------------------------------------------------
+
+    def train_epoch(self, model: nn.Module, bar: Progress) -> dict[str, float]:
+        """The optimizer steps of the current epoch (from ``epoch_step``, after a resume)."""
+        cfg, s, data = self.cfg, self.state, self.data
+        data.sampler.set_epoch(s.epoch, s.epoch_step)
+        data.train_ds.set_epoch(s.epoch)
+        bar.describe(f"epoch {s.epoch + 1}/{cfg.epochs}")
+        loss_sum, loss_n = s.partial if self.info.is_main else (0.0, 0)
+        s.partial, seen, losses = (0.0, 0), 0, []
+        t0 = time.perf_counter()
+        for micro, (x, y) in enumerate(data.train_loader):
+            j = micro % cfg.accum_steps
+            if j == 0:
+                _seed_all(mix_seed(cfg.seed, s.step, self.info.rank, 2))  # drop path / mixup of this step
+                losses = []
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            last = j == cfg.accum_steps - 1
+            losses.append(self.micro_step(model, x, y, last=last))
+            if not last:
+                continue
+            taken = self.optimizer_step(losses)
+            if taken:
+                micro_n = len(x)
+                loss_sum += sum(losses) * micro_n
+                loss_n += micro_n * len(losses)
+            else:
+                s.skipped += 1
+            seen += len(x) * len(losses) * self.info.world_size
+            opt = self.opt
+            with warnings.catch_warnings():  # a skipped step still advances the schedule, as timm's does
+                warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
+                opt.scheduler.step()
+            s.step, s.epoch_step = s.step + 1, s.epoch_step + 1
+            if opt.ema is not None and taken:
+                opt.ema.update(self.model, step=s.step)
+            bar.step(
+                loss=f"{loss_sum / max(loss_n, 1):.4f}",
+                lr=f"{opt.optimizer.param_groups[0]['lr']:.2e}",
+                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+            )
+            if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.epoch_step < opt.steps_per_epoch:
+                self.save("last.pth", partial=tuple(all_reduce_sum([loss_sum, float(loss_n)], self.info)))
+        return {"loss_sum": loss_sum, "loss_n": float(loss_n), "seen": seen, "time": time.perf_counter() - t0}
+
+    def end_epoch(self, stats: dict[str, float], writers: Writers | None, bar: Progress) -> None:
+        """Evaluate, record the epoch's row, write last.pth (and best.pth), print the epoch's line."""
+        cfg, s, opt = self.cfg, self.state, self.opt
+        tr_loss_sum, tr_n = all_reduce_sum([stats["loss_sum"], stats["loss_n"]], self.info)
+        m = evaluate(self.model, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
+        row: dict[str, Any] = {
+            "epoch": s.epoch + 1,
+            "step": s.step,
+            "train_loss": tr_loss_sum / max(tr_n, 1.0),
+            "test_loss": m["loss"],
+            "top1": m["top1"],
+            "top5": m["top5"],
+            "lr": opt.optimizer.param_groups[0]["lr"],
+            "epoch_time_s": stats["time"],
+            "img_s": stats["seen"] / stats["time"] if stats["time"] > 0 else 0.0,
+            "skipped_steps": s.skipped,
+        }
+        if opt.ema is not None:
+            em = evaluate(opt.ema.module, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
+            row.update(ema_top1=em["top1"], ema_top5=em["top5"])
+        s.history.append(row)
+        is_best = row["top1"] > s.best_top1
+        if is_best:
+            s.best_top1, s.best_epoch = row["top1"], s.epoch + 1
+        s.epoch, s.epoch_step = s.epoch + 1, 0
+        self.save("last.pth")
+        if is_best:
+            self.save("best.pth")
         if writers is not None:
-            writers.close()
+            writers.epoch(row)
+        bar.line(
+            f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+            f"test_loss {row['test_loss']:.4f} top1 {row['top1']:.2f} top5 {row['top5']:.2f} "
+            f"({stats['time']:.1f}s, {row['img_s']:.0f} img/s)" + (f" skipped {s.skipped} steps" if s.skipped else "")
+        )
 
-    if history:
-        final = history[-1]
-        top1, top5, loss = final["top1"], final["top5"], final["test_loss"]
-    else:  # nothing left to train (e.g. resumed a finished run)
-        m = evaluate(model, test_loader, device, amp=cfg.amp, info=info)
-        top1, top5, loss = m["top1"], m["top5"], m["loss"]
-    result = TrainResult(
-        model=model,
-        config=cfg,
-        top1=top1,
-        top5=top5,
-        loss=loss,
-        best_top1=max(best_top1, top1),
-        best_epoch=best_epoch,
-        history=history,
-        train_time_s=train_time,
-        img_s=train_images / train_time if train_time > 0 else 0.0,
-        params=n_params,
-        out_dir=out if info.is_main else None,
-    )
-    if info.is_main and progress:
-        print(result.summary(), flush=True)
-    return result
+    def _wrap(self) -> nn.Module:
+        """The module that runs forward: DDP around the model, then torch.compile around that (timm's order,
+        so DDP's bucketing sees the compiled graph's gradients)."""
+        model: nn.Module = self.model
+        if self.info.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(self.model, device_ids=ids)
+        self.ddp = model
+        if self.cfg.compile:
+            model = torch.compile(model, backend=self.cfg.compile_backend)
+        return model
+
+    def _open_outputs(self) -> Writers | None:
+        if not self.info.is_main:
+            return None
+        try:
+            if self.cfg.overwrite and not self.cfg.resume:
+                remove_run_outputs(self.out)
+        except OSError as e:
+            raise output_error(self.out, e, what="previous run's files in") from e
+        save_config(self.cfg, self.out / "config.yaml")
+        return Writers(self.out, tensorboard=self.cfg.tensorboard, history=self.state.history)
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs, evaluating and checkpointing after each."""
+        cfg, s = self.cfg, self.state
+        model = self._wrap()
+        writers = self._open_outputs()
+        bar = Progress(
+            enabled=self.progress and self.info.is_main, total=self.opt.total_steps, initial=s.step, desc=cfg.model
+        )
+        train_time, train_images = 0.0, 0
+        model.train()
+        try:
+            while s.epoch < cfg.epochs:
+                stats = self.train_epoch(model, bar)
+                train_time += stats["time"]
+                train_images += stats["seen"]
+                self.end_epoch(stats, writers, bar)
+        finally:
+            bar.close()
+            if writers is not None:
+                writers.close()
+        return self._result(train_time, train_images)
+
+    def _result(self, train_time: float, train_images: int) -> TrainResult:
+        s = self.state
+        if s.history:
+            final = s.history[-1]
+            top1, top5, loss = final["top1"], final["top5"], final["test_loss"]
+        else:  # nothing left to train (e.g. resumed a finished run)
+            m = evaluate(self.model, self.data.test_loader, self.device, amp=self.cfg.amp, info=self.info)
+            top1, top5, loss = m["top1"], m["top5"], m["loss"]
+        result = TrainResult(
+            model=self.model,
+            config=self.cfg,
+            top1=top1,
+            top5=top5,
+            loss=loss,
+            best_top1=max(s.best_top1, top1),
+            best_epoch=s.best_epoch,
+            history=s.history,
+            train_time_s=train_time,
+            img_s=train_images / train_time if train_time > 0 else 0.0,
+            params=self.n_params,
+            out_dir=self.out if self.info.is_main else None,
+            skipped_steps=s.skipped,
+        )
+        if self.info.is_main and self.progress:
+            print(result.summary(), flush=True)
+        return result

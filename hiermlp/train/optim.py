@@ -16,7 +16,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "scaled_lrs"]
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "restore_scheduler", "scaled_lrs"]
 
 
 def scaled_lrs(*, lr: float, warmup_lr: float, min_lr: float, batch_size: int, base_batch: int) -> tuple:
@@ -33,11 +33,23 @@ def build_optimizer(
     weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    layer_decay: float | None = None,
 ) -> torch.optim.Optimizer:
-    """timm optimizer with no decay on norms, biases and ``model.no_weight_decay()`` names."""
+    """timm optimizer with no decay on norms, biases and ``model.no_weight_decay()`` names.
+
+    ``layer_decay`` (e.g. 0.9) is timm's layer-wise lr decay: ``model.group_matcher()`` numbers the layers
+    from the stem to the head and layer ``i`` of ``L`` gets ``lr * layer_decay ** (L - i)``. timm stores that
+    factor as each group's ``lr_scale`` and leaves applying it to its schedulers; hiermlp's schedule scales
+    each group's own initial lr, so the factor is folded into it here.
+    """
     kwargs = {"betas": tuple(betas), "eps": eps} if opt.lower() in ("adamw", "adam", "nadamw") else {}
     # filter_bias_and_bn=True is timm's param_groups_weight_decay: 1-D params + no_weight_decay() names
-    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True, **kwargs)
+    optimizer = create_optimizer_v2(
+        model, opt=opt, lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True, layer_decay=layer_decay, **kwargs
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return optimizer
 
 
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, start: float, end: float) -> float:
@@ -65,10 +77,30 @@ def build_scheduler(
     total_steps: int,
     warmup_steps: int,
 ) -> LambdaLR:
-    """Per-step warmup + cosine as a ``LambdaLR`` (its state dict is plain numbers, safe for weights_only)."""
+    """Per-step warmup + cosine as a ``LambdaLR`` (its state dict is plain numbers, safe for weights_only).
+
+    Every parameter group follows the same multiplier of its own initial lr (layer decay keeps its ratios).
+    """
     start, end = (warmup_lr / lr, min_lr / lr) if lr > 0 else (1.0, 1.0)
 
     def fn(step: int) -> float:
         return lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, start=start, end=end)
 
     return LambdaLR(optimizer, fn)
+
+
+def restore_scheduler(scheduler: LambdaLR, state: dict) -> None:
+    """Load a checkpoint's schedule position, keeping this run's lrs.
+
+    ``LambdaLR.load_state_dict`` would bring back the old run's base lrs, so ``resume=auto lr=1e-3`` would
+    silently continue at the old rate. The step count comes from the checkpoint; the base lrs, warmup and
+    cosine come from the current config (identical values when the config is unchanged, so an exact resume
+    stays exact).
+    """
+    base_lrs = list(scheduler.base_lrs)
+    scheduler.load_state_dict(state)
+    scheduler.base_lrs = base_lrs
+    for group, base, fn in zip(scheduler.optimizer.param_groups, base_lrs, scheduler.lr_lambdas):
+        group["initial_lr"] = base
+        group["lr"] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]

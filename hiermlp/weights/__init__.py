@@ -1,5 +1,6 @@
 """Checkpoints: read (never executing code), convert between layouts, resize, load and save."""
 
+from hiermlp.weights import swinv2 as _swinv2  # noqa: F401  (V2 converters, detected before V1)
 from hiermlp.weights.convert import CONVERTERS, convert_state_dict, register_converter
 from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 from hiermlp.weights.load import (

@@ -1,0 +1,289 @@
+"""The parts of a run, each built from its :class:`~hiermlp.train.config.TrainConfig`: model, datasets and
+loaders, optimizer / schedule / GradScaler / EMA, and the loss (with Mixup/CutMix)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hiermlp.data import (
+    GlobalBatchSampler,
+    SeededDataset,
+    ShardSampler,
+    build_dataset,
+    build_transform,
+    dataset_stats,
+    subset_indices,
+)
+from hiermlp.errors import CheckpointError, HiermlpError
+from hiermlp.errors import ConfigError as BaseConfigError
+from hiermlp.train.config import ConfigError, TrainConfig
+from hiermlp.train.distributed import DistInfo
+from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
+
+__all__ = ["Data", "Optimization", "autocast", "build_datasets", "build_loss", "build_model", "build_optimization"]
+
+
+def _plain(v: Any) -> Any:
+    """YAML lists -> tuples (hiermlp/timm model kwargs such as depths are tuples)."""
+    if isinstance(v, list):
+        return tuple(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """Create ``cfg.model`` from hiermlp's registry, or from timm's if hiermlp does not know the name.
+
+    ``cfg.model_kwargs`` override the variant (and ``img_size``/``in_chans``/``drop_path_rate``).
+
+    Raises:
+        ConfigError: the name is in neither registry (with close names), or the model rejects a value of
+            ``model_kwargs`` (the message names it).
+    """
+    kwargs: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_chans": cfg.in_chans,
+        "drop_path_rate": cfg.drop_path_rate,
+        "img_size": cfg.img_size,
+        **_plain(cfg.model_kwargs),
+    }
+    from hiermlp.models.registry import UnknownModelError, resolve_source
+
+    try:
+        source, name = resolve_source(cfg.model)
+    except UnknownModelError as e:  # a config error of this run: report it as one, naming the key
+        raise ConfigError(f"model: {e}") from e
+    try:
+        if source == "hiermlp":
+            import hiermlp
+
+            return hiermlp.create_model(name, pretrained=cfg.pretrained, **kwargs)
+        return _timm_model(cfg, name, kwargs)
+    except HiermlpError as e:
+        if isinstance(e, BaseConfigError):  # the model's own check: say which config it came from
+            raise ConfigError(f"model={cfg.model} model_kwargs: {e}") from e
+        raise
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError) as e:
+        # the model's own checks did not catch this value: still name the config it came from
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise ConfigError(
+            f"model={cfg.model} cannot be built with model_kwargs={cfg.model_kwargs} "
+            f"(img_size={cfg.img_size}, in_chans={cfg.in_chans}): {type(e).__name__}: {first}; "
+            "fix the model_kwargs value it names"
+        ) from e
+
+
+def _timm_model(cfg: TrainConfig, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
+    except TypeError as e:
+        if "img_size" not in str(e) or "img_size" in cfg.model_kwargs:
+            raise
+        kwargs.pop("img_size")  # e.g. CNNs take any input size and have no img_size argument
+        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
+
+
+def load_initial_checkpoint(model: nn.Module, path: str) -> None:
+    """Fine-tuning: load weights with ``hiermlp.load_checkpoint`` (a new head is left at init, relative
+    position tables are resized to a new window; anything else that does not match is an error).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or does not match (names ``initial_checkpoint``).
+    """
+    from hiermlp.weights import load_checkpoint
+
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"initial_checkpoint={path!r} does not exist; give the .pth/.safetensors file to fine-tune from"
+        )
+    try:
+        load_checkpoint(model, path)
+    except CheckpointError as e:
+        raise CheckpointError(f"initial_checkpoint={path!r}: {e}") from e
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
+    """(train dataset, test dataset, num_classes) with the config's transforms.
+
+    Raises:
+        FileNotFoundError: the data path does not exist (the message names it).
+    """
+    mode = "L" if cfg.in_chans == 1 else "RGB"
+    mean, std = dataset_stats(cfg.data, cfg.in_chans)
+    if cfg.mean:
+        mean = cfg.mean * cfg.in_chans if len(cfg.mean) == 1 else cfg.mean
+        std = (cfg.std * cfg.in_chans if len(cfg.std) == 1 else cfg.std) if cfg.std else mean
+    if len(mean) != cfg.in_chans or len(std) != cfg.in_chans:
+        raise ConfigError(
+            f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
+        )
+    common = {"img_size": cfg.img_size, "mean": mean, "std": std, "interpolation": cfg.interpolation}
+    train_tf = build_transform(
+        is_training=True,
+        crop_pct=cfg.crop_pct,
+        no_aug=cfg.no_aug,
+        scale=cfg.scale,
+        hflip=cfg.hflip,
+        color_jitter=cfg.color_jitter,
+        auto_augment=cfg.auto_augment,
+        reprob=cfg.reprob,
+        **common,
+    )
+    test_tf = build_transform(is_training=False, crop_pct=cfg.crop_pct, **common)
+    test_split = cfg.test_split or ("val" if cfg.data == "folder" else "test")
+    data_kw = {"root": cfg.data_root, "mode": mode, "corrupt": cfg.corrupt}
+    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **data_kw)
+    test_ds = build_dataset(cfg.data, split=test_split, transform=test_tf, **data_kw)
+    num_classes = cfg.num_classes or len(train_ds.classes)
+    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+
+
+@dataclass(kw_only=True)
+class Data:
+    """The run's data: the seeded train set, its global-batch sampler, and both loaders."""
+
+    train_ds: SeededDataset
+    sampler: GlobalBatchSampler
+    train_loader: DataLoader
+    test_loader: DataLoader
+    num_classes: int
+
+
+def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
+    """Datasets and loaders: global batches cut from one permutation per epoch, test set sharded by rank.
+
+    Raises:
+        ConfigError: the (limited) training set is smaller than one global batch.
+    """
+    train_ds, test_ds, num_classes = build_datasets(cfg)
+    train_idx = subset_indices(len(train_ds), cfg.limit_train, cfg.seed)
+    test_idx = subset_indices(len(test_ds), cfg.limit_test, cfg.seed)
+    try:
+        sampler = GlobalBatchSampler(
+            indices=train_idx,
+            batch_size=cfg.batch_size,
+            world_size=info.world_size,
+            rank=info.rank,
+            accum_steps=cfg.accum_steps,
+            seed=cfg.seed,
+        )
+    except ValueError as e:
+        raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
+    loader_kw = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
+    test_loader = DataLoader(
+        test_ds,
+        batch_size=max(1, cfg.eval_batch_size // info.world_size),
+        sampler=ShardSampler(indices=test_idx, world_size=info.world_size, rank=info.rank),
+        **loader_kw,
+    )
+    train_loader = DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
+    return Data(
+        train_ds=train_ds, sampler=sampler, train_loader=train_loader, test_loader=test_loader, num_classes=num_classes
+    )
+
+
+@dataclass(kw_only=True)
+class Optimization:
+    """Optimizer, per-step schedule, fp16 GradScaler (disabled unless amp=fp16) and optional EMA."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    ema: nn.Module | None
+    steps_per_epoch: int
+    total_steps: int
+
+
+def build_optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, device: torch.device) -> Optimization:
+    """AdamW (or any timm optimizer, with layer-wise lr decay), warmup + cosine, GradScaler, EMA.
+
+    Raises:
+        ConfigError: timm does not know ``opt``, or ``layer_decay`` needs a model without ``group_matcher``.
+    """
+    lr, warmup_lr, min_lr = scaled_lrs(
+        lr=cfg.lr, warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, batch_size=cfg.batch_size, base_batch=cfg.lr_base_batch
+    )
+    if cfg.layer_decay and not hasattr(model, "group_matcher"):
+        raise ConfigError(
+            f"layer_decay={cfg.layer_decay} needs model.group_matcher(), which {cfg.model} lacks; set layer_decay=0"
+        )
+    try:
+        optimizer = build_optimizer(
+            model,
+            opt=cfg.opt,
+            lr=lr,
+            weight_decay=cfg.weight_decay,
+            betas=cfg.betas,
+            eps=cfg.eps,
+            layer_decay=cfg.layer_decay or None,
+        )
+    except (AssertionError, ValueError, KeyError) as e:
+        import timm.optim
+
+        raise ConfigError(
+            f"opt={cfg.opt!r} cannot be built ({e}); use one of timm's optimizers, e.g. "
+            f"{', '.join(timm.optim.list_optimizers()[:8])} ..."
+        ) from e
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = build_scheduler(
+        optimizer,
+        lr=lr,
+        warmup_lr=warmup_lr,
+        min_lr=min_lr,
+        total_steps=total_steps,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+    )
+    ema = None
+    if cfg.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.ema_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    return Optimization(
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        ema=ema,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )
+
+
+def build_loss(cfg: TrainConfig, num_classes: int) -> tuple[Any, nn.Module]:
+    """(mixup_fn or None, criterion): timm's Mixup/CutMix with soft targets, else label smoothing."""
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+
+        mixup_fn = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            prob=cfg.mixup_prob,
+            switch_prob=cfg.mixup_switch_prob,
+            label_smoothing=cfg.label_smoothing,
+            num_classes=num_classes,
+        )
+        return mixup_fn, SoftTargetCrossEntropy()
+    if cfg.label_smoothing > 0:
+        from timm.loss import LabelSmoothingCrossEntropy
+
+        return None, LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing)
+    return None, nn.CrossEntropyLoss()
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 / fp16 autocast on ``device``, or nothing for ``amp="none"``."""
+    return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES.get(amp, torch.bfloat16), enabled=amp != "none")

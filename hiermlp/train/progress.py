@@ -1,0 +1,112 @@
+"""What a run shows and records on rank 0: the progress display, metrics.jsonl and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from hiermlp.io import atomic_write_text
+
+__all__ = ["Progress", "Writers"]
+
+
+def _is_terminal() -> bool:
+    return all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))
+
+
+class Progress:
+    """A tqdm bar over optimizer steps on a terminal; otherwise one line per epoch and nothing else.
+
+    A bar redraws itself with carriage returns and escape codes, which a log file keeps as noise, so when
+    stdout or stderr is redirected the epoch summary lines are all that is printed.
+
+    Args:
+        enabled: False prints nothing at all (other ranks, ``progress=false``).
+        total: optimizer steps of the run.
+        initial: steps already done (resume).
+        desc: the bar's label.
+        bar: force the bar on or off (None: only on a terminal).
+    """
+
+    def __init__(self, *, enabled: bool, total: int, initial: int, desc: str, bar: bool | None = None) -> None:
+        self.enabled = enabled
+        use_bar = enabled and (_is_terminal() if bar is None else bar)
+        self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, unit="step", desc=desc) if use_bar else None
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+
+    def step(self, **postfix: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(refresh=False, **postfix)
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Writers:
+    """Rank-0 records: metrics.jsonl (rewritten atomically each epoch) and, when importable, TensorBoard.
+
+    Args:
+        out_dir: the run directory (None: write nothing).
+        tensorboard: write events under ``out_dir/tb``.
+        history: the rows of the epochs already done (a resumed run starts from its checkpoint's rows, so
+            no line of a lost epoch survives).
+    """
+
+    def __init__(self, out_dir: Path | None, *, tensorboard: bool, history: list[dict[str, Any]]) -> None:
+        self.out_dir, self.tb, self.rows = out_dir, None, list(history)
+        if out_dir is None:
+            return
+        self._write()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional dependency
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.tb = SummaryWriter(log_dir=str(out_dir / "tb"))
+
+    def _write(self) -> None:
+        assert self.out_dir is not None
+        text = "".join(json.dumps(r) + "\n" for r in self.rows)
+        atomic_write_text(self.out_dir / "metrics.jsonl", text, what="metrics")
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        self.rows.append(row)
+        self._write()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, int | float):
+                    self.tb.add_scalar(k, v, row["epoch"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def remove_run_outputs(out_dir: Path) -> None:
+    """``overwrite=true``: delete a previous run's checkpoints, metrics and events before the first write."""
+    for name in ("last.pth", "best.pth", "metrics.jsonl"):
+        (out_dir / name).unlink(missing_ok=True)
+    if (out_dir / "tb").is_dir():
+        shutil.rmtree(out_dir / "tb")
