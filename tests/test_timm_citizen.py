@@ -205,28 +205,11 @@ def fx_nodes(model):
     return train[-1], evaluation[-1]
 
 
-# The speed layer's modules (hiermlp.accel, applied by create_model) branch on parameter properties in forward
-# (accel/attention.py FastWindowAttention.forward: `table.requires_grad`; accel/linear.py `_eligible`;
-# accel/spatial_mlp.py `masked_weight`), which torch.fx cannot trace; the plain modules trace. Until the speed
-# layer steps aside under FX, the accelerated models are strict xfails (they turn into failures once it does).
-ACCEL_FX = pytest.mark.xfail(
-    strict=True, reason="hiermlp.accel modules are not FX-traceable yet (see the comment above)"
-)
-
-
-def plain(model):
-    from hiermlp import accel
-
-    return accel.plain(model)
-
-
-@pytest.mark.parametrize("accelerated", [False, pytest.param(True, marks=ACCEL_FX)])
 @pytest.mark.parametrize("name", SMALL)
-def test_fx_forward_and_backward(name, accelerated):
+def test_fx_forward_and_backward(name):
     from timm.models import create_feature_extractor
 
-    model = build(name, drop_path_rate=0.0)
-    model = model if accelerated else plain(model)
+    model = build(name, drop_path_rate=0.0)  # with the speed layer, as create_model builds it
     x = small_input(model)
     train_out, eval_out = fx_nodes(model)
     fx = create_feature_extractor(model.eval(), return_nodes=[eval_out])
@@ -237,13 +220,11 @@ def test_fx_forward_and_backward(name, accelerated):
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("accelerated", [False, pytest.param(True, marks=ACCEL_FX)])
 @pytest.mark.parametrize("size", [(224, 224), (200, 300)])
-def test_torchvision_feature_extractor_equals_forward_intermediates(size, accelerated):
+def test_torchvision_feature_extractor_equals_forward_intermediates(size):
     from torchvision.models.feature_extraction import create_feature_extractor
 
     model = randomize_(hiermlp.create_model("swin_tiny_patch4_window7_224")).eval()
-    model = model if accelerated else plain(model)
     x = torch.randn(1, 3, *size)
     fx = create_feature_extractor(model, return_nodes={f"stages.{i}": str(i) for i in range(4)})
     with torch.no_grad():
@@ -253,18 +234,16 @@ def test_torchvision_feature_extractor_equals_forward_intermediates(size, accele
         torch.testing.assert_close(got[str(i)], w, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("accelerated", [False, pytest.param(True, marks=ACCEL_FX)])
-def test_fx_symbolic_trace_and_fx_features(accelerated):
+def test_fx_symbolic_trace_and_fx_features():
     kwargs = dict(img_size=32, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
     model = hiermlp.create_model("swin_tiny_patch4_window7_224", **kwargs).eval()
-    model = model if accelerated else plain(model)
     gm = torch.fx.symbolic_trace(model)
     x = torch.randn(2, 3, 36, 28)
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x), rtol=0, atol=1e-6)
-    if accelerated:  # feature_cls="fx": timm's FeatureGraphNet on a freshly built (accelerated) model
-        feats = hiermlp.create_model("swin_tiny_patch4_window7_224", features_only=True, feature_cls="fx", **kwargs)
-        assert [o.shape[1] for o in feats(x)] == [16, 32]
+    # feature_cls="fx": timm's FeatureGraphNet
+    feats = hiermlp.create_model("swin_tiny_patch4_window7_224", features_only=True, feature_cls="fx", **kwargs)
+    assert [o.shape[1] for o in feats(x)] == [16, 32]
 
 
 # ---- timm's kwargs --------------------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ def _complete_cfg(cfg: dict[str, Any], kwargs: dict[str, Any], builder: Callable
     return {k: v for k, v in full.items() if v is not None or k in _KEEP_NULL}
 
 
+def _hub_tag(name: str, cfg: dict[str, Any]) -> str:
+    """The tag an untagged cfg's timm hub copy names (``timm/<name>.<tag>``), else ``""``."""
+    arch, _, tag = str(cfg.get("hf_hub_id") or "").removeprefix("timm/").partition(".")
+    return tag if arch == name else ""
+
+
 # timm keeps these even when None; "tag"/"architecture" are filled in when a model is built
 _KEEP_NULL = ("pool_size", "first_conv", "classifier", "hf_hub_id", "url")
 
@@ -111,7 +117,9 @@ def register_model(
     if pretrained_cfg is not None and pretrained_cfgs is not None:
         raise ConfigError("pass pretrained_cfg (one untagged cfg) or pretrained_cfgs (tag -> cfg), not both")
     check_kwargs(name, builder, kwargs)
-    cfgs = pretrained_cfgs if pretrained_cfgs is not None else {"": pretrained_cfg or {}}
+    cfgs = (
+        pretrained_cfgs if pretrained_cfgs is not None else {_hub_tag(name, pretrained_cfg or {}): pretrained_cfg or {}}
+    )
     if not cfgs:
         cfgs = {"": {}}
     cfgs = {tag: _complete_cfg(dict(c), kwargs, builder) for tag, c in cfgs.items()}

@@ -272,8 +272,18 @@ def _strip(sd: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
+# Swin V2's cosine attention (mmpretrain ``logit_scale``/``cpb_mlp``, transformers ``continuous_position_bias_mlp``):
+# not the V1 layouts these readers convert
+_V2_KEYS = (".logit_scale", ".cpb_mlp.", ".continuous_position_bias_mlp.")
+
+
+def _is_v2(sd: StateDict) -> bool:
+    return any(p in k for k in sd for p in _V2_KEYS)
+
+
 def _is_mmpretrain_swin(sd: StateDict) -> bool:
-    return any(".attn.w_msa." in k for k in sd) and any("patch_embed.projection." in k for k in sd)
+    has = any(".attn.w_msa." in k for k in sd) and any("patch_embed.projection." in k for k in sd)
+    return has and not _is_v2(sd)
 
 
 def _unfold_to_swin_order(w: torch.Tensor) -> torch.Tensor:
@@ -312,7 +322,8 @@ def convert_mmpretrain_swin(sd: StateDict) -> StateDict:
 
 
 def _is_hf_swin(sd: StateDict) -> bool:
-    return any(k.startswith(("swin.embeddings.patch_embeddings.", "embeddings.patch_embeddings.")) for k in sd)
+    has = any(k.startswith(("swin.embeddings.patch_embeddings.", "embeddings.patch_embeddings.")) for k in sd)
+    return has and not _is_v2(sd)
 
 
 @register_converter("hf_swin", _is_hf_swin, first=True)
