@@ -177,5 +177,7 @@ def attention_weights(mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | No
             mixer.qkv(x), "(b w) n (three heads d) -> three b w heads n d", w=nw, three=3, heads=mixer.num_heads
         )
         attn = torch.matmul(q, k.transpose(-2, -1)) * getattr(mixer, "scale", q.shape[-1] ** -0.5)
-        bias = WindowAttention.attn_bias(mixer, mask, attn.dtype)  # (1 or nW, heads, N, N) or None
-        return (attn if bias is None else attn + bias).softmax(-1)
+        bias = WindowAttention.attn_bias(mixer, mask, attn.dtype)  # nW (or 1) x heads maps of (N, N), or None
+        if bias is not None:  # whichever way the mixer lays them out, (w, heads) per window and head
+            attn = attn + bias.reshape(-1, mixer.num_heads, *bias.shape[-2:])
+        return attn.softmax(-1)
