@@ -17,7 +17,7 @@ from hiermlp.errors import (
 )
 from hiermlp.mixers import MIXERS, register_mixer
 from hiermlp.models import HierNet, create_model, list_models, register_model
-from hiermlp.weights import load_checkpoint
+from hiermlp.weights import load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -39,4 +39,5 @@ __all__ = [
     "load_checkpoint",
     "register_mixer",
     "register_model",
+    "save_checkpoint",
 ]

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("hiermlp.bench.cli", "measure params, GMACs, speed and memory of models"),
     "compare": ("hiermlp.bench.compare", "train several models under one recipe and compare them"),
     "export": ("hiermlp.export", "export a model to ONNX or torch.export and verify it"),
+    "convert": ("hiermlp.weights.layouts", "save a checkpoint in another layout (hiermlp, timm, microsoft)"),
 }
 
 

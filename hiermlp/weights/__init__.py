@@ -3,6 +3,7 @@
 from hiermlp.weights import literature as _literature  # noqa: F401  (registers the literature converters)
 from hiermlp.weights import swinv2 as _swinv2  # noqa: F401  (V2 converters, detected before V1)
 from hiermlp.weights.convert import CONVERTERS, convert_state_dict, register_converter
+from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 from hiermlp.weights.load import (
     LoadResult,
     load_checkpoint,
@@ -14,12 +15,15 @@ from hiermlp.weights.load import (
 
 __all__ = [
     "CONVERTERS",
+    "LAYOUTS",
     "LoadResult",
     "convert_state_dict",
+    "export_state_dict",
     "load_checkpoint",
     "load_pretrained",
     "read_state_dict",
     "register_converter",
     "resize_rel_pos_table",
+    "save_checkpoint",
     "save_weights",
 ]
