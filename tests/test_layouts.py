@@ -11,10 +11,10 @@ from timm.models import mlp_mixer
 import hiermlp
 from hiermlp.cli import main
 from hiermlp.errors import ConfigError
+from hiermlp.testing.swin_mlp_reference import RefSwinMLP
 from hiermlp.weights import convert_state_dict, export_state_dict, read_state_dict
 
 from .conftest import TINY_SWIN, randomize_
-from .test_mlp_models import RefSwinMLP
 from .test_swin import to_microsoft_layout
 
 # timm's SwinTransformer with TINY_SWIN's architecture

@@ -445,3 +445,14 @@ def test_readme_window_change_equals_timm(tmp_path):
     assert [s.window_size for s in ours.stages] == [(16, 16), (16, 16), (16, 16), (8, 8)]
     x = torch.randn(1, 3, 256, 256)
     assert_matches(ours, *outputs(theirs, x), x)
+
+
+def test_microsoft_config_names_are_aliases():
+    from hiermlp.models.zoo_swinv2 import SWINV2_ALIASES
+
+    assert SWINV2_ALIASES["swinv2_tiny_patch4_window8_256"] == "swinv2_tiny_window8_256"
+    with torch.device("meta"):
+        model = hiermlp.create_model("swinv2_tiny_patch4_window8_256", num_classes=3)
+    assert model.pretrained_cfg["architecture"] == "swinv2_tiny_window8_256"
+    assert hiermlp.models.is_model("swinv2_tiny_patch4_window8_256")
+    assert "swinv2_tiny_patch4_window8_256" not in hiermlp.list_models()  # listed once, under timm's name

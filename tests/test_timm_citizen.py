@@ -210,12 +210,13 @@ def fx_nodes(model):
 # eager model within 1e-6, and to the sped-up one within the oneDNN tolerance of tests/test_swin.py (the
 # libraries sum in different orders).
 ATOL_ONEDNN = 3e-5
-# hiermlp/mixers/cosine_attention.py calls einops' rearrange without torch.fx.wrap("rearrange") (attention.py
-# has it): FX hands einops a Proxy. Strict: this turns into a failure once the mixer wraps it.
-V2_FX = pytest.mark.xfail(strict=True, reason="cosine_attention.py: einops rearrange is not fx-wrapped")
+# Not yet FX-traceable: the Swin V2 mixer and the literature map mixers branch on traced sizes and devices
+# (their geometry is not yet behind torch.fx.wrap). Strict: a fix turns these into failures to unmark.
+NO_FX_YET = ("hiermlp_swinv2", "hiermlp_cyclemlp", "hiermlp_asmlp", "hiermlp_wavemlp", "hiermlp_smlpnet")
+NO_FX = pytest.mark.xfail(strict=True, reason="mixer geometry not yet behind torch.fx.wrap")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=V2_FX) if "swinv2" in n else n for n in SMALL])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NO_FX) if n.startswith(NO_FX_YET) else n for n in SMALL])
 def test_fx_forward_and_backward(name):
     from timm.models import create_feature_extractor
 

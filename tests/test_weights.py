@@ -96,3 +96,16 @@ def test_loading_never_executes_code(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="weights_only"):
         read_state_dict(path)
     assert "pwned" not in capsys.readouterr().out
+
+
+def test_timm_train_checkpoint_with_argparse_namespace_loads(tmp_path):
+    """Release files written by timm's train.py carry its args as an argparse.Namespace: still loadable."""
+    import argparse
+
+    model = hiermlp.HierNet(**TINY_SWIN)
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=0.1), "epoch": 3}, path)
+    other = hiermlp.HierNet(**TINY_SWIN)
+    result = hiermlp.load_checkpoint(other, path)
+    assert not result.missing and not result.unexpected
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))

@@ -103,7 +103,7 @@ def test_registry_model_through_timm(name):
             out = model(torch.randn(1, 1, 40, 36))
             assert out.shape == (1, 3) and torch.isfinite(out).all()
             outs = timm.create_model(f"hiermlp_{name}", features_only=True, **sized(name))(torch.randn(1, 3, 40, 36))
-        assert [o.shape[1] for o in outs] == features.feature_info.channels()
+        assert [o.shape[-1] for o in outs] == features.feature_info.channels()  # timm lists NHWC maps, as for its Swin
 
 
 def test_timm_mirror_is_prefixed_and_complete():

@@ -13,6 +13,9 @@ from hiermlp.errors import ConfigError
 from hiermlp.layers.cpb import ContinuousPositionBias
 from hiermlp.mixers.base import register_mixer
 
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("rearrange")
+
 # the reference clamps the learned log scale at log(1/0.01): logits are at most 100 * cos(q, k)
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 

@@ -54,6 +54,7 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}  # other names of a registered model (e.g. the Microsoft config names of Swin V2)
 _listeners: list[Callable[[ModelEntry], None]] = []
 
 
@@ -137,11 +138,21 @@ def on_register(fn: Callable[[ModelEntry], None]) -> None:
         fn(entry)
 
 
+def register_alias(alias: str, name: str) -> None:
+    """Let ``alias`` build the registered model ``name`` (not listed by ``list_models``, not mirrored to timm)."""
+    if name not in _MODELS:
+        raise UnknownModelError(f"cannot alias {alias!r} to {name!r}: no such model")
+    if alias in _MODELS or _ALIASES.get(alias, name) != name:
+        raise ConfigError(f"{alias!r} already names a model; pick another alias")
+    _ALIASES[alias] = name
+
+
 def is_model(name: str) -> bool:
-    return name in _MODELS
+    return name in _MODELS or name in _ALIASES
 
 
 def get_entry(name: str) -> ModelEntry:
+    name = _ALIASES.get(name, name)
     if name not in _MODELS:
         hint = ""
         if name.startswith("hiermlp_") and name[8:] in _MODELS:
@@ -277,7 +288,7 @@ def per_stage_value(value: Any, n: int) -> tuple:
 def split_tag(name: str) -> tuple[str, str]:
     """``"arch.tag"`` -> ``("arch", "tag")``; no tag -> ``("arch", "")`` (timm's convention)."""
     arch, _, tag = name.partition(".")
-    return arch, tag
+    return _ALIASES.get(arch, arch), tag
 
 
 def resolve_cfg(name: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiermlp.models.registry import register_model
+from hiermlp.models.registry import register_alias, register_model
 from hiermlp.models.zoo import cfg
 
 _RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v2.0.0"
@@ -144,3 +144,6 @@ SWINV2_ALIASES: dict[str, str] = {ms: name for name, (ms, *_rest) in SWINV2_VARI
 
 for _name, (_ms, _kwargs, _cfg_row, _note) in SWINV2_VARIANTS.items():
     register_model(_name, pretrained_cfg=_cfg_row, family="swinv2", notes=_note, **V2, **_kwargs)
+
+for _alias, _name in SWINV2_ALIASES.items():
+    register_alias(_alias, _name)

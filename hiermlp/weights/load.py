@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
@@ -51,7 +52,10 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
 
             obj: Any = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            # timm's train.py (Wave-MLP, CycleMLP releases) pickles its argparse.Namespace beside the weights: a
+            # plain attribute container, allowed; anything else that is not a tensor or a container still fails
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or pickles arbitrary objects
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
