@@ -1,0 +1,23 @@
+"""Every committed compare preset builds every entry's model and runs it on one image of the preset's size."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hiermlp.bench.compare import load_preset
+from hiermlp.train.config import config_from_dict
+from hiermlp.train.loop import build_model
+
+PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_entry_of_every_preset_builds_and_runs(name):
+    preset = load_preset(name)
+    for e in preset.entries:
+        cfg = config_from_dict({**preset.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
+        model = build_model(cfg, cfg.num_classes or 10).eval()
+        with torch.no_grad():
+            out = model(torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size))
+        assert out.shape == (1, cfg.num_classes or 10) and torch.isfinite(out).all(), (name, e["label"])
