@@ -73,7 +73,7 @@ from hiermlp.bench.report import (
 from hiermlp.bench.stats import Interval, mean_interval, paired_difference, supported_ranks, verdict
 from hiermlp.bench.timing import Stats
 from hiermlp.errors import ConfigError, HiermlpError, suggest
-from hiermlp.io import atomic_write_text
+from hiermlp.io import _alive, atomic_write_text
 
 __all__ = [
     "ComparePreset",
@@ -709,16 +709,6 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:

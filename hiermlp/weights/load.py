@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import tempfile
 import warnings
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hiermlp.errors import CheckpointError
+from hiermlp.ops import resize_rel_pos_table
 from hiermlp.weights.convert import StateDict, convert_state_dict
 
 _logger = logging.getLogger("hiermlp")
@@ -83,21 +82,6 @@ def unwrap(obj: Any, source: str = "state dict") -> StateDict:
 
 def _is_flat(d: dict) -> bool:
     return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
-
-
-def resize_rel_pos_table(table: torch.Tensor, new_window: tuple[int, int]) -> torch.Tensor:
-    """Bicubically resize a ``((2M-1)^2, heads)`` bias table to ``((2wh-1)*(2ww-1), heads)``.
-
-    The reference fine-tuning recipe: view as ``(1, heads, 2M-1, 2M-1)`` and ``F.interpolate``.
-    """
-    side = math.isqrt(table.shape[0])
-    if side * side != table.shape[0]:
-        raise CheckpointError(f"cannot resize a non-square relative position table of {table.shape[0]} rows")
-    heads = table.shape[1]
-    grid = table.T.reshape(1, heads, side, side).float()
-    size = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
-    out = F.interpolate(grid, size=size, mode="bicubic", align_corners=False)
-    return out.reshape(heads, -1).T.contiguous().to(table.dtype)
 
 
 def _classifier_prefix(model: nn.Module) -> str:
