@@ -13,7 +13,7 @@ from torch import nn
 import hiermlp
 from hiermlp.errors import ConfigError, ShapeError, UnknownNameError
 from hiermlp.mixers import MIXERS, build_mixer
-from hiermlp.mixers.base import mixer_attr
+from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
 from hiermlp.ops import window_mask
 
@@ -33,8 +33,42 @@ def make(name: str, **options) -> nn.Module:
     return mixer
 
 
-ALL = sorted(MIXERS)
+ALL = sorted(n for n in MIXERS if mixer_kind(n) == "window")  # the window-mixer contract
+MAPS = sorted(n for n in MIXERS if mixer_kind(n) == "map")  # (B, H, W, C) -> (B, H, W, C)
 MASKED = [m for m in ALL if mixer_attr(m, "honours_mask", False)]
+
+
+def make_map(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    mixer = build_mixer(name, dim=DIM, num_heads=HEADS, window_size=WS, feat_size=(8, 8))
+    for p in mixer.parameters():
+        nn.init.normal_(p, std=0.2)
+    return mixer
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_map_mixer_shape_and_gradient_reaches_every_parameter(name):
+    mixer = make_map(name)
+    x = torch.randn(2, 8, 8, DIM, requires_grad=True)
+    out = mixer(x)
+    assert out.shape == x.shape
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for pname, p in mixer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient reaches {pname}"
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_map_mixer_in_a_block_mixes_across_window_borders(name):
+    """A map mixer sees the whole map: the block cuts no windows for it."""
+    block = HierBlock(dim=DIM, num_heads=HEADS, window_size=(4, 4), feat_size=(8, 8), mixer=name, mlp_ratio=0).eval()
+    x = torch.randn(1, 8, 8, DIM, dtype=torch.float64)
+    block = block.double()
+    probe = x.clone()
+    probe[0, 3, 3] += 1.0  # next to the border of the 4x4 window at the top left
+    with torch.no_grad():
+        diff = (block(probe) - block(x)).abs().amax(-1)[0]
+    assert (diff[3:5, 3:5].sum() > 0 and diff[4:, 4:].max() > 0) or diff[4, 3] > 0 or diff[3, 4] > 0
 
 
 @pytest.mark.parametrize("name", ALL)
