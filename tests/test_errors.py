@@ -25,9 +25,10 @@ def test_wrong_channel_count(tiny):
 
 
 def test_image_smaller_than_a_patch(tiny):
-    # since issue 13 the stem zero-pads an input up to a multiple of the patch (the reference detection
-    # code's rule), so a 1-pixel-high image runs; a model built for less than one patch is still an error
-    assert tiny(torch.randn(1, 3, 1, 40)).shape == (1, 10)
+    # the stem zero-pads an input up to a multiple of the patch (the reference detection code's rule), but an
+    # image smaller than one patch would be mostly padding: an error naming the size
+    with pytest.raises(ShapeError, match="smaller than one 2x2 patch"):
+        tiny(torch.randn(1, 3, 1, 40))
     with pytest.raises(ConfigError, match="smaller than one 4x4 patch"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", img_size=3)
 
