@@ -13,6 +13,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 import hiermlp
 from hiermlp.detection import HierBackbone, fpn_backbone
 from hiermlp.models.features import record_attention
+from hiermlp.models.zoo import cfg
 
 # a Swin small enough to train a detector for a few steps at 800x1216 on a CPU in seconds
 MICRO = "micro_swin_for_tests"
@@ -20,6 +21,7 @@ hiermlp.register_model(
     MICRO,
     family="swin",
     overwrite=True,
+    pretrained_cfg=cfg(),  # a complete (weightless) cfg: the registry-wide tests may collect this row too
     embed_dim=8,
     depths=(2, 2, 2, 2),
     num_heads=(1, 1, 2, 2),

@@ -70,6 +70,7 @@ def test_default_cfgs_are_timms(name):
     null = ({"hf_hub_id"} if not entry.pretrained_cfg.get("hf_hub_id") else set()) | (
         {"tag"} if not entry.tags[0] else set()
     )
+    null |= {"license"} if not entry.pretrained_cfg.get("license") else set()  # official code without a license
     assert TIMM_FIELDS - null <= set(cfg) and cfg["architecture"] == name
     tags = get_arch_pretrained_cfgs(name)
     bare = name[len("hiermlp_") :]

@@ -79,7 +79,7 @@ def _complete_cfg(cfg: dict[str, Any], kwargs: dict[str, Any], builder: Callable
         full = PretrainedCfg(**cfg).to_dict(remove_null=False)
     except TypeError as e:
         raise ConfigError(f"pretrained cfg: {e}; the fields are timm.models.PretrainedCfg's") from None
-    if full.get("pool_size") is None and builder is HierNet:
+    if full.get("pool_size") is None and isinstance(builder, type) and issubclass(builder, HierNet):
         full["pool_size"] = nominal_pool_size(kwargs, full["input_size"])
     return {k: v for k, v in full.items() if v is not None or k in _KEEP_NULL}
 
