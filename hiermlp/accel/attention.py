@@ -71,14 +71,22 @@ def probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: fl
 class FastAttentionMixin:
     """The fast forward for :class:`WindowAttention` and its subclasses (same parameters and function)."""
 
-    def folded_bias(self, mask: torch.Tensor | None, dtype: torch.dtype, align: int = 0) -> torch.Tensor | None:
-        """Position bias plus shift mask as one ``(1, heads or nW*heads, N, N)`` tensor (or None)."""
+    def folded_bias(
+        self,
+        mask: torch.Tensor | None,
+        dtype: torch.dtype,
+        align: int = 0,
+        window_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor | None:
+        """Position bias plus shift mask as one ``(1, heads or nW*heads, N, N)`` tensor (or None), for the
+        window run (``window_size``, the top-left part of the built one; None: the built one)."""
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         if mask is None and table is None:
             return None
+        window = tuple(window_size) if window_size is not None else self.window_size
 
         def build() -> torch.Tensor:
-            bias = None if table is None else self.rel_pos().to(dtype)[None].contiguous()  # (1, heads, N, N)
+            bias = None if table is None else self.rel_pos(window).to(dtype)[None].contiguous()  # (1, heads, N, N)
             if mask is not None:
                 folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
                 if bias is not None:
@@ -91,23 +99,25 @@ class FastAttentionMixin:
             return build()
         sources = () if table is None else (table,)
         device = (table if table is not None else mask).device
-        return derived(self, ("bias", dtype, align, str(device)), (mask,), sources, build)
+        return derived(self, ("bias", dtype, align, str(device), window), (mask,), sources, build)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if is_fx_tracing():
-            return super().forward(x, mask)
+            return super().forward(x, mask, window_size)
         tracing = is_tracing()
         device = x.device.type
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
         explicit = use_explicit(device, x.shape[-2], trains_bias and not tracing, tracing)
         if explicit or device != "cuda":
-            bias = self.folded_bias(mask, x.dtype)
+            bias = self.folded_bias(mask, x.dtype, window_size=window_size)
         else:
             # SDPA on CUDA: the bias in the dtype autocast hands the kernel and row-aligned, so the
             # memory-efficient kernel reads it broadcast over the batch
             amp = torch.get_autocast_dtype(device) if not tracing and torch.is_autocast_enabled(device) else x.dtype
-            bias = self.folded_bias(mask, amp, align=settings.current().align_mask)
+            bias = self.folded_bias(mask, amp, align=settings.current().align_mask, window_size=window_size)
         qkv = self.qkv(x)
         if mask is None:
             qkv = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)

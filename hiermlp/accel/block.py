@@ -21,8 +21,9 @@ from torch import nn
 
 from hiermlp.accel import settings
 from hiermlp.accel.linear import FastMlp
-from hiermlp.models.block import HierBlock, check_mixer_output
+from hiermlp.models.block import HierBlock
 from hiermlp.ops import (
+    actual_window,
     cached_window_index,
     cached_window_mask,
     crop_to,
@@ -87,32 +88,29 @@ class FastHierBlock(HierBlock):
         if is_fx_tracing():
             return super().window_mix(x)
         b, h, w, c = x.shape
-        ws, shift = self.window_size, self.shift_size
         if is_tracing() or is_symbolic(h, w) or not settings.current().gather:
             return self._window_mix_traced(x)
+        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
+        if (h, w) == ws and not any(shift):  # one window covering the map, unshifted: no copy at all
+            return self.call_mixer(x.reshape(b, h * w, c), None, ws).view_as(x)
         fwd, inv, padded_size, padded = cached_window_index((h, w), ws, shift, self.shift_mode, device=x.device)
-        if (h, w) == tuple(ws) and not any(shift):  # one window covering the map, unshifted: no copy at all
-            return check_mixer_output(
-                self.mixer(x.reshape(b, h * w, c), None), x.reshape(b, h * w, c), self.mixer_name
-            ).view_as(x)
         mask = None
         if self.shift_mode == "roll" and (any(shift) or padded):
             mask = cached_window_mask(padded_size, ws, shift, (h, w), device=x.device)
         windows = gather_windows(x, fwd, ws[0] * ws[1], padded=padded)
-        out = check_mixer_output(self.mixer(windows, mask), windows, self.mixer_name)
-        return scatter_windows(out, inv, b, (h, w))
+        return scatter_windows(self.call_mixer(windows, mask, ws), inv, b, (h, w))
 
     def _window_mix_traced(self, x: torch.Tensor) -> torch.Tensor:
         """The plain composition, with a mask only where one is needed (decided on static sizes)."""
-        h, w = x.shape[1], x.shape[2]
-        ws, shift = self.window_size, self.shift_size
         if self.shift_mode != "roll":
             return super().window_mix(x)
+        h, w = x.shape[1], x.shape[2]
+        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
         x = pad_to_multiple(x, ws)
         hp, wp = x.shape[1], x.shape[2]
         needs_mask = is_symbolic(h, w) or any(shift) or (hp, wp) != (h, w)
         mask = cached_window_mask((hp, wp), ws, shift, (h, w), device=x.device) if needs_mask else None
         x = cyclic_shift(x, shift)
-        x = self.mix_windows(x, mask)
+        x = self.mix_windows(x, mask, ws)
         x = cyclic_shift(x, (-shift[0], -shift[1]))
         return crop_to(x, (h, w))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiermlp.ops import relative_position_index
+from hiermlp.ops import crop_tokens, relative_position_index
+
+# a sub-window crop depends on sizes: an opaque call under torch.fx, which cannot trace its size check
+torch.fx.wrap("crop_tokens")
 
 
 class RelativePositionBias(nn.Module):
-    """Learned bias per head for every token pair of a window, ``() -> (heads, N, N)``.
+    """Learned bias per head for every token pair of a window, ``([window_size]) -> (heads, N, N)``.
 
     The table has ``(2wh-1)*(2ww-1)`` rows (one per relative offset) and one column per head; the index is a
     non-persistent buffer, so state dicts hold only the table (under the reference's name).
@@ -24,9 +27,12 @@ class RelativePositionBias(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self) -> torch.Tensor:
-        n = self.relative_position_index.shape[0]
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+    def forward(self, window_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``(heads, N, N)``; for a smaller ``window_size`` (the top-left part of the window, for a map smaller
+        than the window) the bias between its tokens, which is the sub-matrix of the window's."""
+        index = crop_tokens(self.relative_position_index, self.window_size, window_size, dims=(0, 1))
+        n = index.shape[0]
+        bias = self.relative_position_bias_table[index.reshape(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (heads, N, N)
 
     def init_non_persistent_buffers(self) -> None:

@@ -42,9 +42,16 @@ class WindowAttention(nn.Module):
         attn_drop: Dropout on attention weights.
         proj_drop: Dropout after the output projection.
         rel_pos: Learn a relative position bias table.
+
+    ``forward(x, mask, window_size)``: ``window_size`` is the window the block actually partitioned, the
+    top-left part of the built one when the map is smaller (``crop_modes``); None means the built window.
     """
 
     honours_mask = True
+    # a map smaller than the window runs as a smaller window: with the padding masked out (roll mode), the
+    # logits among the real tokens are those of the sub-window with the sub-matrix of the position bias, so
+    # cropping is the same function (not with zero padding, which real tokens would attend to)
+    crop_modes = ("roll",)
 
     def __init__(
         self,
@@ -74,9 +81,14 @@ class WindowAttention(nn.Module):
             else None
         )
 
-    def attn_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-        """Position bias plus shift mask, ``-> (1, nW*heads, N, N)`` (``nW = 1`` without a mask) or None."""
-        bias = None if self.rel_pos is None else self.rel_pos().to(dtype)[None]  # (1, heads, N, N)
+    def attn_bias(
+        self, mask: torch.Tensor | None, dtype: torch.dtype, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor | None:
+        """Position bias plus shift mask, ``-> (1, nW*heads, N, N)`` (``nW = 1`` without a mask) or None.
+
+        ``window_size``: the window actually run (the top-left part of the built one), None for the built one.
+        """
+        bias = None if self.rel_pos is None else self.rel_pos(window_size).to(dtype)[None]  # (1, heads, N, N)
         if mask is not None:
             folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
             bias = folded if bias is None else folded + bias
@@ -84,7 +96,9 @@ class WindowAttention(nn.Module):
             return None
         return rearrange(bias.expand(-1, self.num_heads, -1, -1), "w heads n m -> 1 (w heads) n m")
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         nw = 1 if mask is None else mask.shape[0]
         # windows are batch-major: (B*nW) splits as (B, nW), and the (nW*heads) bias broadcasts over B
         q, k, v = rearrange(
@@ -94,7 +108,7 @@ class WindowAttention(nn.Module):
             q,
             k,
             v,
-            attn_mask=self.attn_bias(mask, q.dtype),
+            attn_mask=self.attn_bias(mask, q.dtype, window_size),
             dropout_p=self.attn_drop if self.training else 0.0,
             scale=self.scale,
         )

@@ -10,7 +10,15 @@ the class attribute ``kind``:
   a mixer whose class sets ``global_window = True`` (the window is then the whole map). Class attribute
   ``honours_mask``: True if the mixer applies the mask itself (attention as a logit mask, a linear token
   map by masking its weight); for one that cannot (a nonlinear token MLP) the block shifts by zero padding
-  instead of a cyclic roll, so no mask is ever needed.
+  instead of a cyclic roll, so no mask is ever needed. Class attribute ``crop_modes`` (default ``()``, the
+  safe choice): the shift modes (``"roll"``, ``"pad"``) in which the mixer may run on a window *smaller*
+  than the one it was built for. When the map is smaller than the window on an axis, the block then
+  partitions the map into windows of the map's size there and calls ``forward(x, mask, window_size=(h, w))``
+  (the top-left part of the built window); the mixer must compute exactly what the built window computes
+  on those tokens with the rest of it padded (masked out in roll mode, zeros in pad mode), e.g. with the
+  sub-matrix of a position bias (:func:`hiermlp.ops.crop_tokens`). Otherwise (a token MLP whose every
+  output depends on all N slots) the block pads the map up to the built window. Either way a map not
+  larger than the window is not shifted on that axis (:func:`hiermlp.ops.actual_window`).
 * ``kind = "map"``: it mixes the whole channels-last map, ``forward(x): (B, H, W, C) -> (B, H, W, C)``
   (cycle and axial shifts, depthwise convolutions, row/column MLPs: mixers whose reach crosses window
   borders). Built ``Mixer(dim, **options)``.
@@ -79,7 +87,8 @@ def mixer_name(spec: str | MixerFactory) -> str:
 
 
 def mixer_attr(spec: str | MixerFactory, attr: str, default: Any) -> Any:
-    """A class-level contract attribute (``kind``, ``honours_mask``, ``global_window``) of a mixer spec."""
+    """A class-level contract attribute (``kind``, ``honours_mask``, ``global_window``, ``crop_modes``) of a
+    mixer spec."""
     factory = get_mixer(spec)
     while isinstance(factory, functools.partial):
         factory = factory.func
@@ -87,6 +96,7 @@ def mixer_attr(spec: str | MixerFactory, attr: str, default: Any) -> Any:
 
 
 MIXER_KINDS = ("window", "map")
+SHIFT_MODES = ("roll", "pad")
 # what the block can tell a mixer; each is passed only to constructors that declare it
 OFFERED = ("window_size", "num_heads", "feat_size")
 
@@ -97,6 +107,16 @@ def mixer_kind(spec: str | MixerFactory) -> str:
     if kind not in MIXER_KINDS:
         raise ConfigError(f"mixer {mixer_name(spec)!r} has kind={kind!r}; a mixer's kind is 'window' or 'map'")
     return kind
+
+
+def mixer_crop_modes(spec: str | MixerFactory) -> tuple[str, ...]:
+    """The shift modes in which a window mixer runs on windows smaller than built (``crop_modes``)."""
+    modes = tuple(mixer_attr(spec, "crop_modes", ()))
+    if any(m not in SHIFT_MODES for m in modes):
+        raise ConfigError(
+            f"mixer {mixer_name(spec)!r} has crop_modes={modes!r}; each must be one of {', '.join(SHIFT_MODES)}"
+        )
+    return modes
 
 
 def build_mixer(

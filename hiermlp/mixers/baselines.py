@@ -26,12 +26,15 @@ class IdentityMixer(nn.Module):
     """
 
     honours_mask = True  # nothing crosses any boundary
+    crop_modes = ("roll", "pad")  # per token: any window is the same function
 
     def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         return x
 
 
@@ -48,12 +51,17 @@ class PoolMixer(nn.Module):
     """
 
     honours_mask = True
+    # with the padding masked out (roll mode) a token averages its region's real tokens, those of the
+    # cropped window; zero padding (pad mode) would enter the average, so no crop there
+    crop_modes = ("roll",)
 
     def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if mask is None:
             return x.mean(dim=1, keepdim=True) - x
         weight = mask.to(x.dtype)

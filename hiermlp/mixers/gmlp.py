@@ -8,10 +8,13 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops import crop_tokens
 
 # einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
 torch.fx.wrap("einsum")
 torch.fx.wrap("rearrange")
+# a sub-window crop checks sizes: an opaque call under torch.fx
+torch.fx.wrap("crop_tokens")
 
 
 class SpatialGatingUnit(nn.Module):
@@ -44,17 +47,28 @@ class SpatialGatingUnit(nn.Module):
         nn.init.normal_(self.weight, std=1e-6)
         nn.init.ones_(self.bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        crop: tuple[tuple[int, int], tuple[int, int] | None] | None = None,
+    ) -> torch.Tensor:
+        """``crop = (window, sub_window)``: the tokens are those of the top-left ``sub_window`` of a ``window``
+        (for a map smaller than the window), so the map is the weight's rows and columns for them."""
         u, v = x.chunk(2, dim=-1)
         v = self.norm(v)
+        weight, bias = self.weight, self.bias
+        if crop is not None:
+            weight = crop_tokens(weight, crop[0], crop[1], dims=(1, 2))
+            bias = crop_tokens(bias, crop[0], crop[1], dims=(1,))
         if mask is None:
             v = rearrange(v, "b n (heads d) -> b heads n d", heads=self.num_heads)
-            v = einsum(self.weight, v, "heads n m, b heads m d -> b heads n d") + self.bias[..., None]
+            v = einsum(weight, v, "heads n m, b heads m d -> b heads n d") + bias[..., None]
             v = rearrange(v, "b heads n d -> b n (heads d)")
         else:
-            weight = self.weight * mask[:, None].to(self.weight.dtype)  # (nW, heads, N, N)
+            weight = weight * mask[:, None].to(weight.dtype)  # (nW, heads, N, N)
             v = rearrange(v, "(b w) n (heads d) -> b w heads n d", w=mask.shape[0], heads=self.num_heads)
-            v = einsum(weight, v, "w heads n m, b w heads m d -> b w heads n d") + self.bias[..., None]
+            v = einsum(weight, v, "w heads n m, b w heads m d -> b w heads n d") + bias[..., None]
             v = rearrange(v, "b w heads n d -> (b w) n (heads d)")
         return u * v
 
@@ -82,6 +96,10 @@ class GatedMlp(nn.Module):
     """
 
     honours_mask = True
+    # a map smaller than the window runs as a smaller window in roll mode: the padding is masked out of the
+    # gate's linear token map and everything else is per token, so the real outputs are those of the gate's
+    # weight rows and columns for the real tokens (not with zero padding: see above)
+    crop_modes = ("roll",)
 
     def __init__(
         self,
@@ -117,9 +135,11 @@ class GatedMlp(nn.Module):
         nn.init.zeros_(self.gate.norm.bias)
         self.gate.init_weights()
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))
-        x = self.gate(x, mask)  # (B*nW, N, hidden/2)
+        x = self.gate(x, mask, crop=(self.window_size, window_size))  # (B*nW, N, hidden/2)
         return self.drop2(self.fc2(x))
 
     def extra_repr(self) -> str:

@@ -10,11 +10,14 @@ from torch import nn
 
 from hiermlp.errors import ConfigError
 from hiermlp.mixers.base import register_mixer
+from hiermlp.ops import crop_tokens
 
 # einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
 torch.fx.wrap("einsum")
 torch.fx.wrap("rearrange")
 torch.fx.wrap("repeat")
+# a sub-window crop checks sizes: an opaque call under torch.fx
+torch.fx.wrap("crop_tokens")
 
 
 @register_mixer("spatial_mlp")
@@ -34,9 +37,16 @@ class SpatialMlp(nn.Module):
         dim: Channels C.
         window_size: ``(wh, ww)``, ``N = wh*ww``.
         num_heads: Heads; must divide ``dim``.
+
+    ``forward(x, mask, window_size)``: ``window_size`` is the window the block actually partitioned (see
+    ``crop_modes``); None means the built window.
     """
 
     honours_mask = True
+    # a map smaller than the window runs as a smaller window: padded tokens (zeros, or masked out) add
+    # nothing to the real ones, so the real outputs are the rows and columns of the weight for the real
+    # tokens, plus their bias entries: the same function in both shift modes
+    crop_modes = ("roll", "pad")
 
     def __init__(self, dim: int, *, window_size: tuple[int, int], num_heads: int) -> None:
         super().__init__()
@@ -58,19 +68,26 @@ class SpatialMlp(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def masked_weight(self, mask: torch.Tensor) -> torch.Tensor:
-        """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``."""
-        return self.weight * mask[:, None].to(self.weight.dtype)
+    def token_weight(self, window_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The token map of the window actually run (the top-left ``window_size`` part), ``(heads, N, N)``."""
+        return crop_tokens(self.weight, self.window_size, window_size, dims=(1, 2))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        bias = repeat(self.bias, "heads n -> n (heads d)", d=self.dim // self.num_heads)  # (N, C)
+    def masked_weight(self, mask: torch.Tensor, window_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``."""
+        return self.token_weight(window_size) * mask[:, None].to(self.weight.dtype)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        bias = crop_tokens(self.bias, self.window_size, window_size, dims=(1,))
+        bias = repeat(bias, "heads n -> n (heads d)", d=self.dim // self.num_heads)  # (N, C)
         if mask is None:
             x = rearrange(x, "b m (heads d) -> heads m (b d)", heads=self.num_heads)
-            x = einsum(self.weight, x, "heads n m, heads m bd -> heads n bd")
+            x = einsum(self.token_weight(window_size), x, "heads n m, heads m bd -> heads n bd")
             return rearrange(x, "heads n (b d) -> b n (heads d)", d=self.dim // self.num_heads) + bias
         # windows are batch-major: (B*nW) splits as (B, nW); one (N, N) @ (N, B*d) product per window and head
         x = rearrange(x, "(b w) m (heads d) -> w heads m (b d)", w=mask.shape[0], heads=self.num_heads)
-        x = einsum(self.masked_weight(mask), x, "w heads n m, w heads m bd -> w heads n bd")
+        x = einsum(self.masked_weight(mask, window_size), x, "w heads n m, w heads m bd -> w heads n bd")
         return rearrange(x, "w heads n (b d) -> (b w) n (heads d)", d=self.dim // self.num_heads) + bias
 
     def extra_repr(self) -> str:

@@ -33,6 +33,8 @@ class TokenMlp(nn.Module):
     """
 
     honours_mask = False
+    # no crop: Linear(N, hidden) mixes all N slots, so a map smaller than the window is padded up to it
+    crop_modes = ()
 
     def __init__(
         self,

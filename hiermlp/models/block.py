@@ -10,8 +10,9 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 from hiermlp.errors import ConfigError, ShapeError
-from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_kind, mixer_name
+from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_crop_modes, mixer_kind, mixer_name
 from hiermlp.ops import (
+    actual_window,
     cached_window_mask,
     crop_to,
     cyclic_shift,
@@ -27,9 +28,13 @@ NormPlacement = Literal["pre", "res_post"]
 
 # size-dependent geometry runs as opaque calls under torch.fx (timm's and torchvision's feature extractors):
 # their Python control flow on sizes cannot be traced symbolically, and none of them holds parameters
+# (the window rule itself depends on the map size: the window and shift are traced values, so every function
+# taking them is wrapped too)
 for _fn in ("pad_to_multiple", "crop_to", "cached_window_mask", "window_partition", "window_merge", "pad_shift"):
     torch.fx.wrap(_fn)
 torch.fx.wrap("unpad_shift")
+torch.fx.wrap("actual_window")
+torch.fx.wrap("cyclic_shift")
 torch.fx.wrap("check_mixer_output")
 
 
@@ -64,6 +69,12 @@ class HierBlock(nn.Module):
     ``auto`` picks ``roll`` when the mixer honours masks, else ``pad``. In ``roll`` mode the mask is always
     passed (all True for an unshifted window of an unpadded map), so the block has no branch on the input
     size and traces symbolically; the speed layer drops masks that allow everything.
+
+    The window rule follows the actual map (:func:`~hiermlp.ops.actual_window`): per axis, a map not larger
+    than the window is not shifted there, and a mixer that can run on a smaller window in this shift mode
+    (its ``crop_modes``) gets windows of the map's size there, with ``window_size=`` the window run; any
+    other mixer gets the map padded up to its window. ``window_size``/``shift_size`` are the configured
+    values (the stage's rule at its nominal size); a larger map uses them as they are.
 
     Args:
         dim: Channels C.
@@ -129,6 +140,8 @@ class HierBlock(nn.Module):
         self.window_size = window_size
         self.shift_size = shift_size
         self.shift_mode = ("roll" if honours_mask else "pad") if shift_mode == "auto" else shift_mode
+        # run a map smaller than the window as a smaller window (the mixer declares it is the same function)
+        self.crops = window_size is not None and self.shift_mode in mixer_crop_modes(mixer)
         self.norm_placement = norm_placement
         self.mixer_name = mixer_name(mixer)
 
@@ -169,25 +182,27 @@ class HierBlock(nn.Module):
     def window_mix(self, x: torch.Tensor) -> torch.Tensor:
         """Pad, roll (or pad-shift), partition, mix, merge, unroll, crop: ``(B, H, W, C) -> (B, H, W, C)``."""
         h, w = x.shape[1], x.shape[2]
-        ws, shift = self.window_size, self.shift_size
+        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
         x = pad_to_multiple(x, ws)
         if self.shift_mode == "roll":
             mask = cached_window_mask((x.shape[1], x.shape[2]), ws, shift, (h, w), device=x.device)
             x = cyclic_shift(x, shift)
-            x = self.mix_windows(x, mask)
+            x = self.mix_windows(x, mask, ws)
             x = cyclic_shift(x, (-shift[0], -shift[1]))
-        elif any(shift):
-            x = unpad_shift(self.mix_windows(pad_shift(x, ws, shift), None), ws, shift)
-        else:
-            x = self.mix_windows(x, None)
+        else:  # pad_shift and unpad_shift are the identity without a shift
+            x = unpad_shift(self.mix_windows(pad_shift(x, ws, shift), None, ws), ws, shift)
         return crop_to(x, (h, w))
 
-    def mix_windows(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Partition a window-multiple map, call the mixer, merge back, ``(B, H, W, C) -> (B, H, W, C)``."""
-        ws = self.window_size
+    def mix_windows(self, x: torch.Tensor, mask: torch.Tensor | None, ws: tuple[int, int]) -> torch.Tensor:
+        """Partition a map into ``ws`` windows, call the mixer, merge back, ``(B, H, W, C) -> (B, H, W, C)``."""
         windows = window_partition(x, ws)
-        out = check_mixer_output(self.mixer(windows, mask), windows, self.mixer_name)
+        out = self.call_mixer(windows, mask, ws)
         return window_merge(out, ws, (x.shape[1] // ws[0], x.shape[2] // ws[1]))
+
+    def call_mixer(self, windows: torch.Tensor, mask: torch.Tensor | None, ws: tuple[int, int]) -> torch.Tensor:
+        """The window mixer on ``(B*nW, N, C)`` windows of size ``ws`` (told to a mixer that crops)."""
+        out = self.mixer(windows, mask, window_size=ws) if self.crops else self.mixer(windows, mask)
+        return check_mixer_output(out, windows, self.mixer_name)
 
     def extra_repr(self) -> str:
         if self.kind == "map":

@@ -140,7 +140,8 @@ class AttentionRecorder:
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
             x = args[0]
             mask = args[1] if len(args) > 1 else kwargs.get("mask")
-            self.maps[name] = attention_weights(module, x, mask).detach()
+            window = args[2] if len(args) > 2 else kwargs.get("window_size")
+            self.maps[name] = attention_weights(module, x, mask, window).detach()
 
         return hook
 
@@ -161,7 +162,9 @@ def record_attention(model: nn.Module) -> AttentionRecorder:
     return AttentionRecorder(model)
 
 
-def attention_weights(mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def attention_weights(
+    mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, window_size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """``(B*nW, N, C)`` windows -> ``(B, nW, heads, N, N)`` attention weights of a window-attention mixer.
 
     The plain :class:`~hiermlp.mixers.attention.WindowAttention` definitions (its ``attn_bias``), whichever
@@ -177,7 +180,9 @@ def attention_weights(mixer: nn.Module, x: torch.Tensor, mask: torch.Tensor | No
             mixer.qkv(x), "(b w) n (three heads d) -> three b w heads n d", w=nw, three=3, heads=mixer.num_heads
         )
         attn = torch.matmul(q, k.transpose(-2, -1)) * getattr(mixer, "scale", q.shape[-1] ** -0.5)
-        bias = WindowAttention.attn_bias(mixer, mask, attn.dtype)  # nW (or 1) x heads maps of (N, N), or None
+        bias = WindowAttention.attn_bias(
+            mixer, mask, attn.dtype, window_size
+        )  # nW (or 1) x heads maps of (N, N), or None
         if bias is not None:  # whichever way the mixer lays them out, (w, heads) per window and head
             attn = attn + bias.reshape(-1, mixer.num_heads, *bias.shape[-2:])
         return attn.softmax(-1)

@@ -3,8 +3,11 @@
 from hiermlp.ops.cache import GEOMETRY_CACHE_SIZE, cache_context, geometry_cache
 from hiermlp.ops.gather import cached_window_index, gather_windows, scatter_windows, window_index
 from hiermlp.ops.window import (
+    actual_window,
+    cached_sub_window_tokens,
     cached_window_mask,
     crop_to,
+    crop_tokens,
     cyclic_shift,
     functorch_active,
     is_exporting,
@@ -17,6 +20,7 @@ from hiermlp.ops.window import (
     region_labels,
     relative_position_index,
     resize_rel_pos_table,
+    sub_window_tokens,
     unpad_shift,
     window_mask,
     window_merge,
@@ -25,10 +29,13 @@ from hiermlp.ops.window import (
 
 __all__ = [
     "GEOMETRY_CACHE_SIZE",
+    "actual_window",
     "cache_context",
+    "cached_sub_window_tokens",
     "cached_window_index",
     "cached_window_mask",
     "crop_to",
+    "crop_tokens",
     "cyclic_shift",
     "functorch_active",
     "gather_windows",
@@ -44,6 +51,7 @@ __all__ = [
     "relative_position_index",
     "resize_rel_pos_table",
     "scatter_windows",
+    "sub_window_tokens",
     "unpad_shift",
     "window_index",
     "window_mask",

@@ -39,7 +39,8 @@ def window_index(
             src = torch.roll(src, shifts=(-sh, -sw), dims=(0, 1))
     elif mode == "pad":
         if sh or sw:
-            src = F.pad(src, (ww - sw, sw, wh - sh, sh), value=sentinel)
+            # as pad_shift: an axis without a shift is not padded
+            src = F.pad(src, (ww - sw if sw else 0, sw, wh - sh if sh else 0, sh), value=sentinel)
     else:
         raise ValueError(f"mode must be 'roll' or 'pad', got {mode!r}")
     fwd = rearrange(src, "(gh wh) (gw ww) -> (gh gw wh ww)", wh=wh, ww=ww)

@@ -112,17 +112,69 @@ def pad_shift(x: torch.Tensor, window_size: Size2, shift: Size2) -> torch.Tensor
     """The reference Swin-MLP shift: zero-pad so that windows start ``shift`` tokens up-left.
 
     ``(B, H, W, C) -> (B, H + wh, W + ww, C)`` padding (top, bottom) = (wh - s_h, s_h) and
-    (left, right) = (ww - s_w, s_w). ``H`` and ``W`` must already be window multiples. Window boundaries
-    and in-window positions equal those of :func:`cyclic_shift` by ``shift``, but no token wraps around.
+    (left, right) = (ww - s_w, s_w) on each shifted axis. ``H`` and ``W`` must already be window multiples.
+    Window boundaries and in-window positions equal those of :func:`cyclic_shift` by ``shift``, but no token
+    wraps around.
+    An axis with no shift is not padded (the reference's pad there would add one row of windows of zeros
+    only, whose outputs are cropped), so a zero shift returns ``x`` itself.
     """
     (wh, ww), (sh, sw) = window_size, shift
-    return F.pad(x, (0, 0, ww - sw, sw, wh - sh, sh))
+    if not sh and not sw:
+        return x
+    return F.pad(x, (0, 0, ww - sw if sw else 0, sw, wh - sh if sh else 0, sh))
 
 
 def unpad_shift(x: torch.Tensor, window_size: Size2, shift: Size2) -> torch.Tensor:
     """Inverse crop of :func:`pad_shift`, ``(B, H + wh, W + ww, C) -> (B, H, W, C)``."""
     (wh, ww), (sh, sw) = window_size, shift
-    return x[:, wh - sh : x.shape[1] - sh, ww - sw : x.shape[2] - sw]
+    top, left = (wh - sh if sh else 0), (ww - sw if sw else 0)
+    return x[:, top : x.shape[1] - sh, left : x.shape[2] - sw]
+
+
+def actual_window(size: Size2, window_size: Size2, shift: Size2, crop: bool) -> tuple[Size2, Size2]:
+    """The window rule applied to the actual map ``size``: ``-> (window, shift)`` for this forward.
+
+    Per axis (the reference rule, timm's and Microsoft's, at the real size instead of the nominal one): a map
+    not larger than the window is one window on that axis and is not shifted there; when ``crop``, that
+    window is the map's own size (the mixer runs on a sub-window, see the mixers' ``crop_modes``), else it
+    stays the configured window and the map is padded up to it. A larger map keeps the configured window
+    and shift. A symbolic size (dynamic-size export) is never cropped: the padded window computes the same
+    function for a mixer that can crop, and cropping would make the window itself symbolic.
+    """
+    crop = crop and not is_symbolic(*size)
+    fits = tuple(s <= w for s, w in zip(size, window_size))
+    ws = tuple(s if (crop and f) else w for s, w, f in zip(size, window_size, fits))
+    ss = tuple(0 if f else s for s, f in zip(shift, fits))
+    return (ws[0], ws[1]), (ss[0], ss[1])
+
+
+def sub_window_tokens(
+    window_size: Size2, sub_window: Size2, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Positions of the top-left ``sub_window`` tokens among a window's row-major tokens, ``-> (h*w,)`` long."""
+    (h, w), ww = sub_window, window_size[1]
+    return (torch.arange(h, device=device)[:, None] * ww + torch.arange(w, device=device)[None, :]).flatten()
+
+
+# sub-window positions depend on sizes only (see hiermlp.ops.cache)
+cached_sub_window_tokens = geometry_cache(sub_window_tokens)
+
+
+def crop_tokens(t: torch.Tensor, window_size: Size2, sub_window: Size2 | None, dims: tuple[int, ...]) -> torch.Tensor:
+    """``t`` restricted, along each of ``dims`` (a window's ``wh*ww`` tokens, row-major), to the tokens of the
+    top-left ``sub_window`` (``None`` or the window itself: ``t`` unchanged).
+
+    A window mixer that can crop (``crop_modes``) uses this on its per-token parameters: the position bias
+    of a sub-window is the sub-matrix of the window's, a token map's weight its rows and columns.
+    """
+    if sub_window is None or tuple(sub_window) == tuple(window_size):
+        return t
+    if any(s < 1 or s > w for s, w in zip(sub_window, window_size)):
+        raise ShapeError(f"a sub-window {tuple(sub_window)} must lie inside the window {tuple(window_size)}")
+    index = cached_sub_window_tokens(tuple(window_size), tuple(sub_window), device=t.device)
+    for d in dims:
+        t = t.index_select(d, index)
+    return t
 
 
 def region_labels(
