@@ -5,6 +5,10 @@ after each forward, plus the size of the geometry LRU. Before the bounded, size-
 hiermlp.accel, per-block dict caches grew without bound (about +0.9 GB over 40 sizes for this model, +1.75 GB
 over 300 sizes for a small one); now the caches are bounded and RSS settles.
 
+Also, in a fresh process (so its peak is its own), the peak RSS of one 32x32 image through Swin-T built with
+``window_size=1000``: a 56x56 window in stage 1 at the nominal 224, which a 32x32 input (8x8 tokens) used to
+be padded to (one 3136-token window); the window rule now follows the actual map.
+
     python benchmarks/cache_rss.py --sizes 40 --out benchmarks/results/cache_rss
 """
 
@@ -13,11 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
 
 import hiermlp
+from hiermlp.accel import cache as accel_cache
 from hiermlp.bench.env import environment, format_environment, set_threads
 from hiermlp.ops import cached_window_index, cached_window_mask
 
@@ -25,6 +34,28 @@ from hiermlp.ops import cached_window_index, cached_window_mask
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def big_window(threads: int) -> dict:
+    """Peak RSS of one 32x32 image through Swin-T with ``window_size=1000`` (run in its own process)."""
+    set_threads(threads)
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", window_size=1000).eval()
+    x = torch.randn(1, 3, 32, 32)
+    before = peak_rss_mb()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model(x)
+        seconds = time.perf_counter() - t0
+    return dict(
+        stage_windows=[list(s.window_size) for s in model.stages],
+        peak_rss_before_mb=round(before, 1),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        forward_s=round(seconds, 3),
+    )
 
 
 def run(n_sizes: int, low: int, high: int, seed: int) -> dict:
@@ -55,6 +86,8 @@ def run(n_sizes: int, low: int, high: int, seed: int) -> dict:
         max_rss_mb=max(r["rss_mb"] for r in rows),
         growth_mb=round(rows[-1]["rss_mb"] - start, 1),
         geometry_cache_bound=cached_window_mask.cache_info().maxsize,
+        derived_mb=round(accel_cache.cached_bytes() / 2**20, 1),
+        derived_bound_mb=round(accel_cache.CACHE_BYTES / 2**20, 1),
         rows=rows,
     )
 
@@ -67,9 +100,20 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/cache_rss"))
+    p.add_argument("--big-window-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     a = p.parse_args()
+    if a.big_window_only:
+        print(json.dumps(big_window(a.threads)))
+        return
+    child = subprocess.run(
+        [sys.executable, __file__, "--big-window-only", "--threads", str(a.threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     set_threads(a.threads)
     res = run(a.sizes, a.low, a.high, a.seed)
+    res["big_window"] = big = json.loads(child.stdout.strip().splitlines()[-1])
     res["environment"] = environment()
     env = f"HIERMLP_ACCEL={os.environ['HIERMLP_ACCEL']} " if "HIERMLP_ACCEL" in os.environ else ""
     res["command"] = (
@@ -86,7 +130,12 @@ def main() -> None:
         f"RSS after the first 224x224 forward: {res['start_rss_mb']} MB; after {a.sizes} sizes: "
         f"{res['end_rss_mb']} MB (growth {res['growth_mb']} MB, peak {res['max_rss_mb']} MB). "
         f"Geometry LRU entries at the end: {res['rows'][-1]['masks']} masks, {res['rows'][-1]['indices']} index "
-        f"sets (bound {res['geometry_cache_bound']} each).",
+        f"sets (bound {res['geometry_cache_bound']} each). Derived tensors held by the speed layer at the end: "
+        f"{res['derived_mb']} MB (bound {res['derived_bound_mb']} MB).",
+        "",
+        f"`window_size=1000` (stage windows {big['stage_windows']} at the nominal 224), one 32x32 image, own "
+        f"process: peak RSS {big['peak_rss_mb']} MB ({big['peak_rss_before_mb']} MB before the forward), "
+        f"forward {big['forward_s']} s.",
         "",
         "| forward | size | RSS MB | masks cached | index sets cached |",
         "|---|---|---|---|---|",
@@ -99,7 +148,7 @@ def main() -> None:
         "",
     ]
     (a.out / "rss.md").write_text("\n".join(lines))
-    print("\n".join(lines[:6]))
+    print("\n".join(lines[:8]))
 
 
 if __name__ == "__main__":

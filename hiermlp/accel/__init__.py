@@ -38,22 +38,23 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
 PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
 
 
+def _swap(model: nn.Module, classes: dict[type[nn.Module], type[nn.Module]]) -> nn.Module:
+    """Give every module whose exact class is a key of ``classes`` the class it maps to, in place."""
+    for module in model.modules():
+        target = classes.get(type(module))
+        if target is not None:
+            module.__class__ = target
+    return model
+
+
 def accelerate(model: nn.Module) -> nn.Module:
     """Swap every plain module of ``model`` that has a fast twin for it, in place; returns ``model``."""
-    for module in model.modules():
-        fast = FAST.get(type(module))
-        if fast is not None:
-            module.__class__ = fast
-    return model
+    return _swap(model, FAST)
 
 
 def plain(model: nn.Module) -> nn.Module:
     """Undo :func:`accelerate`: every fast module back to its plain class, in place; returns ``model``."""
-    for module in model.modules():
-        slow = PLAIN.get(type(module))
-        if slow is not None:
-            module.__class__ = slow
-    return model
+    return _swap(model, PLAIN)
 
 
 def is_accelerated(model: nn.Module) -> bool:

@@ -9,8 +9,10 @@ thousand numbers, far cheaper than the tensor it saves). Geometry inputs (masks)
 in :mod:`hiermlp.ops.cache` and are matched by identity; the entry holds a reference to them, so an id is
 never reused while it lives.
 
-Entries live in a side table keyed weakly by the module, bounded per module: never in state dicts, pickles
-or deep copies.
+Entries live in a side table keyed weakly by the module: never in state dicts, pickles or deep copies.
+Bounded twice: at most :data:`ENTRIES_PER_MODULE` per module, and :data:`CACHE_BYTES` over all modules
+together (least recently used first out); an entry larger than the whole budget is never cached, its
+tensor is rebuilt on every call.
 """
 
 from __future__ import annotations
@@ -26,8 +28,39 @@ from hiermlp.ops import cache_context
 
 # derived tensors kept per module: a few input sizes (masks) x dtypes
 ENTRIES_PER_MODULE = 4
+# bytes held by all entries together (derived tensors plus their source snapshots): a Swin-T needs about
+# 4 MiB per input size at 224 and 20 MiB at 400, so this keeps a few sizes and bounds a multi-scale sweep
+CACHE_BYTES = 64 * 2**20
 
 _tables: weakref.WeakKeyDictionary[nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
+# every entry of every module, least recently used first: (id(module), key) -> bytes
+_lru: OrderedDict[tuple[int, Hashable], int] = OrderedDict()
+_owners: dict[int, weakref.ref] = {}
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    return t.untyped_storage().nbytes()  # a view (an aligned bias) holds its whole storage
+
+
+def _forget(module_id: int) -> None:
+    """Drop the LRU bookkeeping of a module that was freed (its table went with it)."""
+    _owners.pop(module_id, None)
+    for k in [k for k in _lru if k[0] == module_id]:
+        del _lru[k]
+
+
+def _evict(module_id: int, key: Hashable) -> None:
+    _lru.pop((module_id, key), None)
+    ref = _owners.get(module_id)
+    module = ref() if ref is not None else None
+    table = _tables.get(module) if module is not None else None
+    if table is not None:
+        table.pop(key, None)
+
+
+def cached_bytes() -> int:
+    """Bytes held by all derived-tensor entries together."""
+    return sum(_lru.values())
 
 
 def derived(
@@ -41,8 +74,8 @@ def derived(
 
     Call only where no gradient flows to ``sources`` (the caller checks): a cached tensor has no history.
     """
-    table = _tables.setdefault(module, OrderedDict())
-    entry = table.get(key)
+    table = _tables.get(module)
+    entry = None if table is None else table.get(key)
     if entry is not None:
         e_refs, e_sources, value = entry
         if (
@@ -54,14 +87,28 @@ def derived(
             )
         ):
             table.move_to_end(key)
+            _lru.move_to_end((id(module), key))
             return value
+        _evict(id(module), key)
     with cache_context():
         value = build()
         snapshot = tuple(s.detach().clone() for s in sources)
+    nbytes = _storage_bytes(value) + sum(_storage_bytes(s) for s in snapshot)
+    if nbytes > CACHE_BYTES:  # would evict everything else and still not fit: rebuilt every call instead
+        return value
+    if table is None:
+        table = _tables[module] = OrderedDict()
+        _owners[id(module)] = weakref.ref(module)
+        weakref.finalize(module, _forget, id(module))
     table[key] = (tuple(refs), snapshot, value)
-    table.move_to_end(key)
+    _lru[(id(module), key)] = nbytes
     while len(table) > ENTRIES_PER_MODULE:
-        table.popitem(last=False)
+        _evict(id(module), next(iter(table)))
+    total = cached_bytes()
+    while total > CACHE_BYTES:
+        (mid, k), size = next(iter(_lru.items()))
+        _evict(mid, k)
+        total -= size
     return value
 
 
@@ -69,8 +116,11 @@ def clear(module: nn.Module | None = None) -> None:
     """Drop the derived tensors of one module (or of all)."""
     if module is None:
         _tables.clear()
+        _lru.clear()
+        _owners.clear()
     else:
-        _tables.pop(module, None)
+        for key in list(_tables.get(module, ())):
+            _evict(id(module), key)
 
 
 def entries(module: nn.Module) -> int:
