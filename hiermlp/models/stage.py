@@ -16,10 +16,14 @@ from hiermlp.models.block import HierBlock, NormPlacement, ShiftMode
 def stage_window(
     feat_size: tuple[int, int], window_size: tuple[int, int], shift: bool
 ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The reference rule: clamp the window to a map not larger than it, and then do not shift.
+    """The reference rule at the stage's nominal size: clamp the window to a map not larger than it, and
+    then do not shift.
 
     Per axis (as timm): for a square map this is exactly the reference's ``min(H, W) <= window`` rule, e.g.
-    stage 4 of Swin-T at 224 (7x7 map, window 7) has no shift and no mask.
+    stage 4 of Swin-T at 224 (7x7 map, window 7) has no shift and no mask. This fixes the configured window
+    (the mixers' parameter shapes) and shift; every block applies the same rule again to the map it actually
+    gets (:func:`hiermlp.ops.actual_window`), so a smaller input is never padded up to a nominal window
+    (``window_size=1000`` at 224 is a 56x56 window in stage 1; a 32x32 input runs 8x8 windows there).
     """
     ws = tuple(min(w, f) for w, f in zip(window_size, feat_size))
     ss = tuple(0 if (f <= w or not shift) else w // 2 for w, f in zip(ws, feat_size))
@@ -37,7 +41,7 @@ class HierStage(nn.Module):
             or class, or None; ``downsample_kwargs`` its options.
         feat_size: Nominal map size of the blocks (after downsampling), used for the window rule.
         num_heads: Heads of every block's mixer (for mixers that take heads).
-        window_size: Target window, clamped by :func:`stage_window`.
+        window_size: Target window, clamped by :func:`stage_window` (and by each block at the actual size).
         shift: Alternate shifted blocks (odd blocks shift by window // 2).
         mixer: Mixer name or class; ``mixer_kwargs`` its options.
         mlp_ratio: Channel MLP ratio (0: none).
