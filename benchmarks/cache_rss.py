@@ -15,6 +15,7 @@ be padded to (one 3136-token window); the window rule now follows the actual map
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -100,8 +101,11 @@ def run(n_sizes: int, low: int, high: int, seed: int) -> dict:
                     indices=cached_window_index.cache_info().currsize,
                 )
             )
+    # what the allocator keeps of freed memory (not held by any cache) goes back to the OS here
+    trimmed = ctypes.CDLL("libc.so.6").malloc_trim(0) if sys.platform.startswith("linux") else None
     return dict(
         start_rss_mb=round(start, 1),
+        rss_after_malloc_trim_mb=round(rss_mb(), 1) if trimmed is not None else None,
         end_rss_mb=rows[-1]["rss_mb"],
         max_rss_mb=max(r["rss_mb"] for r in rows),
         growth_mb=round(rows[-1]["rss_mb"] - start, 1),
@@ -151,7 +155,8 @@ def main() -> None:
         f"{res['end_rss_mb']} MB (growth {res['growth_mb']} MB, peak {res['max_rss_mb']} MB). "
         f"Geometry LRU entries at the end: {res['rows'][-1]['masks']} masks, {res['rows'][-1]['indices']} index "
         f"sets (bound {res['geometry_cache_bound']} each). Derived tensors held by the speed layer at the end: "
-        f"{res['derived_mb']} MB (bound {res['derived_bound_mb']} MB).",
+        f"{res['derived_mb']} MB (bound {res['derived_bound_mb']} MB). RSS after `malloc_trim(0)` (freed memory "
+        f"the allocator kept goes back to the OS): {res['rss_after_malloc_trim_mb']} MB.",
         "",
         f"`window_size=1000` (stage windows {big['stage_windows']} at the nominal 224), one 32x32 image, own "
         f"process: RSS {big['rss_before_mb']} MB before the forward, peak {big['peak_rss_mb']} MB during it "

@@ -177,3 +177,13 @@ def test_a_user_mixer_defaults_to_padding_and_bad_crop_modes_are_errors():
 
     with pytest.raises(ConfigError, match="crop_modes"):
         HierBlock(dim=8, window_size=(4, 4), mixer=Bad)
+
+
+def test_recorded_attention_of_a_cropped_window():
+    from hiermlp.models.features import record_attention
+
+    model = micro(1000)
+    with record_attention(model) as maps, torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert maps["stages.0.blocks.1.mixer"].shape == (2, 1, 1, 64, 64)  # one 8x8 window, not the built 16x16
+    torch.testing.assert_close(maps["stages.1.blocks.0.mixer"].sum(-1), torch.ones(2, 1, 2, 16))
