@@ -117,6 +117,33 @@ def test_invalid_tags_error_like_timms():
     assert ours.pretrained_cfg["tag"] == "ms_in22k_ft_in1k"  # timm's default tag for Swin-B
 
 
+# the Microsoft README's ImageNet-1k top-1 of each release, by timm tag
+SWIN_TOP1 = {
+    "swin_tiny_patch4_window7_224": {"ms_in1k": 81.2, "ms_in22k_ft_in1k": 80.9},
+    "swin_small_patch4_window7_224": {"ms_in22k_ft_in1k": 83.2, "ms_in1k": 83.2},
+    "swin_base_patch4_window7_224": {"ms_in22k_ft_in1k": 85.2, "ms_in1k": 83.5},
+    "swin_base_patch4_window12_384": {"ms_in22k_ft_in1k": 86.4, "ms_in1k": 84.5},
+    "swin_large_patch4_window7_224": {"ms_in22k_ft_in1k": 86.3},
+    "swin_large_patch4_window12_384": {"ms_in22k_ft_in1k": 87.3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWIN_TOP1))
+def test_zoo_note_and_readme_row_give_the_default_tags_top1(name):
+    from pathlib import Path
+
+    entry = get_entry(name)
+    tag = entry.tags[0]
+    label = {"ms_in1k": "IN-1K", "ms_in22k_ft_in1k": "IN-22K -> 1K"}[tag]
+    assert entry.notes.split(" (")[0].endswith(f"{label} {SWIN_TOP1[name][tag]}"), entry.notes
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+    assert f"{label.replace(' -> ', '→')} {SWIN_TOP1[name][tag]}" in row.split("|")[-2].split(";")[0], row
+    if tag != "ms_in1k" and "ms_in1k" in SWIN_TOP1[name]:  # a 22K default names the IN-1K-only release too
+        top1 = SWIN_TOP1[name]["ms_in1k"]
+        assert f"ms_in1k: IN-1K {top1}" in entry.notes and f"`.ms_in1k` IN-1K {top1}" in row
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_forward_backward_reach_every_parameter(name):
     model = build(name, drop_path_rate=0.0)
