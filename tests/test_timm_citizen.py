@@ -295,9 +295,9 @@ _PVT_MICRO = dict(embed_dim=(16, 32, 40, 48), depths=(1, 1, 2, 1), num_classes=1
             dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4),
             [(36, 28), (25, 43)],
         ),
-        ("cyclemlp_b1", _PVT_MICRO, [(75, 102), (41, 33)]),
-        ("wavemlp_t", _PVT_MICRO, [(75, 102)]),  # BatchNorm blocks
-        ("asmlp_tiny_patch4_shift5_224", dict(embed_dim=20, depths=(1, 1, 2, 1), num_classes=10), [(75, 102)]),
+        ("cyclemlp_b1", _PVT_MICRO, [(41, 33), (37, 54)]),
+        ("wavemlp_t", _PVT_MICRO, [(37, 54)]),  # BatchNorm blocks
+        ("asmlp_tiny_patch4_shift5_224", dict(embed_dim=20, depths=(1, 1, 2, 1), num_classes=10), [(37, 54)]),
     ],
 )
 def test_fx_graph_is_the_eager_model_at_odd_sizes(name, kwargs, sizes):
