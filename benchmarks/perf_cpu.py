@@ -7,6 +7,10 @@ median over runs with every run's ratio (on a shared VM one run's ratios move by
 and ``perf.json`` to ``--out``.
 
     python benchmarks/perf_cpu.py --threads 2 --out benchmarks/results/perf_cpu
+    git worktree add /tmp/before 3238c31 && python benchmarks/perf_cpu.py --threads 2 --before /tmp/before
+
+``--before DIR`` also runs an earlier checkout's own Swin-T and Swin-MLP sections, interleaved run by run
+with this checkout's, and adds a before/after table (issue 13: the ratios held across the refactor).
 
 Sections:
   1. Swin-T 224, float32, batch 8: inference and training-step throughput, batch-1 latency, hiermlp vs
@@ -286,6 +290,7 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         ),
         "",
         *warm_malloc_lines(res),
+        *before_after_lines(res),
         f"## Swin-MLP-T/C24 256, batch {res['batch']} (max |logit diff| to the reference {m['max_abs_diff']:.1e})",
         "",
         "| implementation | img/s | speed vs reference formulation |",
@@ -330,16 +335,85 @@ def markdown(res: dict, env_text: str, command: str) -> str:
 WARM_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30)}
 
 
-def run_section(name: str, args: argparse.Namespace, env: dict | None = None) -> dict:
-    """One section in a fresh process: allocator state left by an earlier section must not leak into it."""
+def run_section(name: str, args: argparse.Namespace, env: dict | None = None, tree: Path | None = None) -> dict:
+    """One section in a fresh process: allocator state left by an earlier section must not leak into it.
+
+    ``tree``: another checkout of hiermlp (``--before``); the section then runs that checkout's own
+    ``benchmarks/perf_cpu.py`` against that checkout's package, so the code measured is entirely its own.
+    """
+    script, extra = Path(__file__), {}
+    if tree is not None:
+        script = tree / "benchmarks" / "perf_cpu.py"
+        extra = {"PYTHONPATH": str(tree)}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "section.json"
-        cmd = [sys.executable, __file__, "--section", name, "--section-json", str(out)]
+        cmd = [sys.executable, str(script), "--section", name, "--section-json", str(out)]
         cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
-        subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+        subprocess.run(cmd, check=True, env={**os.environ, **extra, **(env or {})}, cwd=tree)
         return json.loads(out.read_text())
+
+
+def run_sections(name: str, args: argparse.Namespace, pairs: dict[str, tuple[str, str]]) -> tuple[dict, dict | None]:
+    """``--runs`` fresh-process runs of a section, merged; with ``--before``, each run is followed by the same
+    section of the earlier checkout, so both are measured under the same conditions (interleaved)."""
+    now, before = [], []
+    for _ in range(args.runs):
+        now.append(run_section(name, args))
+        if args.before is not None:
+            before.append(run_section(name, args, tree=args.before))
+    merged = merge_runs(now, pairs)
+    if not before:
+        return merged, None
+    old = merge_runs(before, pairs)
+    # the paired statistic of the change itself: each run's time of the earlier code over the current one
+    old["change_ratios"] = {
+        m: [ratio_of(b[m], a[m], ours) for a, b in zip(now, before)] for m, (ours, _) in pairs.items()
+    }
+    return merged, old
+
+
+def ratio_of(before: dict, after: dict, key: str) -> float:
+    """before's median time of ``key`` over after's: > 1 means the current code is faster."""
+    return before[key]["median_s"] / after[key]["median_s"]
+
+
+def before_after_lines(res: dict) -> list[str]:
+    """The before/after table of ``--before``: the ratio targets for both checkouts, measured interleaved."""
+    if "before" not in res:
+        return []
+    b = res["before"]
+    rows = [
+        ("Swin-T inference vs timm", "swin_t", "infer", "hiermlp", "timm"),
+        ("Swin-T training step vs timm", "swin_t", "train", "hiermlp", "timm"),
+        ("Swin-T batch-1 latency vs timm", "swin_t", "latency", "hiermlp", "timm"),
+        (
+            "Swin-MLP vs its reference formulation",
+            "swin_mlp",
+            "infer",
+            "hiermlp (cyclic shift, masked weights)",
+            "reference formulation (pad-shift, grouped Conv1d)",
+        ),
+    ]
+    lines = [
+        f"## Before and after: `{b['commit']}` vs this checkout, interleaved in one invocation",
+        "",
+        "Each run times the current code's section and then the earlier checkout's own section (its own script "
+        "and package), each in a fresh process; ratios are medians of the runs' own paired ratios.",
+        "",
+        "| measure | before | after | after / before (hiermlp itself) |",
+        "|---|---|---|---|",
+    ]
+    for label, sec, m, ours, theirs in rows:
+        now, old = res[sec], b[sec]
+        change = old["change_ratios"][m]
+        lines.append(
+            f"| {label} | {run_ratio(old, m, ours, theirs):.2f}x{runs_note(old, m)} "
+            f"| {run_ratio(now, m, ours, theirs):.2f}x{runs_note(now, m)} "
+            f"| {statistics.median(change):.2f}x (runs: {', '.join(f'{r:.2f}' for r in change)}) |"
+        )
+    return [*lines, ""]
 
 
 def section(name: str, batch: int, repeats: int) -> dict:
@@ -363,6 +437,13 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-warm-malloc", action="store_true", help="skip the Swin-T rerun under WARM_MALLOC")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/perf_cpu"))
+    p.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier commit (git worktree add DIR COMMIT): its Swin-T and Swin-MLP sections "
+        "run interleaved with this one's and the report gains a before/after table",
+    )
     p.add_argument("--section", help=argparse.SUPPRESS)
     p.add_argument("--section-json", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -373,13 +454,18 @@ def main() -> None:
     env = environment("cpu", "float32")
     res = dict(batch=args.batch)
     swin_pairs = {m: ("hiermlp", "timm") for m in ("infer", "train", "latency")}
-    res["swin_t"] = merge_runs([run_section("swin_t", args) for _ in range(args.runs)], swin_pairs)
+    res["swin_t"], before_swin = run_sections("swin_t", args, swin_pairs)
     if not args.no_warm_malloc:
         res["swin_t_warm_malloc"] = run_section("swin_t", args, WARM_MALLOC)
     mlp_pair = {
         "infer": ("hiermlp (cyclic shift, masked weights)", "reference formulation (pad-shift, grouped Conv1d)")
     }
-    res["swin_mlp"] = merge_runs([run_section("swin_mlp", args) for _ in range(args.runs)], mlp_pair)
+    res["swin_mlp"], before_mlp = run_sections("swin_mlp", args, mlp_pair)
+    if args.before is not None:
+        commit = subprocess.run(
+            ["git", "-C", str(args.before), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+        ).stdout.strip()
+        res["before"] = {"commit": commit or str(args.before), "swin_t": before_swin, "swin_mlp": before_mlp}
     res["gemm"] = gemm_efficiency(run_section("gemm", args), res["swin_t"]["infer"]["hiermlp"]["per_s"])
     if not args.no_compile:
         res["compiled"] = run_section("compiled", args)

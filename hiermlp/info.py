@@ -55,8 +55,10 @@ def run_info(args: argparse.Namespace) -> int:
         input=list(x.shape),
         output=list(logits.shape),
         stages=[list(f.shape) for f in feats],
-        mixers=[type(s.blocks[0].mixer).__name__ for s in model.stages],
-        windows=[list(s.window_size) for s in model.stages],
+        mixers=[s.blocks[0].mixer_name for s in model.stages],
+        # map mixers see the whole feature map: a stage of them has no window and no shift
+        windows=[None if _is_map(s) else list(s.window_size) for s in model.stages],
+        shifts=[None if _is_map(s) else list(s.shift_size) for s in model.stages],
     )
     if args.json:
         print(json.dumps(info))
@@ -65,9 +67,18 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"params   {params:,} ({info['params_m']} M)")
     print(f"GMACs    {info['gmacs']} at {h}x{w}")
     print(f"input    {tuple(x.shape)} -> output {tuple(logits.shape)}")
-    for i, (f, s) in enumerate(zip(feats, model.stages)):
-        print(f"stage {i}  {tuple(f.shape)}  mixer={info['mixers'][i]} window={s.window_size} shift={s.shift_size}")
+    for i, f in enumerate(feats):
+        geometry = (
+            "map mixer (whole feature map)"
+            if info["windows"][i] is None
+            else f"window={tuple(info['windows'][i])} shift={tuple(info['shifts'][i])}"
+        )
+        print(f"stage {i}  {tuple(f.shape)}  mixer={info['mixers'][i]} {geometry}")
     return 0
+
+
+def _is_map(stage: torch.nn.Module) -> bool:
+    return stage.blocks[0].kind == "map"
 
 
 def add_list_arguments(p: argparse.ArgumentParser) -> None:

@@ -103,6 +103,27 @@ def test_changed_config_is_retrained_not_reused(tmp_path, monkeypatch):
     assert calls == [0.004, 0.002]  # the identical rerun reused; the changed lr trained again
 
 
+def test_jobs_train_runs_side_by_side_with_the_same_results(tmp_path, capsys):
+    # one torch thread per run either way, so both invocations compute exactly the same runs
+    base = ["compare", "smoke", "only=linear,window-attention", "seeds=[0, 1]", "epochs=1", "bench.skip=true"]
+    assert main([*base, "jobs=1", "--threads", "1", "--no-progress", "--out", str(tmp_path / "one")]) == 0
+    assert main([*base, "--jobs", "2", "--threads", "2", "--no-progress", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "compare.json").read_text()) for d in ("one", "two"))
+    assert two["jobs"] == 2 and two["job_threads"] == 1 and one["jobs"] == 1
+    for a, b in zip(one["rows"], two["rows"]):
+        assert [r["top1"] for r in a["runs"]] == [r["top1"] for r in b["runs"]]
+        assert [r["test_loss"] for r in a["runs"]] == [r["test_loss"] for r in b["runs"]]
+    assert "2 runs at a time, 1 torch thread(s) each" in (tmp_path / "two" / "compare.md").read_text()
+    capsys.readouterr()
+    for bad, msg in (("--jobs=0", "jobs must be a count >= 1 or 'auto', got 0"), ("jobs=x", "got 'x'")):
+        assert main(["compare", "smoke", bad, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err, err
+    with pytest.raises(ConfigError, match="CPU cores only, not on device 'cuda'"):
+        compare.resolve_jobs(2, "cuda", runs=4)
+    assert compare.resolve_jobs("auto", "cuda", runs=4) == 1 and compare.resolve_jobs("auto", "cpu", runs=1) == 1
+
+
 def test_preset_overrides_and_selection():
     p = load_preset("smoke", ["epochs=3", "bench.batch=8", "defaults.model_kwargs.window_size=2", "seeds=4"])
     assert p.recipe["epochs"] == 3 and p.bench["batch"] == 8 and p.seeds == [0, 1, 2, 3]

@@ -39,3 +39,23 @@ def test_design_grep_finds_no_speed_machinery_in_the_plain_modules():
     (cmd,) = blocks(section("Design"), "bash")
     out = subprocess.run(["bash", "-c", cmd.strip()], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1 and out.stdout == "", out.stdout  # grep: 1 = no match
+
+
+def test_quick_start_info_output_is_what_the_command_prints(capsys):
+    from hiermlp.cli import main
+
+    (shown,) = re.findall(r"```\n\$ hiermlp info (\S+)\n(.*?)```", README, flags=re.S)
+    name, want = shown
+    assert main(["info", name]) == 0
+    assert capsys.readouterr().out == want
+
+
+def test_design_package_tree_names_every_subpackage():
+    (tree,) = re.findall(r"```\nhiermlp/\n(.*?)\nconfigs/", section("Design"), flags=re.S)
+    names = [w for line in tree.splitlines() if line.startswith("  ") and line[2] != " " for w in line.split()]
+    listed = {w.rstrip("/") for w in names if w.endswith("/")}
+    listed = {w for w in listed if re.fullmatch(r"\w+", w)}
+    packages = {p.parent.name for p in (ROOT / "hiermlp").glob("*/__init__.py")}
+    assert packages == listed, (sorted(packages), sorted(listed))
+    for module in re.findall(r"(\w+)\.py", tree):
+        assert (ROOT / "hiermlp" / f"{module}.py").is_file(), module

@@ -117,6 +117,33 @@ def test_invalid_tags_error_like_timms():
     assert ours.pretrained_cfg["tag"] == "ms_in22k_ft_in1k"  # timm's default tag for Swin-B
 
 
+# the Microsoft README's ImageNet-1k top-1 of each release, by timm tag
+SWIN_TOP1 = {
+    "swin_tiny_patch4_window7_224": {"ms_in1k": 81.2, "ms_in22k_ft_in1k": 80.9},
+    "swin_small_patch4_window7_224": {"ms_in22k_ft_in1k": 83.2, "ms_in1k": 83.2},
+    "swin_base_patch4_window7_224": {"ms_in22k_ft_in1k": 85.2, "ms_in1k": 83.5},
+    "swin_base_patch4_window12_384": {"ms_in22k_ft_in1k": 86.4, "ms_in1k": 84.5},
+    "swin_large_patch4_window7_224": {"ms_in22k_ft_in1k": 86.3},
+    "swin_large_patch4_window12_384": {"ms_in22k_ft_in1k": 87.3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWIN_TOP1))
+def test_zoo_note_and_readme_row_give_the_default_tags_top1(name):
+    from pathlib import Path
+
+    entry = get_entry(name)
+    tag = entry.tags[0]
+    label = {"ms_in1k": "IN-1K", "ms_in22k_ft_in1k": "IN-22K -> 1K"}[tag]
+    assert entry.notes.split(" (")[0].endswith(f"{label} {SWIN_TOP1[name][tag]}"), entry.notes
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+    assert f"{label.replace(' -> ', '→')} {SWIN_TOP1[name][tag]}" in row.split("|")[-2].split(";")[0], row
+    if tag != "ms_in1k" and "ms_in1k" in SWIN_TOP1[name]:  # a 22K default names the IN-1K-only release too
+        top1 = SWIN_TOP1[name]["ms_in1k"]
+        assert f"ms_in1k: IN-1K {top1}" in entry.notes and f"`.ms_in1k` IN-1K {top1}" in row
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_forward_backward_reach_every_parameter(name):
     model = build(name, drop_path_rate=0.0)
@@ -211,13 +238,9 @@ def fx_nodes(model):
 # eager model within 1e-6, and to the sped-up one within the oneDNN tolerance of tests/test_swin.py (the
 # libraries sum in different orders).
 ATOL_ONEDNN = 3e-5
-# Not yet FX-traceable: the Swin V2 mixer and the literature map mixers branch on traced sizes and devices
-# (their geometry is not yet behind torch.fx.wrap). Strict: a fix turns these into failures to unmark.
-NO_FX_YET = ("hiermlp_swinv2", "hiermlp_cyclemlp", "hiermlp_asmlp", "hiermlp_wavemlp", "hiermlp_smlpnet")
-NO_FX = pytest.mark.xfail(strict=True, reason="mixer geometry not yet behind torch.fx.wrap")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NO_FX) if n.startswith(NO_FX_YET) else n for n in SMALL])
+@pytest.mark.parametrize("name", SMALL)
 def test_fx_forward_and_backward(name):
     from timm.models import create_feature_extractor
 
@@ -259,6 +282,46 @@ def test_fx_symbolic_trace_and_fx_features():
     # feature_cls="fx": timm's FeatureGraphNet
     feats = hiermlp.create_model("swin_tiny_patch4_window7_224", features_only=True, feature_cls="fx", **kwargs)
     assert [o.shape[1] for o in feats(x)] == [16, 32]
+
+
+_PVT_MICRO = dict(embed_dim=(16, 32, 40, 48), depths=(1, 1, 2, 1), num_classes=10)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,sizes",
+    [
+        (
+            "swinv2_tiny_window8_256",
+            dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4),
+            [(36, 28), (25, 43)],
+        ),
+        ("cyclemlp_b1", _PVT_MICRO, [(41, 33), (37, 54)]),
+        ("wavemlp_t", _PVT_MICRO, [(37, 54)]),  # BatchNorm blocks
+        ("asmlp_tiny_patch4_shift5_224", dict(embed_dim=20, depths=(1, 1, 2, 1), num_classes=10), [(37, 54)]),
+    ],
+)
+def test_fx_graph_is_the_eager_model_at_odd_sizes(name, kwargs, sizes):
+    """One graph, traced without an example input, computes the plain eager model at sizes the trace never saw
+    (size geometry runs as opaque calls), in eval and in train mode (BatchNorm statistics, gradients)."""
+    model = randomize_(hiermlp.create_model(name, **kwargs))
+    graphs = {train: torch.fx.symbolic_trace(model.train(train)) for train in (False, True)}
+    with fast(model, False):
+        for size in sizes:
+            x = torch.randn(2, 3, *size)
+            with torch.no_grad():
+                torch.testing.assert_close(graphs[False](x), model.eval()(x), rtol=0, atol=1e-6)
+        x = torch.randn(2, 3, *sizes[0])
+        torch.manual_seed(1)
+        want = model.train()(x)
+        want.square().mean().backward()
+        want_grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        torch.manual_seed(1)
+        got = graphs[True](x)
+        got.square().mean().backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    for g, w in zip((p.grad for p in model.parameters()), want_grads):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-6)
 
 
 # ---- timm's kwargs --------------------------------------------------------------------------------------------

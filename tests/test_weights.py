@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hiermlp
-from hiermlp.errors import CheckpointError
+from hiermlp.errors import CheckpointError, OutputError
 from hiermlp.weights import read_state_dict, save_weights
 
 from .conftest import TINY_SWIN
@@ -27,6 +27,25 @@ def test_round_trip(tiny, tmp_path, suffix):
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(other(x), tiny(x), rtol=0, atol=0)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic write leaves no temp file
+
+
+@pytest.mark.parametrize("layout, suffix", [("hiermlp", ".safetensors"), ("hiermlp", ".pth"), ("microsoft", ".pth")])
+def test_a_failed_save_keeps_the_earlier_file(tiny, tmp_path, monkeypatch, layout, suffix):
+    import errno
+
+    import hiermlp.io
+
+    path = hiermlp.save_checkpoint(tiny, tmp_path / f"w{suffix}", layout=layout)
+    before = path.read_bytes()
+
+    def full(tmp, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hiermlp.io, "_write_file", full)
+    with pytest.raises(OutputError, match=r"No space left on device \(ENOSPC\); free disk space") as e:
+        hiermlp.save_checkpoint(hiermlp.HierNet(**TINY_SWIN), path, layout=layout)
+    assert len(str(e.value).splitlines()) == 1
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_wrapped_and_ddp_prefixed(tiny):

@@ -3,6 +3,8 @@
 Parametrized over ``hiermlp.list_models()``, so a newly registered model is covered without edits.
 """
 
+import json
+
 import pytest
 import timm
 import torch
@@ -113,3 +115,13 @@ def test_timm_mirror_is_prefixed_and_complete():
     assert type(timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)).__module__.startswith("timm.")
     cfg = timm.models.get_pretrained_cfg("hiermlp_swin_tiny_patch4_window7_224")
     assert cfg.url.endswith("swin_tiny_patch4_window7_224.pth")
+
+
+def test_info_shows_window_geometry_only_for_window_mixers(capsys):
+    from hiermlp.cli import main
+
+    assert main(["info", "cyclemlp_b1", "--img-size", "64", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["mixers"] == ["cycle"] * 4 and info["windows"] == [None] * 4 and info["shifts"] == [None] * 4
+    assert main(["info", "cyclemlp_b1", "--img-size", "64"]) == 0
+    assert "mixer=cycle map mixer (whole feature map)" in capsys.readouterr().out

@@ -4,6 +4,7 @@ A preset (``configs/compare/NAME.yaml``) lists the entries, the shared recipe, t
 
     title: what is compared
     seeds: 3           # each entry is trained once per seed (an int N: seeds 0..N-1; or a list)
+    jobs: 1            # runs trained at a time in worker processes ("auto": one per CPU core; CPU only)
     recipe:            # TrainConfig keys shared by every entry (see hiermlp.train.TrainConfig)
       epochs: 4
       img_size: 32
@@ -27,7 +28,13 @@ A preset (``configs/compare/NAME.yaml``) lists the entries, the shared recipe, t
 
 Command-line ``key=value`` overrides go to the recipe (``epochs=1``), to a section with a dotted key
 (``bench.batch=32``, ``defaults.model_kwargs.window_size=8``), set the seeds (``seeds=5``) or select
-entries (``only=swin,pool``; claims whose entries are left out are dropped).
+entries (``only=swin,pool``; claims whose entries are left out are dropped); ``jobs=N`` (or ``--jobs``)
+sets how many runs train at a time.
+
+With ``jobs`` > 1 (CPU only) the runs are spread over worker processes with ``cores // jobs`` torch threads
+each: micro models keep one core busy far better than two, so two one-thread runs side by side finish
+sooner than the same two runs one after the other on two threads. What each run computes does not depend
+on it (the thread count is not part of a run's fingerprint).
 
 Every (entry, seed) is trained by :func:`hiermlp.train.train` in its own run directory
 (``RUNS/<label>/seed<k>``), so a compare that is killed and rerun with the same arguments reuses the
@@ -55,6 +62,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from tqdm.auto import tqdm
 
@@ -87,7 +95,7 @@ __all__ = [
     "run_comparison",
 ]
 
-_SECTIONS = ("title", "seeds", "recipe", "defaults", "bench", "entries", "claims")
+_SECTIONS = ("title", "seeds", "jobs", "recipe", "defaults", "bench", "entries", "claims")
 _BENCH_KEYS = ("batch", "repeats", "warmup", "min_sample_s", "threads", "memory", "train", "latency", "skip")
 _ENTRY_KEYS = {"label", "name", "model", "model_kwargs", "baseline"}
 _CLAIM_KEYS = {"claim", "family", "a", "b", "paper"}
@@ -110,6 +118,7 @@ class ComparePreset:
     source: str = ""
     seeds: list[int] = field(default_factory=lambda: [0])
     claims: list[dict[str, Any]] = field(default_factory=list)
+    jobs: int | str = 1  # runs trained at a time (worker processes), or "auto" (one per CPU core)
 
 
 @dataclass
@@ -196,6 +205,8 @@ class CompareResult:
     pairs: list[dict[str, Any]] = field(default_factory=list)  # a, b, diff (Interval of a - b), verdict
     claims: list[dict[str, Any]] = field(default_factory=list)  # claim, family, a, b, paper, diff, verdict
     wall_s: float = 0.0
+    jobs: int = 1  # runs trained at a time
+    job_threads: int = 0  # torch threads of each run (0: not recorded)
 
     @property
     def train_time_total_s(self) -> float:
@@ -326,6 +337,13 @@ class CompareResult:
                 f"Total wall time {self.wall_s:.0f}s; sum of per-run training times {self.train_time_total_s:.0f}s "
                 f"over {sum(len(r.runs) for r in self.rows)} runs"
                 + (f" ({reused} reused from earlier, interrupted invocations)" if reused else "")
+                + (
+                    f"; {self.jobs} runs at a time, {self.job_threads} torch thread(s) each"
+                    if self.jobs > 1
+                    else f"; one run at a time, {self.job_threads} torch thread(s)"
+                    if self.job_threads
+                    else ""
+                )
                 + ".",
             ]
         )
@@ -356,6 +374,8 @@ class CompareResult:
             "bench": self.bench,
             "seeds": self.seeds,
             "wall_s": self.wall_s,
+            "jobs": self.jobs,
+            "job_threads": self.job_threads,
             "train_time_total_s": self.train_time_total_s,
             "rows": rows,
             "findings": self.findings(),
@@ -556,7 +576,7 @@ def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         if key == "only":
             only = [s.strip() for s in str(raw).split(",") if s.strip()]
             continue
-        if key in ("title", "seeds"):
+        if key in ("title", "seeds", "jobs"):
             data[key] = raw if key == "title" else value
             continue
         parts = key.split(".")
@@ -623,7 +643,44 @@ def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     if not entries:
         raise ConfigError(f"{path}: no entries to compare")
     title = str(data.get("title") or f"hiermlp compare: {path.stem}")
-    return ComparePreset(title, recipe, entries, bench, str(path), seeds, claims)
+    jobs = _jobs(data.get("jobs", 1), str(path))
+    return ComparePreset(title, recipe, entries, bench, str(path), seeds, claims, jobs)
+
+
+def _jobs(value: Any, where: str) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ConfigError(f"{where}: jobs must be a count >= 1 or 'auto', got {value!r}")
+
+
+def _int(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def resolve_jobs(jobs: int | str, device: str, runs: int) -> int:
+    """How many runs to train at a time: ``auto`` is one per CPU core; a GPU or torchrun trains one at a time.
+
+    Raises:
+        ConfigError: jobs > 1 asked for on a GPU or under torchrun.
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if jobs == "auto":
+        return max(1, min(runs, _cores())) if on_cpu and not distributed else 1
+    if jobs > 1 and (distributed or not on_cpu):
+        where = "under torchrun" if distributed else f"on device {device!r}"
+        raise ConfigError(f"jobs={jobs} trains runs side by side on CPU cores only, not {where}; use jobs=1")
+    return int(jobs)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -769,12 +826,78 @@ def _train_time(result: Any) -> float:
     return float(result.train_time_s)
 
 
+def _train_job(cfg: Any, run_dir: str, seed: int, threads: int) -> tuple[RunRecord, int]:
+    """One (entry, seed) in a worker process of ``jobs`` > 1 (module level: picklable for spawn)."""
+    torch.set_num_threads(threads)
+    with _run_lock(Path(run_dir)):
+        rec, _, params = _run_one(cfg, Path(run_dir), seed=seed, progress=False)
+    return rec, params
+
+
+def _train_all(
+    preset: ComparePreset, configs: list[Any], runs_dir: Path, *, progress: bool, threads: int, jobs: int | str | None
+) -> tuple[list[list[tuple[RunRecord, int]]], int, int]:
+    """Every (entry, seed), one after the other or ``jobs`` at a time.
+
+    Returns:
+        Per entry its (record, params) by seed; the jobs used and the torch threads of each run.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+    from dataclasses import replace
+
+    todo = [(i, seed) for i in range(len(configs)) for seed in preset.seeds]
+    n_jobs = resolve_jobs(preset.jobs if jobs is None else jobs, configs[0].device, len(todo))
+    done: dict[tuple[int, int], tuple[RunRecord, int]] = {}
+    bar = tqdm(total=len(todo), desc="compare", disable=not progress, position=0)
+
+    def report(i: int, seed: int, rec: RunRecord) -> None:
+        bar.update()
+        reused = " (reused)" if rec.reused else ""
+        bar.write(f"{preset.entries[i]['label']} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s{reused}")
+
+    def run_dir(i: int, seed: int) -> Path:
+        return runs_dir / _slug(preset.entries[i]["label"]) / f"seed{seed}"
+
+    if n_jobs == 1:
+        for i, seed in todo:
+            bar.set_postfix_str(f"{preset.entries[i]['label']} seed {seed}")
+            cfg = replace(configs[i], seed=seed)
+            with _run_lock(run_dir(i, seed)):
+                rec, model, params = _run_one(cfg, run_dir(i, seed), seed=seed, progress=progress)
+            del model
+            done[i, seed] = rec, params
+            report(i, seed, rec)
+    else:
+        per_job = max(1, threads // n_jobs)
+        # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+            futures = {}
+            for i, seed in todo:
+                cfg = replace(configs[i], seed=seed, progress=False)
+                futures[pool.submit(_train_job, cfg, str(run_dir(i, seed)), seed, per_job)] = i, seed
+            try:
+                for future in cf.as_completed(futures):
+                    i, seed = futures[future]
+                    done[i, seed] = future.result()
+                    report(i, seed, done[i, seed][0])
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    bar.close()
+    per_run_threads = threads if n_jobs == 1 else max(1, threads // n_jobs)
+    return [[done[i, seed] for seed in preset.seeds] for i in range(len(configs))], n_jobs, per_run_threads
+
+
 def run_comparison(
     preset: ComparePreset,
     *,
     progress: bool = True,
     threads: int | None = None,
     runs_dir: str | Path,
+    jobs: int | str | None = None,
 ) -> CompareResult:
     """Train every entry of ``preset`` once per seed with its shared recipe, then time the architectures.
 
@@ -784,6 +907,7 @@ def run_comparison(
         threads: Torch intra-op threads (None: the bench section's, else one per core).
         runs_dir: Each (entry, seed) trains in ``runs_dir/<label>/seed<k>``; a finished run of the same
             config found there is reused, an interrupted one resumed from its last checkpoint.
+        jobs: Runs trained at a time (None: the preset's ``jobs``); see the module docstring.
 
     Returns:
         The comparison.
@@ -791,7 +915,6 @@ def run_comparison(
     Raises:
         ConfigError: A recipe key or value is invalid (the trainer's message, with close keys).
     """
-    from dataclasses import replace
 
     from hiermlp.bench.flops import count_gmacs
     from hiermlp.bench.speed import BenchEntry, benchmark_models
@@ -808,26 +931,15 @@ def run_comparison(
         cfg = config_from_dict({**recipe, "model": e["model"], "model_kwargs": e["model_kwargs"], "progress": progress})
         configs.append(cfg)
     env = environment(configs[0].device if configs[0].device != "auto" else "cpu")
+    runs_of, n_jobs, job_threads = _train_all(
+        preset, configs, Path(runs_dir), progress=progress, threads=threads, jobs=jobs
+    )
     rows: list[CompareRow] = []
-    bar = tqdm(total=len(configs) * len(preset.seeds), desc="compare", disable=not progress, position=0)
-    for e, cfg in zip(preset.entries, configs):
-        runs, gmacs, params = [], None, 0
-        for seed in preset.seeds:
-            bar.set_postfix_str(f"{e['label']} seed {seed}")
-            run_dir = Path(runs_dir) / _slug(e["label"]) / f"seed{seed}"
-            with _run_lock(run_dir):
-                rec, model, params = _run_one(replace(cfg, seed=seed), run_dir, seed=seed, progress=progress)
-            if gmacs is None:
-                if model is None:  # reused: count on a freshly built model (GMACs do not depend on weights)
-                    model = build_model(cfg, cfg.num_classes or 10)
-                gmacs = count_gmacs(model.cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size))
-            del model
-            runs.append(rec)
-            bar.update()
-            bar.write(
-                f"{e['label']} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s"
-                + (" (reused)" if rec.reused else "")
-            )
+    for i, (e, cfg) in enumerate(zip(preset.entries, configs)):
+        runs = [rec for rec, _ in runs_of[i]]
+        params = runs_of[i][0][1]
+        # GMACs do not depend on the weights: counted on a freshly built model
+        gmacs = count_gmacs(build_model(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size))
         rows.append(
             CompareRow(
                 label=e["label"],
@@ -841,7 +953,6 @@ def run_comparison(
                 best_top1=mean_interval([r.best_top1 for r in runs]),
             )
         )
-    bar.close()
     bench = {"batch": 64, "repeats": 5, "warmup": 1, "memory": False, "train": True, "latency": False}
     bench |= preset.bench
     if not bench.pop("skip", False) and _is_main():  # under torchrun rank 0 times the models alone
@@ -882,6 +993,7 @@ def run_comparison(
         d = result.diff(c["a"], c["b"])
         result.claims.append(c | {"diff": d, "verdict": claim_verdict(d)})
     result.wall_s = time.perf_counter() - t_start
+    result.jobs, result.job_threads = n_jobs, job_threads
     return result
 
 
@@ -913,6 +1025,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "runs and resumes an interrupted one (default: OUT/runs)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--jobs",
+        default=None,
+        help="runs trained at a time, each in a worker process with threads/jobs torch threads; 'auto' = one "
+        "per CPU core (default: the preset's jobs, else 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -928,7 +1046,10 @@ def run_compare(args: argparse.Namespace) -> int:
     runs_dir = args.runs_dir or str(Path(args.out) / "runs")
     try:
         preset = load_preset(preset_name, overrides)
-        result = run_comparison(preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir)
+        jobs = None if args.jobs is None else _jobs(args.jobs if args.jobs == "auto" else _int(args.jobs), "--jobs")
+        result = run_comparison(
+            preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir, jobs=jobs
+        )
     except (FileNotFoundError, HiermlpError) as e:
         print(f"hiermlp compare: error: {e}", file=sys.stderr)
         return 2
@@ -936,6 +1057,7 @@ def run_compare(args: argparse.Namespace) -> int:
         ["hiermlp", "compare", preset_name, *overrides, "--out", args.out]
         + (["--runs-dir", args.runs_dir] if args.runs_dir else [])
         + (["--threads", str(args.threads)] if args.threads else [])
+        + (["--jobs", str(args.jobs)] if args.jobs else [])
     )
     if not _is_main():  # torchrun: every rank trained, rank 0 reports
         return 0

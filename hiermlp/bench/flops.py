@@ -4,6 +4,17 @@ The formulas PyTorch lacks are registered beside the ops they count, at import o
 (``hiermlp.accel.attention``; PyTorch has formulas for the CUDA kernels only, so timm's Swin-T would count
 4.35 GMACs instead of 4.49) and the oneDNN linears (``hiermlp.accel.linear``). A plain ``FlopCounterMode``
 therefore counts hiermlp (and timm) models correctly; this module only adds the convenience wrappers.
+
+One convention for every family: a multiply-add of a tensor product counts one MAC (linear maps, every
+convolution, grouped and depthwise ones by their real kernel, (batched) matrix products such as sMLPNet's
+row/column maps, attention's two products); elementwise ops, norms, activations, softmax, pooling and pure
+reads (cyclic shifts, Cycle FC's and AS-MLP's channel shifts, padding, gathers) count zero. Cycle FC's
+deformable-conv formulation is a read followed by a CxC linear map: the read is free, the map counts C^2 per
+token, as the official 1x1 convolution does. Every zoo row with a paper figure is within 2% of it under this count (its
+test checks it), except Wave-MLP-T and -T-dw: their own code has 2.4615 and 2.1631
+GMACs of products (by hand too, tests/test_literature.py), 2.6% and 3.0% above the papers' 2.4 and 2.1, and
+the tools that add norms and pooling count more still (thop, which the official README installs: 2.478 and
+2.179; fvcore: 2.471 and 2.172).
 """
 
 from __future__ import annotations

@@ -37,6 +37,22 @@ def log_spaced_coords(
 cached_log_spaced_coords = geometry_cache(log_spaced_coords)
 cached_relative_position_index = geometry_cache(relative_position_index)
 
+# window geometry on a parameter's device runs as opaque calls under torch.fx (timm's and torchvision's feature
+# extractors): a traced parameter's device and dtype are not Python values; rearrange does not know fx proxies
+torch.fx.wrap("window_coords")
+torch.fx.wrap("window_pair_index")
+torch.fx.wrap("rearrange")
+
+
+def window_coords(window_size: Size2, pretrained_window_size: Size2, like: torch.Tensor) -> torch.Tensor:
+    """:func:`log_spaced_coords` (cached) on ``like``'s device and in its dtype, ``-> (2wh-1, 2ww-1, 2)``."""
+    return cached_log_spaced_coords(window_size, pretrained_window_size, device=like.device).to(like.dtype)
+
+
+def window_pair_index(window_size: Size2, like: torch.Tensor) -> torch.Tensor:
+    """The ``(N, N)`` relative-offset index of a window (cached) on ``like``'s device."""
+    return cached_relative_position_index(window_size, device=like.device)
+
 
 class ContinuousPositionBias(nn.Sequential):
     """The CPB MLP ``(..., 2) -> (..., heads)``: ``Linear(2, 512) -> ReLU -> Linear(512, heads, bias=False)``.
@@ -61,9 +77,9 @@ class ContinuousPositionBias(nn.Sequential):
     def position_bias(self, window_size: Size2, pretrained_window_size: Size2 = (0, 0)) -> torch.Tensor:
         """``() -> (heads, N, N)``: ``16 * sigmoid(mlp(coords)[index])``, ``N = wh*ww``."""
         weight = self[0].weight
-        coords = cached_log_spaced_coords(tuple(window_size), tuple(pretrained_window_size), device=weight.device)
-        index = cached_relative_position_index(tuple(window_size), device=weight.device)
-        table = self(coords.to(weight.dtype)).view(-1, self.num_heads)  # ((2wh-1)*(2ww-1), heads)
+        coords = window_coords(tuple(window_size), tuple(pretrained_window_size), weight)
+        index = window_pair_index(tuple(window_size), weight)
+        table = self(coords).view(-1, self.num_heads)  # ((2wh-1)*(2ww-1), heads)
         n = index.shape[0]
         bias = rearrange(table[index.view(-1)], "(n m) heads -> heads n m", n=n)
         return 16 * torch.sigmoid(bias)

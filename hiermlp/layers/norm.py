@@ -23,12 +23,19 @@ NormFactory = Callable[[int], nn.Module]
 
 
 class BatchNormNHWC(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` on a channels-last map, ``(B, H, W, C) -> (B, H, W, C)`` (also ``(B, N, C)``)."""
+    """``nn.BatchNorm2d`` on a channels-last map, ``(B, H, W, C) -> (B, H, W, C)`` (also tokens ``(B, N, C)``).
+
+    Statistics over every axis but C, whatever the rank (what ``F.batch_norm`` computes on the channels-first
+    view), so the forward has no branch on the rank and traces under torch.fx.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        # BatchNorm2d's 4-D check would refuse the channels-first view of tokens (B, C, N); and it branches
+        # on the rank, which torch.fx cannot trace. The rearranges below need a rank >= 2 channels-last input.
+        pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 3:  # tokens (B, N, C): one spatial axis
-            return rearrange(super().forward(rearrange(x, "b n c -> b c n 1")), "b c n 1 -> b n c")
-        return rearrange(super().forward(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c")
+        return rearrange(super().forward(rearrange(x, "b ... c -> b c ...")), "b c ... -> b ... c")
 
 
 class GroupNorm1NHWC(nn.GroupNorm):

@@ -17,6 +17,10 @@ from torch import nn
 from hiermlp.layers import GroupNorm1NHWC
 from hiermlp.mixers.base import register_mixer
 
+# the shift's slicing depends on the map size: an opaque call under torch.fx (timm's and torchvision's feature
+# extractors), where sizes are proxies
+torch.fx.wrap("axial_shift")
+
 
 def axial_shift(x: torch.Tensor, shift_size: int, axis: int) -> torch.Tensor:
     """``(B, H, W, C) -> (B, H, W, C)``: channel group g moves by ``s = g - shift_size//2`` along ``axis``

@@ -16,6 +16,10 @@ from torch import nn
 from hiermlp.layers import Mlp
 from hiermlp.mixers.base import register_mixer
 
+# the shift's slicing depends on the map size: an opaque call under torch.fx (timm's and torchvision's feature
+# extractors), where sizes are proxies
+torch.fx.wrap("cycle_shift")
+
 
 def cycle_offsets(channels: int, kernel: int) -> list[int]:
     """The offset of each input channel along the pseudo-kernel's axis: ``(i + k//2) % k - k//2``."""

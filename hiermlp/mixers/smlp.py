@@ -18,6 +18,22 @@ from hiermlp.layers import BatchNormNHWC
 from hiermlp.mixers.base import register_mixer
 from hiermlp.mixers.wave_mlp import ConvCL
 
+# the size check compares traced sizes: an opaque call under torch.fx (timm's and torchvision's feature extractors)
+torch.fx.wrap("check_feat_size")
+
+
+def check_feat_size(x: torch.Tensor, feat_size: tuple[int, int]) -> torch.Tensor:
+    """``x`` (B, H, W, C), or a ShapeError naming the supported size if ``(H, W) != feat_size``."""
+    h, w = x.shape[1:3]
+    if (h, w) != feat_size:
+        fh, fw = feat_size
+        raise ShapeError(
+            f"sMLPNet is resolution-tied: this sparse MLP mixes whole {fh}x{fw} rows and columns but got a "
+            f"{h}x{w} map; feed the input size the model was built for (its pretrained_cfg input_size) or "
+            "build it with that img_size"
+        )
+    return x
+
 
 class SparseMlp(nn.Module):
     """sMLPNet's token mixing, ``(B, H, W, C) -> (B, H, W, C)`` for the ``feat_size`` it was built for.
@@ -59,16 +75,8 @@ class SparseMlp(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
-        if (h, w) != self.feat_size:
-            fh, fw = self.feat_size
-            raise ShapeError(
-                f"sMLPNet is resolution-tied: this sparse MLP mixes whole {fh}x{fw} rows and columns but got a "
-                f"{h}x{w} map; feed the input size the model was built for (its pretrained_cfg input_size) or "
-                "build it with that img_size"
-            )
-        x = self.act(self.norm(self.dwconv(self.act(x))))
-        b = x.shape[0]
+        x = self.act(self.norm(self.dwconv(self.act(check_feat_size(x, self.feat_size)))))
+        b, h, w, _ = x.shape
         # along W within each row: one (W, W) @ (W, C) product per row, batched over the B*H rows
         row = self.row_mlp.weight.expand(b * h, w, w)
         x_row = torch.baddbmm(self.row_mlp.bias[:, None], row, x.reshape(b * h, w, -1)).view_as(x)

@@ -16,18 +16,34 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ShapeError
 from hiermlp.layers import register_downsample, register_stem
+from hiermlp.layers.embed import _pad_image
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import register_model
 from hiermlp.models.zoo import cfg
-from hiermlp.ops import pad_to_multiple, padding_for
+from hiermlp.ops import pad_to_multiple
+
+# size checks and padding compare traced sizes, einops does not know fx proxies: opaque calls under torch.fx
+# (timm's and torchvision's feature extractors)
+for _fn in ("check_image_size", "_pad_image", "pad_to_multiple", "rearrange"):
+    torch.fx.wrap(_fn)
+
 
 # ---- sMLPNet's own stem, downsampler and channel-MLP norm ---------------------------------------------
+def check_image_size(x: torch.Tensor, fixed_size: tuple[int, int] | None) -> torch.Tensor:
+    """``x`` (B, C, H, W), or a ShapeError naming the supported size if ``fixed_size`` is set and differs."""
+    if fixed_size is not None and tuple(x.shape[-2:]) != fixed_size:
+        h, w = fixed_size
+        raise ShapeError(
+            f"this sMLPNet is resolution-tied: its row/column MLPs are sized for {h}x{w} inputs, got "
+            f"{x.shape[-2]}x{x.shape[-1]}; resize the images to {h}x{w}, or build the model with "
+            f"img_size={x.shape[-2]} (new row/column weights: pretrained ones will not load)"
+        )
+    return x
 
 
 @register_stem("patch_conv")
@@ -56,16 +72,8 @@ class PatchConvStem(nn.Module):
         self.fixed_size: tuple[int, int] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed_size is not None and tuple(x.shape[-2:]) != self.fixed_size:
-            h, w = self.fixed_size
-            raise ShapeError(
-                f"this sMLPNet is resolution-tied: its row/column MLPs are sized for {h}x{w} inputs, got "
-                f"{x.shape[-2]}x{x.shape[-1]}; resize the images to {h}x{w}, or build the model with "
-                f"img_size={x.shape[-2]} (new row/column weights: pretrained ones will not load)"
-            )
-        pad_h, pad_w = padding_for(x.shape[-2:], (self.reduction, self.reduction))
-        if pad_h or pad_w:  # bottom/right zero padding to a patch multiple, as the patch_embed stem does
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        # bottom/right zero padding to a patch multiple, as the patch_embed stem does
+        x = _pad_image(check_image_size(x, self.fixed_size), (self.reduction, self.reduction))
         return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
 
 

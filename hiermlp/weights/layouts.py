@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from hiermlp.errors import ConfigError
+from hiermlp.io import atomic_save
 from hiermlp.weights.convert import (
     TIMM_SWIN_RULES,
     StateDict,
@@ -251,20 +252,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, layout: str = 
 
 
 def _save_wrapped(sd: StateDict, path: Path) -> Path:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"model": {k: v.contiguous() for k, v in sd.items()}}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_save({"model": {k: v.detach().contiguous().cpu() for k, v in sd.items()}}, path)
 
 
 # ---- reading mmpretrain's and transformers' Swin -----------------------------------------------------------

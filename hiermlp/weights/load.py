@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from hiermlp.errors import CheckpointError
+from hiermlp.io import atomic_save, atomic_write_bytes
 from hiermlp.ops import resize_rel_pos_table
 from hiermlp.weights.convert import StateDict, convert_state_dict
 
@@ -276,24 +276,11 @@ def load_pretrained(model: nn.Module, cfg: dict[str, Any] | None = None) -> Load
 
 
 def save_weights(model: nn.Module | StateDict, path: str | os.PathLike) -> Path:
-    """Write a state dict atomically (temp file, fsync, rename) as .safetensors or .pth."""
-    path = Path(path)
+    """Write a state dict atomically (:func:`hiermlp.io.atomic_write`) as .safetensors or .pth."""
     sd = model.state_dict() if isinstance(model, nn.Module) else model
     sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import save
 
-            save_file(sd, tmp)
-        else:
-            torch.save(sd, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return atomic_write_bytes(path, save(sd), what="weights file")
+    return atomic_save(sd, path, what="weights file")
