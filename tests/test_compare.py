@@ -200,3 +200,38 @@ def test_readme_states_only_the_committed_findings():
     for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
         assert f"benchmarks/results/compare_default/{png}" in section
         assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()
+
+
+WORKER_PARENT = """
+import concurrent.futures as cf, multiprocessing, os, sys, time
+from hiermlp.bench.compare import _worker_init
+
+if __name__ == "__main__":
+    pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+    pool.submit(time.sleep, 120)
+    while not pool._processes:
+        time.sleep(0.05)
+    time.sleep(float(sys.argv[1]))  # 0: the parent dies while its worker is still starting up
+    print(*pool._processes, flush=True)
+    os._exit(0)  # killed: no cleanup of the pool
+"""
+
+
+def test_compare_workers_die_with_a_killed_compare(tmp_path, delay=6.0):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(WORKER_PARENT)
+    out = subprocess.run([sys.executable, str(script), str(delay)], capture_output=True, text=True, check=True)
+    (pid,) = map(int, out.stdout.split())
+    for _ in range(200):  # the worker goes within seconds, not after its 120 s job
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError(f"worker {pid} outlived its compare")

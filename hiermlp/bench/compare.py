@@ -826,6 +826,23 @@ def _train_time(result: Any) -> float:
     return float(result.train_time_s)
 
 
+def _worker_init() -> None:
+    """A worker dies with the compare that started it (Linux): a killed compare leaves no run training on.
+
+    Its run resumes from its checkpoint when the compare is run again.
+    """
+    import ctypes
+    import multiprocessing
+    import signal
+
+    # not Linux (no prctl): Ctrl-C still reaches the whole process group
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died while this worker was starting
+        os._exit(1)
+
+
 def _train_job(cfg: Any, run_dir: str, seed: int, threads: int) -> tuple[RunRecord, int]:
     """One (entry, seed) in a worker process of ``jobs`` > 1 (module level: picklable for spawn)."""
     torch.set_num_threads(threads)
@@ -872,7 +889,7 @@ def _train_all(
         per_job = max(1, threads // n_jobs)
         # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=context, initializer=_worker_init) as pool:
             futures = {}
             for i, seed in todo:
                 cfg = replace(configs[i], seed=seed, progress=False)
