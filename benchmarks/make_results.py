@@ -3,8 +3,8 @@
 Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV, JSON, PNG) and a
 README.md with the exact command, the machine and the versions, the table and how to read it.
 
-    python benchmarks/make_results.py              # all three CPU results (each README gives its time)
-    python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, bench_gpu
+    python benchmarks/make_results.py              # all four CPU results (each README gives its time)
+    python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, compare_literature, bench_gpu
     python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
 
 Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
@@ -64,6 +64,7 @@ RUNS: dict[str, list[str]] = {
     ],
     # the (entry, seed) runs live outside the results directory: a rerun reuses them, git never sees them
     "compare_default": ["compare", "default", "--runs-dir", "runs/compare/compare_default"],
+    "compare_literature": ["compare", "literature", "--runs-dir", "runs/compare/compare_literature"],
     # needs a CUDA device: only when named (python benchmarks/make_results.py bench_gpu)
     "bench_gpu": [
         "bench",
@@ -79,7 +80,7 @@ RUNS: dict[str, list[str]] = {
         "10",
     ],
 }
-CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default"]  # what a bare make_results.py runs
+CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature"]  # what a bare make_results.py runs
 
 HOW_TO_READ = {
     "bench_cpu": """\
@@ -108,7 +109,7 @@ HOW_TO_READ = {
   is where global attention pays for its N² pairs.""",
     "compare_default": """\
 - Every entry is trained by `hiermlp.train.train` with the same recipe once per seed (seeds 0, 1, 2: each
-  draws the 4k training images, the data order and the initialisation; entries share them), on the
+  draws the 3k training images, the data order and the initialisation; entries share them), on the
   embedded Fashion-MNIST subset, and evaluated on its 2k test images. Then the architectures are timed
   together (round-robin).
 - **top-1** is the mean ± std over the seeds with the 95% Student-t interval of the mean. With three
@@ -117,10 +118,18 @@ HOW_TO_READ = {
   supported. **rank** counts only those: entries that no supported difference separates share a rank.
 - **vs baselines**: `>` better than the baseline, `<` worse (both supported), `≈` not separated.
 - **Claims**: each row is one ablation of one family (a − b, paired over seeds) next to the paper's
-  ImageNet-1k figure. At 4k images and 190 steps these test whether the mechanism helps *here*; a
+  ImageNet-1k figure. At 3k images and 282 steps these test whether the mechanism helps *here*; a
   paper's gain at ImageNet scale need not show, and an inconclusive row is no evidence either way.
 - Each interval is a 95% interval on its own: among the many pairs about one in twenty supported
   verdicts can be chance; the claims are the planned tests.""",
+    "compare_literature": """\
+- Micro versions of CycleMLP, AS-MLP, Wave-MLP and sMLPNet (each family's own stem, token mixer, norms
+  and downsampling, at 0.020-0.022 GMACs) next to Swin, Swin V2 and Swin-MLP and the two baselines, all
+  trained by the default preset's recipe with seeds 0, 1, 2 (3k embedded Fashion-MNIST images, 3 epochs)
+  and evaluated on the 2k test images; then timed together round-robin.
+- Read the table as the default preset's (below): mean ± std and the 95% interval over seeds; only
+  differences that the paired intervals separate from zero are called supported. The ImageNet ranking of
+  these families need not hold at 3k gray 32×32 images; an inconclusive pair is no evidence either way.""",
     "bench_gpu": """\
 - Swin-T, hiermlp next to timm's own implementation with the same weights, under bf16 autocast on one GPU
   (the card is named above the table). **infer img/s** = batch-128 forward passes in eval mode under
@@ -136,6 +145,7 @@ TITLES = {
     "bench_cpu": "Swin-T-sized models of every mixer family, hiermlp next to timm (CPU)",
     "sweep_cpu": "Resolution sweep: window mixers vs global attention (CPU)",
     "compare_default": "Window attention and window MLP, their ablations and two baselines, 3 seeds (CPU)",
+    "compare_literature": "The hierarchical MLPs of the literature vs Swin and Swin-MLP, 3 seeds (CPU)",
     "bench_gpu": "Swin-T, hiermlp next to timm, bf16 autocast (GPU)",
 }
 
@@ -149,6 +159,7 @@ PLOTS = {
         ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
     ],
 }
+PLOTS["compare_literature"] = PLOTS["compare_default"]
 
 
 def run(name: str, threads: int | None) -> float:
@@ -207,7 +218,8 @@ def findings(name: str, data: dict) -> list[str]:
 def write_readme(name: str, wall_s: float | None = None) -> Path:
     """README.md of one result directory, from its JSON and Markdown reports."""
     out = RESULTS / name
-    stem = {"bench_cpu": "bench", "bench_gpu": "bench", "sweep_cpu": "sweep", "compare_default": "compare"}[name]
+    stem = {"bench_cpu": "bench", "bench_gpu": "bench", "sweep_cpu": "sweep", "compare_default": "compare"}
+    stem = {**stem, "compare_literature": "compare"}[name]
     # older runs passed an absolute --out: keep the committed files machine-independent
     for f in (out / f"{stem}.json", out / f"{stem}.md"):
         f.write_text(f.read_text().replace(str(ROOT) + "/", ""))

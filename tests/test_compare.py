@@ -197,6 +197,13 @@ def test_readme_states_only_the_committed_findings():
     assert bullets and all(b in data["findings"] for b in bullets), bullets
     assert len(data["seeds"]) >= 3 and any(r["baseline"] for r in data["rows"]) and data["claims"]
     assert f"{len(data['seeds'])} seeds" in section
+    text = " ".join(section.split())
+    assert f"took {data['wall_s'] / 60:.1f} minutes" in text
+    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
+    for p in data["pairs"]:  # the margin over the linear baseline quoted in words
+        if (p["a"], p["b"]) == ("swin-mlp", "linear"):
+            d = p["diff"]
+            assert f"+{d['mean']:.2f} points, interval +{d['lo']:.2f} to +{d['hi']:.2f}" in text
     for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
         assert f"benchmarks/results/compare_default/{png}" in section
         assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()

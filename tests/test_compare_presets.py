@@ -21,3 +21,17 @@ def test_every_entry_of_every_preset_builds_and_runs(name):
         with torch.no_grad():
             out = model(torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size))
         assert out.shape == (1, cfg.num_classes or 10) and torch.isfinite(out).all(), (name, e["label"])
+
+
+@pytest.mark.parametrize("name", ["default", "literature"])
+def test_entries_cost_about_the_same(name):
+    # the presets' comments promise ~equal GMACs (0.020-0.022 at 32x32), baselines included except linear
+    from hiermlp.bench import count_gmacs
+
+    preset = load_preset(name)
+    for e in preset.entries:
+        if e["model"] == "linear_pixels":
+            continue
+        cfg = config_from_dict({**preset.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
+        gmacs = count_gmacs(build_model(cfg, 10), (cfg.in_chans, cfg.img_size, cfg.img_size))
+        assert 0.0195 <= gmacs <= 0.0222, (e["label"], gmacs)

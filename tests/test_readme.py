@@ -59,3 +59,21 @@ def test_design_package_tree_names_every_subpackage():
     assert packages == listed, (sorted(packages), sorted(listed))
     for module in re.findall(r"(\w+)\.py", tree):
         assert (ROOT / "hiermlp" / f"{module}.py").is_file(), module
+
+
+def test_design_quotes_the_committed_cache_memory():
+    import json
+
+    results = ROOT / "benchmarks" / "results" / "cache_rss"
+    fast, plain = (json.loads((d / "rss.json").read_text()) for d in (results, results / "plain"))
+    text = " ".join(section("Design").split())
+    for d, name in ((fast, "the speed layer"), (plain, "the plain modules")):
+        assert f"{d['growth_mb']:.1f} MB with {name}" in text
+    after = [round(d["rss_after_malloc_trim_mb"] - d["start_rss_mb"], 1) for d in (fast, plain)]
+    assert f"`malloc_trim(0)` {after[0]:.1f} MB and {after[1]:.1f} MB stay" in text
+    assert f"hold {fast['derived_mb']:.1f} MB" in text and f"{fast['derived_bound_mb']:.0f} MiB of" in text
+    big = fast["big_window"]
+    assert f"+{big['peak_rss_mb'] - big['rss_before_mb']:.1f} MB of peak RSS" in text
+    assert (
+        f"over {len(fast['rows'])} random input sizes" in text and "--sizes 80 --low 160 --high 400" in fast["command"]
+    )
