@@ -4,7 +4,7 @@ Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV
 README.md with the exact command, the machine and the versions, the table and how to read it.
 
     python benchmarks/make_results.py              # all four CPU results (each README gives its time)
-    python benchmarks/make_results.py sweep_cpu    # one of: bench_cpu, sweep_cpu, compare_default, compare_literature, bench_gpu
+    python benchmarks/make_results.py sweep_cpu    # or bench_cpu, compare_default, compare_literature, bench_gpu
     python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
 
 Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
