@@ -242,3 +242,18 @@ def test_compare_workers_die_with_a_killed_compare(tmp_path, delay=6.0):
         time.sleep(0.1)
     os.kill(pid, 9)
     raise AssertionError(f"worker {pid} outlived its compare")
+
+
+def test_readme_states_the_committed_literature_findings():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Under one recipe** ([compare_literature]")
+    section = readme[start : readme.index("\n## ", start)]
+    data = json.loads((ROOT / "benchmarks" / "results" / "compare_literature" / "compare.json").read_text())
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert bullets == data["findings"]
+    text = " ".join(section.split())
+    assert f"took {data['wall_s'] / 60:.1f} minutes" in text and f"{len(data['seeds'])} seeds" in text
+    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
+    (best,) = [r for r in data["rows"] if r["rank"] == 1]
+    assert best["label"] == "smlpnet" and "sMLPNet" in text
+    assert (ROOT / "benchmarks" / "results" / "compare_literature" / "acc_vs_speed.png").is_file()
