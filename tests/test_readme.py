@@ -77,3 +77,36 @@ def test_design_quotes_the_committed_cache_memory():
     assert (
         f"over {len(fast['rows'])} random input sizes" in text and "--sizes 80 --low 160 --high 400" in fast["command"]
     )
+
+
+def test_performance_table_is_the_committed_perf_report():
+    import json
+    import statistics
+
+    d = json.loads((ROOT / "benchmarks" / "results" / "perf_cpu" / "perf.json").read_text())
+    start = README.index("**Performance against timm and the reference formulations**")
+    text = README[start : README.index("Every fast path is tested equal", start)]
+
+    def ratio(xs):
+        return f"{statistics.median(xs):.2f}x ({', '.join(f'{v:.2f}' for v in xs)})"
+
+    sw, before = d["swin_t"], d["before"]
+    for m, label in (("infer", "Swin-T 224 inference img/s"), ("train", "Swin-T 224 training step img/s")):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        assert f"| {sw[m]['hiermlp']['per_s']:.1f} | timm {sw[m]['timm']['per_s']:.1f} |" in row
+        assert ratio(sw["run_ratios"][m]) in row and ratio(before["swin_t"]["run_ratios"][m]) in row
+        assert ratio(before["swin_t"]["change_ratios"][m]) in row
+    mlp = next(line for line in text.splitlines() if line.startswith("| Swin-MLP-T/C24 256"))
+    assert ratio(d["swin_mlp"]["run_ratios"]["infer"]) in mlp
+    assert ratio(before["swin_mlp"]["change_ratios"]["infer"]) in mlp
+    assert before["commit"].startswith("3238c31") and "`3238c31`" in text
+    flat = " ".join(text.split())
+    assert (
+        f"runs at {d['gemm']['onednn_gflops']:.0f} GFLOP/s where `torch.matmul` reaches {d['gemm']['gemm_gflops']:.0f}"
+        in flat
+    )
+    inf = sw["infer"]
+    assert (
+        f"{inf['hiermlp']['per_s']:.1f} img/s with the oneDNN linears, {inf['hiermlp, no oneDNN']['per_s']:.1f}" in flat
+    )
+    assert f"{100 * d['gemm']['fraction']:.0f}% of the `torch.matmul` rate" in flat
