@@ -29,6 +29,7 @@ import torch
 import hiermlp
 from hiermlp.accel import cache as accel_cache
 from hiermlp.bench.env import environment, format_environment, set_threads
+from hiermlp.bench.memory import read_status_kb, reset_peak_rss
 from hiermlp.ops import cached_window_index, cached_window_mask
 
 
@@ -37,22 +38,11 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0); False where it cannot."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_rss_mb() -> float:
     """VmHWM (peak RSS since the last reset), else the process's lifetime peak."""
     try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
+        return read_status_kb("VmHWM") / 1024
+    except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 

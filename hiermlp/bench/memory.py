@@ -135,7 +135,8 @@ def measure_peak_memory(
     return MemoryResult("error", method=method, error=f"exit {proc.returncode}: {tail}")
 
 
-def _read_status_kb(field: str) -> int:
+def read_status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in kB (``VmRSS``, ``VmHWM``: Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -143,7 +144,7 @@ def _read_status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -187,7 +188,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
-        base = _read_status_kb("VmRSS") * 1024
+        base = read_status_kb("VmRSS") * 1024
     try:
         model, _ = build_model(
             spec["name"],
@@ -204,7 +205,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
             step, n_steps = train_step(model, x, spec["num_classes"], spec["dtype"], fwd), 2
         else:
             step, n_steps = infer_step(model, x, spec["dtype"], fwd), 1
-        reset = cuda or _reset_peak_rss()
+        reset = cuda or reset_peak_rss()
         if not cuda and not reset:
             method = "peak RSS growth (ru_maxrss - VmRSS before build), fresh process"
         for _ in range(n_steps):
@@ -222,7 +223,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) - base
     elif reset:
-        peak = _read_status_kb("VmHWM") * 1024 - base
+        peak = read_status_kb("VmHWM") * 1024 - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     return {"status": "ok", "peak_mb": peak / 2**20, "step_s": step_s, "method": method}
