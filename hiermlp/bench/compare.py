@@ -66,7 +66,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from hiermlp.bench.env import environment, finish_environment, set_threads
+from hiermlp.bench.env import available_cores, environment, finish_environment, set_threads
 from hiermlp.bench.report import (
     environment_header,
     fmt_num,
@@ -669,18 +669,11 @@ def resolve_jobs(jobs: int | str, device: str, runs: int) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if jobs == "auto":
-        return max(1, min(runs, _cores())) if on_cpu and not distributed else 1
+        return max(1, min(runs, available_cores())) if on_cpu and not distributed else 1
     if jobs > 1 and (distributed or not on_cpu):
         where = "under torchrun" if distributed else f"on device {device!r}"
         raise ConfigError(f"jobs={jobs} trains runs side by side on CPU cores only, not {where}; use jobs=1")
     return int(jobs)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -865,6 +858,7 @@ def _train_all(
 
     todo = [(i, seed) for i in range(len(configs)) for seed in preset.seeds]
     n_jobs = resolve_jobs(preset.jobs if jobs is None else jobs, configs[0].device, len(todo))
+    per_run_threads = threads if n_jobs == 1 else max(1, threads // n_jobs)
     done: dict[tuple[int, int], tuple[RunRecord, int]] = {}
     bar = tqdm(total=len(todo), desc="compare", disable=not progress, position=0)
 
@@ -886,14 +880,13 @@ def _train_all(
             done[i, seed] = rec, params
             report(i, seed, rec)
     else:
-        per_job = max(1, threads // n_jobs)
         # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=context, initializer=_worker_init) as pool:
             futures = {}
             for i, seed in todo:
                 cfg = replace(configs[i], seed=seed, progress=False)
-                futures[pool.submit(_train_job, cfg, str(run_dir(i, seed)), seed, per_job)] = i, seed
+                futures[pool.submit(_train_job, cfg, str(run_dir(i, seed)), seed, per_run_threads)] = i, seed
             try:
                 for future in cf.as_completed(futures):
                     i, seed = futures[future]
@@ -904,7 +897,6 @@ def _train_all(
                     future.cancel()
                 raise
     bar.close()
-    per_run_threads = threads if n_jobs == 1 else max(1, threads // n_jobs)
     return [[done[i, seed] for seed in preset.seeds] for i in range(len(configs))], n_jobs, per_run_threads
 
 
@@ -1063,7 +1055,7 @@ def run_compare(args: argparse.Namespace) -> int:
     runs_dir = args.runs_dir or str(Path(args.out) / "runs")
     try:
         preset = load_preset(preset_name, overrides)
-        jobs = None if args.jobs is None else _jobs(args.jobs if args.jobs == "auto" else _int(args.jobs), "--jobs")
+        jobs = None if args.jobs is None else _jobs(_int(args.jobs), "--jobs")
         result = run_comparison(
             preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir, jobs=jobs
         )

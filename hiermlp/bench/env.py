@@ -41,14 +41,17 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads explicitly (None = one per available core) and return the count."""
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    torch.set_num_threads(available_cores() if threads is None else threads)
     return torch.get_num_threads()
 
 
