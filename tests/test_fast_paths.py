@@ -29,9 +29,19 @@ def block_kwargs(name: str) -> dict:
 WINDOW_MIXERS = sorted(n for n in MIXERS if mixer_kind(n) == "window")
 
 
+# the opt-in oneDNN linears (and their fused GELU / residual epilogues) as well as the default path
+ONEDNN = [False, pytest.param(True, marks=pytest.mark.skipif(not accel.onednn_available(), reason="no oneDNN"))]
+
+
+@pytest.fixture(params=ONEDNN, ids=["mkl", "onednn"])
+def onednn(request):
+    with accel.override(onednn=request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("name", WINDOW_MIXERS)
 @pytest.mark.parametrize("shift", SHIFTS)
-def test_block_fast_equals_plain(name, shift):
+def test_block_fast_equals_plain(name, shift, onednn):
     if mixer_attr(name, "global_window", False) and any(shift):
         pytest.skip("global-window mixers never shift")
     torch.manual_seed(0)
@@ -47,7 +57,7 @@ def test_block_fast_equals_plain(name, shift):
 
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 24), (27, 35)])
-def test_model_fast_equals_plain_forward_and_backward(size):
+def test_model_fast_equals_plain_forward_and_backward(size, onednn):
     torch.manual_seed(0)
     model = randomize_(hiermlp.HierNet(**TINY_SWIN))
     x = torch.randn(2, 3, *size)

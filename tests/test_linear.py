@@ -20,6 +20,14 @@ def onednn(on: bool):
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN linear kernel")
 
+
+@pytest.fixture(autouse=True)
+def _onednn_on():
+    """The kernel is opt-in (HIERMLP_ACCEL=onednn=1); these tests are about it, so it is on in each."""
+    with onednn(True):
+        yield
+
+
 SHAPES = [(7, 16), (3, 5, 16), (2, 3, 4, 16), (1, 1, 16)]
 
 

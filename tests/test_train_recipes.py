@@ -1,10 +1,12 @@
 """What timm's train.py users reach for (fp16 + GradScaler, compile, channels_last, layer decay, fine-tuning,
 a log-friendly progress display), and exactly what accumulation and DDP reproduce under the default recipe."""
 
+import copy
 import re
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,3 +161,94 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
     assert p.bar is not None
     p.close()
     assert Progress(enabled=False, total=3, initial=0, desc="x").bar is None
+
+
+# --- the trainer's own speed: prepared data, fused AdamW, one-norm weight check -----------------------------
+
+
+def test_prepared_dataset_is_the_dataset_transformed_once():
+    from hiermlp.data import ArrayImageDataset, PreparedDataset, build_transform
+
+    rng = np.random.default_rng(0)
+    base = ArrayImageDataset(
+        images=rng.integers(0, 256, (20, 12, 12), dtype=np.uint8),
+        labels=rng.integers(0, 10, 20),
+        classes=[str(i) for i in range(10)],
+        transform=build_transform(is_training=False, img_size=8, mean=(0.3,), std=(0.4,)),
+    )
+    idx = np.array([3, 7, 11, 19, 0])
+    prep = PreparedDataset(base, idx)
+    assert len(prep) == len(base) and prep.classes == base.classes
+    for i in idx:
+        x, y = prep[int(i)]
+        x0, y0 = base[int(i)]
+        assert torch.equal(x, x0) and y == y0
+    xb, yb = prep.__getitems__([19, 3, 3])
+    assert torch.equal(xb, torch.stack([base[19][0], base[3][0], base[3][0]]))
+    assert yb.tolist() == [base[19][1], base[3][1], base[3][1]]
+    with pytest.raises(IndexError, match=r"\[5\] were not prepared"):
+        prep[5]
+    with pytest.raises(IndexError, match="out of range"):
+        prep[20]
+
+
+@pytest.mark.parametrize("no_aug", [True, False])
+def test_prepared_data_trains_exactly_as_per_sample_loading(tmp_path, monkeypatch, no_aug):
+    """no_aug runs train on prepared tensors (augmented ones cannot be); either way the run is the one that
+    transforms every sample every epoch, to the bit."""
+    from hiermlp.data import PreparedDataset
+    from hiermlp.train import build as train_build
+
+    cfg = small(tmp_path / "a", f"no_aug={str(no_aug).lower()}", "epochs=2")
+    data = build_data(cfg, DistInfo())
+    assert isinstance(data.train_ds, PreparedDataset) is no_aug
+    assert isinstance(data.test_loader.dataset, PreparedDataset)
+    fast = train(cfg, progress=False)
+    monkeypatch.setattr(train_build, "PREPARE_MAX_BYTES", 0)  # too big to prepare: per-sample loading
+    assert not isinstance(build_data(cfg, DistInfo()).test_loader.dataset, PreparedDataset)
+    slow = train(replace(cfg, out_dir=str(tmp_path / "b")), progress=False)
+    keys = ("train_loss", "test_loss", "top1", "top5")
+    assert [[h[k] for k in keys] for h in fast.history] == [[h[k] for k in keys] for h in slow.history]
+
+
+def test_fused_adamw_is_the_for_loop_adamw():
+    """The trainer's AdamW runs torch's fused kernel on CPU; its update is the per-tensor loop's."""
+    from hiermlp.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3))
+    twin = copy.deepcopy(model)
+    fused = build_optimizer(model, lr=1e-2, weight_decay=0.05)
+    assert all(g.get("fused") for g in fused.param_groups)
+    loop = torch.optim.AdamW(
+        [
+            {"params": [p for p in twin.parameters() if p.ndim > 1], "weight_decay": 0.05},
+            {"params": [p for p in twin.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        foreach=False,
+    )
+    for _ in range(5):
+        x = torch.randn(4, 6)
+        for m, opt in ((model, fused), (twin, loop)):
+            opt.zero_grad()
+            m(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_weight_check_names_nonfinite_tensors_and_not_huge_finite_ones():
+    from types import SimpleNamespace
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    check = lambda: train_loop._Run._nonfinite_weights(SimpleNamespace(model=model))
+    assert check() == []
+    with torch.no_grad():
+        model[0].weight.fill_(3e30)  # squares overflow float32: the one-norm check is not finite, the tensors are
+    assert not torch.isfinite(torch.nn.utils.get_total_norm(list(model.state_dict().values())[:1]))
+    assert check() == []
+    with torch.no_grad():
+        model[1].running_var[1] = float("nan")
+        model[0].bias[0] = float("-inf")
+    assert check() == ["0.bias", "1.running_var"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,8 +23,10 @@ ENV = "HIERMLP_ACCEL"
 class AccelSettings:
     # master switch: create_model applies the speed layer (accelerate) to the models it builds
     enabled: bool = True
-    # float32 CPU linears on oneDNN's inner product with fused GELU / residual epilogues (measured on x86-64)
-    onednn: bool = platform.machine().lower() in ("x86_64", "amd64")
+    # float32 CPU linears on oneDNN's inner product with fused GELU / residual epilogues. Off by default:
+    # whether it beats MKL's sgemm depends on the machine and its load (benchmarks/results/perf_cpu has the
+    # lever measured both ways); a per-process timing choice would make runs irreproducible, so it is opt-in
+    onednn: bool = False
     # window geometry (pad + shift + partition and back) as one cached gather each way
     gather: bool = True
     # CPU inference runs a block on at most this many tokens at a time, whole images (0: never split)

@@ -6,7 +6,9 @@ from hiermlp.data.datasets import (
     ArrayImageDataset,
     CorruptImageError,
     ImageFolderDataset,
+    PreparedDataset,
     build_dataset,
+    collate_prepared,
     dataset_stats,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
@@ -20,10 +22,12 @@ __all__ = [
     "CorruptImageError",
     "GlobalBatchSampler",
     "ImageFolderDataset",
+    "PreparedDataset",
     "SeededDataset",
     "ShardSampler",
     "build_dataset",
     "build_transform",
+    "collate_prepared",
     "dataset_stats",
     "load_idx_split",
     "mix_seed",

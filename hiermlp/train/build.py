@@ -13,11 +13,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hiermlp.data import (
+    ArrayImageDataset,
     GlobalBatchSampler,
+    PreparedDataset,
     SeededDataset,
     ShardSampler,
     build_dataset,
     build_transform,
+    collate_prepared,
     dataset_stats,
     subset_indices,
 )
@@ -148,11 +151,26 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
 
 
+# an in-memory dataset without augmentation is transformed once up to this size (full Fashion-MNIST at
+# 32x32 float32 is 245 MB); a larger one is transformed per sample, as a streamed dataset always is
+PREPARE_MAX_BYTES = 1 << 30
+
+
+def _prepare(ds: Any, indices: Any) -> PreparedDataset | None:
+    """``ds`` (an in-memory dataset with a deterministic transform) transformed once, or None."""
+    base = ds.dataset if isinstance(ds, SeededDataset) else ds
+    if not isinstance(base, ArrayImageDataset) or len(indices) == 0:
+        return None
+    if PreparedDataset.nbytes(base, len(indices)) > PREPARE_MAX_BYTES:
+        return None
+    return PreparedDataset(base, indices)
+
+
 @dataclass(kw_only=True)
 class Data:
-    """The run's data: the seeded train set, its global-batch sampler, and both loaders."""
+    """The run's data: the seeded (or prepared) train set, its global-batch sampler, and both loaders."""
 
-    train_ds: SeededDataset
+    train_ds: SeededDataset | PreparedDataset
     sampler: GlobalBatchSampler
     train_loader: DataLoader
     test_loader: DataLoader
@@ -179,14 +197,25 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         )
     except ValueError as e:
         raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
-    loader_kw = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
+    loader_kw: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
+    # the same tensors either way: the test transform never draws random numbers, the train one not under
+    # no_aug (then SeededDataset's per-sample seeding has nothing to seed); batches are index lookups, so
+    # loader workers would only add copies
+    prepared_kw = {**loader_kw, "num_workers": 0, "collate_fn": collate_prepared}
+    shard = ShardSampler(indices=test_idx, world_size=info.world_size, rank=info.rank)
+    test_prepared = _prepare(test_ds, shard.indices)
     test_loader = DataLoader(
-        test_ds,
+        test_prepared or test_ds,
         batch_size=max(1, cfg.eval_batch_size // info.world_size),
-        sampler=ShardSampler(indices=test_idx, world_size=info.world_size, rank=info.rank),
-        **loader_kw,
+        sampler=shard,
+        **(prepared_kw if test_prepared is not None else loader_kw),
     )
-    train_loader = DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
+    train_prepared = _prepare(train_ds, train_idx) if cfg.no_aug else None
+    if train_prepared is not None:
+        train_ds = train_prepared
+    train_loader = DataLoader(
+        train_ds, batch_sampler=sampler, **(prepared_kw if train_prepared is not None else loader_kw)
+    )
     return Data(
         train_ds=train_ds, sampler=sampler, train_loader=train_loader, test_loader=test_loader, num_classes=num_classes
     )

@@ -42,7 +42,11 @@ def build_optimizer(
     factor as each group's ``lr_scale`` and leaves applying it to its schedulers; hiermlp's schedule scales
     each group's own initial lr, so the factor is folded into it here.
     """
-    kwargs = {"betas": tuple(betas), "eps": eps} if opt.lower() in ("adamw", "adam", "nadamw") else {}
+    kwargs: dict = {"betas": tuple(betas), "eps": eps} if opt.lower() in ("adamw", "adam", "nadamw") else {}
+    if opt.lower() in ("adamw", "adam") and _fusable(model):
+        # torch's fused kernel: one C++ loop per step instead of the per-tensor Python loop torch picks on
+        # CPU (the same update to float rounding; tests/test_train_recipes.py checks it against the loop)
+        kwargs["fused"] = True
     # filter_bias_and_bn=True is timm's param_groups_weight_decay: 1-D params + no_weight_decay() names
     optimizer = create_optimizer_v2(
         model, opt=opt, lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True, layer_decay=layer_decay, **kwargs
@@ -50,6 +54,12 @@ def build_optimizer(
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return optimizer
+
+
+def _fusable(model: nn.Module) -> bool:
+    """Every trainable parameter is a floating tensor on CPU or CUDA (where torch has fused AdamW)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, start: float, end: float) -> float:
