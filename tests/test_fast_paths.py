@@ -340,3 +340,30 @@ def test_settings_from_the_environment_variable():
     for bad in ("chunk_tokens=abc", "nope=1", "attention=fast", "onednn"):
         with pytest.raises(hiermlp.ConfigError):
             from_env(bad)
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "groups", "kernel", "stride", "padding", "bias"),
+    [
+        (12, 6, 6, (1, 7), 1, (0, 3), False),  # Wave-MLP's tfc_h
+        (12, 6, 6, (7, 1), 1, (3, 0), True),  # tfc_w, with a bias
+        (9, 3, 3, 3, 2, 1, True),  # three inputs per group, strided
+        (8, 8, 8, 3, 1, 1, False),  # plain depthwise: the conv itself
+        (8, 4, 2, 3, 1, 1, False),  # two outputs per group: the conv itself
+    ],
+)
+def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, padding, bias):
+    from hiermlp.accel.conv import FastConvCL
+    from hiermlp.mixers.wave_mlp import ConvCL
+
+    torch.manual_seed(0)
+    conv = ConvCL(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+    x = torch.randn(2, 9, 11, c_in, requires_grad=True)
+    outs = []
+    for cls in (ConvCL, FastConvCL):
+        conv.__class__ = cls
+        y = conv(x)
+        outs.append((y, *torch.autograd.grad(y.square().sum(), [x, *conv.parameters()])))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert type(hiermlp.create_model("wavemlp_t").stages[0].blocks[0].mixer.tfc_h) is FastConvCL

@@ -2,7 +2,8 @@
 
 :func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` ->
 :class:`FastLinear`, timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`,
-``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`); parameters, buffers,
+``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`, Wave-MLP's ``ConvCL`` ->
+:class:`FastConvCL`); parameters, buffers,
 state-dict keys and hooks stay as they are. Only modules of exactly those classes are swapped, so a
 subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps
 back. ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
@@ -18,12 +19,14 @@ from torch import nn
 from hiermlp.accel import settings
 from hiermlp.accel.attention import FastGlobalAttention, FastWindowAttention
 from hiermlp.accel.block import FastHierBlock
+from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
 from hiermlp.accel.spatial_mlp import FastSpatialMlp
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
 from hiermlp.mixers.spatial_mlp import SpatialMlp
+from hiermlp.mixers.wave_mlp import ConvCL
 from hiermlp.models.block import HierBlock
 
 # plain class -> fast twin (exact types only)
@@ -34,6 +37,7 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     GlobalAttention: FastGlobalAttention,
     SpatialMlp: FastSpatialMlp,
     HierBlock: FastHierBlock,
+    ConvCL: FastConvCL,
 }
 PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
 
@@ -73,6 +77,7 @@ __all__ = [
     "FAST",
     "PLAIN",
     "AccelSettings",
+    "FastConvCL",
     "FastGlobalAttention",
     "FastHierBlock",
     "FastLinear",

@@ -1,0 +1,28 @@
+"""Grouped convolutions with one output channel per group, as a depthwise convolution and a sum.
+
+Wave-MLP's ``tfc_h`` / ``tfc_w`` are 1x7 / 7x1 convolutions with ``groups = C_out`` and two input channels
+per group. CPU convolution kernels handle that shape (a few input channels per group) poorly, in backward
+especially; the same function is a depthwise convolution over the input channels (channel ``g*k + j`` with
+kernel ``weight[g, j]``) followed by the sum of each group's ``k`` outputs. Equal to the grouped
+convolution up to float32 summation order (tests/test_fast_paths.py checks values and gradients).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hiermlp.mixers.wave_mlp import ConvCL
+
+
+class FastConvCL(ConvCL):
+    """:class:`~hiermlp.mixers.wave_mlp.ConvCL`; a grouped conv with one output per group runs depthwise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.in_channels // self.groups
+        if not (self.groups > 1 and self.out_channels == self.groups and k > 1 and self.padding_mode == "zeros"):
+            return super().forward(x)
+        w = self.weight.reshape(self.in_channels, 1, *self.kernel_size)  # (g, j) -> input channel g*k + j
+        y = F.conv2d(x.permute(0, 3, 1, 2), w, None, self.stride, self.padding, self.dilation, self.in_channels)
+        y = y.permute(0, 2, 3, 1).unflatten(-1, (self.groups, k)).sum(-1)
+        return y if self.bias is None else y + self.bias
