@@ -252,3 +252,38 @@ def test_weight_check_names_nonfinite_tensors_and_not_huge_finite_ones():
         model[1].running_var[1] = float("nan")
         model[0].bias[0] = float("-inf")
     assert check() == ["0.bias", "1.running_var"]
+
+
+def test_prepared_sets_are_reused_only_for_the_same_content(tmp_path, monkeypatch):
+    """A later run of the process reuses a prepared set only when images, labels, indices and transform are
+    the same: a data file rewritten in place, another seed's subset or another normalisation is prepared anew."""
+    from hiermlp.data import EMBEDDED_PATH
+    from hiermlp.train import build as train_build
+
+    monkeypatch.setattr(train_build, "_prepared_cache", train_build.OrderedDict())
+    with np.load(EMBEDDED_PATH) as z:
+        arrays = {k: z[k] for k in z.files}
+    data_file = tmp_path / "data.npz"
+    np.savez(data_file, **arrays)
+    base = [*SMALL, "no_aug=true", f"data_root={data_file}", f"out_dir={tmp_path / 'o'}"]
+
+    def loaders(*extra):
+        d = build_data(load_config(None, [*base, *extra]), DistInfo())
+        return d.train_ds, d.test_loader.dataset
+
+    train_a, test_a = loaders()
+    train_b, test_b = loaders()
+    assert train_b is train_a and test_b is test_a  # the same content: reused
+    train_c, test_c = loaders("seed=1")  # another subset of the same files
+    assert train_c is not train_a and test_c is not test_a  # limit_test subsets by seed as well
+    assert loaders("mean=[0.5]")[1] is not test_a
+    arrays["test_images"] = 255 - arrays["test_images"]  # the file rewritten at the same path
+    np.savez(data_file, **arrays)
+    _, test_d = loaders()
+    assert test_d is not test_a and not torch.equal(test_d.images, test_a.images)
+    x, _ = test_d[int(test_d._row.argmax())]
+    assert torch.equal(test_d.images[-1], x)
+    monkeypatch.setattr(train_build, "PREPARED_CACHE_BYTES", 0)  # bounded: nothing is kept
+    train_build._prepared_cache.clear()
+    loaders()
+    assert not train_build._prepared_cache

@@ -4,10 +4,13 @@ loaders, optimizer / schedule / GradScaler / EMA, and the loss (with Mixup/CutMi
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -154,16 +157,45 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
 # an in-memory dataset without augmentation is transformed once up to this size (full Fashion-MNIST at
 # 32x32 float32 is 245 MB); a larger one is transformed per sample, as a streamed dataset always is
 PREPARE_MAX_BYTES = 1 << 30
+# prepared sets kept for the next run of this process (a compare worker trains every entry on the same
+# seeds' subsets and the same test set), least recently used first out
+PREPARED_CACHE_BYTES = 512 << 20
+_prepared_cache: OrderedDict[tuple, PreparedDataset] = OrderedDict()
+
+# every config field the deterministic (eval / no_aug) transform is built from, see build_datasets
+_TRANSFORM_FIELDS = ("data", "in_chans", "img_size", "crop_pct", "interpolation", "mean", "std")
 
 
-def _prepare(ds: Any, indices: Any) -> PreparedDataset | None:
-    """``ds`` (an in-memory dataset with a deterministic transform) transformed once, or None."""
+def _digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    return hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest() + f"{a.dtype}{a.shape}"
+
+
+def _prepare(ds: Any, indices: Any, cfg: TrainConfig) -> PreparedDataset | None:
+    """``ds`` (an in-memory dataset with a deterministic transform) transformed once, or None.
+
+    Kept for later runs under a key of everything the result depends on: the images' and labels' bytes
+    (not a path: a file rewritten in place is new content), the indices, the PIL mode and the config
+    fields the transform is built from.
+    """
     base = ds.dataset if isinstance(ds, SeededDataset) else ds
     if not isinstance(base, ArrayImageDataset) or len(indices) == 0:
         return None
-    if PreparedDataset.nbytes(base, len(indices)) > PREPARE_MAX_BYTES:
+    size = PreparedDataset.nbytes(base, len(indices))
+    if size > PREPARE_MAX_BYTES:
         return None
-    return PreparedDataset(base, indices)
+    fields = tuple((f, tuple(v) if isinstance(v, list) else v) for f in _TRANSFORM_FIELDS for v in [getattr(cfg, f)])
+    indices = np.asarray(indices, dtype=np.int64)
+    key = (fields, base.mode, _digest(base.images), _digest(base.labels), _digest(indices))
+    if key in _prepared_cache:
+        _prepared_cache.move_to_end(key)
+        return _prepared_cache[key]
+    prepared = PreparedDataset(base, indices)
+    if size <= PREPARED_CACHE_BYTES:
+        _prepared_cache[key] = prepared
+        while sum(p.images.nbytes for p in _prepared_cache.values()) > PREPARED_CACHE_BYTES:
+            _prepared_cache.popitem(last=False)
+    return prepared
 
 
 @dataclass(kw_only=True)
@@ -203,14 +235,14 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
     # loader workers would only add copies
     prepared_kw = {**loader_kw, "num_workers": 0, "collate_fn": collate_prepared}
     shard = ShardSampler(indices=test_idx, world_size=info.world_size, rank=info.rank)
-    test_prepared = _prepare(test_ds, shard.indices)
+    test_prepared = _prepare(test_ds, shard.indices, cfg)
     test_loader = DataLoader(
         test_prepared or test_ds,
         batch_size=max(1, cfg.eval_batch_size // info.world_size),
         sampler=shard,
         **(prepared_kw if test_prepared is not None else loader_kw),
     )
-    train_prepared = _prepare(train_ds, train_idx) if cfg.no_aug else None
+    train_prepared = _prepare(train_ds, train_idx, cfg) if cfg.no_aug else None
     if train_prepared is not None:
         train_ds = train_prepared
     train_loader = DataLoader(
