@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 import hiermlp
+from hiermlp import accel
 from hiermlp.models.block import HierBlock
 from hiermlp.testing import fast
 
 from .conftest import TINY_SWIN, randomize_
 
 ATOL = 1e-5
-# the speed layer's CPU linears run on oneDNN (hiermlp.accel.linear), timm's on MKL, and the two libraries sum
+# the speed layer's opt-in oneDNN linears (hiermlp.accel.linear) and timm's MKL linears sum
 # in different orders: through 12-24 blocks of random weights single features then differ by up to ~1.5e-5
 # (about 100 ulps at magnitude 1). The fast model is held to ATOL_ONEDNN elementwise (plus PyTorch's float32
 # default rtol); the plain model (the reference modules) runs timm's kernels and the strict ATOL applies.
@@ -38,8 +39,9 @@ def assert_same(timm_model, ours, x):
     with torch.no_grad():
         a = timm_model(x)
         fa = timm_model.forward_intermediates(x, intermediates_only=True)
-        for on, atol in ((True, ATOL_ONEDNN), (False, ATOL)):
-            with fast(ours, on):
+        # the speed layer as created (MKL linears), with its opt-in oneDNN linears, and the plain modules
+        for on, onednn, atol in ((True, False, ATOL_ONEDNN), (True, True, ATOL_ONEDNN), (False, False, ATOL)):
+            with fast(ours, on), accel.override(onednn=onednn):
                 b = ours(x)
                 fb = ours.forward_intermediates(x, intermediates_only=True)
             torch.testing.assert_close(b, a, atol=atol, rtol=RTOL)

@@ -13,6 +13,7 @@ from timm.models.swin_transformer_v2 import WindowAttention as TimmWindowAttenti
 from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 
 import hiermlp
+from hiermlp import accel
 from hiermlp.bench import count_gmacs
 from hiermlp.errors import CheckpointError, ConfigError
 from hiermlp.layers.cpb import log_spaced_coords
@@ -289,10 +290,11 @@ def outputs(model, x) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 def assert_matches(ours, ref_logits, ref_feats, x):
     """Logits and every stage's map within TOL of the reference with the plain modules (timm's kernels); the
-    speed layer's oneDNN linears sum in another order, which through 12-24 res-post blocks of random weights
-    grows to ~6e-5 of the largest feature, so it is held to 1e-4 (tests/test_swin.py does the same for V1)."""
-    for on, tol in ((False, TOL), (True, 10 * TOL)):
-        with fast(ours, on):
+    speed layer (as created, and with its opt-in oneDNN linears, which sum in another order: through 12-24
+    res-post blocks of random weights ~6e-5 of the largest feature) is held to 1e-4 (tests/test_swin.py does
+    the same for V1)."""
+    for on, onednn, tol in ((False, False, TOL), (True, False, 10 * TOL), (True, True, 10 * TOL)):
+        with fast(ours, on), accel.override(onednn=onednn):
             logits, feats = outputs(ours, x)
         assert rel_err(logits, ref_logits) <= tol, on
         assert len(feats) == len(ref_feats)
