@@ -367,3 +367,24 @@ def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, 
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert type(hiermlp.create_model("wavemlp_t").stages[0].blocks[0].mixer.tfc_h) is FastConvCL
+
+
+def test_sparse_mlp_fusion_without_the_concatenation():
+    from hiermlp.accel.smlp import FastSparseMlp
+    from hiermlp.mixers.smlp import SparseMlp
+
+    torch.manual_seed(0)
+    mixer = randomize_(SparseMlp(6, feat_size=(5, 7)))
+    x = torch.randn(2, 5, 7, 6, requires_grad=True)
+    outs = []
+    for cls in (SparseMlp, FastSparseMlp):
+        mixer.__class__ = cls
+        y = mixer(x)
+        outs.append((y, *torch.autograd.grad(y.square().sum(), [x, *mixer.parameters()])))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    seen = []  # a hooked fuse keeps its forward: the hook fires
+    mixer.fuse.register_forward_hook(lambda *_: seen.append(1))
+    mixer(x)
+    assert seen == [1]
+    assert type(hiermlp.create_model("smlpnet_tiny").stages[0].blocks[0].mixer) is FastSparseMlp

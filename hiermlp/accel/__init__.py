@@ -3,7 +3,7 @@
 :func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` ->
 :class:`FastLinear`, timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`,
 ``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`, Wave-MLP's ``ConvCL`` ->
-:class:`FastConvCL`); parameters, buffers,
+:class:`FastConvCL`, sMLPNet's ``SparseMlp`` -> :class:`FastSparseMlp`); parameters, buffers,
 state-dict keys and hooks stay as they are. Only modules of exactly those classes are swapped, so a
 subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps
 back. ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
@@ -22,9 +22,11 @@ from hiermlp.accel.block import FastHierBlock
 from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
+from hiermlp.accel.smlp import FastSparseMlp
 from hiermlp.accel.spatial_mlp import FastSpatialMlp
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
+from hiermlp.mixers.smlp import SparseMlp
 from hiermlp.mixers.spatial_mlp import SpatialMlp
 from hiermlp.mixers.wave_mlp import ConvCL
 from hiermlp.models.block import HierBlock
@@ -38,6 +40,7 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     SpatialMlp: FastSpatialMlp,
     HierBlock: FastHierBlock,
     ConvCL: FastConvCL,
+    SparseMlp: FastSparseMlp,
 }
 PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
 
@@ -82,6 +85,7 @@ __all__ = [
     "FastHierBlock",
     "FastLinear",
     "FastMlp",
+    "FastSparseMlp",
     "FastSpatialMlp",
     "FastWindowAttention",
     "accelerate",

@@ -75,6 +75,10 @@ class SparseMlp(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse_parts(*self.parts(x))
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three maps the fusion mixes: the convolved input, its row MLP and its column MLP."""
         x = self.act(self.norm(self.dwconv(self.act(check_feat_size(x, self.feat_size)))))
         b, h, w, _ = x.shape
         # along W within each row: one (W, W) @ (W, C) product per row, batched over the B*H rows
@@ -83,6 +87,9 @@ class SparseMlp(nn.Module):
         # along H within each column: one (H, H) @ (H, W*C) product per image
         col = self.col_mlp.weight.expand(b, h, h)
         x_col = torch.baddbmm(self.col_mlp.bias[:, None], col, x.reshape(b, h, -1)).view_as(x)
+        return x, x_row, x_col
+
+    def fuse_parts(self, x: torch.Tensor, x_row: torch.Tensor, x_col: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat([x, x_row, x_col], dim=-1))
 
     def extra_repr(self) -> str:
