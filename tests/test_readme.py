@@ -112,3 +112,15 @@ def test_performance_table_is_the_committed_perf_report():
     )
     assert "opt-in (`HIERMLP_ACCEL=onednn=1`)" in flat and d["env"]["onednn_linears"] is False
     assert f"{100 * d['gemm']['fraction']:.0f}% of the `torch.matmul` rate" in flat
+
+
+def test_readme_literature_speed_is_the_committed_report():
+    import json
+
+    d = json.loads((ROOT / "benchmarks" / "results" / "literature_cpu" / "literature.json").read_text())
+    start = README.index("Speed: [`benchmarks/literature_cpu.py`]")
+    text = " ".join(README[start : README.index("\n\n", start)].split())
+    names = {"CycleMLP": "CycleMLP-B2", "AS-MLP": "AS-MLP-T", "Wave-MLP": "Wave-MLP-T", "sMLPNet": "sMLPNet-T"}
+    for family, row in d["families"].items():
+        assert re.search(rf"{row['speedup']:.2f}x (faster )?on {re.escape(names[family])}", text), family
+    assert f"{d['repeats']} samples each" in text and "onednn_linears" in d["env"]
