@@ -342,6 +342,18 @@ def test_settings_from_the_environment_variable():
             from_env(bad)
 
 
+def assert_twins_agree(module, plain_cls, fast_cls, x):
+    """``module`` as its plain class and as its fast twin: the same output and gradients (input and every
+    parameter); left as the fast twin."""
+    outs = []
+    for cls in (plain_cls, fast_cls):
+        module.__class__ = cls
+        y = module(x)
+        outs.append((y, *torch.autograd.grad(y.square().sum(), [x, *module.parameters()])))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("c_in", "c_out", "groups", "kernel", "stride", "padding", "bias"),
     [
@@ -359,13 +371,7 @@ def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, 
     torch.manual_seed(0)
     conv = ConvCL(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
     x = torch.randn(2, 9, 11, c_in, requires_grad=True)
-    outs = []
-    for cls in (ConvCL, FastConvCL):
-        conv.__class__ = cls
-        y = conv(x)
-        outs.append((y, *torch.autograd.grad(y.square().sum(), [x, *conv.parameters()])))
-    for a, b in zip(*outs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert_twins_agree(conv, ConvCL, FastConvCL, x)
     assert type(hiermlp.create_model("wavemlp_t").stages[0].blocks[0].mixer.tfc_h) is FastConvCL
 
 
@@ -376,13 +382,7 @@ def test_sparse_mlp_fusion_without_the_concatenation():
     torch.manual_seed(0)
     mixer = randomize_(SparseMlp(6, feat_size=(5, 7)))
     x = torch.randn(2, 5, 7, 6, requires_grad=True)
-    outs = []
-    for cls in (SparseMlp, FastSparseMlp):
-        mixer.__class__ = cls
-        y = mixer(x)
-        outs.append((y, *torch.autograd.grad(y.square().sum(), [x, *mixer.parameters()])))
-    for a, b in zip(*outs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert_twins_agree(mixer, SparseMlp, FastSparseMlp, x)
     seen = []  # a hooked fuse keeps its forward: the hook fires
     mixer.fuse.register_forward_hook(lambda *_: seen.append(1))
     mixer(x)
