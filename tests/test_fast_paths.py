@@ -272,6 +272,63 @@ def test_explicit_attention_equals_sdpa(train, size):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("drop_path", [0.0, 0.4])
+def test_split_mlp_branch_in_training_is_the_whole_batch_branch(drop_path, onednn):
+    """With autograd on CPU the channel-MLP branch runs a few images at a time (SETTINGS.mlp_chunk_mib): the
+    same values, gradients and drop-path draws as the plain block on the whole batch."""
+    torch.manual_seed(0)
+    block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2), mlp_ratio=2.0, drop_path=drop_path)
+    randomize_(block).train()
+    calls = []
+    block.mlp.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    # hidden activations of one image: 0.50 MiB at 64x64 (two images per 1 MiB call), 0.54 MiB at 63x70 (one)
+    for size, split in [((64, 64), [2, 2, 1]), ((63, 70), [1] * 5), ((8, 8), [5])]:
+        x = torch.randn(5, *size, 16, requires_grad=True)
+        results = []
+        for speed, budget in ((False, 0), (True, 0), (True, 1)):
+            calls.clear()
+            torch.manual_seed(1)  # the same drop-path draws for every variant
+            with fast(block, speed), accel.override(mlp_chunk_mib=budget):
+                out = block(x)
+            results.append((out.detach(), *torch.autograd.grad(out.square().sum(), [x, *block.parameters()])))
+            assert calls == (split if speed and budget else [5])
+        for got in results[1:]:
+            torch.testing.assert_close(got[0], results[0][0], rtol=0, atol=1e-5)
+            for a, b in zip(got[1:], results[0][1:]):  # sums over 20k tokens, in another order
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_mlp_branch_is_not_split_where_images_are_not_independent():
+    """BatchNorm in training (batch statistics) or active dropout (other draws) keep the branch whole."""
+    from hiermlp.layers.norm import make_norm
+
+    for norm, dropout, train_mode in (
+        ("batchnorm", 0.0, True),
+        ("layernorm", 0.1, True),
+        ("batchnorm", 0.1, False),  # eval: both are per image again
+    ):
+        block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), mlp_ratio=2.0, mlp_norm_layer=make_norm(norm))
+        block.mlp.drop1.p = dropout
+        block = accel.accelerate(block).train(train_mode)
+        calls = []
+        block.mlp.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+        with accel.override(mlp_chunk_mib=1):
+            block(torch.randn(5, 64, 64, 16, requires_grad=True))
+        assert calls == ([5] if train_mode else [2, 2, 1]), (norm, dropout, train_mode)
+
+
+def test_hooks_on_the_channel_mlp_fire_in_the_fast_block():
+    """The fused residual path calls the MLP's parts itself; a hook on the MLP module keeps it the module call."""
+    block = accel.accelerate(HierBlock(dim=16, num_heads=2, window_size=(4, 4)))
+    seen = []
+    block.mlp.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    for train in (False, True):
+        block.train(train)
+        with torch.set_grad_enabled(train):
+            block(torch.randn(2, 8, 8, 16))
+    assert seen == [torch.Size([2, 8, 8, 16])] * 2
+
+
 def test_add_drop_path_is_drop_path_plus_residual():
     from timm.layers import DropPath
 

@@ -31,6 +31,10 @@ class AccelSettings:
     gather: bool = True
     # CPU inference runs a block on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 12544
+    # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
+    # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd
+    # pages, faulted in again on every step
+    mlp_chunk_mib: int = 24
     # window attention kernel: "auto" (per device, see accel/attention.py), "sdpa" or "explicit"
     attention: str = "auto"
     # CUDA SDPA gets the folded bias as a view with rows padded to a multiple of this (0: unaligned)
