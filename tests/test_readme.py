@@ -114,6 +114,16 @@ def test_performance_table_is_the_committed_perf_report():
     assert f"{100 * d['gemm']['fraction']:.0f}% of the `torch.matmul` rate" in flat
 
 
+def test_readme_levers_are_the_default_settings():
+    from hiermlp.accel.settings import AccelSettings
+
+    flat = " ".join(README.split())
+    defaults = AccelSettings()
+    assert f"(at most {defaults.chunk_tokens} tokens per block call)" in flat
+    assert f"its hidden activation under {defaults.mlp_chunk_mib} MiB per call" in flat
+    assert "The oneDNN linears with fused epilogues are opt-in" in flat and defaults.onednn is False
+
+
 def test_readme_literature_speed_is_the_committed_report():
     import json
 

@@ -91,7 +91,7 @@ class TrainConfig:
     test_split: str = ""  # split/sub-folder used for evaluation ("" = test, or val for folder)
     limit_train: int = 0  # use only the first N training samples of a fixed permutation (0 = all)
     limit_test: int = 0  # evaluate on only the first N test samples (0 = all)
-    num_workers: int = 0  # DataLoader worker processes per rank
+    num_workers: int = 0  # DataLoader worker processes per rank (in-memory sets prepared once load in-process)
     corrupt: str = "error"  # ImageFolder files that fail to decode: "error" (naming the file) or "skip"
     mean: tuple[float, ...] = ()  # normalization mean ("" = the dataset's own, else ImageNet)
     std: tuple[float, ...] = ()  # normalization std (empty = as mean)
