@@ -75,17 +75,61 @@ def timed(
 
 def variant(model: torch.nn.Module, step, *, use_onednn: bool = False, chunk: bool = True, accel: bool = True):
     """``step`` with hiermlp's levers switched as asked (restored after every call: round-robin shares models).
-    The defaults are hiermlp's: block chunking on, the opt-in oneDNN linears off."""
+    The defaults are hiermlp's: chunking on (whole blocks in inference, the MLP branch with autograd), the
+    opt-in oneDNN linears off."""
 
     def run() -> object:
         set_fast(model, accel)
         try:
-            with override(onednn=use_onednn, **({} if chunk else {"chunk_tokens": 0})):
+            with override(onednn=use_onednn, **({} if chunk else {"chunk_tokens": 0, "mlp_chunk_mib": 0})):
                 return step()
         finally:
             set_fast(model, True)
 
     return run
+
+
+def linears_alone(model: torch.nn.Module, x: torch.Tensor, train: bool):
+    """The GEMM floor of one step: every ``nn.Linear`` call the model makes (shapes recorded by hooks in
+    one forward of the mode timed), run alone on random inputs of those shapes with the model's weights;
+    forward only, or forward and backward (input, weight and bias gradients) for a training step.
+
+    Both libraries run the same linears on the same kernels, so ``timm / floor`` bounds the speedup any
+    change to everything else could buy."""
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: calls.append((args[0].shape, m.weight, m.bias)))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    model.train(train)
+    with torch.set_grad_enabled(train):
+        model(x)
+    for h in hooks:
+        h.remove()
+    if not train:
+        inputs = [(torch.randn(shape), w.detach(), None if b is None else b.detach()) for shape, w, b in calls]
+
+        def forward() -> None:
+            with torch.no_grad():
+                for a, w, b in inputs:
+                    torch.nn.functional.linear(a, w, b)
+
+        return forward
+    inputs = [
+        (torch.randn(shape, requires_grad=True), w.detach().clone().requires_grad_(), None if b is None else
+         b.detach().clone().requires_grad_())
+        for shape, w, b in calls
+    ]
+    grads = [torch.randn(*a.shape[:-1], w.shape[0]) for a, w, _ in inputs]
+
+    def forward_backward() -> None:
+        outs = [torch.nn.functional.linear(a, w, b) for a, w, b in inputs]
+        torch.autograd.backward(outs, grads)
+        for t in (t for group in inputs for t in group if t is not None):
+            t.grad = None
+
+    return forward_backward
 
 
 def swin_t(batch: int, repeats: int) -> dict:
@@ -102,10 +146,11 @@ def swin_t(batch: int, repeats: int) -> dict:
         {
             "hiermlp": (fwd, batch),
             "timm": (infer_step(ref, x), batch),
-            "hiermlp, no block chunking": (variant(ours, fwd, chunk=False), batch),
+            "hiermlp, no chunking": (variant(ours, fwd, chunk=False), batch),
             "hiermlp, with oneDNN": (variant(ours, fwd, use_onednn=True), batch),
-            "hiermlp, with oneDNN, no block chunking": (variant(ours, fwd, use_onednn=True, chunk=False), batch),
+            "hiermlp, with oneDNN, no chunking": (variant(ours, fwd, use_onednn=True, chunk=False), batch),
             "hiermlp, no speed layer": (variant(ours, fwd, accel=False), batch),
+            "hiermlp's linears alone": (linears_alone(ours, x, train=False), batch),
         },
         repeats,
     )
@@ -115,8 +160,10 @@ def swin_t(batch: int, repeats: int) -> dict:
         {
             "hiermlp": (step, batch),
             "timm": (train_step(ref, x, 1000), batch),
+            "hiermlp, no chunking": (variant(ours, step, chunk=False), batch),
             "hiermlp, with oneDNN": (variant(ours, step, use_onednn=True), batch),
             "hiermlp, no speed layer": (variant(ours, step, accel=False), batch),
+            "hiermlp's linears alone": (linears_alone(ours, x, train=True), batch),
         },
         repeats,
     )
@@ -139,7 +186,8 @@ def swin_mlp(batch: int, repeats: int) -> dict:
             "reference formulation (pad-shift, grouped Conv1d)": (infer_step(ref, x), batch),
             "hiermlp shift_mode=pad": (infer_step(pad, x), batch),
             "hiermlp, with oneDNN": (variant(ours, infer_step(ours, x), use_onednn=True), batch),
-            "hiermlp, no block chunking": (variant(ours, infer_step(ours, x), chunk=False), batch),
+            "hiermlp, no chunking": (variant(ours, infer_step(ours, x), chunk=False), batch),
+            "hiermlp's linears alone": (linears_alone(ours, x, train=False), batch),
         },
         repeats,
     )
@@ -249,6 +297,30 @@ def warm_malloc_lines(res: dict) -> list[str]:
     ]
 
 
+FLOOR = "hiermlp's linears alone"
+
+
+def floor_lines(s: dict) -> list[str]:
+    """What the GEMM floor leaves: the share of hiermlp's time its linears take alone, and the bound on
+    its ratio to timm were everything else free."""
+    parts = []
+    for m, label in (("infer", "inference"), ("train", "a training step")):
+        if FLOOR not in s.get(m, {}):
+            continue
+        share = s[m][FLOOR]["median_s"] / s[m]["hiermlp"]["median_s"]
+        parts.append(
+            f"in {label} they take {100 * share:.0f}% of hiermlp's time, and were everything else free "
+            f"hiermlp would run {ratio(s[m], FLOOR, 'timm'):.2f}x timm"
+        )
+    if not parts:
+        return []
+    return [
+        f"The GEMM floor ('{FLOOR}': every linear call of the step, same shapes and weights, timed alone on "
+        "the same kernels timm uses): " + "; ".join(parts) + ".",
+        "",
+    ]
+
+
 def markdown(res: dict, env_text: str, command: str) -> str:
     s, m, g = res["swin_t"], res["swin_mlp"], res["gemm"]
     lines = [
@@ -274,8 +346,8 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         "medians over runs of each run's median; the ratio is the median of the runs' own ratios (in brackets). "
         "The lever table compares those median times.",
         "",
-        "What each lever pays (hiermlp's default: block chunking on, the opt-in oneDNN linears off; '-': the "
-        "lever does not apply there):",
+        "What each lever pays (hiermlp's default: chunking on, whole blocks in inference and the MLP branch in "
+        "training; the opt-in oneDNN linears off; '-': the lever does not apply there):",
         "",
         "| variant | inference img/s | vs timm | training img/s | vs timm |",
         "|---|---|---|---|---|",
@@ -293,6 +365,7 @@ def markdown(res: dict, env_text: str, command: str) -> str:
             for k in {**s["infer"], **s["train"]}
         ),
         "",
+        *floor_lines(s),
         *warm_malloc_lines(res),
         *before_after_lines(res),
         f"## Swin-MLP-T/C24 256, batch {res['batch']} (max |logit diff| to the reference {m['max_abs_diff']:.1e})",

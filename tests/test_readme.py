@@ -112,6 +112,22 @@ def test_performance_table_is_the_committed_perf_report():
     )
     assert "opt-in (`HIERMLP_ACCEL=onednn=1`)" in flat and d["env"]["onednn_linears"] is False
     assert f"{100 * d['gemm']['fraction']:.0f}% of the `torch.matmul` rate" in flat
+    floor = "hiermlp's linears alone"
+    share = [sw[m][floor]["median_s"] / sw[m]["hiermlp"]["median_s"] for m in ("infer", "train")]
+    assert f"take {100 * share[0]:.0f}% of hiermlp's inference time and {100 * share[1]:.0f}% of its training" in flat
+
+    def vs(section, key, base):
+        return section[base]["median_s"] / section[key]["median_s"]
+
+    bounds = [vs(sw[m], floor, "timm") for m in ("infer", "train")]
+    mlp_ref = "reference formulation (pad-shift, grouped Conv1d)"
+    assert f"hiermlp would run {bounds[0]:.2f}x and {bounds[1]:.2f}x timm" in flat
+    assert f"Swin-MLP {vs(d['swin_mlp']['infer'], floor, mlp_ref):.2f}x its reference" in flat
+    train = sw["train"]
+    assert (
+        f"({vs(train, 'hiermlp', 'timm'):.2f}x timm with it, {vs(train, 'hiermlp, no chunking', 'timm'):.2f}x without"
+        in flat
+    )
 
 
 def test_readme_levers_are_the_default_settings():
