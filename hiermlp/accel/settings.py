@@ -30,7 +30,7 @@ class AccelSettings:
     # window geometry (pad + shift + partition and back) as one cached gather each way
     gather: bool = True
     # CPU inference runs a block on at most this many tokens at a time, whole images (0: never split)
-    chunk_tokens: int = 12544
+    chunk_tokens: int = 4096
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
     # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd
     # pages, faulted in again on every step
