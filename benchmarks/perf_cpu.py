@@ -117,8 +117,11 @@ def linears_alone(model: torch.nn.Module, x: torch.Tensor, train: bool):
 
         return forward
     inputs = [
-        (torch.randn(shape, requires_grad=True), w.detach().clone().requires_grad_(), None if b is None else
-         b.detach().clone().requires_grad_())
+        (
+            torch.randn(shape, requires_grad=True),
+            w.detach().clone().requires_grad_(),
+            None if b is None else b.detach().clone().requires_grad_(),
+        )
         for shape, w, b in calls
     ]
     grads = [torch.randn(*a.shape[:-1], w.shape[0]) for a, w, _ in inputs]

@@ -310,8 +310,8 @@ def test_mlp_branch_is_not_split_where_images_are_not_independent():
         block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), mlp_ratio=2.0, mlp_norm_layer=make_norm(norm))
         block.mlp.drop1.p = dropout
         block = accel.accelerate(block).train(train_mode)
-        calls = []
-        block.mlp.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+        calls: list[int] = []
+        block.mlp.register_forward_pre_hook(lambda m, args, calls=calls: calls.append(args[0].shape[0]))
         with accel.override(mlp_chunk_mib=1):
             block(torch.randn(5, 64, 64, 16, requires_grad=True))
         assert calls == ([5] if train_mode else [2, 2, 1]), (norm, dropout, train_mode)
