@@ -14,7 +14,8 @@ with this checkout's, and adds a before/after table (issue 13: the ratios held a
 
 Sections:
   1. Swin-T 224, float32, batch 8: inference and training-step throughput, batch-1 latency, hiermlp vs
-     timm's ``swin_tiny_patch4_window7_224`` in its default configuration (same weights, same outputs).
+     timm's ``swin_tiny_patch4_window7_224`` in its default configuration (same weights, same outputs),
+     each lever switched off in turn, and the GEMM floor (the model's own linear calls timed alone).
   2. Swin-MLP-T/C24 256, batch 8: hiermlp's cyclic-shift + masked weights vs the reference code's
      formulation (zero pad-shift, view/permute partition, grouped Conv1d; the independent copy that the
      test suite checks against) and vs hiermlp's own pad-shift mode.

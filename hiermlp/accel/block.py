@@ -24,7 +24,7 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from hiermlp.accel import settings
-from hiermlp.accel.linear import FastMlp, _hooked
+from hiermlp.accel.linear import FastMlp, hooked
 from hiermlp.models.block import HierBlock
 from hiermlp.ops import (
     actual_window,
@@ -109,7 +109,7 @@ class FastHierBlock(HierBlock):
         """``x + drop_path2(mlp(norm2(x)))``; ``factor``: drop path's per-image factor, drawn already."""
         if factor is not None:
             return torch.addcmul(x, self.mlp(self.norm2(x)), factor)
-        if isinstance(self.mlp, FastMlp) and not drops_paths(self.drop_path2) and not _hooked(self.mlp):
+        if isinstance(self.mlp, FastMlp) and not drops_paths(self.drop_path2) and not hooked(self.mlp):
             return self.mlp.forward_residual(self.norm2(x), x)
         return add_drop_path(x, self.mlp(self.norm2(x)), self.drop_path2)
 

@@ -194,7 +194,7 @@ def _fusable_activation(act: nn.Module) -> str | None:
     return None
 
 
-def _hooked(*modules: nn.Module) -> bool:
+def hooked(*modules: nn.Module) -> bool:
     """Whether calling these modules would run forward hooks (then a fused path, which skips their
     ``forward``, must not be taken: the hooks would silently not fire)."""
     if _module._global_forward_hooks or _module._global_forward_pre_hooks:
@@ -211,7 +211,7 @@ def _fusable(*fcs: nn.Module) -> bool:
 def linear_act(fc: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(fc(x))``, as one fused kernel where the activation is exact GELU and no gradient is needed."""
     fused = _fusable_activation(act)
-    if fused is not None and _fusable(fc) and not _needs_grad(x, fc.weight, fc.bias) and not _hooked(fc, act):
+    if fused is not None and _fusable(fc) and not _needs_grad(x, fc.weight, fc.bias) and not hooked(fc, act):
         return linear(x, fc.weight, fc.bias, activation=fused)
     return act(fc(x))
 
@@ -237,7 +237,7 @@ class FastMlp(Mlp):
         if self._plain():
             return shortcut + super().forward(x)
         h = self.drop1(linear_act(self.fc1, self.act, x))
-        if (self.training and self.drop2.p > 0) or _hooked(self.fc2, self.drop2):
+        if (self.training and self.drop2.p > 0) or hooked(self.fc2, self.drop2):
             return shortcut + self.drop2(self.fc2(h))
         return linear(h, self.fc2.weight, self.fc2.bias, residual=shortcut)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiermlp.accel.linear import FastLinear, _hooked
+from hiermlp.accel.linear import FastLinear, hooked
 from hiermlp.mixers.smlp import SparseMlp
 from hiermlp.ops import is_fx_tracing
 
@@ -22,7 +22,7 @@ class FastSparseMlp(SparseMlp):
     def fuse_parts(self, x: torch.Tensor, x_row: torch.Tensor, x_col: torch.Tensor) -> torch.Tensor:
         fuse = self.fuse
         # a wrapped or replaced fuse (LoRA, quantised), or one with hooks, keeps its own forward
-        if is_fx_tracing() or type(fuse) not in (nn.Linear, FastLinear) or fuse.bias is not None or _hooked(fuse):
+        if is_fx_tracing() or type(fuse) not in (nn.Linear, FastLinear) or fuse.bias is not None or hooked(fuse):
             return super().fuse_parts(x, x_row, x_col)
         c = x.shape[-1]
         w = fuse.weight
