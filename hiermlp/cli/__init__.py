@@ -1,7 +1,8 @@
-"""The ``hiermlp`` command: one entry point, one module per subcommand.
+"""The ``hiermlp`` command: one entry point, one module of this package per subcommand.
 
-Each subcommand lives next to the code it drives and exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported lazily so ``hiermlp info`` does not pay for the trainer.
+Each subcommand module (``hiermlp.cli.<name>``) exposes ``add_<name>_arguments(parser)`` (or
+``add_arguments``) and ``run_<name>(args) -> int`` (or ``run``); the library code it drives lives below it.
+Modules are imported lazily so ``hiermlp info`` does not pay for the trainer.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("hiermlp.info", "build a model and print its params, GMACs and output shapes"),
-    "list": ("hiermlp.info", "list registered models (and mixers)"),
-    "train": ("hiermlp.train.cli", "train a model from a YAML preset with key=value overrides"),
-    "eval": ("hiermlp.train.cli", "evaluate a checkpoint or a model on a dataset"),
-    "bench": ("hiermlp.bench.cli", "measure params, GMACs, speed and memory of models"),
-    "compare": ("hiermlp.bench.compare", "train several models under one recipe and compare them"),
-    "export": ("hiermlp.export", "export a model to ONNX or torch.export and verify it"),
-    "convert": ("hiermlp.weights.layouts", "save a checkpoint in another layout (hiermlp, timm, microsoft)"),
+    "info": ("hiermlp.cli.info", "build a model and print its params, GMACs and output shapes"),
+    "list": ("hiermlp.cli.info", "list registered models (and mixers)"),
+    "train": ("hiermlp.cli.train", "train a model from a YAML preset with key=value overrides"),
+    "eval": ("hiermlp.cli.train", "evaluate a checkpoint or a model on a dataset"),
+    "bench": ("hiermlp.cli.bench", "measure params, GMACs, speed and memory of models"),
+    "compare": ("hiermlp.cli.compare", "train several models under one recipe and compare them"),
+    "export": ("hiermlp.cli.export", "export a model to ONNX or torch.export and verify it"),
+    "convert": ("hiermlp.cli.convert", "save a checkpoint in another layout (hiermlp, timm, microsoft)"),
 }
 
 
