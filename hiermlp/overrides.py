@@ -99,7 +99,7 @@ def split_item(item: str) -> tuple[str, str]:
     key, sep, raw = item.partition("=")
     key = key.strip().lstrip("-").replace("-", "_")
     if not sep or not key:
-        raise ConfigError(f"override {item!r} is not of the form key=value; write it as KEY=VALUE (e.g. epochs=3)")
+        raise ConfigError(f"override {item!r} is not of the form key=value; write it as {key or 'KEY'}=VALUE")
     return key, raw
 
 
