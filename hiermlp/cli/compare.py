@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from hiermlp.errors import HiermlpError
+from hiermlp.overrides import parse_value
 from hiermlp.study.preset import load_preset, parse_jobs
 from hiermlp.study.runner import is_main, run_comparison
 
@@ -69,7 +70,7 @@ def run_compare(args: argparse.Namespace) -> int:
     runs_dir = args.runs_dir or str(Path(args.out) / "runs")
     try:
         preset = load_preset(preset_name, overrides)
-        jobs = None if args.jobs is None else parse_jobs(_int(args.jobs), "--jobs")
+        jobs = None if args.jobs is None else parse_jobs(parse_value(args.jobs, key="--jobs"), "--jobs")
         result = run_comparison(
             preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir, jobs=jobs
         )
@@ -88,10 +89,3 @@ def run_compare(args: argparse.Namespace) -> int:
     paths = result.save(args.out, command=command)
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
-
-
-def _int(text: str) -> int | str:
-    try:
-        return int(text)
-    except ValueError:
-        return text
