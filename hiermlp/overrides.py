@@ -18,6 +18,7 @@ entry point it came from.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -140,7 +141,7 @@ def _is_free(tp: Any) -> bool:
 
 def parse_overrides(
     items: Iterable[str],
-    schema: Mapping[str, Any] | Iterable[str] | None = None,
+    schema: type | Mapping[str, Any] | Iterable[str] | None = None,
     *,
     base: Mapping[str, Any] | None = None,
     what: str = "key",
@@ -149,8 +150,9 @@ def parse_overrides(
 
     Args:
         items: ``key=value`` strings (see the module docstring).
-        schema: None (any key), the known top-level keys, or key -> type / nested schema. A ``str`` type keeps
-            the value's text verbatim; a dotted key may only enter a nested schema or a dict-typed key.
+        schema: None (any key), the known top-level keys, key -> type / nested schema, or a dataclass (its
+            fields' types). A ``str`` type keeps the value's text verbatim; a dotted key may only enter a
+            nested schema or a dict-typed key.
         base: The values the items change; never modified (the mappings along a dotted key are copied).
         what: What a key is called in an error (``"config key"``, ``"speed-layer setting"``).
 
@@ -161,7 +163,10 @@ def parse_overrides(
         ConfigError: A malformed item, an unknown key (with the closest known ones), a dotted key into a value
             that is not a mapping, or unparsable YAML. One line naming the item and the fix.
     """
-    if schema is not None and not isinstance(schema, Mapping):
+    if dataclasses.is_dataclass(schema) and isinstance(schema, type):
+        hints = typing.get_type_hints(schema)
+        schema = {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+    elif schema is not None and not isinstance(schema, Mapping):
         schema = dict.fromkeys(schema)
     out: dict[str, Any] = dict(base or {})
     for item in items:

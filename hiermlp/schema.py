@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import os
 import types
 import typing
@@ -85,7 +86,7 @@ def _strict(tp: Any) -> Any:
     if origin is dict or tp is dict:
         return Annotated[dict[args[0], _strict(args[1])] if args else dict, BeforeValidator(_empty)]
     if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(_strict(a) for a in args)]  # noqa: UP007 - built from a runtime tuple
+        return functools.reduce(operator.or_, (_strict(a) for a in args))
     return tp
 
 

@@ -300,3 +300,11 @@ def test_unknown_keys_are_suggested_everywhere(capsys):
     assert main(["bench", "m", "-k", "mixer"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "hiermlp bench: error: override 'mixer' is not of the form key=value; write it as mixer=VALUE"
+
+
+def test_a_dataclass_is_a_schema():
+    from hiermlp.train import TrainConfig
+
+    assert parse_overrides(["out_dir=007", "epochs=2"], TrainConfig) == {"out_dir": "007", "epochs": 2}
+    with pytest.raises(ConfigError, match="Did you mean: epochs"):
+        parse_overrides(["epoch=2"], TrainConfig)
