@@ -9,9 +9,9 @@ import torch
 
 from hiermlp.bench.flops import count_gmacs
 from hiermlp.errors import ConfigError
+from hiermlp.factory import create_model
 from hiermlp.mixers import MIXERS
-from hiermlp.models import create_model, list_models
-from hiermlp.models.registry import get_entry
+from hiermlp.models.registry import get_entry, list_models
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:

@@ -176,9 +176,7 @@ def test_no_import_cycle():
 
 def test_imports_point_down():
     edges = upward_edges(import_graph())
-    assert not edges, "upward imports (a module may import only its own layer or those below):\n  " + "\n  ".join(
-        edges
-    )
+    assert not edges, "upward imports (a module may import only its own layer or those below):\n  " + "\n  ".join(edges)
 
 
 def test_no_module_over_the_line_limit():

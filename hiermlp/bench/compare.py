@@ -929,7 +929,7 @@ def run_comparison(
     from hiermlp.bench.speed import BenchEntry, benchmark_models
     from hiermlp.train import config_to_dict
     from hiermlp.train.config import config_from_dict
-    from hiermlp.train.loop import build_model
+    from hiermlp.train.loop import model_from_config
 
     t_start = time.perf_counter()
     threads = set_threads(threads or preset.bench.get("threads"))
@@ -948,7 +948,9 @@ def run_comparison(
         runs = [rec for rec, _ in runs_of[i]]
         params = runs_of[i][0][1]
         # GMACs do not depend on the weights: counted on a freshly built model
-        gmacs = count_gmacs(build_model(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size))
+        gmacs = count_gmacs(
+            model_from_config(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size)
+        )
         rows.append(
             CompareRow(
                 label=e["label"],
