@@ -21,8 +21,9 @@ from hiermlp.weights.convert import StateDict, convert_state_dict
 _logger = logging.getLogger("hiermlp")
 
 RPB = "relative_position_bias_table"
-# wrappers used by training scripts and the reference code, most specific first
-_WRAPPER_KEYS = ("model_ema", "model", "state_dict", "module")
+# wrappers used by training scripts and the reference code; a file's EMA weights only when it has no others
+# (timm's convention: EMA weights are asked for, see read_checkpoint)
+_WRAPPER_KEYS = ("model", "state_dict", "module", "model_ema")
 
 
 @dataclass
