@@ -357,8 +357,8 @@ def model_from_checkpoint(
     target = name or ckpt.model
     if not target:
         raise ConfigError(
-            f"{os.fspath(checkpoint)!r} holds weights but no model name ({ckpt.kind} checkpoint); pass the model "
-            "it belongs to (name=NAME, or --model NAME on the command line; see `hiermlp list`)"
+            f"{os.fspath(checkpoint)!r} holds weights but no model name (only trainer checkpoints record one); "
+            "pass the model it belongs to (name=NAME, or --model NAME on the command line; see `hiermlp list`)"
         )
     try:
         source, bare = _hiermlp_first(target)
