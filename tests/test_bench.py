@@ -15,7 +15,7 @@ import torch
 import hiermlp
 from hiermlp.bench import count_gmacs
 from hiermlp.bench.memory import MemoryResult
-from hiermlp.bench.resolve import ImageSizeError, build_model, resolve_model
+from hiermlp.bench.resolve import ImageSizeError, build_at_size, resolve_model
 from hiermlp.bench.speed import BenchEntry, BenchReport, benchmark_model, benchmark_models
 from hiermlp.bench.sweep import fit_exponent, run_sweep
 from hiermlp.bench.timing import Stats
@@ -108,7 +108,7 @@ def test_cli_unknown_model_is_a_message_not_a_traceback(capsys):
 
 def test_image_size_the_model_cannot_take():
     with pytest.raises(ImageSizeError, match="cannot be built for 1x1"):
-        build_model("swin_tiny_patch4_window7_224", img_size=1, model_kwargs=MICRO)
+        build_at_size("swin_tiny_patch4_window7_224", img_size=1, model_kwargs=MICRO)
     row = benchmark_model(micro(), img_size=1, memory=False, **FAST)
     assert row.status == "unsupported" and "1x1" in row.error and row.infer_img_s is None
 

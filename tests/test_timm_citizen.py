@@ -16,7 +16,8 @@ from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
 
 import hiermlp
 from hiermlp.errors import CheckpointError, ConfigError
-from hiermlp.models.registry import get_entry, nominal_pool_size, resolve_source
+from hiermlp.factory import resolve_source
+from hiermlp.models.registry import get_entry, nominal_pool_size
 from hiermlp.testing import fast
 
 from .conftest import randomize_

@@ -108,7 +108,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from hiermlp.errors import CheckpointError, ConfigError
-    from hiermlp.train import build_datasets, build_model, evaluate, load_training_checkpoint
+    from hiermlp.train import build_datasets, evaluate, load_training_checkpoint, model_from_config
     from hiermlp.train.config import apply_overrides, config_from_dict
     from hiermlp.train.distributed import _pick_device
 
@@ -152,19 +152,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     cfg = config_from_dict({k: v for k, v in updates.items() if v is not None}, base=cfg)
     cfg = apply_overrides(cfg, args.overrides)
     _, test_ds, num_classes = build_datasets(cfg)
-    model = build_model(cfg, num_classes)
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{target} does not match the model its config builds ({str(e).splitlines()[0][:200]}); "
-                "drop the --set/--num-classes/--in-chans/--img-size options that change the model"
-            ) from e
-    else:
-        import hiermlp
-
-        hiermlp.load_checkpoint(model, args.checkpoint)
+    model = model_from_config(cfg, num_classes, weights=target if state is not None else weights, ema=args.ema)
     device = _pick_device(cfg.device, 0)
     model.to(device)
     loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)

@@ -42,7 +42,7 @@ from hiermlp.io import _alive, atomic_write_text
 from hiermlp.study.preset import ComparePreset
 from hiermlp.study.report import CompareResult, CompareRow, RunRecord
 from hiermlp.study.stats import mean_interval
-from hiermlp.train import build_model, config_to_dict, train
+from hiermlp.train import config_to_dict, model_from_config, train
 from hiermlp.train.config import TrainConfig, config_from_dict
 
 __all__ = ["FINGERPRINT_FILE", "LOCK_FILE", "RESULT_FILE", "resolve_jobs", "run_comparison"]
@@ -317,7 +317,9 @@ def run_comparison(
         runs = [rec for rec, _ in runs_of[i]]
         params = runs_of[i][0][1]
         # GMACs do not depend on the weights: counted on a freshly built model
-        gmacs = count_gmacs(build_model(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size))
+        gmacs = count_gmacs(
+            model_from_config(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size)
+        )
         rows.append(
             CompareRow(
                 label=e["label"],
