@@ -3,7 +3,8 @@
 One item is ``key=value``:
 
 - the value is read as YAML (:func:`parse_value`): ``3`` an int, ``1e-3`` a float, ``true``/``false`` a bool,
-  ``null`` None, ``[1, 2]`` a list, ``{a: 1}`` a mapping, anything else a string; ``key=`` is the empty string.
+  ``null`` None, ``[1, 2]`` a list (``(1, 2)`` too, as Python writes tuples), ``{a: 1}`` a mapping, anything else
+  a string; ``key=`` is the empty string.
   YAML 1.1 leaves exponents without a dot (``1e-3``) as strings; here they are floats, in files too.
 - a dotted key sets inside nested mappings (``model_kwargs.embed_dim=48``), creating them; an undotted key
   replaces the whole value (``model_kwargs={embed_dim: 48}``).
@@ -65,8 +66,12 @@ def parse_value(text: str, *, key: str = "") -> Any:
     Raises:
         ConfigError: The text is not valid YAML (one line naming the item and the fix).
     """
-    if not text.strip():
+    stripped = text.strip()
+    if not stripped:
         return ""
+    if stripped.startswith("(") and stripped.endswith(")"):  # a Python tuple is the YAML flow sequence
+        inner = stripped[1:-1]
+        text = f"[{inner}]" if "," in inner or not inner.strip() else inner  # (3) is 3, as in Python
     try:
         return load_yaml(text)
     except yaml.YAMLError as e:
@@ -112,9 +117,9 @@ def split_list(text: str) -> list[str]:
             quote = "" if ch == quote else quote
         elif ch in "'\"":
             quote = ch
-        elif ch in "[{":
+        elif ch in "[{(":
             depth += 1
-        elif ch in "]}":
+        elif ch in "]})":
             depth -= 1
         elif ch == "," and depth == 0:
             items.append(text[start:i])

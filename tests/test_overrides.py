@@ -24,6 +24,9 @@ GRAMMAR = [
     ("a=", {"a": ""}),
     ("a=[1, 2]", {"a": [1, 2]}),
     ("a=[1e-3, x]", {"a": [0.001, "x"]}),
+    ("a=(2, 2,6)", {"a": [2, 2, 6]}),  # a Python tuple reads as the list it spells
+    ("a=(1)", {"a": 1}),
+    ("a=(1,)", {"a": [1]}),
     ("a={b: 1, c: [true]}", {"a": {"b": 1, "c": [True]}}),
     ("a=hello world", {"a": "hello world"}),
     ("a='3'", {"a": "3"}),
@@ -85,6 +88,7 @@ def test_a_schema_names_unknown_keys_and_keeps_strings_verbatim():
 
 def test_comma_lists_split_outside_brackets_and_quotes():
     assert split_list("a=[1, 2],b={c: 1, d: 2}, e='x,y',,") == ["a=[1, 2]", "b={c: 1, d: 2}", "e='x,y'"]
+    assert split_list("a=(1, 2),b=3") == ["a=(1, 2)", "b=3"]
     assert split_list("") == []
 
 
