@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hiermlp.errors import HiermlpError
 from hiermlp.overrides import parse_value
+from hiermlp.study.plots import save_plots
 from hiermlp.study.preset import load_preset, parse_jobs
 from hiermlp.study.runner import is_main, run_comparison
 
@@ -86,6 +87,6 @@ def run_compare(args: argparse.Namespace) -> int:
     if not is_main():  # torchrun: every rank trained, rank 0 reports
         return 0
     print(result.markdown(command))
-    paths = result.save(args.out, command=command)
+    paths = result.save(args.out, command=command) + save_plots(result, args.out)
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

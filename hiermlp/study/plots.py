@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hiermlp.bench.report import new_figure, save_figure
+from hiermlp.study.report import CompareResult
 from hiermlp.study.stats import Interval
 
-if TYPE_CHECKING:
-    from hiermlp.study.report import CompareResult
-
-__all__ = ["paper_value", "plot_claims", "plot_curves", "plot_tradeoff"]
+__all__ = ["paper_value", "plot_claims", "plot_curves", "plot_tradeoff", "save_plots"]
 
 
 def paper_value(text: str) -> float | None:
@@ -102,3 +99,12 @@ def plot_claims(result: CompareResult, path: Path) -> Path:
     if any(paper_value(c["paper"]) is not None for c in claims):
         ax.legend(fontsize=8, loc="best")
     return save_figure(fig, path)
+
+
+def save_plots(result: CompareResult, out_dir: str | Path) -> list[Path]:
+    """Write curves.png, acc_vs_speed.png and (with claims) claims.png into ``out_dir``."""
+    out = Path(out_dir)
+    paths = [plot_curves(result, out / "curves.png"), plot_tradeoff(result, out / "acc_vs_speed.png")]
+    if result.claims:
+        paths.append(plot_claims(result, out / "claims.png"))
+    return paths

@@ -23,7 +23,6 @@ from hiermlp.bench.report import (
     write_text,
 )
 from hiermlp.bench.timing import Stats
-from hiermlp.study import plots
 from hiermlp.study.stats import (
     Interval,
     claim_verdict,
@@ -299,7 +298,7 @@ class CompareResult:
         }
 
     def save(self, out_dir: str | Path, *, command: str | None = None) -> list[Path]:
-        """Write compare.md/.csv/.json, runs.csv, pairs.csv, claims.csv and the plots."""
+        """Write compare.md/.csv/.json, runs.csv, pairs.csv and claims.csv (the plots: :mod:`hiermlp.study.plots`)."""
         out = Path(out_dir)
         runs = [
             {"label": row.label, **{k: v for k, v in asdict(r).items() if k != "history"}}
@@ -316,9 +315,6 @@ class CompareResult:
             paths.append(write_csv(out / "pairs.csv", [_flat_diff(p) for p in self.pairs]))
         if self.claims:
             paths.append(write_csv(out / "claims.csv", [_flat_diff(c) for c in self.claims]))
-        paths += [plots.plot_curves(self, out / "curves.png"), plots.plot_tradeoff(self, out / "acc_vs_speed.png")]
-        if self.claims:
-            paths.append(plots.plot_claims(self, out / "claims.png"))
         return paths
 
     # ---- statistics ------------------------------------------------------------------------------------
