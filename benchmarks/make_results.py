@@ -703,7 +703,7 @@ BENCH_PLOT = [("bench.png", "throughput per model (median, IQR whiskers)")]
 # every directory under benchmarks/results/ and how its page is rendered (a directory without one is an error)
 PAGES: dict[str, Page] = {
     "bench_cpu": Page(
-        "Swin-T-sized models of every window-mixer family, hiermlp next to timm (CPU)",
+        "Swin-T-sized window mixers and isotropic MLPs, hiermlp next to timm (CPU)",
         "params, GMACs, inference/training throughput, batch-1 latency and peak memory of Swin-T-sized models, "
         "hiermlp next to timm",
         "bench.json",
