@@ -302,9 +302,8 @@ def sweep_body(name: str, d: dict) -> list[str]:
         "- **α** is the least-squares slope of log(time) against log(pixels): 1 means time grows linearly with the "
         "number of pixels, 2 quadratically. *α top3* fits only the three largest sizes, where fixed per-call costs "
         "no longer flatten the curve.",
-        "- Peak memory (in the full report) is the peak-RSS growth of a fresh process running one batch; PyTorch's "
-        "CPU attention kernel never stores the N×N attention matrix, so time, not memory, is where global "
-        "attention pays for its N² pairs.",
+        "- Peak memory (exponents above, values in the full report) is the peak-RSS growth of a fresh process "
+        "running one batch; at batch 1 the weights are most of it, so it grows slowly for every mixer.",
         f"- A point that runs out of memory or would exceed {d['settings']['max_point_s']:g} s is recorded as such "
         "and the sweep goes on.",
         *took(d),
@@ -653,8 +652,8 @@ def literature_body(name: str, d: dict) -> list[str]:
         "offsets; AS-MLP's axial shift as its pure-PyTorch pad/chunk/roll/crop, NCHW 1x1 convolutions; Wave-MLP and "
         "sMLPNet as their NCHW code (`hiermlp.testing.literature_reference`). hiermlp: channels-last maps, "
         "per-channel-group slice copies for both shifts, linears for the 1x1 convolutions.",
-        "- Where the linear layers dominate (the same products in both), the ratio is near 1 and moves between "
-        "runs on a shared machine; the medians with quartiles are in the full report.",
+        "- Where the linear layers dominate (the same products in both), the ratio is near 1, and one run on a "
+        "shared machine cannot separate small differences; the quartiles are in the full report.",
     ]
     return lines
 
