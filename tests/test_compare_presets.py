@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiermlp.bench.compare import load_preset
+from hiermlp.study.preset import load_preset
 from hiermlp.train.config import config_from_dict
 from hiermlp.train.loop import build_model
 

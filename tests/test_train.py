@@ -130,6 +130,6 @@ def test_cli_train_and_eval(tmp_path, capsys):
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert m["count"] == 2000 and m["top1"] > 10
     assert main(["train", "lrr=1"]) == 2
-    assert "did you mean 'lr'" in capsys.readouterr().err
+    assert "Did you mean: lr" in capsys.readouterr().err
     assert main(["train", "fmnist_swin_micro", "--print-config"]) == 0
     assert "model_kwargs:" in capsys.readouterr().out
