@@ -188,28 +188,6 @@ def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp
     assert not (run_dir / runner.LOCK_FILE).exists()
 
 
-def test_readme_states_only_the_committed_findings():
-    """The README's compare results are the committed report's findings, word for word (what its intervals support)."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("**Mixers under one recipe**")
-    section = readme[start : readme.index("\n**", start + 10)]
-    data = json.loads((ROOT / "benchmarks" / "results" / "compare_default" / "compare.json").read_text())
-    bullets = [line for line in section.splitlines() if line.startswith("- ")]
-    assert bullets and all(b in data["findings"] for b in bullets), bullets
-    assert len(data["seeds"]) >= 3 and any(r["baseline"] for r in data["rows"]) and data["claims"]
-    assert f"{len(data['seeds'])} seeds" in section
-    text = " ".join(section.split())
-    assert f"took {data['wall_s'] / 60:.1f} minutes" in text
-    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
-    for p in data["pairs"]:  # the margin over the linear baseline quoted in words
-        if (p["a"], p["b"]) == ("swin-mlp", "linear"):
-            d = p["diff"]
-            assert f"+{d['mean']:.2f} points, interval +{d['lo']:.2f} to +{d['hi']:.2f}" in text
-    for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
-        assert f"benchmarks/results/compare_default/{png}" in section
-        assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()
-
-
 WORKER_PARENT = """
 import concurrent.futures as cf, multiprocessing, os, sys, time
 from hiermlp.study.runner import _worker_init
@@ -243,21 +221,6 @@ def test_compare_workers_die_with_a_killed_compare(tmp_path, delay=6.0):
         time.sleep(0.1)
     os.kill(pid, 9)
     raise AssertionError(f"worker {pid} outlived its compare")
-
-
-def test_readme_states_the_committed_literature_findings():
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("**Under one recipe** ([compare_literature]")
-    section = readme[start : readme.index("\n## ", start)]
-    data = json.loads((ROOT / "benchmarks" / "results" / "compare_literature" / "compare.json").read_text())
-    bullets = [line for line in section.splitlines() if line.startswith("- ")]
-    assert bullets == data["findings"]
-    text = " ".join(section.split())
-    assert f"took {data['wall_s'] / 60:.1f} minutes" in text and f"{len(data['seeds'])} seeds" in text
-    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
-    (best,) = [r for r in data["rows"] if r["rank"] == 1]
-    assert best["label"] == "smlpnet" and "sMLPNet" in text
-    assert (ROOT / "benchmarks" / "results" / "compare_literature" / "acc_vs_speed.png").is_file()
 
 
 @pytest.mark.parametrize(
