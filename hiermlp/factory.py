@@ -260,7 +260,10 @@ default_cfgs: dict[str, Any] = {}  # read by timm's register_model: one DefaultC
 
 
 def _mirror(entry: ModelEntry) -> None:
-    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``."""
+    """Register a classifier ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through
+    ``generate_default_cfgs`` (timm's registry, and its model tests, are for classifiers)."""
+    if entry.task != "classify":
+        return
     timm_name = PREFIX + entry.name
 
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -293,13 +296,13 @@ def resolve_source(name: str) -> tuple[str, str]:
         if source == "timm" and not timm.is_model(bare):
             raise UnknownModelError(f"unknown timm model {bare!r}.{suggest(bare, timm.list_models())}")
         if source == "hiermlp" and not is_model(split_tag(bare)[0]):
-            raise UnknownModelError(f"unknown hiermlp model {bare!r}.{suggest(bare, list_models())}")
+            raise UnknownModelError(f"unknown hiermlp model {bare!r}.{suggest(bare, list_models(task=None))}")
         return source, bare
     if is_model(split_tag(name)[0]):  # "arch.tag" is hiermlp's arch with a pretrained tag
         return "hiermlp", name
     if timm.is_model(name):
         return "timm", name
-    hints = suggest(name, list_models()) or suggest(name, timm.list_models())
+    hints = suggest(name, list_models(task=None)) or suggest(name, timm.list_models())
     raise UnknownModelError(
         f"unknown model {name!r}: neither hiermlp's registry nor timm's has it "
         f"(see `hiermlp list` and timm.list_models()).{hints}"

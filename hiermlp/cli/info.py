@@ -45,6 +45,9 @@ def run_info(args: argparse.Namespace) -> int:
 def add_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'swin_*'")
     p.add_argument("--mixers", action="store_true", help="list registered mixers instead")
+    p.add_argument(
+        "--task", choices=("classify", "segment"), default=None, help="only classifiers or segmentation models"
+    )
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -56,6 +59,7 @@ def run_list(args: argparse.Namespace) -> int:
             doc = (cls.__doc__ or "").strip().splitlines()
             print(f"{name:20s} {doc[0] if doc else ''}")
         return 0
-    for name in list_models(args.pattern):
-        print(f"{name:45s} {get_entry(name).notes}")
+    for name in list_models(args.pattern, task=args.task):
+        entry = get_entry(name)
+        print(f"{name:45s} {'[segment] ' if entry.task == 'segment' else ''}{entry.notes}")
     return 0

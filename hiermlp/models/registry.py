@@ -41,6 +41,7 @@ class ModelEntry:
     builder: Callable[..., nn.Module] = HierNet
     notes: str = ""  # one line for the zoo table
     pretrained_cfgs: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> cfg, the default first
+    task: str = "classify"  # what the model's output is: "classify" (B, classes) or "segment" (B, classes, H, W)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -48,6 +49,7 @@ class ModelEntry:
         return tuple(self.pretrained_cfgs)
 
 
+TASKS = ("classify", "segment")
 _MODELS: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}  # other names of a registered model (e.g. the Microsoft config names of Swin V2)
 _listeners: list[Callable[[ModelEntry], None]] = []
@@ -98,14 +100,19 @@ def register_model(
     builder: Callable[..., nn.Module] = HierNet,
     notes: str = "",
     overwrite: bool = False,
+    task: str = "classify",
     **kwargs: Any,
 ) -> ModelEntry:
     """Add a named variant: ``register_model("my_swin", embed_dim=64, depths=(2, 2, 2), ...)``.
 
-    The name becomes available to :func:`hiermlp.create_model`, ``hiermlp list`` and, as ``hiermlp_<name>``, to
-    ``timm.create_model``. ``pretrained_cfgs`` maps pretrained tags to cfgs (``{"ms_in1k": cfg(...), ...}``,
-    the default first), as timm's ``arch.tag`` keys; ``pretrained_cfg`` is one untagged cfg.
+    The name becomes available to :func:`hiermlp.create_model`, ``hiermlp list`` and, for classifiers, as
+    ``hiermlp_<name>`` to ``timm.create_model``. ``pretrained_cfgs`` maps pretrained tags to cfgs
+    (``{"ms_in1k": cfg(...), ...}``, the default first), as timm's ``arch.tag`` keys; ``pretrained_cfg`` is one
+    untagged cfg. ``task`` is ``"classify"`` or ``"segment"`` (per-pixel logits; not mirrored into timm, whose
+    registry and model tests are for classifiers).
     """
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r} is unknown; use one of {', '.join(TASKS)}")
     if name in _MODELS and not overwrite:
         raise ConfigError(f"a model named {name!r} is already registered; pass overwrite=True to replace it")
     if "." in name:
@@ -119,7 +126,7 @@ def register_model(
     if not cfgs:
         cfgs = {"": {}}
     cfgs = {tag: _complete_cfg(dict(c), kwargs, builder) for tag, c in cfgs.items()}
-    entry = ModelEntry(name, dict(kwargs), next(iter(cfgs.values())), family, builder, notes, cfgs)
+    entry = ModelEntry(name, dict(kwargs), next(iter(cfgs.values())), family, builder, notes, cfgs, task)
     _MODELS[name] = entry
     for listener in _listeners:
         listener(entry)
@@ -158,13 +165,21 @@ def get_entry(name: str) -> ModelEntry:
     return _MODELS[name]
 
 
-def list_models(pattern: str | Sequence[str] = "*", *, family: str | None = None) -> list[str]:
-    """Registered names matching a shell-style pattern (or any of several), sorted."""
+def list_models(
+    pattern: str | Sequence[str] = "*", *, family: str | None = None, task: str | None = "classify"
+) -> list[str]:
+    """Registered names matching a shell-style pattern (or any of several), sorted.
+
+    ``task``: the classifiers by default (the models timm's registry mirrors); ``"segment"`` for the
+    segmentation models, None for every model.
+    """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     return sorted(
         n
         for n, e in _MODELS.items()
-        if any(fnmatch.fnmatch(n, p) for p in patterns) and (family is None or e.family == family)
+        if any(fnmatch.fnmatch(n, p) for p in patterns)
+        and (family is None or e.family == family)
+        and (task is None or e.task == task)
     )
 
 

@@ -155,9 +155,11 @@ def _is_flat(d: dict) -> bool:
     return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
-def _classifier_prefix(model: nn.Module) -> str:
+def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The classifier modules' key prefixes (``"head.fc."``; a segmentor's decode and auxiliary ``conv_seg``)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    return cfg.get("classifier") or "head.fc"
+    names = cfg.get("classifier") or "head.fc"
+    return tuple(f"{n}." for n in ((names,) if isinstance(names, str) else names))
 
 
 def _first_conv(model: nn.Module) -> str:
@@ -216,7 +218,7 @@ def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> StateDict:
     sd = unwrap(dict(state_dict), "pretrained weights")
     layout, sd, result = prepare_state_dict(model, sd)
     target = model.state_dict()
-    head = _classifier_prefix(model) + "."
+    head = _classifier_prefixes(model)
     conv = _first_conv(model) + ".weight"
     result.missing = [k for k in target if k not in sd and not k.startswith(head)]
     result.unexpected = [k for k in sd if k not in target and not k.startswith(head)]
@@ -256,17 +258,17 @@ def load_checkpoint(
     layout, sd, result = prepare_state_dict(model, sd, convert=convert)
     target = model.state_dict()
 
-    head = _classifier_prefix(model)
-    head_keys = [k for k in sd if k.startswith(head + ".")]
+    head = _classifier_prefixes(model)
+    head_keys = [k for k in sd if k.startswith(head)]
     other_head = any(k in target and sd[k].shape != target[k].shape for k in head_keys) or (
-        head_keys and not any(k.startswith(head + ".") for k in target)
+        head_keys and not any(k.startswith(head) for k in target)
     )
     if new_head and other_head:
-        w = sd.get(head + ".weight")
+        w = sd.get(head[0] + "weight")
         n_ckpt = w.shape[0] if w is not None else "?"
         for k in head_keys:
             del sd[k]
-        result.reinitialized = [k for k in target if k.startswith(head + ".")]
+        result.reinitialized = [k for k in target if k.startswith(head)]
         if result.reinitialized:
             _logger.warning(
                 "checkpoint classifier (%s classes) does not match the model's %s: re-initialised %s",
