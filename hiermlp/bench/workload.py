@@ -57,7 +57,8 @@ def train_step(
     dtype: str = "float32",
     forward: nn.Module | None = None,
 ) -> Callable[[], object]:
-    """One optimisation step: forward, cross-entropy, backward and an AdamW update.
+    """One optimisation step: forward, cross-entropy (per pixel for a segmentation model), backward and an AdamW
+    update.
 
     AdamW is the optimizer of the Swin recipe; its two moment buffers are created by the first step,
     so a warm-up step is needed before memory or time is representative.
@@ -70,7 +71,10 @@ def train_step(
     def step() -> object:
         model.train()
         with autocast(x.device, dtype):
-            loss = F.cross_entropy(fwd(x).float(), y)
+            logits = fwd(x).float()
+        # a dense model's logits are (B, K, *spatial): the image's label at every pixel
+        target = y.view(-1, *[1] * (logits.ndim - 2)).expand(logits.shape[0], *logits.shape[2:])
+        loss = F.cross_entropy(logits, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -108,9 +108,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from hiermlp.errors import CheckpointError, ConfigError
-    from hiermlp.train import build_datasets, evaluate, load_training_checkpoint, model_from_config
+    from hiermlp.train import build_datasets, load_training_checkpoint, model_from_config
     from hiermlp.train.config import apply_overrides, config_from_dict
     from hiermlp.train.distributed import _pick_device
+    from hiermlp.train.tasks import build_task
 
     target = Path(args.target)
     state = None
@@ -155,14 +156,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     model = model_from_config(cfg, num_classes, weights=target if state is not None else weights, ema=args.ema)
     device = _pick_device(cfg.device, 0)
     model.to(device)
-    loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    task = build_task(cfg, num_classes)
+    task.check_model(model)
+    collate = getattr(test_ds, "collate_fn", None)
+    loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, collate_fn=collate)
     with torch.inference_mode():
-        m = evaluate(model, loader, device, amp=cfg.amp)
+        m = task.evaluate(model, loader, device, amp=cfg.amp, info=None)
     if args.json:
         print(json.dumps({"model": cfg.model, "data": cfg.data, **m}))
     else:
-        print(
-            f"{cfg.model} on {cfg.data} ({m['count']} images): top-1 {m['top1']:.2f} "
-            f"top-5 {m['top5']:.2f} loss {m['loss']:.4f}"
-        )
+        print(f"{cfg.model} on {cfg.data} ({m['count']} images): {task.line(m)} loss {m['loss']:.4f}")
     return 0

@@ -1,4 +1,5 @@
-"""Datasets, samplers and transforms for training and evaluation (see :mod:`hiermlp.data.datasets`)."""
+"""Datasets, samplers and transforms for training and evaluation: classification (:mod:`hiermlp.data.datasets`)
+and segmentation (:mod:`hiermlp.data.segmentation`, :mod:`hiermlp.data.scenes`)."""
 
 from hiermlp.data.datasets import (
     DATASET_STATS,
@@ -13,24 +14,40 @@ from hiermlp.data.datasets import (
 )
 from hiermlp.data.idx import load_idx_split, read_idx
 from hiermlp.data.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, mix_seed, subset_indices
+from hiermlp.data.scenes import SCENE_CLASSES, load_scenes, make_scenes
+from hiermlp.data.segmentation import (
+    SEG_DATASETS,
+    JointTransform,
+    build_seg_dataset,
+    collate_pairs,
+    num_seg_classes,
+)
 from hiermlp.data.transforms import build_transform
 
 __all__ = [
     "DATASET_STATS",
     "EMBEDDED_PATH",
+    "SCENE_CLASSES",
+    "SEG_DATASETS",
     "ArrayImageDataset",
     "CorruptImageError",
     "GlobalBatchSampler",
     "ImageFolderDataset",
+    "JointTransform",
     "PreparedDataset",
     "SeededDataset",
     "ShardSampler",
     "build_dataset",
+    "build_seg_dataset",
     "build_transform",
+    "collate_pairs",
     "collate_prepared",
     "dataset_stats",
     "load_idx_split",
+    "load_scenes",
+    "make_scenes",
     "mix_seed",
+    "num_seg_classes",
     "read_idx",
     "subset_indices",
 ]

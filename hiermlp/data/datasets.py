@@ -50,6 +50,7 @@ EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "fashion_mnist_su
 # per-dataset (mean, std) of one channel or of RGB; gray stats are repeated when in_chans=3
 DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "embedded": ((0.2860,), (0.3530,)),
+    "scenes": ((0.1356,), (0.2826,)),  # the embedded scenes (hiermlp.data.scenes): mostly background
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "mnist": ((0.1307,), (0.3081,)),
     "torchvision:FashionMNIST": ((0.2860,), (0.3530,)),

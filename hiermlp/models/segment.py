@@ -55,8 +55,11 @@ class HierSegmentor(nn.Module):
         frozen_stages: Freeze the stem and the first stages (see :class:`~hiermlp.models.backbone.HierBackbone`).
         norm_eval: Keep the backbone's BatchNorms in eval mode while training.
         drop_path_rate: The backbone's stochastic depth (mmseg's Swin configs: 0.3).
-        **backbone: Any other :class:`~hiermlp.models.network.HierNet` option (``embed_dim``, ``depths``,
-            ``num_heads``, ``window_size``, ``mixer``, ``shift``, ``stem``, ``downsample``, ...).
+        backbone: A registered hierarchical classifier to start the backbone from (its builder and options,
+            e.g. ``"cyclemlp_b1"``), or None for a plain :class:`~hiermlp.models.network.HierNet`.
+        **backbone_options: Any other option of the backbone's builder (``embed_dim``, ``depths``,
+            ``num_heads``, ``window_size``, ``mixer``, ``shift``, ``stem``, ``downsample``, ...), over the
+            registered classifier's.
     """
 
     task = "segment"
@@ -79,15 +82,16 @@ class HierSegmentor(nn.Module):
         frozen_stages: int = -1,
         norm_eval: bool = False,
         drop_path_rate: float = 0.3,
-        **backbone: Any,
+        backbone: str | None = None,
+        **backbone_options: Any,
     ) -> None:
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"head={head!r} is not a decode head; choose one of {', '.join(HEADS)}")
-        _check_backbone_options(backbone)
-        net = HierNet(
+        builder, options = _backbone_builder(backbone, backbone_options)
+        net = builder(
             num_classes=0, in_chans=in_chans, img_size=img_size, drop_path_rate=drop_path_rate, head_norm=False,
-            **backbone,
+            **options,
         )  # fmt: skip
         take = tuple(range(len(net.stages))) if out_indices is None else tuple(out_indices)
         self.backbone = HierBackbone(net, out_indices=take, frozen_stages=frozen_stages, norm_eval=norm_eval)
@@ -166,14 +170,29 @@ class HierSegmentor(nn.Module):
             s.grad_checkpointing = enable
 
 
-def _check_backbone_options(backbone: dict[str, Any]) -> None:
-    valid = [k for k in inspect.signature(HierNet).parameters if k not in _OWN]
-    unknown = sorted(set(backbone) - set(valid))
+def _backbone_builder(name: str | None, options: dict[str, Any]) -> tuple[type[HierNet], dict[str, Any]]:
+    """The backbone's builder and options: a registered classifier's (``name``) under ``options``, or HierNet's."""
+    builder: Any = HierNet
+    base: dict[str, Any] = {}
+    if name is not None:
+        from hiermlp.models.registry import get_entry
+
+        entry = get_entry(name)
+        if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)) or entry.task != "classify":
+            raise ConfigError(f"backbone={name!r} is not a hierarchical classifier; use one of `hiermlp list`")
+        builder = entry.builder
+        base = {k: v for k, v in entry.kwargs.items() if k not in (*_OWN, "img_size", "drop_path_rate")}
+    params = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):  # a subclass passing its options on: HierNet's
+        params = {**inspect.signature(HierNet).parameters, **params}
+    valid = [k for k, p in params.items() if k not in _OWN and p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(
             f"unknown segmentation model option(s) {unknown}.{suggest(unknown[0], valid)} A segmentor takes its "
-            f"head options and the backbone's (HierNet) options: {sorted(valid)}"
+            f"head options and the backbone's ({builder.__name__}) options: {sorted(valid)}"
         )
+    return builder, {**base, **options}
 
 
 def _no_drop_path(name: str, drop_path_rate: float) -> None:

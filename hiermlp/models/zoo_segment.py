@@ -71,6 +71,26 @@ SEG_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     ),
 }
 
+# the micro segmentors of `hiermlp compare dense` (64x64 gray scenes, 11 classes): a 7x7/4 overlapping conv stem
+# (16x16 tokens), three stages of two blocks at 32-64-128 channels, window 4 (the last stage is one window);
+# Semantic FPN at 32 channels without dropout (a 32-channel map loses a tenth of itself to channel dropout)
+MICRO = dict(
+    stem="conv_overlap", stem_kwargs=dict(kernel_size=7, stride=4, padding=2), embed_dim=32, depths=(2, 2, 2),
+    num_heads=(2, 4, 8), window_size=4, num_classes=11, in_chans=1, img_size=64, drop_path_rate=0.0, dropout=0.0,
+)  # fmt: skip
+SEG_VARIANTS |= {
+    "fpn_swin_micro_window4_64": (
+        MICRO | dict(head="fpn", channels=32, neck_channels=32, aux_channels=0),
+        seg_cfg(num_classes=11, img_size=64) | dict(input_size=(1, 64, 64), mean=(0.1356,), std=(0.2826,)),
+        "Semantic FPN (32 channels) on a micro Swin for the 64x64 embedded scenes (hiermlp compare dense); 0.64M",
+    ),
+    "upernet_swin_micro_window4_64": (
+        MICRO | dict(head="upernet", channels=32, aux_channels=16, aux_index=1),
+        seg_cfg(num_classes=11, img_size=64) | dict(input_size=(1, 64, 64), mean=(0.1356,), std=(0.2826,)),
+        "UPerNet (32 channels, auxiliary head on stage 2) on the micro Swin, for the embedded scenes",
+    ),
+}
+
 for _name, (_kwargs, _cfg, _note) in SEG_VARIANTS.items():
     register_model(
         _name, pretrained_cfg=_cfg, family="upernet" if _kwargs["head"] == "upernet" else "semantic_fpn",

@@ -7,26 +7,18 @@ from pathlib import Path
 
 from hiermlp.bench.report import new_figure, save_figure
 from hiermlp.study.report import CompareResult
-from hiermlp.study.stats import Interval
+from hiermlp.study.stats import Interval, paper_value
 
 __all__ = ["paper_value", "plot_claims", "plot_curves", "plot_tradeoff", "save_plots"]
 
 
-def paper_value(text: str) -> float | None:
-    """The leading signed number of a claim's paper figure (``"+1.1 (Swin-T)"`` -> 1.1), if any."""
-    head = str(text).strip().split(" ", 1)[0]
-    try:
-        return float(head)
-    except ValueError:
-        return None
-
-
 def plot_curves(result: CompareResult, path: Path) -> Path:
-    """Test top-1 and train loss per epoch: the mean over seeds, a band from the lowest to the highest seed."""
+    """Test score (top-1 or mIoU) and train loss per epoch: the mean over seeds, a band from the lowest to the
+    highest seed."""
     fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(12, 4.8))
     for i, r in enumerate(result.rows):
         color, style = f"C{i % 10}", ":" if r.baseline else ("--" if r.model_kwargs.get("shift") is False else "-")
-        for ax, key in ((ax_acc, "top1"), (ax_loss, "train_loss")):
+        for ax, key in ((ax_acc, result.score_key), (ax_loss, "train_loss")):
             n = min(len(run.history) for run in r.runs)
             if n == 0:
                 continue
@@ -37,7 +29,9 @@ def plot_curves(result: CompareResult, path: Path) -> Path:
             if len(r.runs) > 1:
                 ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=color, alpha=0.15)
     ax_acc.set(
-        xlabel="epoch", ylabel="test top-1 (%)", title=f"test accuracy (band: min–max over {len(result.seeds)} seeds)"
+        xlabel="epoch",
+        ylabel=f"test {result.metric} (%)",
+        title=f"test {result.metric} (band: min–max over {len(result.seeds)} seeds)",
     )
     ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
     epochs = sorted({h["epoch"] for r in result.rows for run in r.runs for h in run.history})
@@ -51,7 +45,7 @@ def plot_curves(result: CompareResult, path: Path) -> Path:
 
 
 def plot_tradeoff(result: CompareResult, path: Path) -> Path:
-    """Top-1 (mean, 95% CI bars) against inference throughput (median, IQR bars)."""
+    """The score (mean, 95% CI bars) against inference throughput (median, IQR bars)."""
     fig, ax = new_figure(figsize=(8, 5.5))
     for i, r in enumerate(result.rows):
         x = r.infer_img_s.median if r.infer_img_s else r.runs[0].train_img_s
@@ -70,7 +64,7 @@ def plot_tradeoff(result: CompareResult, path: Path) -> Path:
         ax.annotate(r.label, (x, r.top1.mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set(
         xlabel=f"inference images/s (batch {result.bench.get('batch', 64)}, median, IQR bars)",
-        ylabel="test top-1 (%), mean and 95% CI over seeds",
+        ylabel=f"test {result.metric} (%), mean and 95% CI over seeds",
         title="accuracy vs throughput (squares: baselines)",
     )
     ax.set_xscale("log")
@@ -79,7 +73,8 @@ def plot_tradeoff(result: CompareResult, path: Path) -> Path:
 
 
 def plot_claims(result: CompareResult, path: Path) -> Path:
-    """Forest plot: each claim's Δ top-1 with its 95% CI, zero line, and the paper's figure (×)."""
+    """Forest plot: each claim's Δ score with its 95% CI, the zero line, the smallest difference its seeds detect
+    (±MDD, grey ticks) and the paper's figure (×)."""
     claims = result.claims
     fig, ax = new_figure(figsize=(8, 1.2 + 0.55 * len(claims)))
     ys = list(range(len(claims)))[::-1]
@@ -89,15 +84,21 @@ def plot_claims(result: CompareResult, path: Path) -> Path:
         if math.isfinite(d.lo):
             ax.plot([d.lo, d.hi], [y, y], color=color, lw=2)
         ax.plot([d.mean], [y], "o", color=color)
+        if math.isfinite(c["mdd"]):
+            ax.plot(
+                [-c["mdd"], c["mdd"]], [y, y], "|", color="0.5", ms=10, label="±MDD (80% power)" if y == ys[0] else None
+            )
         paper = paper_value(c["paper"])
         if paper is not None:
-            ax.plot([paper], [y], "x", color="k", ms=7, label="paper (ImageNet-1k)" if y == ys[0] else None)
+            ax.plot([paper], [y], "x", color="k", ms=7, label="paper" if y == ys[0] else None)
     ax.axvline(0.0, color="k", lw=0.8, ls="--")
     ax.set_yticks(ys, [f"{c['claim']} ({c['family']})" for c in claims], fontsize=8)
-    ax.set(xlabel="Δ top-1 (percentage points), mean and 95% CI over seeds", title="the papers' claims at this scale")
+    ax.set(
+        xlabel=f"Δ {result.metric} (percentage points), mean and 95% CI over seeds",
+        title="the papers' claims at this scale",
+    )
     ax.grid(alpha=0.3, axis="x")
-    if any(paper_value(c["paper"]) is not None for c in claims):
-        ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="best")
     return save_figure(fig, path)
 
 

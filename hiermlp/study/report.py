@@ -3,6 +3,11 @@
 :class:`CompareResult` holds every run of every entry; :meth:`CompareResult.analyse` derives the paired
 differences, supported ranks and claim verdicts (:mod:`hiermlp.study.stats`) from the runs alone, so a
 report read back from its JSON (:func:`load_result`) renders the same Markdown as when it was written.
+
+A study ranks by its task's score: test top-1 for classification, mIoU for segmentation (the recipe's
+``task``). Records keep it under the names ``top1`` / ``best_top1`` whatever the task, so reports of both read
+alike; :attr:`CompareResult.metric` names it in every table. Each claim also states its power: the smallest
+difference its seeds could detect, and how many seeds a difference of the paper's size would need.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from hiermlp.study.stats import (
     Interval,
     claim_verdict,
     mean_interval,
+    minimal_detectable_difference,
     paired_difference,
+    paper_value,
+    seeds_to_resolve,
     supported_ranks,
     verdict,
 )
@@ -40,10 +48,10 @@ class RunRecord:
     """One trained (entry, seed)."""
 
     seed: int
-    top1: float
-    best_top1: float
+    top1: float  # the final score: test top-1 %, or mIoU % for a segmentation study (CompareResult.metric)
+    best_top1: float  # the best epoch's score
     best_epoch: int
-    top5: float
+    top5: float | None  # classification only
     test_loss: float
     train_time_s: float
     train_img_s: float  # the trainer's own throughput over the run (includes data loading)
@@ -77,7 +85,7 @@ class CompareRow:
         return {r.seed: getattr(r, key) for r in self.runs}
 
     def describe(self) -> str:
-        mixer = self.model_kwargs.get("mixer")
+        mixer = self.model_kwargs.get("mixer") or self.model_kwargs.get("backbone")
         keys = ("shift", "downsample", "mlp_ratio", "mixer_kwargs")
         extra = [f"{k}={v}" for k, v in self.model_kwargs.items() if k in keys]
         desc = self.model if mixer is None else f"{mixer}"
@@ -123,6 +131,21 @@ class CompareResult:
     job_threads: int = 0  # torch threads of each run (0: not recorded)
 
     @property
+    def task(self) -> str:
+        """What the entries were trained for: the recipe's ``task`` (``classify`` or ``segment``)."""
+        return str(self.recipe.get("task", "classify"))
+
+    @property
+    def metric(self) -> str:
+        """The name of the score the study ranks by: ``top-1`` or ``mIoU``."""
+        return "mIoU" if self.task == "segment" else "top-1"
+
+    @property
+    def score_key(self) -> str:
+        """The history key of the score (``top1`` / ``miou``)."""
+        return "miou" if self.task == "segment" else "top1"
+
+    @property
     def train_time_total_s(self) -> float:
         """Sum of the training times of every run (trained now or earlier): the compute the table cost."""
         return sum(r.train_time_s for row in self.rows for r in row.runs)
@@ -131,11 +154,11 @@ class CompareResult:
         return next(r for r in self.rows if r.label == label)
 
     def diff(self, a: str, b: str) -> Interval:
-        """Paired interval of top-1(a) - top-1(b)."""
+        """Paired interval of score(a) - score(b)."""
         return paired_difference(self.row(a).by_seed(), self.row(b).by_seed())
 
     def ranked(self) -> list[CompareRow]:
-        """Rows by supported rank, then by mean top-1."""
+        """Rows by supported rank, then by mean score."""
         return sorted(self.rows, key=lambda r: (r.rank, -r.top1.mean))
 
     def vs_baselines(self, row: CompareRow) -> str:
@@ -149,7 +172,7 @@ class CompareResult:
 
     # ---- report ----------------------------------------------------------------------------------------
     def table(self) -> str:
-        b = self.bench.get("batch", 64)
+        b, metric = self.bench.get("batch", 64), self.metric
         level = f"{round(100 * self.rows[0].top1.level)}%" if self.rows else "95%"
         header = [
             "rank",
@@ -157,9 +180,9 @@ class CompareResult:
             "model (mixer)",
             "params (M)",
             "GMACs",
-            "top-1 % (mean ± std)",
-            f"top-1 {level} CI",
-            f"best-epoch top-1 % ({level} CI)",
+            f"{metric} % (mean ± std)",
+            f"{metric} {level} CI",
+            f"best-epoch {metric} % ({level} CI)",
             "vs baselines",
             f"infer img/s @{b}",
             f"train img/s @{b}",
@@ -187,15 +210,33 @@ class CompareResult:
         return markdown_table(header, rows, "rll" + "r" * (len(header) - 3))
 
     def claims_table(self) -> str:
-        header = ["claim", "family", "a − b", "Δ top-1 (pp) [95% CI]", "verdict", "paper"]
+        header = [
+            "claim",
+            "family",
+            "a − b",
+            f"Δ {self.metric} (pp) [95% CI]",
+            "verdict",
+            "detectable Δ (95%, 80% power)",
+            "paper",
+            "seeds for the paper's Δ",
+        ]
         rows = [
-            [c["claim"], c["family"], f"{c['a']} − {c['b']}", c["diff"].fmt(sign=True), c["verdict"], c["paper"]]
+            [
+                c["claim"],
+                c["family"],
+                f"{c['a']} − {c['b']}",
+                c["diff"].fmt(sign=True),
+                c["verdict"],
+                _fmt_mdd(c["mdd"], c["diff"].n),
+                c["paper"],
+                _fmt_seeds(c),
+            ]
             for c in self.claims
         ]
-        return markdown_table(header, rows, "llllll")
+        return markdown_table(header, rows, "llllllll")
 
     def pairs_table(self) -> str:
-        header = ["a", "b", "Δ top-1 a − b (pp) [95% CI]", "verdict"]
+        header = ["a", "b", f"Δ {self.metric} a − b (pp) [95% CI]", "verdict"]
         rows = [[p["a"], p["b"], p["diff"].fmt(sign=True), p["verdict"]] for p in self.pairs]
         return markdown_table(header, rows, "llrl")
 
@@ -204,25 +245,26 @@ class CompareResult:
         if not self.rows:
             return []
         ranked = self.ranked()
+
+        def score(iv: Interval) -> str:
+            return f"mIoU {iv.fmt_std()}" if self.task == "segment" else f"{iv.fmt_std()}%"
+
         top = [r.label for r in ranked if r.rank == 1]
         out = [
             f"- best (rank 1, no entry better by a supported difference): {', '.join(f'`{t}`' for t in top)}; "
-            f"highest mean `{ranked[0].label}` {ranked[0].top1.fmt_std()}% over {_plural(len(ranked[0].runs), 'seed')}"
+            f"highest mean `{ranked[0].label}` {score(ranked[0].top1)} over {_plural(len(ranked[0].runs), 'seed')}"
         ]
         base = [r for r in self.rows if r.baseline]
         for b in base:
             beat = [r.label for r in self.rows if not r.baseline and _better(self.diff(r.label, b.label))]
             lose = [r.label for r in self.rows if not r.baseline and _better(self.diff(b.label, r.label))]
             tied = [r.label for r in self.rows if not r.baseline and r.label not in beat + lose]
-            line = f"- baseline `{b.label}` ({b.top1.fmt_std()}%): beaten by {_names(beat)}"
+            line = f"- baseline `{b.label}` ({score(b.top1)}): beaten by {_names(beat)}"
             line += f"; better than {_names(lose)}" if lose else ""
             line += f"; not separated from {_names(tied)}" if tied else ""
             out.append(line)
         for c in self.claims:
-            out.append(
-                f"- claim {c['claim']} ({c['family']}): Δ {c['diff'].fmt(sign=True)} pp — {c['verdict']} "
-                f"(paper: {c['paper']})"
-            )
+            out.append(f"- claim {c['claim']} ({c['family']}): {claim_sentence(c)}")
         supported = [p for p in self.pairs if p["verdict"] == "supported"]
         out.append(
             f"- {len(supported)} of {len(self.pairs)} pairwise differences are supported at 95% "
@@ -240,11 +282,16 @@ class CompareResult:
             [
                 f"Recipe (shared by every entry): {recipe}. Seeds: {self.seeds}.",
                 "",
-                "top-1 = final test accuracy, mean ± sample std over the seeds; CI = 95% Student-t interval of the "
-                "mean; best-epoch = the best epoch's test top-1 of each run (an optimistic number: it picks on "
-                "the test set). rank = 1 + the number of entries better by a supported paired difference "
+                f"{self.metric} = {_METRIC_TEXT[self.task]}, mean ± sample std over the seeds; CI = 95% Student-t "
+                f"interval of the mean; best-epoch = the best epoch's test {self.metric} of each run (an optimistic "
+                "number: it picks on the test set). rank = 1 + the number of entries better by a supported paired "
+                "difference "
                 "(entries no interval separates share a rank). vs baselines: > better, < worse (supported), "
-                "≈ inconclusive. Throughput = median (q1–q3) of the architectures timed together round-robin "
+                "≈ inconclusive. Claims: detectable Δ = the smallest true difference the seeds detect at 95% "
+                "confidence with 80% power, (t_{0.975,n-1} + t_{0.8,n-1}) · s_d / √n from the paired differences' "
+                "std s_d; an inconclusive claim is smaller than that at this budget, and the last column solves the "
+                "same formula for the seeds a difference of the paper's size needs (seeds=N buys more). "
+                "Throughput = median (q1–q3) of the architectures timed together round-robin "
                 "after training (training = forward+backward+AdamW step); train s/run = the trainer's wall time "
                 "of the training epochs, mean over seeds.",
                 "",
@@ -338,8 +385,44 @@ class CompareResult:
         self.claims = []
         for c in claims:
             d = self.diff(c["a"], c["b"])
-            self.claims.append(c | {"diff": d, "verdict": claim_verdict(d)})
+            paper = paper_value(c["paper"])
+            power = {
+                "mdd": minimal_detectable_difference(d.std, d.n),
+                "seeds_for_paper": seeds_to_resolve(paper, d.std) if paper is not None else None,
+            }
+            self.claims.append(c | {"diff": d, "verdict": claim_verdict(d)} | power)
         return self
+
+
+_METRIC_TEXT = {
+    "classify": "final test top-1 accuracy (%)",
+    "segment": "final test mIoU (%, the mean IoU over classes from one confusion matrix of the whole test set)",
+}
+
+
+def _fmt_mdd(mdd: float, n: int) -> str:
+    return f"±{mdd:.2f} ({n} seeds)" if math.isfinite(mdd) else "- (one seed)"
+
+
+def _fmt_seeds(c: dict[str, Any]) -> str:
+    if paper_value(c["paper"]) is None or not math.isfinite(c["diff"].std):
+        return "-"
+    n = c.get("seeds_for_paper")
+    return f"{n}" if n is not None else "> 10,000"
+
+
+def claim_sentence(c: dict[str, Any]) -> str:
+    """A claim's result in words: its difference, verdict and power (what a budget that missed it could see)."""
+    d: Interval = c["diff"]
+    text = f"Δ {d.fmt(sign=True)} pp — {c['verdict']}"
+    if c["verdict"] == "inconclusive" and math.isfinite(c["mdd"]):
+        text += f": smaller than ±{c['mdd']:.2f} pp at this budget ({d.n} seeds, 95% confidence, 80% power)"
+    paper = paper_value(c["paper"])
+    if paper is not None and math.isfinite(d.std):
+        n = c.get("seeds_for_paper")
+        need = f"{n} seeds" if n is not None else "more than 10,000 seeds"
+        text += f"; a difference of the paper's size ({paper:+g}) needs {need} at this spread"
+    return text + f" (paper: {c['paper']})"
 
 
 def _better(d: Interval) -> bool:

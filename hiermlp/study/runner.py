@@ -177,8 +177,8 @@ def _run_one(cfg: Any, run_dir: Path, *, seed: int, progress: bool) -> tuple[Run
     result = _train_run(cfg, run_dir, progress)
     rec = RunRecord(
         seed=seed,
-        top1=result.top1,
-        best_top1=result.best_top1,
+        top1=result.score,  # the task's score: top-1, or mIoU for a segmentation study
+        best_top1=result.best_score,
         best_epoch=result.best_epoch,
         top5=result.top5,
         test_loss=result.loss,

@@ -17,15 +17,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hiermlp.data import (
+    SEG_DATASETS,
     ArrayImageDataset,
     GlobalBatchSampler,
+    JointTransform,
     PreparedDataset,
     SeededDataset,
     ShardSampler,
     build_dataset,
+    build_seg_dataset,
     build_transform,
     collate_prepared,
     dataset_stats,
+    num_seg_classes,
     subset_indices,
 )
 from hiermlp.errors import CheckpointError, HiermlpError
@@ -130,10 +134,12 @@ def _create(cfg: TrainConfig, target: str, kwargs: dict[str, Any], path: Any, *,
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
-    """(train dataset, test dataset, num_classes) with the config's transforms.
+    """(train dataset, test dataset, num_classes) with the config's transforms (joint image/mask transforms for
+    ``task=segment``).
 
     Raises:
         FileNotFoundError: the data path does not exist (the message names it).
+        ConfigError: a dataset of the other task, or a segmentation folder that names no classes.
     """
     mode = "L" if cfg.in_chans == 1 else "RGB"
     mean, std = dataset_stats(cfg.data, cfg.in_chans)
@@ -144,6 +150,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
         raise ConfigError(
             f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
         )
+    if cfg.task == "segment":
+        return _segmentation_datasets(cfg, mode, mean, std)
+    if cfg.data in SEG_DATASETS:
+        raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
     common = {"img_size": cfg.img_size, "mean": mean, "std": std, "interpolation": cfg.interpolation}
     train_tf = build_transform(
         is_training=True,
@@ -162,6 +172,26 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **data_kw)
     test_ds = build_dataset(cfg.data, split=test_split, transform=test_tf, **data_kw)
     num_classes = cfg.num_classes or len(train_ds.classes)
+    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+
+
+def _segmentation_datasets(
+    cfg: TrainConfig, mode: str, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[SeededDataset, Any, int]:
+    if cfg.data not in SEG_DATASETS:
+        raise ConfigError(
+            f"data={cfg.data} is a classification dataset; task=segment reads one of {', '.join(SEG_DATASETS)}"
+        )
+    common = {"img_size": cfg.img_size, "mean": mean, "std": std, "ignore_index": cfg.ignore_index}
+    train_tf = JointTransform(is_training=True, scale=cfg.seg_scale, hflip=cfg.hflip, no_aug=cfg.no_aug, **common)
+    test_tf = JointTransform(is_training=False, **common)
+    test_split = cfg.test_split or ("test" if cfg.data == "scenes" else "val")
+    kw = {"root": cfg.data_root, "mode": mode, "ignore_index": cfg.ignore_index}
+    train_ds = build_seg_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **kw)
+    test_ds = build_seg_dataset(cfg.data, split=test_split, transform=test_tf, **kw)
+    num_classes = cfg.num_classes or num_seg_classes(train_ds)
+    if not num_classes:
+        raise ConfigError(f"data_root={cfg.data_root!r} names no classes (no classes.txt): set num_classes")
     return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
 
 
@@ -241,6 +271,8 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
     except ValueError as e:
         raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
     loader_kw: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
+    # a dataset that batches its own way says so (segmentation pairs of several sizes stay lists)
+    loader_kw["collate_fn"] = getattr(test_ds, "collate_fn", None)
     # the same tensors either way: the test transform never draws random numbers, the train one not under
     # no_aug (then SeededDataset's per-sample seeding has nothing to seed); batches are index lookups, so
     # loader workers would only add copies

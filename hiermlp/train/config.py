@@ -55,6 +55,14 @@ class TrainConfig:
     progress: bool = True  # rank 0: a tqdm bar on a terminal, else one line per epoch
     tensorboard: bool = True  # write TensorBoard events when the tensorboard package is importable
 
+    # --- task ---
+    task: str = "classify"  # "classify" (a label per image) or "segment" (per pixel: data=scenes, ade20k, ...)
+    ignore_index: int = 255  # segment: the mask value of pixels that count nowhere (no loss, no metric)
+    aux_weight: float = 0.4  # segment: weight of the auxiliary head's loss (the Swin/UPerNet recipe's 0.4)
+    seg_scale: tuple[float, float] = (0.5, 2.0)  # segment: range of the random resize ratio before the crop
+    inference: str = "whole"  # segment evaluation: the "whole" image at once, or "slide" over img_size crops
+    slide_stride: int = 0  # segment, inference=slide: pixels between crops (0 = 2/3 of img_size, mmseg's)
+
     # --- model ---
     model: str = "swin_tiny_patch4_window7_224"  # hiermlp registry name first, else any timm name
     model_kwargs: dict[str, Any] = field(
@@ -133,6 +141,8 @@ class TrainConfig:
 
 
 _CHOICES = {
+    "task": ("classify", "segment"),
+    "inference": ("whole", "slide"),
     "amp": ("bf16", "fp16", "none"),
     "corrupt": ("error", "skip"),
     "nan_policy": ("stop", "skip"),
@@ -144,6 +154,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "seed": (0, 2**63 - 1, True, True),
     "threads": (0, None, True, True),
     "ckpt_every": (0, None, True, True),
+    "aux_weight": (0, None, True, True),
+    "slide_stride": (0, None, True, True),
     "num_classes": (0, None, True, True),
     "in_chans": (1, None, True, True),
     "img_size": (1, None, True, True),
@@ -207,6 +219,22 @@ def _validate(cfg: TrainConfig) -> None:
     lo, hi = cfg.scale
     if not 0 < lo <= hi <= 1:
         raise _bad("scale", list(cfg.scale), "two areas 0 < min <= max <= 1, e.g. [0.08, 1]")
+    lo, hi = cfg.seg_scale
+    if not (math.isfinite(hi) and 0 < lo <= hi):
+        raise _bad("seg_scale", list(cfg.seg_scale), "two resize ratios 0 < min <= max, e.g. [0.5, 2.0]")
+    if cfg.task == "segment":
+        # the image-level augmentations of timm's classification transform have no mask counterpart here
+        for key in ("mixup", "cutmix", "color_jitter", "reprob"):
+            if getattr(cfg, key):
+                raise ConfigError(
+                    f"{key}={getattr(cfg, key)} is a classification augmentation; with task=segment "
+                    f"set {key}=0 (segmentation augments with seg_scale and hflip)"
+                )
+        if cfg.auto_augment:
+            raise ConfigError(
+                f"auto_augment={cfg.auto_augment!r} is a classification augmentation; with "
+                "task=segment set auto_augment='' (segmentation augments with seg_scale and hflip)"
+            )
     for i, b in enumerate(cfg.betas):
         if not 0 <= b < 1:
             raise _bad(f"betas[{i}]", b, "in [0, 1)")

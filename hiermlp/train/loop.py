@@ -10,6 +10,9 @@ steps of one epoch. Reproducibility rests on three rules:
   (:class:`~hiermlp.data.sampling.GlobalBatchSampler`), so DDP and accumulation see the same samples;
 - checkpoints are written atomically (:mod:`hiermlp.io`) and read with ``weights_only=True``.
 
+What is learnt (a label per image or per pixel) is the task's business (:mod:`hiermlp.train.tasks`): the
+loop asks it for a micro-batch's loss, an evaluation and the score that ranks epochs.
+
 Nothing poisoned is kept: a non-finite loss, gradient or weight stops the run (or, with
 ``nan_policy=skip``, skips a step whose loss or gradients are non-finite) before the step's checkpoint or
 metrics are written, so ``last.pth`` always holds finite weights.
@@ -29,27 +32,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from hiermlp.data import mix_seed
 from hiermlp.errors import CheckpointError, NonFiniteError, OutputError
 from hiermlp.io import atomic_save, ensure_writable_dir, output_error, remove_stale_temps
-from hiermlp.train.build import (
-    autocast,
-    build_data,
-    build_datasets,
-    build_loss,
-    build_optimization,
-    model_from_config,
-)
+from hiermlp.train.build import autocast, build_data, build_datasets, build_optimization, model_from_config
 from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoint, restore_rng
 from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from hiermlp.train.optim import restore_scheduler
 from hiermlp.train.progress import Progress, Writers, remove_run_outputs
+from hiermlp.train.tasks import build_task, evaluate
 
 __all__ = ["TrainResult", "build_datasets", "evaluate", "model_from_config", "train"]
 
@@ -65,67 +60,38 @@ class TrainResult:
 
     model: nn.Module  # the trained model (un-wrapped, on its training device)
     config: TrainConfig  # the resolved config of the run
-    top1: float  # final test top-1 accuracy, percent
-    top5: float  # final test top-5 accuracy, percent
-    loss: float  # final test cross-entropy
-    best_top1: float  # best test top-1 over the epochs, percent
-    best_epoch: int  # epoch (1-based) of best_top1
+    top1: float  # final test top-1 accuracy, percent (NaN unless task=classify)
+    top5: float  # final test top-5 accuracy, percent (NaN unless task=classify)
+    loss: float  # final test cross-entropy (per pixel for task=segment)
+    best_top1: float  # best test top-1 over the epochs, percent (NaN unless task=classify)
+    best_epoch: int  # epoch (1-based) of the best score
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics dict per epoch
     train_time_s: float = 0.0  # wall time of the training epochs of this process (excl. eval)
     img_s: float = 0.0  # training throughput over the run, images per second (all ranks)
     params: int = 0  # number of model parameters
     out_dir: Path | None = None  # where checkpoints and metrics were written (None: nothing written)
     skipped_steps: int = 0  # optimizer steps skipped (nan_policy=skip, or an fp16 overflow)
+    task: str = "classify"  # what was learnt (hiermlp.train.tasks)
+    score: float = math.nan  # the task's final score, percent: top-1 (classify) or mIoU (segment)
+    best_score: float = math.nan  # the best score over the epochs (at best_epoch)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the final evaluation's metrics (the task's row entries)
 
     def summary(self) -> str:
         """One line: model, size, time, throughput and accuracy."""
+        if self.task == "classify":
+            test = f"test top-1 {self.top1:.2f} top-5 {self.top5:.2f} loss {self.loss:.4f} | best top-1"
+        else:
+            m = self.metrics
+            test = (
+                f"test mIoU {self.score:.2f} mAcc {m['macc']:.2f} aAcc {m['aacc']:.2f} loss {self.loss:.4f} | best mIoU"
+            )
         return (
             f"{self.config.model}: {self.params / 1e6:.2f}M params | {len(self.history)} epochs, "
-            f"{self.train_time_s:.0f}s train, {self.img_s:.0f} img/s | test top-1 {self.top1:.2f} "
-            f"top-5 {self.top5:.2f} loss {self.loss:.4f} | best top-1 {self.best_top1:.2f} "
+            f"{self.train_time_s:.0f}s train, {self.img_s:.0f} img/s | {test} {self.best_score:.2f} "
             f"(epoch {self.best_epoch})"
             + (f" | {self.skipped_steps} steps skipped" if self.skipped_steps else "")
             + (f" | {self.out_dir}" if self.out_dir else "")
         )
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device | str, *, amp: str = "none", info: DistInfo | None = None
-) -> dict[str, float]:
-    """Test loss and top-1/top-5 accuracy of ``model`` over ``loader`` (summed over DDP ranks).
-
-    Args:
-        model: maps ``(B, C, H, W)`` to logits ``(B, num_classes)``.
-        loader: yields ``(images, labels)``.
-        device: where to run.
-        amp: ``"bf16"`` / ``"fp16"`` to evaluate under autocast, ``"none"`` for float32.
-        info: the process group to reduce over (None: this process only).
-
-    Returns:
-        ``{"loss", "top1", "top5", "count"}``; accuracies in percent.
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    loss_sum, c1, c5, n = 0.0, 0.0, 0.0, 0.0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = model(x)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hit = top.eq(y[:, None])
-        c1 += hit[:, :1].sum().item()
-        c5 += hit.any(dim=1).sum().item()
-        n += len(y)
-    if info is not None:
-        loss_sum, c1, c5, n = all_reduce_sum([loss_sum, c1, c5, n], info)
-    model.train(was_training)
-    if n == 0:
-        raise ValueError("evaluation loader is empty")
-    return {"loss": loss_sum / n, "top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "count": int(n)}
 
 
 def _seed_all(seed: int) -> None:
@@ -249,7 +215,7 @@ class _State:
     epoch: int = 0  # the epoch in progress (0-based)
     epoch_step: int = 0  # optimizer steps already taken in it
     step: int = 0  # optimizer steps taken in the run
-    best_top1: float = -1.0
+    best_top1: float = -1.0  # the best score so far: the task's (top-1, or mIoU for segmentation)
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     partial: tuple[float, int] = (0.0, 0)  # (loss sum, count) of this epoch's steps before a mid-epoch resume
@@ -263,9 +229,10 @@ class _Run:
         self.cfg, self.info, self.progress = cfg, info, progress
         self.device, self.out = info.device, Path(cfg.out_dir)
         self.data = build_data(cfg, info)
+        self.task = build_task(cfg, self.data.num_classes)
         self.model = self._build_model()
+        self.task.check_model(self.model)
         self.opt = build_optimization(cfg, self.model, self.data.sampler.steps_per_epoch, self.device)
-        self.mixup_fn, self.criterion = build_loss(cfg, self.data.num_classes)
         self.state = _State()
         self.last_saved: tuple[Path, int] | None = None  # (file, step) of the latest checkpoint written
         self.skipped_in_a_row = 0
@@ -376,15 +343,12 @@ class _Run:
     def micro_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, last: bool) -> float:
         """Forward and backward of one micro-batch; returns its loss (gradients accumulate)."""
         cfg = self.cfg
-        target = y
-        if self.mixup_fn is not None:
-            x, target = self.mixup_fn(x, y)
         sync = contextlib.nullcontext()
         if self.info.distributed and not last:
             sync = self.ddp.no_sync()  # only the last micro-step all-reduces gradients
         with sync:
             with autocast(self.device, cfg.amp):
-                loss = self.criterion(model(x), target)
+                loss = self.task.loss(model, x, y)
             self.opt.scaler.scale(loss / cfg.accum_steps).backward()
         return loss.item()
 
@@ -488,26 +452,26 @@ class _Run:
         """Evaluate, record the epoch's row, write last.pth (and best.pth), print the epoch's line."""
         cfg, s, opt = self.cfg, self.state, self.opt
         tr_loss_sum, tr_n = all_reduce_sum([stats["loss_sum"], stats["loss_n"]], self.info)
-        m = evaluate(self.model, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
+        task = self.task
+        m = task.evaluate(self.model, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
         row: dict[str, Any] = {
             "epoch": s.epoch + 1,
             "step": s.step,
             "train_loss": tr_loss_sum / max(tr_n, 1.0),
             "test_loss": m["loss"],
-            "top1": m["top1"],
-            "top5": m["top5"],
+            **task.metrics(m),
             "lr": opt.optimizer.param_groups[0]["lr"],
             "epoch_time_s": stats["time"],
             "img_s": stats["seen"] / stats["time"] if stats["time"] > 0 else 0.0,
             "skipped_steps": s.skipped,
         }
         if opt.ema is not None:
-            em = evaluate(opt.ema.module, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
-            row.update(ema_top1=em["top1"], ema_top5=em["top5"])
+            em = task.evaluate(opt.ema.module, self.data.test_loader, self.device, amp=cfg.amp, info=self.info)
+            row.update({f"ema_{k}": em[k] for k in task.summary_keys})
         s.history.append(row)
-        is_best = row["top1"] > s.best_top1
+        is_best = row[task.score] > s.best_top1
         if is_best:
-            s.best_top1, s.best_epoch = row["top1"], s.epoch + 1
+            s.best_top1, s.best_epoch = row[task.score], s.epoch + 1
         s.epoch, s.epoch_step = s.epoch + 1, 0
         self.save("last.pth")
         if is_best:
@@ -516,7 +480,7 @@ class _Run:
             writers.epoch(row)
         bar.line(
             f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
-            f"test_loss {row['test_loss']:.4f} top1 {row['top1']:.2f} top5 {row['top5']:.2f} "
+            f"test_loss {row['test_loss']:.4f} {task.line(row)} "
             f"({stats['time']:.1f}s, {row['img_s']:.0f} img/s)" + (f" skipped {s.skipped} steps" if s.skipped else "")
         )
 
@@ -566,20 +530,21 @@ class _Run:
         return self._result(train_time, train_images)
 
     def _result(self, train_time: float, train_images: int) -> TrainResult:
-        s = self.state
+        s, task = self.state, self.task
         if s.history:
             final = s.history[-1]
-            top1, top5, loss = final["top1"], final["top5"], final["test_loss"]
         else:  # nothing left to train (e.g. resumed a finished run)
-            m = evaluate(self.model, self.data.test_loader, self.device, amp=self.cfg.amp, info=self.info)
-            top1, top5, loss = m["top1"], m["top5"], m["loss"]
+            m = task.evaluate(self.model, self.data.test_loader, self.device, amp=self.cfg.amp, info=self.info)
+            final = {"test_loss": m["loss"], **task.metrics(m)}
+        score = final[task.score]
+        best = max(s.best_top1, score)
         result = TrainResult(
             model=self.model,
             config=self.cfg,
-            top1=top1,
-            top5=top5,
-            loss=loss,
-            best_top1=max(s.best_top1, top1),
+            top1=final.get("top1", math.nan),
+            top5=final.get("top5", math.nan),
+            loss=final["test_loss"],
+            best_top1=best if task.name == "classify" else math.nan,
             best_epoch=s.best_epoch,
             history=s.history,
             train_time_s=train_time,
@@ -587,6 +552,10 @@ class _Run:
             params=self.n_params,
             out_dir=self.out if self.info.is_main else None,
             skipped_steps=s.skipped,
+            task=task.name,
+            score=score,
+            best_score=best,
+            metrics=task.metrics(final),
         )
         if self.info.is_main and self.progress:
             print(result.summary(), flush=True)
