@@ -71,6 +71,7 @@ RUNS: dict[str, list[str]] = {
     # the (entry, seed) runs live outside the results directory: a rerun reuses them, git never sees them
     "compare_default": ["compare", "default", "--runs-dir", "runs/compare/compare_default"],
     "compare_literature": ["compare", "literature", "--runs-dir", "runs/compare/compare_literature"],
+    "compare_dense": ["compare", "dense", "--runs-dir", "runs/compare/compare_dense"],
     # needs a CUDA device: only when named (python benchmarks/make_results.py bench_gpu)
     "bench_gpu": [
         "bench",
@@ -86,7 +87,8 @@ RUNS: dict[str, list[str]] = {
         "10",
     ],
 }
-CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature"]  # what a bare make_results.py runs
+# what a bare make_results.py runs
+CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature", "compare_dense"]
 
 
 # ---- formatting ----------------------------------------------------------------------------------------------
@@ -313,6 +315,9 @@ def sweep_body(name: str, d: dict) -> list[str]:
 
 def compare_body(name: str, d: dict) -> list[str]:
     rows, recipe = d["rows"], d["recipe"]
+    dense = recipe.get("task") == "segment"
+    metric = "mIoU" if dense else "top-1"
+    images = "training scenes" if dense else "training images"
     runs = [run for r in rows for run in r["runs"]]
     steps = max((run["history"][-1]["step"] for run in runs if run.get("history")), default=0)
     reused = sum(bool(run.get("reused")) for run in runs)
@@ -330,7 +335,7 @@ def compare_body(name: str, d: dict) -> list[str]:
         f"({', '.join(map(str, d['seeds']))}) = {len(runs)} runs, {d['jobs']} at a time with "
         f"{d['job_threads']} torch thread{'s' if d['job_threads'] != 1 else ''} each",
         f"- one recipe for every entry: {recipe['epochs']} epochs over {recipe['limit_train'] or 'all'} "
-        f"`{recipe['data']}` training images at {recipe['img_size']}x{recipe['img_size']} ({steps} optimizer steps), "
+        f"`{recipe['data']}` {images} at {recipe['img_size']}x{recipe['img_size']} ({steps} optimizer steps), "
         f"batch {recipe['batch_size']}, {recipe['opt']} with lr {recipe['lr']:g} per {recipe['lr_base_batch']} "
         f"images ({recipe['lr'] * scale:.2e} at this batch), warmup {recipe['warmup_epochs']:g} epochs, cosine to "
         f"{recipe['min_lr'] * scale:.2e}, weight decay {recipe['weight_decay']:g}, augmentation {aug}, label "
@@ -347,7 +352,7 @@ def compare_body(name: str, d: dict) -> list[str]:
                 "model (options)",
                 "params (M)",
                 "GMACs",
-                "top-1 % (mean ± std)",
+                f"{metric} % (mean ± std)",
                 "95% CI",
                 "vs baselines",
                 f"infer img/s @{d['bench']['batch']}",
@@ -381,7 +386,16 @@ def compare_body(name: str, d: dict) -> list[str]:
             "## Claims of the papers, tested",
             "",
             *table(
-                ["claim", "family", "a − b", "Δ top-1 (pp) [95% CI]", "verdict", "paper (ImageNet-1K)"],
+                [
+                    "claim",
+                    "family",
+                    "a − b",
+                    f"Δ {metric} (pp) [95% CI]",
+                    "verdict",
+                    "detectable Δ (80% power)",
+                    "paper (ADE20K)" if dense else "paper (ImageNet-1K)",
+                    "seeds for the paper's Δ",
+                ],
                 [
                     [
                         c["claim"],
@@ -389,26 +403,32 @@ def compare_body(name: str, d: dict) -> list[str]:
                         f"{c['a']} − {c['b']}",
                         f"{c['diff']['mean']:+.2f} [{c['diff']['lo']:+.2f}, {c['diff']['hi']:+.2f}]",
                         c["verdict"],
-                        c["paper"],
+                        *power(c),
                     ]
                     for c in d["claims"]
                 ],
-                "llllll",
+                "llllllll",
             ),
+            "",
+            *(f"- {c['claim']} ({c['family']}): {claim_words(c)}" for c in d["claims"]),
         ]
     lines += [
         "",
         "## How to read it",
         "",
         f"- Every entry is trained by the same recipe once per seed; a seed draws the training subset, the data "
-        f"order and the initialisation, and entries share them. **top-1** is the test accuracy at the last epoch, "
-        f"mean ± std over the seeds, with the 95% Student-t interval of the mean (t = {t:.2f} for "
+        f"order and the initialisation, and entries share them. **{metric}** is {SCORE_TEXT[metric]} at the last "
+        f"epoch, mean ± std over the seeds, with the 95% Student-t interval of the mean (t = {t:.2f} for "
         f"{top['n']} seeds).",
         "- A difference is **supported** when the 95% interval of the *paired* differences (same seed, same data) "
         "excludes zero; **rank** counts only supported differences, so entries that none separates share a rank. "
         "**vs baselines**: `>` better, `<` worse (both supported), `≈` not separated.",
-        "- **Claims**: each row is one ablation (a − b, paired over seeds) next to the paper's ImageNet-1K figure. "
-        "They test whether the mechanism helps at this scale; an inconclusive row is no evidence either way.",
+        f"- **Claims**: each row is one ablation (a − b, paired over seeds) next to the paper's "
+        f"{'ADE20K (UPerNet, Swin-T)' if dense else 'ImageNet-1K'} figure. They test whether the mechanism helps at "
+        "this scale. **detectable Δ** is the smallest true difference these seeds detect at 95% confidence with 80% "
+        "power, (t₀.₉₇₅,ₙ₋₁ + t₀.₈,ₙ₋₁) · s_d / √n from the paired differences' standard deviation s_d: an "
+        "inconclusive row says the difference is smaller than that at this budget, not that there is none. "
+        "**seeds for the paper's Δ** solves the same formula for n at the observed spread (`seeds=N` buys them).",
         "- Each interval is a 95% interval on its own: among many pairs about one in twenty supported verdicts "
         "can be chance; the claims are the planned tests.",
         "- Throughput is measured after training, all architectures timed together round-robin.",
@@ -416,16 +436,56 @@ def compare_body(name: str, d: dict) -> list[str]:
     return lines
 
 
+SCORE_TEXT = {
+    "top-1": "the test accuracy",
+    "mIoU": "the test mean IoU over classes (one confusion matrix over the whole test set)",
+}
+
+
+def power(c: dict) -> list[str]:
+    """A claim's detectable difference, paper figure and the seeds a paper-sized difference needs (computed from
+    its paired spread, so reports written before power was recorded get it too)."""
+    from hiermlp.study.stats import minimal_detectable_difference, paper_value, seeds_to_resolve
+
+    diff = c["diff"]
+    std = diff["std"] if diff["std"] is not None else math.nan
+    mdd = minimal_detectable_difference(std, diff["n"])
+    paper = paper_value(c["paper"])
+    seeds = seeds_to_resolve(paper, std) if paper is not None else None
+    need = "-" if paper is None or not math.isfinite(std) else (str(seeds) if seeds is not None else "> 10,000")
+    return [f"±{mdd:.2f}" if math.isfinite(mdd) else "-", c["paper"], need]
+
+
+def claim_words(c: dict) -> str:
+    """The library's sentence for a claim (its difference, verdict and power), from the claim's JSON."""
+    from hiermlp.study.report import claim_sentence
+    from hiermlp.study.stats import Interval, minimal_detectable_difference, paper_value, seeds_to_resolve
+
+    diff = Interval(**{k: math.nan if v is None else v for k, v in c["diff"].items()})
+    paper = paper_value(c["paper"])
+    power = {
+        "mdd": minimal_detectable_difference(diff.std, diff.n),
+        "seeds_for_paper": seeds_to_resolve(paper, diff.std) if paper is not None else None,
+    }
+    return claim_sentence({**c, "diff": diff, **power})
+
+
 def model_cell(row: dict, rows: list[dict]) -> str:
     """The model, its mixer, and the options that set it apart from most entries sharing both (the ablation)."""
     kw = row["model_kwargs"]
-    mixer = kw.get("mixer")
-    group = [r["model_kwargs"] for r in rows if r["model"] == row["model"] and r["model_kwargs"].get("mixer") == mixer]
+    mixer = kw.get("mixer") or kw.get("backbone")
+    group = [
+        r["model_kwargs"]
+        for r in rows
+        if r["model"] == row["model"] and (r["model_kwargs"].get("mixer") or r["model_kwargs"].get("backbone")) == mixer
+    ]
 
     def usual(k: str) -> str:  # the most common setting of k among them (absent counts as a setting)
         return statistics.mode(json.dumps(g.get(k)) for g in group)
 
-    own = [f"{k}={json.dumps(v)}" for k, v in kw.items() if k != "mixer" and json.dumps(v) != usual(k)]
+    own = [
+        f"{k}={json.dumps(v)}" for k, v in kw.items() if k not in ("mixer", "backbone") and json.dumps(v) != usual(k)
+    ]
     return f"`{row['model']}`" + (f" ({mixer})" if mixer else "") + (f"; {', '.join(own)}" if own else "")
 
 
@@ -753,6 +813,16 @@ PAGES: dict[str, Page] = {
         compare_body,
         COMPARE_PLOTS,
     ),
+    "compare_dense": Page(
+        "Dense prediction on the embedded scenes: every family with a Semantic-FPN head, and two baselines (CPU)",
+        "`hiermlp compare dense`: micro Swin, Swin-MLP (with their shift, position-bias and hierarchy ablations) "
+        "and the literature's MLPs as segmentors on 64x64 scenes against a per-pixel linear model and a U-Net, "
+        "mIoU with 95% intervals and each claim's detectable difference",
+        "compare.json",
+        "compare.md",
+        compare_body,
+        COMPARE_PLOTS,
+    ),
     "perf_cpu": Page(
         "hiermlp against timm and the reference formulations (CPU)",
         "Swin-T against timm (inference, training, latency, one lever at a time, the GEMM floor), Swin-MLP "
@@ -823,7 +893,7 @@ def render_page(name: str) -> str:
 def render_index() -> str:
     """benchmarks/README.md: every result directory, what it measured, on what, with which command."""
     rows = []
-    for name in sorted(PAGES):
+    for name in sorted(n for n in PAGES if (RESULTS / n).is_dir()):  # a page whose result is not committed yet
         page = PAGES[name]
         d = json.loads((RESULTS / name / page.report).read_text())
         env = d.get("env") or d["environment"]

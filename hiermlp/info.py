@@ -29,8 +29,9 @@ def model_info(
     """Build the registered model ``name`` and run one random probe batch ``(batch, C, H, W)`` through it.
 
     Returns ``model``, ``params``, ``params_m``, ``gmacs`` (at the probe size), ``input``, ``output`` and
-    ``stages`` (shapes), per stage the ``mixers``, ``windows`` and ``shifts`` (None for a map mixer, which sees
-    the whole feature map), and ``img_size`` ``(H, W)`` of the probe (default: the model's cfg).
+    ``stages`` (shapes; a segmentor's are its backbone's, NCHW), per stage the ``mixers``, ``windows`` and
+    ``shifts`` (None for a map mixer, which sees the whole feature map), and ``img_size`` ``(H, W)`` of the probe
+    (default: the model's cfg).
 
     Raises:
         ConfigError: an option value no model can use (batch < 1, sizes < 1, num_classes < 0, in_chans < 1).
@@ -50,9 +51,14 @@ def model_info(
     if size:
         h, w = size[0], size[-1]
     x = torch.randn(batch, c, h, w)
+    net = getattr(model, "backbone", model)  # a segmentor's stages are its backbone's
+    stages = list(getattr(net, "stages", []))  # none for the baselines without a hierarchy
     with torch.inference_mode():
         logits = model(x)
-        feats = model.forward_intermediates(x, intermediates_only=True)
+        if net is not model:
+            feats = list(net(x).values())
+        else:
+            feats = model.forward_intermediates(x, intermediates_only=True) if stages else []
     params = sum(p.numel() for p in model.parameters())
     return dict(
         model=name,
@@ -63,9 +69,9 @@ def model_info(
         input=list(x.shape),
         output=list(logits.shape),
         stages=[list(f.shape) for f in feats],
-        mixers=[s.blocks[0].mixer_name for s in model.stages],
-        windows=[None if _is_map(s) else list(s.window_size) for s in model.stages],
-        shifts=[None if _is_map(s) else list(s.shift_size) for s in model.stages],
+        mixers=[s.blocks[0].mixer_name for s in stages],
+        windows=[None if _is_map(s) else list(s.window_size) for s in stages],
+        shifts=[None if _is_map(s) else list(s.shift_size) for s in stages],
     )
 
 

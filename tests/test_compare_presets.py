@@ -20,7 +20,9 @@ def test_every_entry_of_every_preset_builds_and_runs(name):
         model = model_from_config(cfg, cfg.num_classes or 10).eval()
         with torch.no_grad():
             out = model(torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size))
-        assert out.shape == (1, cfg.num_classes or 10) and torch.isfinite(out).all(), (name, e["label"])
+        # a classifier's logits per image; a segmentor's per pixel
+        want = (1, cfg.num_classes or 10) + ((cfg.img_size,) * 2 if cfg.task == "segment" else ())
+        assert out.shape == want and torch.isfinite(out).all(), (name, e["label"])
 
 
 @pytest.mark.parametrize("name", ["default", "literature"])

@@ -421,7 +421,7 @@ def claim_sentence(c: dict[str, Any]) -> str:
     if paper is not None and math.isfinite(d.std):
         n = c.get("seeds_for_paper")
         need = f"{n} seeds" if n is not None else "more than 10,000 seeds"
-        text += f"; a difference of the paper's size ({paper:+g}) needs {need} at this spread"
+        text += f"; a difference of the paper's size ({str(c['paper']).split()[0]}) needs {need} at this spread"
     return text + f" (paper: {c['paper']})"
 
 

@@ -241,7 +241,9 @@ def _train_all(
     def report(i: int, seed: int, rec: RunRecord) -> None:
         bar.update()
         reused = " (reused)" if rec.reused else ""
-        bar.write(f"{preset.entries[i]['label']} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s{reused}")
+        metric = "mIoU" if configs[i].task == "segment" else "top-1"  # the run's score (RunRecord.top1)
+        label = preset.entries[i]["label"]
+        bar.write(f"{label} seed {seed}: {metric} {rec.top1:.2f}% | {rec.train_time_s:.0f}s{reused}")
 
     def run_dir(i: int, seed: int) -> Path:
         return runs_dir / _slug(preset.entries[i]["label"]) / f"seed{seed}"
