@@ -374,12 +374,39 @@ def model_from_checkpoint(
     # hiermlp's models read every layout hiermlp converts; a timm model's weights are in its own keys
     convert = source == "hiermlp"
     sd = convert_state_dict(dict(ckpt.state_dict))[1] if convert else ckpt.state_dict
-    kwargs.update(_shape_kwargs(sd, *_head_and_stem(source, bare)))
+    # a segmentor fine-tuned from a classifier (ImageNet weights, the Swin recipe): the weights fill its backbone
+    into_backbone = finetune and convert and get_entry(split_tag(bare)[0]).task == "segment"
+    into_backbone = into_backbone and not any(k.startswith("backbone.") for k in sd)
+    if into_backbone:
+        kwargs.update({k: v for k, v in _shape_kwargs(sd, "head.fc", "patch_embed.proj").items() if k == "in_chans"})
+    else:
+        kwargs.update(_shape_kwargs(sd, *_head_and_stem(source, bare)))
     kwargs.update(overrides)
     img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
     model = _create_sized(f"{source}:{bare}", kwargs, img_size)
-    load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
+    if into_backbone:
+        _load_backbone(model, ckpt.state_dict, os.fspath(checkpoint))
+    else:
+        load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
     return model
+
+
+def _load_backbone(model: nn.Module, state_dict: dict[str, Any], source: str) -> None:
+    """A classifier's weights into a segmentor's backbone: every stem and stage tensor must load; the output norms
+    (``norm0`` ...) and the heads stay at their initialisation, as mmseg's ImageNet-initialised backbones do."""
+    import re
+    import warnings
+
+    with warnings.catch_warnings():  # the skipped classifier head and the new output norms are expected
+        warnings.simplefilter("ignore")
+        result = load_checkpoint(model.backbone, state_dict, strict=False)
+    missing = [k for k in result.missing if not re.match(r"norm\d+\.", k)]
+    if missing or result.mismatched:
+        bad = (missing + result.mismatched)[:5]
+        raise CheckpointError(
+            f"{source}: the classifier's weights do not fit this segmentor's backbone ({bad}); build the segmentor "
+            "with the classifier's backbone options (embed_dim, depths, num_heads, mixer, ...)"
+        )
 
 
 def _hiermlp_first(name: str) -> tuple[str, str]:

@@ -162,3 +162,22 @@ def test_slide_and_whole_agree_for_a_per_pixel_model():
     torch.testing.assert_close(slide, whole, atol=1e-6, rtol=0)
     with pytest.raises(ConfigError, match="inference mode 'tiles' is unknown"):
         segment_logits(model, x, mode="tiles")
+
+
+def test_a_classifier_checkpoint_starts_a_segmentors_backbone(tmp_path):
+    # the Swin recipe: an ImageNet classifier's weights initialise the segmentor's backbone; heads start fresh
+    backbone = dict(TINY_BACKBONE, in_chans=1, img_size=32)  # the same window rule as the segmentor at 32
+    classifier = randomize_(hiermlp.create_model("swin_tiny_patch4_window7_224", **backbone, num_classes=10))
+    path = hiermlp.weights.save_weights(classifier, tmp_path / "cls.safetensors")
+    seg = hiermlp.model_from_checkpoint(
+        path, "upernet_swin_tiny_patch4_window7_512", finetune=True, **TINY_BACKBONE, **TINY_HEADS, img_size=32
+    )
+    assert seg.in_chans == 1 and seg.num_classes == 5  # channels read from the stem, classes as asked
+    ours, theirs = seg.backbone.state_dict(), classifier.state_dict()
+    shared = [k for k in theirs if k.startswith(("patch_embed.", "stages."))]
+    assert shared and all(torch.equal(ours[k], theirs[k]) for k in shared)
+    with pytest.raises(hiermlp.errors.CheckpointError, match="do not fit this segmentor's backbone"):
+        hiermlp.model_from_checkpoint(
+            path, "upernet_swin_tiny_patch4_window7_512", finetune=True, **{**TINY_BACKBONE, "embed_dim": 24},
+            **TINY_HEADS,
+        )  # fmt: skip
