@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiermlp.errors import ConfigError, ExportError, OutputError
+from hiermlp.errors import ConfigError, ExportError, HiermlpError, OutputError
 from hiermlp.io import atomic_write, atomic_write_bytes, ensure_writable_dir, output_error
 from hiermlp.limits import check_bytes
 
@@ -293,8 +293,13 @@ def export_model(
     # decomposition that ONNX conversion runs, and a view recorded against them then fails to replay
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
+    except Exception as e:  # a model torch.export cannot trace: one line, not the tracer's traceback
+        if isinstance(e, HiermlpError):  # the model's own input check
+            raise
+        raise ExportError(f"torch.export could not trace {name}: {_first(e)}; nothing was written") from e
     labels = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
     try:  # only ONNX's external data goes through files before the destination; they are copied from here
         scratch_dir = tempfile.TemporaryDirectory(prefix="hiermlp-export-")
@@ -427,7 +432,10 @@ def _serialise(
     if fmt == "torch-export":
         buf = io.BytesIO()
         extra = {"label_names.json": json.dumps(list(labels))} if labels else None
-        torch.export.save(program, buf, extra_files=extra)
+        try:
+            torch.export.save(program, buf, extra_files=extra)
+        except Exception as e:
+            raise ExportError(f"saving the torch.export program failed: {_first(e)}; nothing was written") from e
         return _Artifact(fmt, buf.getvalue())
     import logging
     import warnings
@@ -455,8 +463,12 @@ def _serialise(
         onnx.checker.check_model(proto, full_check=False)
         return _Artifact(fmt, proto.SerializeToString())
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ExportError(f"ONNX export failed its checks ({type(e).__name__}: {first}); nothing was written") from e
+        raise ExportError(f"ONNX export or its check failed ({_first(e)}); nothing was written") from e
+
+
+def _first(e: BaseException) -> str:
+    """``Type: the first line of the message`` of an exception from deep inside a library."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
 def _flat(out: Any) -> list[torch.Tensor]:
