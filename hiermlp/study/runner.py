@@ -363,6 +363,7 @@ def _train_all(
         # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state
         context = multiprocessing.get_context("spawn")
         started = context.SimpleQueue()
+        broken: BaseException | None = None
         with cf.ProcessPoolExecutor(
             max_workers=n_jobs, mp_context=context, initializer=_worker_init, initargs=(started,)
         ) as pool:
@@ -378,8 +379,8 @@ def _train_all(
                     try:
                         done[i, seed] = future.result()
                     except cf.process.BrokenProcessPool as e:
-                        unfinished = {key for key in todo if key not in done}
-                        raise RunFailedError(_died(procs, started, names, unfinished, runs_dir)) from e
+                        broken = e  # told once the pool has shut down and every exit code is known
+                        break
                     except (HiermlpError, FloatingPointError) as e:
                         raise _failed(names[i], seed, runs_dir, e) from e
                     report(i, seed, done[i, seed][0])
@@ -387,6 +388,9 @@ def _train_all(
                 for future in futures:
                     future.cancel()
                 raise
+        if broken is not None:
+            unfinished = {key for key in todo if key not in done}
+            raise RunFailedError(_died(procs, started, names, unfinished, runs_dir)) from broken
     bar.close()
     return [[done[i, seed] for seed in preset.seeds] for i in range(len(configs))], n_jobs, per_run_threads, environment
 
