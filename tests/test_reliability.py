@@ -419,8 +419,8 @@ def test_the_run_lock_under_contention_between_processes(tmp_path):
     run_dir.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(run_dir), "300"], env=env, stdout=subprocess.PIPE, text=True)
-        for _ in range(6)
+        subprocess.Popen([sys.executable, str(script), str(run_dir), "200"], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
     ]
     results = [tuple(map(int, p.communicate(timeout=300)[0].split())) for p in procs]
     assert sum(d for _, d in results) == 0, results
