@@ -9,8 +9,10 @@ from hiermlp.data.datasets import (
     ImageFolderDataset,
     PreparedDataset,
     build_dataset,
+    check_labels,
     collate_prepared,
     dataset_stats,
+    known_labels,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
 from hiermlp.data.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, mix_seed, subset_indices
@@ -40,9 +42,11 @@ __all__ = [
     "build_dataset",
     "build_seg_dataset",
     "build_transform",
+    "check_labels",
     "collate_pairs",
     "collate_prepared",
     "dataset_stats",
+    "known_labels",
     "load_idx_split",
     "load_scenes",
     "make_scenes",

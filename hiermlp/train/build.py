@@ -27,6 +27,7 @@ from hiermlp.data import (
     build_dataset,
     build_seg_dataset,
     build_transform,
+    check_labels,
     collate_prepared,
     dataset_stats,
     num_seg_classes,
@@ -34,6 +35,7 @@ from hiermlp.data import (
 )
 from hiermlp.errors import CheckpointError, HiermlpError
 from hiermlp.errors import ConfigError as BaseConfigError
+from hiermlp.limits import check_bytes
 from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo
 from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
@@ -43,6 +45,7 @@ __all__ = [
     "Optimization",
     "autocast",
     "build_datasets",
+    "build_eval_dataset",
     "build_loss",
     "build_optimization",
     "model_from_config",
@@ -137,11 +140,55 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     """(train dataset, test dataset, num_classes) with the config's transforms (joint image/mask transforms for
     ``task=segment``).
 
+    The test split's labels index the training split's class map (:func:`hiermlp.data.build_dataset`).
+
     Raises:
         FileNotFoundError: the data path does not exist (the message names it).
-        ConfigError: a dataset of the other task, or a segmentation folder that names no classes.
+        ConfigError: the test split has a class the training split lacks, a dataset of the other task, or a
+            segmentation folder that names no classes.
     """
-    mode = "L" if cfg.in_chans == 1 else "RGB"
+    if cfg.task == "segment":
+        return _segmentation_datasets(cfg)
+    if cfg.data in SEG_DATASETS:
+        raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
+    train_tf, test_tf = _transforms(cfg)
+    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **_data_kw(cfg))
+    test_ds = build_dataset(
+        cfg.data, split=_test_split(cfg), transform=test_tf, classes=train_ds.classes, **_data_kw(cfg)
+    )
+    num_classes = cfg.num_classes or len(train_ds.classes)
+    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+
+
+def build_eval_dataset(cfg: TrainConfig, classes: list[str] | None) -> tuple[Any, int]:
+    """(test dataset, num_classes): labelled with ``classes``, the class map a trained checkpoint stores
+    (None: the training split's, as :func:`build_datasets`). A segmentation mask's values are its classes, so
+    there the map only sizes the head.
+
+    Raises:
+        ConfigError: the split has a class the map lacks.
+    """
+    if not classes or cfg.task == "segment":
+        _, test_ds, num_classes = build_datasets(cfg)
+        return test_ds, cfg.num_classes or len(classes or []) or num_classes
+    _, test_tf = _transforms(cfg)
+    test_ds = build_dataset(cfg.data, split=_test_split(cfg), transform=test_tf, classes=list(classes), **_data_kw(cfg))
+    return test_ds, cfg.num_classes or len(classes)
+
+
+def _test_split(cfg: TrainConfig) -> str:
+    if cfg.test_split:
+        return cfg.test_split
+    if cfg.task == "segment":
+        return "test" if cfg.data == "scenes" else "val"
+    return "val" if cfg.data == "folder" else "test"
+
+
+def _data_kw(cfg: TrainConfig) -> dict[str, Any]:
+    return {"root": cfg.data_root, "mode": "L" if cfg.in_chans == 1 else "RGB", "corrupt": cfg.corrupt}
+
+
+def _mean_std(cfg: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     mean, std = dataset_stats(cfg.data, cfg.in_chans)
     if cfg.mean:
         mean = cfg.mean * cfg.in_chans if len(cfg.mean) == 1 else cfg.mean
@@ -150,10 +197,12 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
         raise ConfigError(
             f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
         )
-    if cfg.task == "segment":
-        return _segmentation_datasets(cfg, mode, mean, std)
-    if cfg.data in SEG_DATASETS:
-        raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
+    return mean, std
+
+
+def _transforms(cfg: TrainConfig) -> tuple[Any, Any]:
+    """(train transform, test transform) of a classification config."""
+    mean, std = _mean_std(cfg)
     common = {"img_size": cfg.img_size, "mean": mean, "std": std, "interpolation": cfg.interpolation}
     train_tf = build_transform(
         is_training=True,
@@ -167,28 +216,21 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
         **common,
     )
     test_tf = build_transform(is_training=False, crop_pct=cfg.crop_pct, **common)
-    test_split = cfg.test_split or ("val" if cfg.data == "folder" else "test")
-    data_kw = {"root": cfg.data_root, "mode": mode, "corrupt": cfg.corrupt}
-    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **data_kw)
-    test_ds = build_dataset(cfg.data, split=test_split, transform=test_tf, **data_kw)
-    num_classes = cfg.num_classes or len(train_ds.classes)
-    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+    return train_tf, test_tf
 
 
-def _segmentation_datasets(
-    cfg: TrainConfig, mode: str, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[SeededDataset, Any, int]:
+def _segmentation_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     if cfg.data not in SEG_DATASETS:
         raise ConfigError(
             f"data={cfg.data} is a classification dataset; task=segment reads one of {', '.join(SEG_DATASETS)}"
         )
+    mean, std = _mean_std(cfg)
     common = {"img_size": cfg.img_size, "mean": mean, "std": std, "ignore_index": cfg.ignore_index}
     train_tf = JointTransform(is_training=True, scale=cfg.seg_scale, hflip=cfg.hflip, no_aug=cfg.no_aug, **common)
     test_tf = JointTransform(is_training=False, **common)
-    test_split = cfg.test_split or ("test" if cfg.data == "scenes" else "val")
-    kw = {"root": cfg.data_root, "mode": mode, "ignore_index": cfg.ignore_index}
+    kw = {"root": cfg.data_root, "mode": "L" if cfg.in_chans == 1 else "RGB", "ignore_index": cfg.ignore_index}
     train_ds = build_seg_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **kw)
-    test_ds = build_seg_dataset(cfg.data, split=test_split, transform=test_tf, **kw)
+    test_ds = build_seg_dataset(cfg.data, split=_test_split(cfg), transform=test_tf, **kw)
     num_classes = cfg.num_classes or num_seg_classes(train_ds)
     if not num_classes:
         raise ConfigError(f"data_root={cfg.data_root!r} names no classes (no classes.txt): set num_classes")
@@ -248,6 +290,7 @@ class Data:
     train_loader: DataLoader
     test_loader: DataLoader
     num_classes: int
+    classes: list[str]  # the training split's class names in label order (stored in checkpoints)
 
 
 def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
@@ -257,6 +300,8 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         ConfigError: the (limited) training set is smaller than one global batch.
     """
     train_ds, test_ds, num_classes = build_datasets(cfg)
+    check_labels(train_ds, num_classes, f"data={cfg.data} split {cfg.train_split!r}")
+    check_labels(test_ds, num_classes, f"data={cfg.data} split {_test_split(cfg)!r}")
     train_idx = subset_indices(len(train_ds), cfg.limit_train, cfg.seed)
     test_idx = subset_indices(len(test_ds), cfg.limit_test, cfg.seed)
     try:
@@ -270,6 +315,17 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         )
     except ValueError as e:
         raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
+    pixels = cfg.in_chans * cfg.img_size**2 * 4  # one float32 input image
+    check_bytes(
+        sampler.micro * pixels,
+        f"batch_size={cfg.batch_size} (accum_steps={cfg.accum_steps}) at img_size={cfg.img_size}",
+        "lower img_size or batch_size, or raise accum_steps",
+    )
+    check_bytes(
+        min(cfg.eval_batch_size, len(test_idx)) * pixels,
+        f"eval_batch_size={cfg.eval_batch_size} at img_size={cfg.img_size}",
+        "lower img_size or eval_batch_size",
+    )
     loader_kw: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
     # a dataset that batches its own way says so (segmentation pairs of several sizes stay lists)
     loader_kw["collate_fn"] = getattr(test_ds, "collate_fn", None)
@@ -291,8 +347,14 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
     train_loader = DataLoader(
         train_ds, batch_sampler=sampler, **(prepared_kw if train_prepared is not None else loader_kw)
     )
+    classes = list(getattr(train_ds, "classes", None) or getattr(getattr(train_ds, "dataset", None), "classes", []))
     return Data(
-        train_ds=train_ds, sampler=sampler, train_loader=train_loader, test_loader=test_loader, num_classes=num_classes
+        train_ds=train_ds,
+        sampler=sampler,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        num_classes=num_classes,
+        classes=classes,
     )
 
 

@@ -29,7 +29,15 @@ from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo, all_reduce_sum
 from hiermlp.train.metrics import ConfusionMatrix, check_labels
 
-__all__ = ["TASKS", "ClassifyTask", "SegmentTask", "build_task", "evaluate", "segmentation_loss"]
+__all__ = [
+    "TASKS",
+    "ClassifyTask",
+    "SegmentTask",
+    "build_task",
+    "check_batch_labels",
+    "evaluate",
+    "segmentation_loss",
+]
 
 
 @torch.no_grad()
@@ -57,6 +65,7 @@ def evaluate(
         with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
+        check_batch_labels(y, logits.shape[1])
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hit = top.eq(y[:, None])
@@ -69,6 +78,16 @@ def evaluate(
     if n == 0:
         raise ValueError("evaluation loader is empty")
     return {"loss": loss_sum / n, "top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "count": int(n)}
+
+
+def check_batch_labels(y: torch.Tensor, num_classes: int) -> None:
+    """A ConfigError when a batch has a label outside the head's outputs (a dataset that cannot list its
+    labels up front, see :func:`hiermlp.data.check_labels`), instead of an index error deep in torch."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ConfigError(
+            f"a batch has label {int(y.max()) if int(y.max()) >= num_classes else int(y.min())} but the head has "
+            f"num_classes={num_classes} outputs; set num_classes=0 to take the dataset's class count, or raise it"
+        )
 
 
 class ClassifyTask:
@@ -89,6 +108,10 @@ class ClassifyTask:
                 f"model={self.cfg.model} is a {model.task} model; task=classify needs a classifier (set "
                 f"task={model.task} with a {model.task} dataset, or pick a classifier: `hiermlp list`)"
             )
+
+    def check_batch(self, y: torch.Tensor) -> None:
+        """A training batch's labels are outputs of the head (ConfigError otherwise)."""
+        check_batch_labels(y, self.num_classes)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward and loss of one micro-batch (under the caller's autocast)."""
@@ -142,6 +165,10 @@ class SegmentTask:
                 "upernet_swin_tiny_patch4_window7_512 with model_kwargs for any backbone "
                 "(`hiermlp list --task segment`)"
             )
+
+    def check_batch(self, y: torch.Tensor) -> None:
+        """A training batch's mask values are classes or ``ignore_index`` (ConfigError otherwise)."""
+        check_labels(y, self.num_classes, self.ignore_index)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Decode-head loss plus ``aux_weight`` times the auxiliary head's (mmseg's ``loss_weight=0.4``)."""
