@@ -1,8 +1,8 @@
 """Every shipped training preset trains: each configs/train/*.yaml runs a few optimizer steps, its recipe intact
-(augmentation, Mixup/CutMix, model), on tiny synthetic data with the installed Pillow and timm.
+(augmentation, Mixup/CutMix, model, a segmentation task), on tiny synthetic data with the installed Pillow and timm.
 
-Only where the data comes from is changed (a preset's torchvision or ImageFolder dataset is not on a test
-machine), and the run is shortened. Augmentations fire at random, so a few steps may miss an op's failure at
+Only where the data comes from is changed (a preset's torchvision, ImageFolder or ADE20K dataset is not on a
+test machine: a synthetic folder in the same layout stands in), and the run is shortened. Augmentations fire at random, so a few steps may miss an op's failure at
 its extreme magnitude; every auto-augment op of every preset is also run at its extremes directly.
 """
 
@@ -37,10 +37,30 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def _config(preset: Path, folder: Path, out: Path, *extra: str):
+@pytest.fixture(scope="module")
+def ade20k(tmp_path_factory) -> Path:
+    """A tiny ADE20K: images/{training,validation}/*.jpg beside annotations/.../*.png of labels 0..150 (0 is
+    "other", ignored after reduce_zero_label), the validation images of two sizes."""
+    root = tmp_path_factory.mktemp("ade20k")
+    rng = np.random.default_rng(0)
+    for split, n in (("training", 16), ("validation", 3)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for i in range(n):
+            h, w = (48, 56) if i % 2 else (40, 40)
+            name = f"ADE_{split[:5]}_{i:08d}"
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / split / f"{name}.jpg")
+            mask = rng.integers(0, 151, (h, w), dtype=np.uint8)
+            Image.fromarray(mask).save(root / "annotations" / split / f"{name}.png")
+    return root
+
+
+def _config(preset: Path, folder: Path, out: Path, *extra: str, ade20k: Path | None = None):
     cfg = load_config(preset, [*SHORT, f"out_dir={out}", *extra])
     moved = []
-    if cfg.data not in ("embedded",):  # torchvision files or an ImageFolder: the synthetic folder instead
+    if cfg.data == "ade20k":  # the synthetic folder in ADE20K's layout
+        moved.append(f"data_root={ade20k}")
+    elif cfg.data not in ("embedded", "scenes"):  # torchvision files or an ImageFolder: the synthetic folder
         moved += ["data=folder", f"data_root={folder}", "test_split=val"]
     if cfg.img_size > 64:  # the preset's model and recipe, at a size a CPU test can afford
         moved.append("img_size=64")
@@ -48,14 +68,17 @@ def _config(preset: Path, folder: Path, out: Path, *extra: str):
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_every_shipped_preset_trains(preset, folder, tmp_path):
+def test_every_shipped_preset_trains(preset, folder, ade20k, tmp_path):
     extra = []
     if load_config(preset, []).initial_checkpoint:  # fine-tuning: from a checkpoint of the demo preset
         base = train(_config(ROOT / "configs" / "train" / "fmnist_swin_micro.yaml", folder, tmp_path / "base"))
         extra.append(f"initial_checkpoint={base.out_dir / 'best.pth'}")
-    res = train(_config(preset, folder, tmp_path / "run", *extra))
+    cfg = _config(preset, folder, tmp_path / "run", *extra, ade20k=ade20k)
+    res = train(cfg)
     assert len(res.history) == 1 and res.history[0]["step"] == 2
     assert np.isfinite(res.history[0]["train_loss"]) and (tmp_path / "run" / "last.pth").is_file()
+    if cfg.task == "segment":  # evaluated per pixel, every validation image at its own size
+        assert 0 <= res.history[0]["miou"] <= 100 and res.history[0]["class_iou"]
 
 
 def _ops(transform) -> list:

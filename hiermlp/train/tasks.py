@@ -191,11 +191,10 @@ class SegmentTask:
         cm = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index, device=device)
         loss_sum, pixels, images = 0.0, 0.0, 0.0
         for xs, ys in loader:
-            batches = zip(xs, ys) if isinstance(xs, list) else [(xs, ys)]
+            # a list holds images of several sizes: each runs as a batch of one
+            batches = [(x[None], y[None]) for x, y in zip(xs, ys)] if isinstance(xs, list) else [(xs, ys)]
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if x.ndim == y.ndim:  # one image of a list
-                    x, y = x[None], y[None]
                 with autocast(device, amp):
                     logits = segment_logits(model, x, **self.inference)
                 logits = logits.float()
