@@ -337,8 +337,9 @@ def compare_body(name: str, d: dict) -> list[str]:
         f"- one recipe for every entry: {recipe['epochs']} epochs over {recipe['limit_train'] or 'all'} "
         f"`{recipe['data']}` {images} at {recipe['img_size']}x{recipe['img_size']} ({steps} optimizer steps), "
         f"batch {recipe['batch_size']}, {recipe['opt']} with lr {recipe['lr']:g} per {recipe['lr_base_batch']} "
-        f"images ({recipe['lr'] * scale:.2e} at this batch), warmup {recipe['warmup_epochs']:g} epochs, cosine to "
-        f"{recipe['min_lr'] * scale:.2e}, weight decay {recipe['weight_decay']:g}, augmentation {aug}, label "
+        f"images ({recipe['lr'] * scale:.2e} at this batch), warmup {recipe['warmup_epochs']:g} epochs, "
+        + ("then constant" if recipe["min_lr"] == recipe["lr"] else f"cosine to {recipe['min_lr'] * scale:.2e}")
+        + f", weight decay {recipe['weight_decay']:g}, augmentation {aug}, label "
         f"smoothing {recipe['label_smoothing']:g}, drop path {recipe['drop_path_rate']:g}, amp {recipe['amp']}",
         f"- the invocation that wrote the report took {minutes(d['wall_s'])}; the runs' training times sum to "
         f"{minutes(d['train_time_total_s'])}" + (f" ({reused} finished runs were reused)" if reused else ""),

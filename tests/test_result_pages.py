@@ -46,6 +46,29 @@ def test_a_page_follows_its_json(make_results, tmp_path, monkeypatch):
     assert "9.6 min" not in page  # the committed report's time is gone with it
 
 
+def test_a_segmentation_report_renders_as_miou_with_each_claims_power(make_results, tmp_path, monkeypatch):
+    """compare_dense's page: the score is mIoU, the claims sit beside the paper's ADE20K figures with their
+    detectable difference, and a constant learning rate is not called a cosine. Built from the committed
+    classification report relabelled as a segmentation one, so the test holds before a dense run is committed."""
+    results = tmp_path / "results"
+    shutil.copytree(make_results.RESULTS / "compare_default", results / "compare_dense")
+    report = results / "compare_dense" / "compare.json"
+    d = json.loads(report.read_text())
+    d["recipe"].update(task="segment", data="scenes", min_lr=d["recipe"]["lr"])
+    claim = d["claims"][0]
+    claim["paper"] = "+2.8 (Swin-T, ADE20K mIoU)"
+    claim["diff"].update(std=1.5, n=3)
+    report.write_text(json.dumps(d))
+    monkeypatch.setattr(make_results, "RESULTS", results)
+    page = make_results.render_page("compare_dense")
+    assert "mIoU % (mean ± std)" in page and "top-1 %" not in page and "paper (ADE20K)" in page
+    assert "then constant" in page and "cosine" not in page and "`scenes` training scenes" in page
+    # MDD = (t_0.975,2 + t_0.8,2) * 1.5 / sqrt(3) = 4.64 (tests/test_compare_power.py); a 2.8
+    # needs 5 seeds (MDD 3.12 at 4, 2.49 at 5)
+    row = next(line for line in page.splitlines() if line.startswith(f"| {claim['claim']} |"))
+    assert "| ±4.64 | +2.8 (Swin-T, ADE20K mIoU) | 5 |" in row, row
+
+
 def test_a_result_directory_without_a_page_is_an_error(make_results, tmp_path, monkeypatch):
     (tmp_path / "results" / "new_measurement").mkdir(parents=True)
     monkeypatch.setattr(make_results, "RESULTS", tmp_path / "results")
