@@ -4,9 +4,10 @@
 
 ``PRESET`` is a name under ``configs/compare/`` or a YAML path (default: ``default``); the preset format and
 the overrides are :mod:`hiermlp.study.preset`'s. The report gives, per entry, the mean ± std over seeds and
-the 95% Student-t interval of the final and of the best-epoch top-1; for every pair the paired difference
-with its interval and a verdict (:mod:`hiermlp.study.stats`); a rank that counts only supported differences;
-the claims table; and the throughput of the trained architectures. Rerunning a killed command reuses its
+the 95% Student-t interval of the final and of the best-epoch score (top-1, or mIoU for a segmentation
+preset); for every pair the paired difference with its interval and a verdict (:mod:`hiermlp.study.stats`);
+a rank that counts only supported differences; the claims table with each claim's power; and the throughput
+of the trained architectures. Rerunning a killed command reuses its
 finished runs and resumes the interrupted one (:mod:`hiermlp.study.runner`).
 """
 
@@ -27,13 +28,21 @@ from hiermlp.study.runner import is_main, run_comparison
 __all__ = ["add_compare_arguments", "run_compare"]
 
 
+def _shipped_presets() -> list[str]:
+    """The preset names ``find_preset`` resolves (configs/compare/ in the working directory, then the package's)."""
+    roots = [Path.cwd() / "configs" / "compare", Path(__file__).resolve().parents[2] / "configs" / "compare"]
+    return sorted({p.stem for r in roots if r.is_dir() for p in r.glob("*.yaml")})
+
+
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``hiermlp compare`` options on ``parser``."""
+    shipped = _shipped_presets()
     parser.add_argument(
         "preset",
         nargs="?",
         default="default",
-        help="preset name under configs/compare/ or a YAML path (default: default)",
+        help=f"preset name under configs/compare/ ({', '.join(shipped) or 'none found'}; 'dense' compares "
+        "segmentation models by mIoU on the embedded scenes) or a YAML path (default: default); docs/compare.md",
     )
     parser.add_argument(
         "overrides",
