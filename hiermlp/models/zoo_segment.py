@@ -50,12 +50,12 @@ SEG_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "upernet_swin_base_patch4_window7_512": (
         UPERNET | SWIN_B | dict(window_size=7),
         seg_cfg(_mmseg("base_patch4_window7", "224x224_1K", "20210526_192340-593b0e13")),
-        "UPerNet Swin-B (IN-1K pretrained), ADE20K 512x512 (paper: 121M); 121.28M",
+        "UPerNet Swin-B (IN-1K pretrained), ADE20K 512x512 (paper: 121M, 48.1 mIoU); 121.28M",
     ),
     "upernet_swin_base_patch4_window12_512": (
         UPERNET | SWIN_B | dict(window_size=12),
         seg_cfg(_mmseg("base_patch4_window12", "384x384_22K", "20210531_125459-429057bf")),
-        "UPerNet Swin-B window 12 (IN-22K 384 pretrained), ADE20K 512x512 (paper: 121M, 48.1 mIoU)",
+        "UPerNet Swin-B window 12 (IN-22K 384 pretrained: mmseg's release, not a paper row), ADE20K 512x512; 121.42M",
     ),
     "upernet_swin_mlp_tiny_c24_patch4_window8_512": (
         UPERNET | SWIN_T | dict(num_heads=(4, 8, 16, 32), window_size=8, mixer="spatial_mlp"),
