@@ -1,9 +1,11 @@
 """Every shipped training preset trains: each configs/train/*.yaml runs a few optimizer steps, its recipe intact
-(augmentation, Mixup/CutMix, model, a segmentation task), on tiny synthetic data with the installed Pillow and timm.
+(augmentation, Mixup/CutMix, model, a segmentation task), on tiny synthetic data with the installed Pillow and
+timm.
 
 Only where the data comes from is changed (a preset's torchvision, ImageFolder or ADE20K dataset is not on a
-test machine: a synthetic folder in the same layout stands in), and the run is shortened. Augmentations fire at random, so a few steps may miss an op's failure at
-its extreme magnitude; every auto-augment op of every preset is also run at its extremes directly.
+test machine: a synthetic folder in the same layout stands in), and the run is shortened. Augmentations fire at
+random, so a few steps may miss an op's failure at its extreme magnitude; every auto-augment op of every preset
+is also run at its extremes directly.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def ade20k(tmp_path_factory) -> Path:
         for i in range(n):
             h, w = (48, 56) if i % 2 else (40, 40)
             name = f"ADE_{split[:5]}_{i:08d}"
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / split / f"{name}.jpg")
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / "images" / split / f"{name}.jpg")
             mask = rng.integers(0, 151, (h, w), dtype=np.uint8)
             Image.fromarray(mask).save(root / "annotations" / split / f"{name}.png")
     return root

@@ -64,6 +64,11 @@ def test_short_segmentation_run_learns_and_its_checkpoint_evaluates(tmp_path, ca
     assert main(["eval", str(tmp_path / "last.pth"), "--json"]) == 0
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert m["count"] == 1000 and abs(m["miou"] - res.score) < 1.0 and len(m["class_iou"]) == 11
+    # bare weights under a segmentor's name evaluate per pixel too: the registry says what the model learns
+    weights = hiermlp.weights.save_weights(res.model, tmp_path / "pixel.safetensors")
+    assert main(["eval", "pixel_linear", "--checkpoint", str(weights), "--data", "scenes", "--json"]) == 0
+    bare = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bare["miou"] == m["miou"] and bare["count"] == 1000
     model = hiermlp.model_from_checkpoint(tmp_path / "best.pth")
     assert model.task == "segment" and model.num_classes == 11
 

@@ -86,6 +86,15 @@ def _model_options_given(args: argparse.Namespace, trained: object, cfg: object)
     return given
 
 
+def _model_task(name: str) -> str:
+    """What a registered model learns (``segment`` for hiermlp's segmentors; timm's models classify)."""
+    from hiermlp.factory import resolve_source
+    from hiermlp.models.registry import get_entry, split_tag
+
+    source, bare = resolve_source(name)
+    return get_entry(split_tag(bare)[0]).task if source == "hiermlp" else "classify"
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a training checkpoint (.pth), or a model name used with --checkpoint")
     parser.add_argument(
@@ -154,7 +163,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
         if weights.stat().st_size == 0:
             raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
-        cfg = config_from_dict({"model": str(target), "model_kwargs": {}})
+        # drop path is inactive in evaluation; a model without residual blocks refuses a nonzero rate
+        plain = {"model": str(target), "model_kwargs": {}, "task": _model_task(str(target)), "drop_path_rate": 0.0}
+        cfg = config_from_dict(plain)
     updates = {
         "data": args.data,
         "data_root": args.data_root,
