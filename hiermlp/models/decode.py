@@ -52,10 +52,10 @@ class ConvModule(nn.Module):
 
     def __init__(
         self,
+        *,
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        *,
         padding: int = 0,
         norm: bool = True,
         act: bool = True,
@@ -114,16 +114,19 @@ class PPM(nn.ModuleList):
 
     def __init__(
         self,
+        *,
         pool_scales: Sequence[int],
         in_channels: int,
         channels: int,
-        *,
         align_corners: bool = False,
         spatial_dims: int = 2,
     ) -> None:
         d = _dims(spatial_dims)
         super().__init__(
-            nn.Sequential(_POOL[d](scale), ConvModule(in_channels, channels, 1, spatial_dims=d))
+            nn.Sequential(
+                _POOL[d](scale),
+                ConvModule(in_channels=in_channels, out_channels=channels, kernel_size=1, spatial_dims=d),
+            )
             for scale in pool_scales
         )
         self.align_corners = align_corners
@@ -166,14 +169,25 @@ class UPerHead(_ClassifierMixin):
         if len(in_channels) < 1 or not pool_scales:
             raise ConfigError("UPerHead needs at least one input map and one pool scale")
         self.in_channels, self.channels, self.align_corners = in_channels, channels, align_corners
-        self.psp_modules = PPM(pool_scales, in_channels[-1], channels, align_corners=align_corners, spatial_dims=d)
-        top = in_channels[-1] + len(pool_scales) * channels
-        self.bottleneck = ConvModule(top, channels, 3, padding=1, spatial_dims=d)
-        self.lateral_convs = nn.ModuleList(ConvModule(c, channels, 1, spatial_dims=d) for c in in_channels[:-1])
-        self.fpn_convs = nn.ModuleList(
-            ConvModule(channels, channels, 3, padding=1, spatial_dims=d) for _ in in_channels[:-1]
+        self.psp_modules = PPM(
+            pool_scales=pool_scales,
+            in_channels=in_channels[-1],
+            channels=channels,
+            align_corners=align_corners,
+            spatial_dims=d,
         )
-        self.fpn_bottleneck = ConvModule(len(in_channels) * channels, channels, 3, padding=1, spatial_dims=d)
+        top = in_channels[-1] + len(pool_scales) * channels
+        self.bottleneck = ConvModule(in_channels=top, out_channels=channels, kernel_size=3, padding=1, spatial_dims=d)
+        self.lateral_convs = nn.ModuleList(
+            ConvModule(in_channels=c, out_channels=channels, kernel_size=1, spatial_dims=d) for c in in_channels[:-1]
+        )
+        self.fpn_convs = nn.ModuleList(
+            ConvModule(in_channels=channels, out_channels=channels, kernel_size=3, padding=1, spatial_dims=d)
+            for _ in in_channels[:-1]
+        )
+        self.fpn_bottleneck = ConvModule(
+            in_channels=len(in_channels) * channels, out_channels=channels, kernel_size=3, padding=1, spatial_dims=d
+        )
         self._classifier(channels, num_classes, dropout, d)
 
     def psp_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,12 +243,22 @@ class FCNHead(_ClassifierMixin):
             raise ConfigError(f"FCNHead with num_convs=0 needs channels == in_channels ({in_channels}), got {channels}")
         self.in_index, self.concat_input = in_index, concat_input
         convs = [
-            ConvModule(in_channels if i == 0 else channels, channels, 3, padding=1, spatial_dims=d)
+            ConvModule(
+                in_channels=in_channels if i == 0 else channels,
+                out_channels=channels,
+                kernel_size=3,
+                padding=1,
+                spatial_dims=d,
+            )
             for i in range(num_convs)
         ]
         self.convs = nn.Sequential(*convs) if convs else nn.Identity()
         self.conv_cat = (
-            ConvModule(in_channels + channels, channels, 3, padding=1, spatial_dims=d) if concat_input else None
+            ConvModule(
+                in_channels=in_channels + channels, out_channels=channels, kernel_size=3, padding=1, spatial_dims=d
+            )
+            if concat_input
+            else None
         )
         self._classifier(channels, num_classes, dropout, d)
 
@@ -257,9 +281,12 @@ class FPNNeck(nn.Module):
         super().__init__()
         d = _dims(spatial_dims)
         plain = dict(norm=False, act=False, spatial_dims=d)
-        self.lateral_convs = nn.ModuleList(ConvModule(c, out_channels, 1, **plain) for c in in_channels)
+        self.lateral_convs = nn.ModuleList(
+            ConvModule(in_channels=c, out_channels=out_channels, kernel_size=1, **plain) for c in in_channels
+        )
         self.fpn_convs = nn.ModuleList(
-            ConvModule(out_channels, out_channels, 3, padding=1, **plain) for _ in in_channels
+            ConvModule(in_channels=out_channels, out_channels=out_channels, kernel_size=3, padding=1, **plain)
+            for _ in in_channels
         )
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -311,7 +338,15 @@ class FPNHead(_ClassifierMixin):
         for c, stride in zip(in_channels, feature_strides):
             layers: list[nn.Module] = []
             for k in range(max(1, round(math.log2(stride) - math.log2(feature_strides[0])))):
-                layers.append(ConvModule(c if k == 0 else channels, channels, 3, padding=1, spatial_dims=d))
+                layers.append(
+                    ConvModule(
+                        in_channels=c if k == 0 else channels,
+                        out_channels=channels,
+                        kernel_size=3,
+                        padding=1,
+                        spatial_dims=d,
+                    )
+                )
                 if stride != feature_strides[0]:
                     layers.append(nn.Upsample(scale_factor=2, mode=_LINEAR_MODE[d], align_corners=align_corners))
             heads.append(nn.Sequential(*layers))
