@@ -153,6 +153,37 @@ def test_slide_inference_places_and_averages_crops_as_mmseg():
     torch.testing.assert_close(segment_logits(_Identity(), small, mode="slide", crop=(64, 64)), small)
 
 
+def _mmseg_slide_inference(model, img, crop, stride):
+    """mmseg's ``EncoderDecoder.slide_inference`` (1.x), transcribed for the test."""
+    (h_stride, w_stride), (h_crop, w_crop) = stride, crop
+    batch, _, h_img, w_img = img.shape
+    h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+    preds, count_mat = None, img.new_zeros((batch, 1, h_img, w_img))
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y1, x1 = h_idx * h_stride, w_idx * w_stride
+            y2, x2 = min(y1 + h_crop, h_img), min(x1 + w_crop, w_img)
+            y1, x1 = max(y2 - h_crop, 0), max(x2 - w_crop, 0)
+            crop_seg_logit = model(img[:, :, y1:y2, x1:x2])
+            if preds is None:
+                preds = img.new_zeros((batch, crop_seg_logit.shape[1], h_img, w_img))
+            preds += nn.functional.pad(crop_seg_logit, (int(x1), int(w_img - x2), int(y1), int(h_img - y2)))
+            count_mat[:, :, y1:y2, x1:x2] += 1
+    return preds / count_mat
+
+
+def test_slide_inference_equals_mmsegs_for_a_model_that_sees_its_crop():
+    # each crop's output depends on the whole crop (its mean), so misplaced or miscounted crops change the result
+    def context(t):
+        return torch.cat([t - t.mean(dim=(2, 3), keepdim=True), t.amax(dim=(2, 3), keepdim=True).expand_as(t)], 1)
+
+    x = torch.randn(2, 3, 70, 97)
+    for crop, stride in (((32, 32), (21, 21)), ((64, 40), (20, 30)), ((80, 120), (10, 10))):
+        want = _mmseg_slide_inference(context, x, crop, stride)
+        torch.testing.assert_close(slide_logits(context, x, crop=crop, stride=stride), want, atol=1e-6, rtol=0)
+
+
 def test_slide_and_whole_agree_for_a_per_pixel_model():
     model = hiermlp.create_model("pixel_linear", in_chans=3, num_classes=4).eval()
     x = torch.randn(2, 3, 70, 90)
