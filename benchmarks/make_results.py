@@ -758,6 +758,11 @@ COMPARE_PLOTS = [
     ("acc_vs_speed.png", "accuracy (mean, 95% CI) against inference throughput (median, IQR)"),
     ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
 ]
+DENSE_PLOTS = [
+    ("claims.png", "the papers' claims: Δ mIoU with its 95% interval, the paper's figure as ×"),
+    ("acc_vs_speed.png", "mIoU (mean, 95% CI) against inference throughput (median, IQR)"),
+    ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
+]
 BENCH_PLOT = [("bench.png", "throughput per model (median, IQR whiskers)")]
 
 # every directory under benchmarks/results/ and how its page is rendered (a directory without one is an error)
@@ -822,7 +827,7 @@ PAGES: dict[str, Page] = {
         "compare.json",
         "compare.md",
         compare_body,
-        COMPARE_PLOTS,
+        DENSE_PLOTS,
     ),
     "perf_cpu": Page(
         "hiermlp against timm and the reference formulations (CPU)",

@@ -63,6 +63,7 @@ def test_a_segmentation_report_renders_as_miou_with_each_claims_power(make_resul
     page = make_results.render_page("compare_dense")
     assert "mIoU % (mean ± std)" in page and "top-1 %" not in page and "paper (ADE20K)" in page
     assert "then constant" in page and "cosine" not in page and "`scenes` training scenes" in page
+    assert "![the papers' claims: Δ mIoU with its 95% interval" in page and "Δ top-1" not in page
     # MDD = (t_0.975,2 + t_0.8,2) * 1.5 / sqrt(3) = 4.64 (tests/test_compare_power.py); a 2.8
     # needs 5 seeds (MDD 3.12 at 4, 2.49 at 5)
     row = next(line for line in page.splitlines() if line.startswith(f"| {claim['claim']} |"))
