@@ -423,7 +423,7 @@ def assert_twins_agree(module, plain_cls, fast_cls, x):
 )
 def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, padding, bias):
     from hiermlp.accel.conv import FastConvCL
-    from hiermlp.mixers.wave_mlp import ConvCL
+    from hiermlp.layers import ConvCL
 
     torch.manual_seed(0)
     conv = ConvCL(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=bias)

@@ -24,11 +24,11 @@ from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_e
 from hiermlp.accel.settings import AccelSettings, override
 from hiermlp.accel.smlp import FastSparseMlp
 from hiermlp.accel.spatial_mlp import FastSpatialMlp
+from hiermlp.layers import ConvCL
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
 from hiermlp.mixers.smlp import SparseMlp
 from hiermlp.mixers.spatial_mlp import SpatialMlp
-from hiermlp.mixers.wave_mlp import ConvCL
 from hiermlp.models.block import HierBlock
 
 # plain class -> fast twin (exact types only)
