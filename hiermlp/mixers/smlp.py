@@ -54,7 +54,7 @@ class SparseMlp(nn.Module):
 
     kind = "map"
 
-    def __init__(self, dim: int, *, feat_size: tuple[int, int] | None) -> None:
+    def __init__(self, dim: int, *, feat_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         if feat_size is None or len(feat_size) != 2:
             raise ConfigError(
