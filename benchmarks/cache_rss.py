@@ -28,9 +28,10 @@ import torch
 
 import hiermlp
 from hiermlp.accel import cache as accel_cache
+from hiermlp.accel.gather import cached_window_index
 from hiermlp.bench.env import environment, format_environment, set_threads
 from hiermlp.bench.memory import read_status_kb, reset_peak_rss
-from hiermlp.ops import cached_window_index, cached_window_mask
+from hiermlp.ops import cached_window_mask
 
 
 def rss_mb() -> float:

@@ -11,10 +11,11 @@ from torch import nn
 import hiermlp
 from hiermlp import accel
 from hiermlp.accel import cache as accel_cache
+from hiermlp.accel.gather import cached_window_index
 from hiermlp.mixers import MIXERS, mixer_name
 from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
-from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_index, cached_window_mask
+from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_mask
 from hiermlp.testing import TINY_SWIN, fast, randomize_, set_fast
 
 SIZES = [(8, 8), (9, 11), (5, 13), (3, 3), (16, 12), (7, 4), (4, 4)]  # (4, 4): one window = the map
@@ -445,3 +446,21 @@ def test_sparse_mlp_fusion_without_the_concatenation():
     mixer(x)
     assert seen == [1]
     assert type(hiermlp.create_model("smlpnet_tiny").stages[0].blocks[0].mixer) is FastSparseMlp
+
+
+def test_import_probes_nothing_and_registers_nothing():
+    """``import hiermlp`` (and its bench package) runs no oneDNN probe and leaves torch's FLOP registry alone;
+    the probe runs on first use, the formulas are registered where FLOPs are counted."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from torch.utils import flop_counter as fc; before = set(fc.flop_registry)\n"
+        "import hiermlp, hiermlp.bench; from hiermlp.accel import linear\n"
+        "print(linear._AVAILABLE, set(fc.flop_registry) == before)\n"
+        "hiermlp.bench.count_gmacs(hiermlp.create_model('swin_tiny_patch4_window7_224', num_classes=0), (3, 32, 32))\n"
+        "print(torch.ops.hiermlp.onednn_linear in fc.flop_registry)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "True", "True"]

@@ -12,9 +12,6 @@ perf_gpu):
   (``SETTINGS.align_mask``), in training too (the kernel differentiates the bias);
 * CUDA, compiled: explicit attention for windows, which the compiler fuses (traced SDPA lowers to a
   slower cuDNN kernel).
-
-A FLOP formula for CPU SDPA is registered here too: PyTorch has one for its CUDA kernels only, so a plain
-``FlopCounterMode`` would count CPU attention as zero.
 """
 
 from __future__ import annotations
@@ -22,13 +19,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch.utils import flop_counter as fc
 
 from hiermlp.accel import settings
 from hiermlp.accel.cache import derived
+from hiermlp.accel.trace import is_exporting, is_fx_tracing, is_tracing
 from hiermlp.mixers.attention import WindowAttention, mask_to_bias
 from hiermlp.mixers.baselines import GlobalAttention
-from hiermlp.ops import is_exporting, is_fx_tracing, is_tracing
 
 # windows of up to this many tokens use explicit attention on CPU (and in compiled CUDA graphs); larger token
 # counts (global attention) keep SDPA
@@ -154,23 +150,3 @@ class FastWindowAttention(FastAttentionMixin, WindowAttention):
 
 class FastGlobalAttention(FastAttentionMixin, GlobalAttention):
     """:class:`GlobalAttention` on the fast kernels (see the module docstring)."""
-
-
-def _register_cpu_sdpa_flops() -> None:
-    aten = torch.ops.aten
-    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-    if fwd is not None and fwd not in fc.flop_registry:
-
-        @fc.register_flop_formula(fwd, get_raw=True)
-        def _sdpa_cpu_fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
-            return fc.sdpa_flop_count(query.shape, key.shape, value.shape)
-
-    if bwd is not None and bwd not in fc.flop_registry:
-
-        @fc.register_flop_formula(bwd, get_raw=True)
-        def _sdpa_cpu_bwd(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-            return fc.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
-
-
-_register_cpu_sdpa_flops()

@@ -3,7 +3,7 @@
 Same function as :class:`~hiermlp.models.block.HierBlock` (tests/test_fast_paths.py):
 
 * window geometry (pad + shift + partition, and back + crop) as one indexed copy each way, the indices from
-  the bounded geometry LRU (:func:`hiermlp.ops.cached_window_index`), instead of five or six copies;
+  the bounded geometry LRU (:func:`hiermlp.accel.gather.cached_window_index`), instead of five or six copies;
 * no mask where it would allow everything (an unshifted window of an unpadded map);
 * the channel MLP's residual add inside ``fc2``'s kernel, drop path and residual as one ``addcmul``;
 * CPU inference on a few images at a time (``SETTINGS.chunk_tokens``): every block is independent per
@@ -24,22 +24,11 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from hiermlp.accel import settings
-from hiermlp.accel.linear import FastMlp, hooked
+from hiermlp.accel.gather import cached_window_index, gather_windows, scatter_windows
+from hiermlp.accel.linear import FastMlp
+from hiermlp.accel.trace import hooked, is_exporting, is_fx_tracing, is_symbolic, is_tracing
 from hiermlp.models.block import HierBlock
-from hiermlp.ops import (
-    actual_window,
-    cached_window_index,
-    cached_window_mask,
-    crop_to,
-    cyclic_shift,
-    gather_windows,
-    is_exporting,
-    is_fx_tracing,
-    is_symbolic,
-    is_tracing,
-    pad_to_multiple,
-    scatter_windows,
-)
+from hiermlp.ops import actual_window, cached_window_mask, crop_to, cyclic_shift, pad_to_multiple
 
 
 def drops_paths(drop: nn.Module) -> bool:

@@ -16,9 +16,9 @@ values and gradients). The fast path is taken only where it applies:
 
 With autograd the forward and the input gradient run on oneDNN and the weight gradient on MKL, through the
 custom op; double backward works. Without gradients :class:`FastMlp` fuses GELU into ``fc1`` and the block's
-residual add into ``fc2``. A build whose kernel is missing or fails a one-time probe at import uses
-``F.linear``. FLOP formulas for these kernels are registered here, beside them, so
-``torch.utils.flop_counter`` counts them.
+residual add into ``fc2``. A build whose kernel is missing or fails a one-time probe (run on first use,
+never at import) uses ``F.linear``. :func:`register_flop_formulas` teaches ``torch.utils.flop_counter``
+these kernels (``hiermlp.bench.count_flops`` calls it).
 """
 
 from __future__ import annotations
@@ -29,45 +29,57 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
-from torch.nn.modules import module as _module  # the global forward-hook registries
 from torch.utils import flop_counter
 
 from hiermlp.accel import settings
-from hiermlp.ops import functorch_active, is_exporting, is_fx_tracing
+from hiermlp.accel.trace import functorch_active, hooked, is_exporting, is_fx_tracing
 
-_OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
-def _probe() -> bool:
-    """The kernel exists and runs here (a private op: a build or platform without it must not crash models)."""
-    if _OP is None or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
-        return bool(torch.equal(_OP(x, w, b, "none", [], ""), torch.full((2, 4), 3.0)))
-    except Exception:  # any failure means: not usable here, use F.linear
-        return False
-
-
-_AVAILABLE = _probe()
+# the kernel: torch.ops.mkldnn._linear_pointwise once the probe found it usable, else None
+_OP = None
+_AVAILABLE: bool | None = None  # the probe's answer, once it ran
 
 ACTIVATIONS = ("gelu",)
 
 
+def _pointwise_op():
+    """``torch.ops.mkldnn._linear_pointwise``, or None where this build lacks it (a private op)."""
+    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _probe() -> bool:
+    """The kernel exists and runs here (a private op: a build or platform without it must not crash models)."""
+    global _OP
+    op = _pointwise_op()
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+        usable = bool(torch.equal(op(x, w, b, "none", [], ""), torch.full((2, 4), 3.0)))
+    except Exception:  # any failure means: not usable here, use F.linear
+        return False
+    _OP = op if usable else None
+    return usable
+
+
+# a compiler tracing a model runs this once, eagerly, and takes its answer as a constant
+@torch.compiler.assume_constant_result
 def onednn_available() -> bool:
-    """Whether this PyTorch build has the oneDNN linear kernel (independent of the setting)."""
+    """Whether this PyTorch build has a working oneDNN linear kernel (independent of the setting); probed
+    once, on the first call."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _AVAILABLE = _probe()
     return _AVAILABLE
 
 
 def onednn_enabled() -> bool:
     """Whether eligible float32 CPU linears currently take the oneDNN path."""
-    return _AVAILABLE and settings.current().onednn
+    return settings.current().onednn and onednn_available()
 
 
 def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        _AVAILABLE
-        and settings.current().onednn
+        settings.current().onednn
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
@@ -76,6 +88,7 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and not is_exporting()
         and not functorch_active()
+        and onednn_available()
     )
 
 
@@ -194,14 +207,6 @@ def _fusable_activation(act: nn.Module) -> str | None:
     return None
 
 
-def hooked(*modules: nn.Module) -> bool:
-    """Whether calling these modules would run forward hooks (then a fused path, which skips their
-    ``forward``, must not be taken: the hooks would silently not fire)."""
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
 def _fusable(*fcs: nn.Module) -> bool:
     # only the speed layer's own linears are fused: a wrapped or replaced Linear (LoRA, quantised) keeps
     # its own forward
@@ -242,7 +247,10 @@ class FastMlp(Mlp):
         return linear(h, self.fc2.weight, self.fc2.bias, residual=shortcut)
 
 
-def _register_flop_formulas() -> None:
+def register_flop_formulas() -> None:
+    """Teach ``torch.utils.flop_counter`` the oneDNN linear kernels (call before a ``FlopCounterMode`` is
+    made: it copies the registry). Registers nothing twice; probes nothing."""
+
     def formula(x, *args, out_shape=None, **kwargs) -> int:
         # _linear_pointwise(x, W, B, attr, ...) and hiermlp::onednn_linear(x, W, B, activation, residual) carry
         # a string third; _linear_pointwise.binary(x, other, W, B, attr) has the weight one place later
@@ -250,11 +258,8 @@ def _register_flop_formulas() -> None:
         return 2 * math.prod(x.shape) * weight.shape[0]
 
     packets = [torch.ops.hiermlp.onednn_linear]
-    if _OP is not None:
+    if _pointwise_op() is not None:
         packets.append(torch.ops.mkldnn._linear_pointwise)
     for packet in packets:
         if packet not in flop_counter.flop_registry:
             flop_counter.register_flop_formula(packet, get_raw=True)(formula)
-
-
-_register_flop_formulas()

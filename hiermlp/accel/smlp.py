@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiermlp.accel.linear import FastLinear, hooked
+from hiermlp.accel.linear import FastLinear
+from hiermlp.accel.trace import hooked, is_fx_tracing
 from hiermlp.mixers.smlp import SparseMlp
-from hiermlp.ops import is_fx_tracing
 
 
 class FastSparseMlp(SparseMlp):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from hiermlp.accel.cache import derived
+from hiermlp.accel.trace import is_fx_tracing, is_tracing
 from hiermlp.mixers.spatial_mlp import SpatialMlp
-from hiermlp.ops import is_fx_tracing, is_tracing
 
 
 class FastSpatialMlp(SpatialMlp):

@@ -1,9 +1,10 @@
 """Window partition as one gather: pad + shift + partition (and its inverse + crop) in a single copy.
 
-The straightforward path (:func:`~hiermlp.ops.window.pad_to_multiple`, ``torch.roll``, einops partition,
-and back) copies the map five or six times per block; on CPU those copies cost more than the attention
-itself. Here the whole geometry is folded into two precomputed index vectors per map size: ``fwd`` takes
-window slots to map positions, ``inv`` takes map positions back to their slot, cropping the padding for free.
+The plain block's composition (:func:`~hiermlp.ops.pad_to_multiple`, ``torch.roll``, einops partition, and
+back) copies the map five or six times per block. Here the whole geometry is folded into two precomputed index
+vectors per map size: ``fwd`` takes window slots to map positions, ``inv`` takes map positions back to their
+slot, cropping the padding for free. The indices depend on sizes only and live in the bounded geometry LRU
+(:func:`hiermlp.ops.geometry_cache`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from hiermlp.ops.cache import geometry_cache
+from hiermlp.errors import ConfigError
+from hiermlp.ops import geometry_cache
 
 Size2 = tuple[int, int]
 
@@ -42,7 +44,7 @@ def window_index(
             # as pad_shift: an axis without a shift is not padded
             src = F.pad(src, (ww - sw if sw else 0, sw, wh - sh if sh else 0, sh), value=sentinel)
     else:
-        raise ValueError(f"mode must be 'roll' or 'pad', got {mode!r}")
+        raise ConfigError(f"window_index: mode must be 'roll' or 'pad', got {mode!r}")
     fwd = rearrange(src, "(gh wh) (gw ww) -> (gh gw wh ww)", wh=wh, ww=ww)
     real = fwd < sentinel
     inv = torch.empty(h * w, dtype=torch.long)
