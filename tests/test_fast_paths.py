@@ -15,6 +15,7 @@ from hiermlp.accel.gather import cached_window_index
 from hiermlp.mixers import MIXERS, mixer_name
 from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
+from hiermlp.models.stage import HierStage
 from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_mask
 from hiermlp.testing import TINY_SWIN, fast, randomize_, set_fast
 
@@ -231,26 +232,36 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
 
 @pytest.mark.parametrize("name", ["attention", "spatial_mlp", "token_mlp", "gmlp"])
 def test_chunked_inference_equals_the_whole_batch(name):
-    """CPU inference runs big batches a few images at a time; the result is the whole batch's."""
+    """CPU inference runs a stage's blocks on big batches a few images at a time; the result is the whole
+    batch's."""
     torch.manual_seed(0)
-    block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2), mixer=name, **block_kwargs(name))
-    block = accel.accelerate(randomize_(block).eval())
-    calls = []
-    inner = block._forward
-    block._forward = lambda t: calls.append(t.shape[0]) or inner(t)
+    stage = HierStage(
+        in_dim=16, dim=16, depth=2, downsample=None, feat_size=(8, 8), num_heads=2, window_size=(4, 4), mixer=name,
+        **block_kwargs(name),
+    )  # fmt: skip
+    stage = accel.accelerate(randomize_(stage).eval())
+    calls = []  # the images each block sees (a hook on the blocks themselves would keep them whole)
+    for block in stage.blocks:
+        block.norm1.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     for size in [(8, 8), (9, 11), (5, 13)]:
         x = torch.randn(5, *size, 16)
         with torch.no_grad():
             with accel.override(chunk_tokens=0):
-                whole = block(x)
+                whole = stage(x)
             calls.clear()
             with accel.override(chunk_tokens=2 * size[0] * size[1]):  # two images per chunk: 2 + 2 + 1
-                chunked = block(x)
-        assert calls == [2, 2, 1]
+                chunked = stage(x)
+        assert calls == [2, 2, 2, 2, 1, 1]  # both blocks on each chunk
         torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
     calls.clear()
-    block(x)  # autograd on: never split (the graph would hold every chunk anyway)
-    assert calls == [5]
+    stage(x)  # autograd on: never split (the graph would hold every chunk anyway)
+    assert calls == [5, 5]
+    with torch.no_grad():  # a hook on a block sees the whole batch, as on the plain stage
+        seen = []
+        stage.blocks[1].register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
+        with accel.override(chunk_tokens=2 * size[0] * size[1]):
+            stage(x)
+        assert seen == [5]
 
 
 @pytest.mark.parametrize("size", [(40, 24), (27, 35)])
@@ -464,3 +475,36 @@ def test_import_probes_nothing_and_registers_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True", "True"]
+
+
+def test_fast_twins_of_hiermlp_modules_override_hooks_never_forward():
+    """A fast twin of a hiermlp module overrides narrow hooks of its plain class, never ``forward``: an edit of
+    the plain module's forward holds on both paths (torch's Linear and timm's Mlp have no hooks to override)."""
+    for plain_cls, fast_cls in accel.FAST.items():
+        own = fast_cls.__mro__[: fast_cls.__mro__.index(plain_cls)]  # the twin and its mixins
+        defined = {name for cls in own for name, v in vars(cls).items() if callable(v)}
+        if plain_cls.__module__.startswith("hiermlp."):
+            assert "forward" not in defined, fast_cls
+        overridden = {name for name in defined if not name.startswith("__") and hasattr(plain_cls, name)}
+        assert overridden, fast_cls  # it speeds something up through the plain class's own names
+
+
+def test_an_edit_of_the_plain_block_holds_on_the_fast_path(monkeypatch):
+    """Change the plain block once (here its forward: the channel-MLP residual runs before the token mixing)
+    and the fast block computes the changed function too."""
+
+    def edited(self, x):
+        x = self.mlp_residual(x)
+        return self.add_residual(x, self.ls1(self.mix_tokens(self.norm1(x))), self.drop_path1)
+
+    torch.manual_seed(0)
+    block = randomize_(HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2))).eval()
+    x = torch.randn(2, 9, 11, 16)
+    with torch.no_grad():
+        before = block(x)
+        monkeypatch.setattr(HierBlock, "forward", edited)
+        ref = block(x)
+        with fast(block, True):
+            got = block(x)
+    assert (ref - before).abs().max() > 1e-3  # the edit changes the function
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)

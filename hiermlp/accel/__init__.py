@@ -2,14 +2,18 @@
 
 :func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` ->
 :class:`FastLinear`, timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`,
-``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`, Wave-MLP's ``ConvCL`` ->
-:class:`FastConvCL`, sMLPNet's ``SparseMlp`` -> :class:`FastSparseMlp`); parameters, buffers,
-state-dict keys and hooks stay as they are. Only modules of exactly those classes are swapped, so a
-subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps
-back. ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
+``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`, ``HierStage`` ->
+:class:`FastHierStage`, ``ConvCL`` -> :class:`FastConvCL`, sMLPNet's ``SparseMlp`` -> :class:`FastSparseMlp`);
+parameters, buffers, state-dict keys and hooks stay as they are. The twin of a hiermlp module overrides
+narrow hooks of its plain class (the block's window geometry, mask rule and residual adds, the stage's loop
+over its blocks, the attention kernel, a cached weight), never the forward that composes them, so a change
+to a plain module holds on both paths; torch's ``nn.Linear`` and timm's ``Mlp``, which have no such hooks,
+get a forward of their own. Only modules of exactly those classes are swapped, so a subclass, a wrapped or
+a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps back.
+``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
 (``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one, forward and backward
 (tests/test_fast_paths.py, tests/test_linear.py); the levers are measured in benchmarks/perf_cpu.py.
-"""
+Nothing runs at import: the oneDNN probe runs on first use."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from torch import nn
 
 from hiermlp.accel import settings
 from hiermlp.accel.attention import FastGlobalAttention, FastWindowAttention
-from hiermlp.accel.block import FastHierBlock
+from hiermlp.accel.block import FastHierBlock, FastHierStage
 from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
@@ -30,6 +34,7 @@ from hiermlp.mixers.baselines import GlobalAttention
 from hiermlp.mixers.smlp import SparseMlp
 from hiermlp.mixers.spatial_mlp import SpatialMlp
 from hiermlp.models.block import HierBlock
+from hiermlp.models.stage import HierStage
 
 # plain class -> fast twin (exact types only)
 FAST: dict[type[nn.Module], type[nn.Module]] = {
@@ -39,6 +44,7 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     GlobalAttention: FastGlobalAttention,
     SpatialMlp: FastSpatialMlp,
     HierBlock: FastHierBlock,
+    HierStage: FastHierStage,
     ConvCL: FastConvCL,
     SparseMlp: FastSparseMlp,
 }
@@ -83,6 +89,7 @@ __all__ = [
     "FastConvCL",
     "FastGlobalAttention",
     "FastHierBlock",
+    "FastHierStage",
     "FastLinear",
     "FastMlp",
     "FastSparseMlp",

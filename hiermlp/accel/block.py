@@ -1,23 +1,29 @@
-"""The block's fast paths: one-gather window geometry, masks only where they mask, fused residuals, chunking.
+"""The block's and the stage's fast paths, each overriding one narrow hook of the plain module, never its forward.
 
-Same function as :class:`~hiermlp.models.block.HierBlock` (tests/test_fast_paths.py):
+Same function as :class:`~hiermlp.models.block.HierBlock` and :class:`~hiermlp.models.stage.HierStage`
+(tests/test_fast_paths.py: values, gradients and random draws):
 
-* window geometry (pad + shift + partition, and back + crop) as one indexed copy each way, the indices from
-  the bounded geometry LRU (:func:`hiermlp.accel.gather.cached_window_index`), instead of five or six copies;
-* no mask where it would allow everything (an unshifted window of an unpadded map);
-* the channel MLP's residual add inside ``fc2``'s kernel, drop path and residual as one ``addcmul``;
-* CPU inference on a few images at a time (``SETTINGS.chunk_tokens``): every block is independent per
-  image, and smaller intermediates stay cache-resident and reuse allocator memory;
-* with autograd on CPU, the channel-MLP branch on a few images at a time (``SETTINGS.mlp_chunk_mib``), so
-  its hidden activations stay small enough for glibc to reuse heap memory instead of mapping (and
-  page-faulting) fresh memory on every step; only where the branch is per-image and draws no random
-  numbers but the drop-path factor, which is drawn once for the whole batch.
+* ``to_windows`` / ``from_windows``: window geometry (pad + shift + partition, and back + crop) as one indexed
+  copy each way (:mod:`hiermlp.accel.gather`) instead of five or six copies; one unshifted window that
+  covers the map is a view;
+* ``needs_mask``: no mask where it would allow everything (an unshifted window of an unpadded map);
+* ``add_residual``: drop path and the residual add as one ``addcmul``;
+* ``mlp_residual``: the channel MLP's residual add inside ``fc2``'s kernel (:meth:`FastMlp.forward_residual`);
+  with autograd on CPU, the branch a few images at a time (``SETTINGS.mlp_chunk_mib``), so its hidden
+  activations stay small enough for glibc to reuse heap memory instead of mapping (and page-faulting) fresh
+  memory on every step; only where the branch is per image and draws no random numbers but the drop-path
+  factor, which is drawn once for the whole batch;
+* ``HierStage.run_blocks``: CPU inference a few images at a time (``SETTINGS.chunk_tokens``): every block is
+  independent per image in eval mode, and smaller intermediates stay cache-resident and reuse allocator
+  memory.
 
-Traced code (``torch.compile``, ``torch.export``, ONNX) takes the plain composition, which compilers fuse
-themselves, with the same mask rule; ``torch.fx`` symbolic tracing takes the plain block unchanged.
+Traced code (``torch.compile``, ``torch.export``, ONNX) takes the plain geometry, which compilers fuse
+themselves, with the same mask rule; ``torch.fx`` symbolic tracing takes the plain modules unchanged.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from timm.layers import DropPath, Mlp
@@ -27,8 +33,9 @@ from hiermlp.accel import settings
 from hiermlp.accel.gather import cached_window_index, gather_windows, scatter_windows
 from hiermlp.accel.linear import FastMlp
 from hiermlp.accel.trace import hooked, is_exporting, is_fx_tracing, is_symbolic, is_tracing
-from hiermlp.models.block import HierBlock
-from hiermlp.ops import actual_window, cached_window_mask, crop_to, cyclic_shift, pad_to_multiple
+from hiermlp.models.block import HierBlock, WindowLayout
+from hiermlp.models.stage import HierStage
+from hiermlp.ops import actual_window, cached_window_mask
 
 
 def drops_paths(drop: nn.Module) -> bool:
@@ -47,7 +54,7 @@ def drop_path_factor(drop: DropPath, y: torch.Tensor) -> torch.Tensor:
 
 
 def add_drop_path(x: torch.Tensor, y: torch.Tensor, drop: nn.Module) -> torch.Tensor:
-    """``x + drop(y)`` where ``drop`` is timm's ``DropPath`` (or ``nn.Identity``), in one pass when training.
+    """``x + drop(y)`` where ``drop`` is timm's ``DropPath`` (or any module), in one pass when it drops.
 
     Same distribution as ``DropPath``: each sample's branch is kept with probability ``1 - p`` and scaled by
     ``1 / (1 - p)``; ``addcmul`` applies the per-sample factor and the residual add together.
@@ -70,37 +77,81 @@ def per_image_and_deterministic(*modules: nn.Module) -> bool:
     return True
 
 
+class GatherLayout(NamedTuple):
+    """How :meth:`FastHierBlock.to_windows` gathered a map (its ``from_windows`` scatters it back)."""
+
+    size: tuple[int, int]  # (H, W) of the map
+    window: tuple[int, int]  # the window run
+    batch: int
+    inverse: torch.Tensor | None  # map position -> window slot; None: the map was one window (a view)
+
+
 class FastHierBlock(HierBlock):
     """:class:`HierBlock` on the fast paths (see the module docstring)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def to_windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, WindowLayout | GatherLayout]:
+        if is_fx_tracing() or self.global_window or is_tracing() or not settings.current().gather:
+            return super().to_windows(x)
+        b, h, w, c = x.shape
+        if is_symbolic(h, w):
+            return super().to_windows(x)
+        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
+        if (h, w) == ws and not any(shift):
+            return x.reshape(b, h * w, c), None, GatherLayout((h, w), ws, b, None)
+        fwd, inv, padded_size, padded = cached_window_index((h, w), ws, shift, self.shift_mode, device=x.device)
+        mask = None
+        if self.shift_mode == "roll" and self.needs_mask((h, w), padded_size, shift):
+            mask = cached_window_mask(padded_size, ws, shift, (h, w), device=x.device)
+        return gather_windows(x, fwd, ws[0] * ws[1], padded=padded), mask, GatherLayout((h, w), ws, b, inv)
+
+    def from_windows(self, windows: torch.Tensor, layout: WindowLayout | GatherLayout) -> torch.Tensor:
+        if not isinstance(layout, GatherLayout):
+            return super().from_windows(windows, layout)
+        if layout.inverse is None:
+            return windows.view(layout.batch, layout.size[0], layout.size[1], windows.shape[-1])
+        return scatter_windows(windows, layout.inverse, layout.batch, layout.size)
+
+    def needs_mask(self, size: tuple[int, int], padded_size: tuple[int, int], shift: tuple[int, int]) -> bool:
+        # symbolic sizes keep the mask: a branch on them would specialise the traced graph
+        if is_fx_tracing() or is_symbolic(*size, *padded_size):
+            return True
+        return any(shift) or tuple(padded_size) != tuple(size)
+
+    def add_residual(self, x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
         if is_fx_tracing():
-            return super().forward(x)
-        b, h, w, _ = x.shape
-        chunk = settings.current().chunk_tokens
-        inference = not self.training and not torch.is_grad_enabled() and not is_exporting()
-        if inference and chunk and b > 1 and x.device.type == "cpu" and not is_symbolic(b, h, w) and b * h * w > chunk:
-            return torch.cat([self._forward(part) for part in x.split(max(1, chunk // (h * w)))])
-        return self._forward(x)
+            return super().add_residual(x, branch, drop_path)
+        return add_drop_path(x, branch, drop_path)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm_placement != "pre" or not isinstance(self.ls1, nn.Identity):
-            return super().forward(x)
-        x = add_drop_path(x, self.token_mix(self.norm1(x)), self.drop_path1)
-        if self.mlp is None:
-            return x
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        if is_fx_tracing():
+            return super().mlp_residual(x)
         images = self._mlp_chunk(x)
-        if images:
-            return self._chunked_mlp_branch(x, images)
-        return self._mlp_branch(x, None)
+        if not images:
+            return self._whole_mlp_residual(x)
+        # drop path's factor is drawn for the whole batch, as the unsplit branch draws it (nothing else in the
+        # branch draws random numbers), so the result is the same function and the same draws
+        factor = drop_path_factor(self.drop_path2, x) if drops_paths(self.drop_path2) else None
+        parts = x.split(images)
+        factors = factor.split(images) if factor is not None else [None] * len(parts)
+        return torch.cat(
+            [
+                self._whole_mlp_residual(part) if f is None else torch.addcmul(part, self.mlp_branch(part), f)
+                for part, f in zip(parts, factors)
+            ]
+        )
 
-    def _mlp_branch(self, x: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
-        """``x + drop_path2(mlp(norm2(x)))``; ``factor``: drop path's per-image factor, drawn already."""
-        if factor is not None:
-            return torch.addcmul(x, self.mlp(self.norm2(x)), factor)
-        if isinstance(self.mlp, FastMlp) and not drops_paths(self.drop_path2) and not hooked(self.mlp):
+    def _whole_mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + drop_path2(mlp_branch(x))``, the add inside ``fc2``'s kernel where nothing comes between."""
+        if (
+            self.norm_placement == "pre"
+            and isinstance(self.mlp, FastMlp)
+            and isinstance(self.ls2, nn.Identity)
+            and isinstance(self.drop_path2, (DropPath, nn.Identity))
+            and not drops_paths(self.drop_path2)
+            and not hooked(self.mlp)
+        ):
             return self.mlp.forward_residual(self.norm2(x), x)
-        return add_drop_path(x, self.mlp(self.norm2(x)), self.drop_path2)
+        return super().mlp_residual(x)
 
     def _mlp_chunk(self, x: torch.Tensor) -> int:
         """Images per channel-MLP call with autograd on CPU (``SETTINGS.mlp_chunk_mib``); 0: the whole batch."""
@@ -120,45 +171,34 @@ class FastHierBlock(HierBlock):
         ):
             return 0
         images = max(1, budget // (h * w * fc1.out_features * x.element_size()))
-        if images >= b or not per_image_and_deterministic(self.norm2, self.mlp):
+        if images >= b or not per_image_and_deterministic(self.norm2, self.mlp, self.ls2):
             return 0
         return images
 
-    def _chunked_mlp_branch(self, x: torch.Tensor, images: int) -> torch.Tensor:
-        # drop path's factor is drawn for the whole batch, as the unsplit branch draws it (nothing else in the
-        # branch draws random numbers), so the result is the same function and the same draws
-        factor = drop_path_factor(self.drop_path2, x) if drops_paths(self.drop_path2) else None
-        parts = x.split(images)
-        factors = factor.split(images) if factor is not None else [None] * len(parts)
-        return torch.cat([self._mlp_branch(part, f) for part, f in zip(parts, factors)])
 
-    def window_mix(self, x: torch.Tensor) -> torch.Tensor:
-        if is_fx_tracing():
-            return super().window_mix(x)
-        b, h, w, c = x.shape
-        if is_tracing() or is_symbolic(h, w) or not settings.current().gather:
-            return self._window_mix_traced(x)
-        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
-        if (h, w) == ws and not any(shift):  # one window covering the map, unshifted: no copy at all
-            return self.call_mixer(x.reshape(b, h * w, c), None, ws).view_as(x)
-        fwd, inv, padded_size, padded = cached_window_index((h, w), ws, shift, self.shift_mode, device=x.device)
-        mask = None
-        if self.shift_mode == "roll" and (any(shift) or padded):
-            mask = cached_window_mask(padded_size, ws, shift, (h, w), device=x.device)
-        windows = gather_windows(x, fwd, ws[0] * ws[1], padded=padded)
-        return scatter_windows(self.call_mixer(windows, mask, ws), inv, b, (h, w))
+class FastHierStage(HierStage):
+    """:class:`HierStage` whose blocks run CPU inference a few whole images at a time (see the module
+    docstring); the result is the whole batch's."""
 
-    def _window_mix_traced(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain composition, with a mask only where one is needed (decided on static sizes)."""
-        if self.shift_mode != "roll":
-            return super().window_mix(x)
-        h, w = x.shape[1], x.shape[2]
-        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
-        x = pad_to_multiple(x, ws)
-        hp, wp = x.shape[1], x.shape[2]
-        needs_mask = is_symbolic(h, w) or any(shift) or (hp, wp) != (h, w)
-        mask = cached_window_mask((hp, wp), ws, shift, (h, w), device=x.device) if needs_mask else None
-        x = cyclic_shift(x, shift)
-        x = self.mix_windows(x, mask, ws)
-        x = cyclic_shift(x, (-shift[0], -shift[1]))
-        return crop_to(x, (h, w))
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        images = self._inference_chunk(x)
+        if not images:
+            return super().run_blocks(x)
+        parts = []
+        for part in x.split(images):
+            parts.append(super().run_blocks(part))
+        return torch.cat(parts)
+
+    def _inference_chunk(self, x: torch.Tensor) -> int:
+        """Images per call in CPU inference (``SETTINGS.chunk_tokens`` tokens at most); 0: the whole batch."""
+        chunk = settings.current().chunk_tokens
+        if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_exporting():
+            return 0
+        b, h, w, _ = x.shape
+        if b < 2 or x.device.type != "cpu" or is_symbolic(b, h, w) or b * h * w <= chunk:
+            return 0
+        # a hook on a block sees the whole batch, as on the plain stage; training-mode modules (batch
+        # statistics, random draws) are not per image
+        if hooked(*self.blocks) or any(m.training for m in self.blocks.modules()):
+            return 0
+        return max(1, chunk // (h * w))
