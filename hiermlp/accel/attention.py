@@ -2,16 +2,17 @@
 
 The plain :class:`~hiermlp.mixers.attention.WindowAttention` adds the position bias and the mask to the
 logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides the kernel hook ``attend``
-(measured in benchmarks/results/perf_gpu):
+(measured in benchmarks/results/perf_gpu, except where said):
 
 * the bias and the shift mask are folded into one additive ``(1, heads or nW*heads, N, N)`` tensor, cached
   when no gradient flows to the table (inference, or a frozen table): :mod:`hiermlp.accel.cache`;
-* CPU: explicit attention for windows (two bmm and an in-place softmax), faster than the flash kernel at
-  Swin's 49-64 tokens; SDPA for global attention, which never materialises the N x N logits;
 * CUDA, eager: SDPA's memory-efficient kernel with the bias in the autocast dtype and row-aligned
   (``SETTINGS.align_mask``), in training too (the kernel differentiates the bias);
 * CUDA, compiled: explicit attention for windows, which the compiler fuses (traced SDPA lowers to a
-  slower cuDNN kernel).
+  slower cuDNN kernel);
+* a trainable position bias off CUDA: explicit attention (two matmuls and a softmax), since the other
+  devices' fused SDPA kernels give the mask no gradient and PyTorch falls back to its math path (a Swin-T
+  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4); CPU inference keeps SDPA.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from hiermlp.accel.trace import is_exporting, is_fx_tracing, is_tracing
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
 
-# windows of up to this many tokens use explicit attention on CPU (and in compiled CUDA graphs); larger token
-# counts (global attention) keep SDPA
+# windows of up to this many tokens use explicit attention in compiled CUDA graphs; larger token counts
+# (global attention) keep SDPA
 MAX_EXPLICIT_TOKENS = 256
 
 # devices whose SDPA differentiates ``attn_mask`` in a fused kernel (CUDA's memory-efficient kernel does):
@@ -41,7 +42,7 @@ def use_explicit(device_type: str, tokens: int, trains_bias: bool, tracing: bool
         return choice == "explicit"
     if trains_bias and device_type not in SDPA_BIAS_GRAD_DEVICES:
         return True
-    return (device_type == "cpu" or (tracing and device_type == "cuda")) and tokens <= MAX_EXPLICIT_TOKENS
+    return tracing and device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS
 
 
 def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
@@ -54,13 +55,11 @@ def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
 
 def probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
     """``softmax(q k^T * scale + bias)``, scale and bias in place on the logits (matmul's backward needs its
-    inputs, not its output); the softmax too where autograd does not need it."""
+    inputs, not its output)."""
     attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
     if bias is not None:
         attn.add_(bias)
-    if torch.is_grad_enabled() and attn.requires_grad:
-        return attn.softmax(-1)
-    return torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+    return attn.softmax(-1)
 
 
 class FastAttentionMixin:

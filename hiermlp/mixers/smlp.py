@@ -78,10 +78,6 @@ class SparseMlp(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fuse_parts(*self.parts(x))
-
-    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The three maps the fusion mixes: the convolved input, its row MLP and its column MLP."""
         x = self.act(self.norm(self.dwconv(self.act(check_feat_size(x, self.feat_size)))))
         b, h, w, _ = x.shape
         # along W within each row: one (W, W) @ (W, C) product per row, batched over the B*H rows
@@ -90,10 +86,7 @@ class SparseMlp(nn.Module):
         # along H within each column: one (H, H) @ (H, W*C) product per image
         cols = rearrange(x, "b h w c -> b h (w c)")
         x_col = torch.baddbmm(self.col_mlp.bias[:, None], self.col_mlp.weight.expand(b, h, h), cols)
-        return x, x_row.view_as(x), x_col.view_as(x)
-
-    def fuse_parts(self, x: torch.Tensor, x_row: torch.Tensor, x_col: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([x, x_row, x_col], dim=-1))
+        return self.fuse(torch.cat([x, x_row.view_as(x), x_col.view_as(x)], dim=-1))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, feat_size={self.feat_size}"

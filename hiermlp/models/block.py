@@ -86,10 +86,10 @@ class HierBlock(nn.Module):
     passed (all True for an unshifted window of an unpadded map), so the block has no branch on the input
     size and traces symbolically.
 
-    ``forward`` is written once, in terms of narrow hooks that the speed layer (:mod:`hiermlp.accel`)
-    overrides: the window geometry (:meth:`to_windows`, :meth:`from_windows`, :meth:`needs_mask`), the mixer
-    call (:meth:`mix_windows`), the residual add (:meth:`add_residual`) and the channel-MLP residual
-    (:meth:`mlp_residual`). A change to the block's structure made here holds on both paths.
+    ``forward`` is written once, in terms of narrow steps a subclass (the speed layer, :mod:`hiermlp.accel`)
+    may override without restating the block: the window geometry (:meth:`to_windows`, :meth:`from_windows`),
+    the mixer call (:meth:`mix_windows`) and the channel-MLP residual (:meth:`mlp_residual`). A change to the
+    block's structure made here holds on both paths.
 
     The window rule follows the actual map (:func:`~hiermlp.ops.actual_window`): per axis, a map not larger
     than the window is not shifted there, and a mixer that can run on a smaller window in this shift mode
@@ -179,14 +179,14 @@ class HierBlock(nn.Module):
         else:
             self.norm2 = self.mlp = self.ls2 = self.drop_path2 = None
 
-    # ---- the block, written once: the speed layer overrides the hooks below, never this ----------------
+    # ---- the block, written once: the speed layer overrides the steps below, never this ----------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C) -> (B, H, W, C)``: the token-mixing residual, then the channel-MLP residual."""
         if self.norm_placement == "pre":
             branch = self.mix_tokens(self.norm1(x))
         else:
             branch = self.norm1(self.mix_tokens(x))
-        x = self.add_residual(x, self.ls1(branch), self.drop_path1)
+        x = x + self.drop_path1(self.ls1(branch))
         if self.mlp is not None:
             x = self.mlp_residual(x)
         return x
@@ -204,7 +204,7 @@ class HierBlock(nn.Module):
             return self.ls2(self.mlp(self.norm2(x)))
         return self.ls2(self.norm2(self.mlp(x)))
 
-    # ---- hooks ----------------------------------------------------------------------------------------
+    # ---- the overridable steps ----------------------------------------------------------------------
     def to_windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, WindowLayout]:
         """Pad, shift and partition a map, ``(B, H, W, C) -> (windows (B*nW, N, C), mask (nW, N, N) | None,
         layout)``; a global-window mixer gets the whole map as one window and no mask."""
@@ -213,14 +213,13 @@ class HierBlock(nn.Module):
             return x.reshape(b, h * w, c), None, WindowLayout((h, w), (h, w), (0, 0), (1, 1))
         ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
         x = pad_to_multiple(x, ws)
-        mask = None
         if self.shift_mode == "roll":
-            padded = (x.shape[1], x.shape[2])
-            if self.needs_mask((h, w), padded, shift):
-                mask = cached_window_mask(padded, ws, shift, (h, w), device=x.device)
+            # always a mask, all True for an unshifted window of an unpadded map: no branch on the size
+            mask = cached_window_mask((x.shape[1], x.shape[2]), ws, shift, (h, w), device=x.device)
             x = cyclic_shift(x, shift)
-        else:  # the identity without a shift
-            x = pad_shift(x, ws, shift)
+        else:
+            mask = None
+            x = pad_shift(x, ws, shift)  # the identity without a shift
         grid = (x.shape[1] // ws[0], x.shape[2] // ws[1])
         return window_partition(x, ws), mask, WindowLayout((h, w), ws, shift, grid)
 
@@ -235,24 +234,14 @@ class HierBlock(nn.Module):
             x = unpad_shift(x, layout.window, layout.shift)
         return crop_to(x, layout.size)
 
-    def needs_mask(self, size: tuple[int, int], padded_size: tuple[int, int], shift: tuple[int, int]) -> bool:
-        """Whether the mixer gets the region mask in ``roll`` mode. Always here: an unshifted window of an
-        unpadded map gets an all-True mask, so the block has no branch on the input size and traces
-        symbolically."""
-        return True
-
     def mix_windows(self, windows: torch.Tensor, mask: torch.Tensor | None, window: tuple[int, int]) -> torch.Tensor:
         """The window mixer on ``(B*nW, N, C)`` windows of size ``window`` (told to a mixer that crops)."""
         out = self.mixer(windows, mask, window_size=window) if self.crops else self.mixer(windows, mask)
         return check_mixer_output(out, windows, self.mixer_name)
 
-    def add_residual(self, x: torch.Tensor, branch: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
-        """``x + drop_path(branch)``, the residual add of both branches."""
-        return x + drop_path(branch)
-
     def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
         """The channel-MLP residual, ``x + drop_path2(mlp_branch(x))``."""
-        return self.add_residual(x, self.mlp_branch(x), self.drop_path2)
+        return x + self.drop_path2(self.mlp_branch(x))
 
     def extra_repr(self) -> str:
         if self.kind == "map":

@@ -54,7 +54,7 @@ def cyclic_shift(x: torch.Tensor, shift: Size2) -> torch.Tensor:
 def is_symbolic(*sizes: int) -> bool:
     """True when a size is symbolic (``torch.export`` / ``torch.compile`` with dynamic H, W).
 
-    Geometry then takes its branch-free path (pad by a possibly-zero amount, always build the mask):
+    Geometry then takes its branch-free path (pad by a possibly-zero amount, crop by a gather):
     branching on a symbolic size would specialise the traced graph to the example input's size.
     """
     return any(isinstance(s, torch.SymInt) for s in sizes)
