@@ -1,27 +1,33 @@
-"""Regenerate the committed benchmark results under ``benchmarks/results/``.
+"""Re-measure the committed benchmark results under ``benchmarks/results/`` and render their pages.
 
-Each result directory gets the reports of one ``hiermlp`` command (Markdown, CSV, JSON, PNG) and a
-README.md with the exact command, the machine and the versions, the table and how to read it.
+Every result directory holds the reports of one command (JSON, and Markdown/CSV/PNG beside it). Its
+README.md, and ``benchmarks/README.md`` (the index), are *rendered* from the committed JSON by this script,
+so a page cannot say a number its report does not hold; tests/test_result_pages.py checks that the
+committed pages are what this script renders.
 
-    python benchmarks/make_results.py              # all four CPU results (each README gives its time)
-    python benchmarks/make_results.py sweep_cpu    # or bench_cpu, compare_default, compare_literature, bench_gpu
-    python benchmarks/make_results.py --readme-only  # rewrite the READMEs from existing reports
+    python benchmarks/make_results.py --pages       # render every page from the committed JSON (no timing)
+    python benchmarks/make_results.py               # re-measure the four CPU results, then render the pages
+    python benchmarks/make_results.py sweep_cpu     # one of bench_cpu, sweep_cpu, compare_default,
+                                                    # compare_literature, bench_gpu (CUDA: only when named)
 
-Run it on an otherwise idle machine: the reports record the load average at start and end, and timings
-taken while other processes compete for the cores are slower and noisier. compare_default keeps its
-(entry, seed) runs under runs/compare/compare_default: rerun after an interruption, it trains only what
-is missing.
+The other results come from their own scripts (perf_cpu.py, perf_gpu.py, literature_cpu.py, cache_rss.py;
+each page gives its command); ``--pages`` renders their pages too. Measure on an otherwise idle machine: the
+reports record the load average at start and end, and timings taken while other processes compete for the
+cores are slower and noisier. The compare results keep their (entry, seed) runs under runs/compare/NAME:
+rerun after an interruption, a compare trains only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import re
-import shlex
+import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,91 +88,798 @@ RUNS: dict[str, list[str]] = {
 }
 CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature"]  # what a bare make_results.py runs
 
-HOW_TO_READ = {
-    "bench_cpu": """\
-- **params (M)**, **GMACs** (multiply-accumulates per image, `torch.utils.flop_counter`, what papers call
-  FLOPs) are exact; the rest are timings: median of the timed samples, `(q1–q3)` the interquartile range.
-- **infer img/s** = batch-4 forward passes in eval mode under `torch.no_grad`; **latency** = one image;
-  **train img/s** = forward + cross-entropy + backward + AdamW step. **×1st** = speed relative to the first
-  row (hiermlp's Swin-T; >1 is faster). Models are timed round-robin in one process, so hiermlp's models
-  and timm's implementations of the same architecture (`timm:` rows) share the machine's conditions.
-- **peak MiB** = growth of the resident set (peak RSS) of a fresh process from just before the model is
-  built: weights + activations (+ gradients and AdamW state for training) + allocator slack.
-- Every row runs at 224x224 (`swin_mlp_tiny_c24_patch4_window8_256` too, whose reference size is 256), so
-  the rows share one input. With three samples per model on a shared machine, differences smaller than
-  the interquartile ranges (often 10-20% here) are noise; the GMACs column is the noise-free comparison.""",
-    "sweep_cpu": """\
-- Each model runs at each image size (batch 1); the time per image is the median of the timed samples.
-- **α** is the least-squares slope of log(time) against log(pixels): 1 means time grows linearly with the
-  number of pixels, 2 quadratically. *α top3* fits only the three largest sizes, where fixed per-call
-  costs no longer flatten the curve. The Swin paper's claim, measured: window mixers are about linear,
-  global attention approaches quadratic as the token count grows.
-- **OOM** / **time cap** mark points that ran out of memory or would exceed `--max-point-seconds`; the
-  sweep records them and goes on.
-- Peak memory is the peak-RSS growth of a fresh process running one batch (see `hiermlp.bench.memory`).
-  At batch 1 the weights (about 80-110 MiB) dominate, and PyTorch's CPU attention kernel is
-  flash-style (it never stores the N×N attention matrix), so memory grows slowly for every mixer; time
-  is where global attention pays for its N² pairs.""",
-    "compare_default": """\
-- Every entry is trained by `hiermlp.train.train` with the same recipe once per seed (seeds 0, 1, 2: each
-  draws the 3k training images, the data order and the initialisation; entries share them), on the
-  embedded Fashion-MNIST subset, and evaluated on its 2k test images. Then the architectures are timed
-  together (round-robin).
-- **top-1** is the mean ± std over the seeds with the 95% Student-t interval of the mean. With three
-  seeds the t factor is 4.30, so an interval is about ±2.5 standard deviations wide: only differences
-  that the intervals of *paired* differences (same seed, same data) separate from zero are called
-  supported. **rank** counts only those: entries that no supported difference separates share a rank.
-- **vs baselines**: `>` better than the baseline, `<` worse (both supported), `≈` not separated.
-- **Claims**: each row is one ablation of one family (a − b, paired over seeds) next to the paper's
-  ImageNet-1k figure. At 3k images and 282 steps these test whether the mechanism helps *here*; a
-  paper's gain at ImageNet scale need not show, and an inconclusive row is no evidence either way.
-- Each interval is a 95% interval on its own: among the many pairs about one in twenty supported
-  verdicts can be chance; the claims are the planned tests.""",
-    "compare_literature": """\
-- Micro versions of CycleMLP, AS-MLP, Wave-MLP and sMLPNet (each family's own stem, token mixer, norms
-  and downsampling, at 0.020-0.022 GMACs) next to Swin, Swin V2 and Swin-MLP and the two baselines, all
-  trained by the default preset's recipe with seeds 0, 1, 2 (3k embedded Fashion-MNIST images, 3 epochs)
-  and evaluated on the 2k test images; then timed together round-robin.
-- Read the table as the default preset's (below): mean ± std and the 95% interval over seeds; only
-  differences that the paired intervals separate from zero are called supported. The ImageNet ranking of
-  these families need not hold at 3k gray 32×32 images; an inconclusive pair is no evidence either way.""",
-    "bench_gpu": """\
-- Swin-T, hiermlp next to timm's own implementation with the same weights, under bf16 autocast on one GPU
-  (the card is named above the table). **infer img/s** = batch-128 forward passes in eval mode under
-  `torch.no_grad`; **latency** = one image; **train img/s** = forward + cross-entropy + backward + AdamW.
-- **peak MiB** = `torch.cuda.max_memory_allocated` of a fresh process: weights + activations (+ gradients
-  and AdamW state for training).
-- hiermlp's attention hands SDPA's memory-efficient kernel a row-aligned folded bias, broadcast over the
-  batch and cached per feature size; timm's builds the mask per window every call and SDPA pads a copy
-  of it. `benchmarks/results/perf_gpu/` has the lever-by-lever table.""",
+
+# ---- formatting ----------------------------------------------------------------------------------------------
+def num(x: float | None) -> str:
+    """Three significant digits, thousands separated: 0.123, 1.23, 12.3, 123, 1,234."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if x == 0:
+        return "0"
+    digits = max(0, 2 - math.floor(math.log10(abs(x))))
+    return f"{x:,.{digits}f}"
+
+
+def stat(s: dict | None, scale: float = 1.0) -> str:
+    """``median (q1–q3)`` of a timing summary."""
+    if not s:
+        return "-"
+    return f"{num(s['median'] * scale)} ({num(s['q1'] * scale)}–{num(s['q3'] * scale)})"
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def onoff(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A Markdown table; ``align`` has one letter per column, l or r (default: first l, the rest r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    return ["| " + " | ".join(r) + " |" for r in (header, rule, *rows)]
+
+
+def machine(env: dict) -> list[str]:
+    """Where and with what a report was measured, and whether the machine was shared, from its ``env``."""
+    device = "the CPU" if env["device"] == "cpu" else f"{env.get('device_name', '?')} ({env['device']})"
+    onednn = f"{onoff(env['onednn_linears'])}" if "onednn_linears" in env else "not recorded"
+    threads = f"{env['threads']} torch thread{'s' if env['threads'] != 1 else ''}"
+    lines = [
+        f"- machine: {env['cpu']}, {env['cpu_cores']} cores visible, {threads}; measured on {device} in "
+        f"{env['dtype']}; hiermlp's oneDNN linears: {onednn}",
+        f"- software: torch {env['torch']}, timm {env['timm']}, hiermlp {env['hiermlp']}, Python {env['python']}, "
+        f"{env['platform']}" + (f", CUDA {env['cuda']}" if "cuda" in env else ""),
+    ]
+    if "loadavg_start" in env:
+        start, end = env["loadavg_start"], env.get("loadavg_end")
+        load = f"- load average (1/5/15 min) at start {'/'.join(map(str, start))}"
+        if end:
+            load += f", at end {'/'.join(map(str, end))}"
+        lines.append(load + " (what ran besides the measurement, plus, at the end, the measurement itself)")
+        if start[0] > env["cpu_cores"]:
+            lines.append(
+                f"- **the machine was shared**: a 1-minute load of {start[0]} on {env['cpu_cores']} cores before "
+                "the run started, so absolute figures are pessimistic; comparisons made within one process, "
+                "under the same load, are the meaningful part"
+            )
+    return lines
+
+
+# ---- the pages -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page:
+    """How one result directory's README.md is rendered from its JSON report."""
+
+    title: str
+    what: str  # one line for the index
+    report: str  # the JSON report, relative to the directory
+    full: str  # the full Markdown report written beside it by the command
+    body: Callable[[str, dict], list[str]]  # findings, tables, how to read it
+    plots: list[tuple[str, str]] = field(default_factory=list)
+
+
+def bench_body(name: str, d: dict) -> list[str]:
+    rows, s = d["rows"], d["settings"]
+    ref, batch = rows[0], s["batch"]
+    lines = ["## Findings (computed from the JSON report)", ""]
+    for r in rows[1:]:
+        if r["status"] == "ok" and r["infer_rel"]:
+            lines.append(
+                f"- `{r['model']}` against `{ref['model']}`: inference ×{r['infer_rel']:.2f}, training "
+                f"×{r['train_rel']:.2f}, batch-1 latency ×{r['latency_rel']:.2f} (speed; >1 = faster)"
+            )
+        else:
+            lines.append(f"- `{r['model']}`: {r['status']} {r.get('error', '')}".rstrip())
+    pairs = {r["model"]: r for r in rows}
+    for r in rows:
+        twin = pairs.get(f"timm:{r['model']}")
+        if r["source"] == "hiermlp" and twin and twin["infer_rel"] and r["infer_rel"]:
+            lines.append(
+                f"- `{r['model']}`, hiermlp / timm: inference {r['infer_rel'] / twin['infer_rel']:.2f}x, training "
+                f"{r['train_rel'] / twin['train_rel']:.2f}x, latency {r['latency_rel'] / twin['latency_rel']:.2f}x"
+            )
+    mem = "`torch.cuda.max_memory_allocated`" if d["env"]["device"] == "cuda" else "peak-RSS growth"
+    lines += [
+        "",
+        "## Table",
+        "",
+        *table(
+            [
+                "model",
+                "source",
+                "img",
+                "params (M)",
+                "GMACs",
+                f"infer img/s @{batch}",
+                "×1st",
+                "latency ms @1",
+                "×1st",
+                f"train img/s @{batch}",
+                "×1st",
+                "peak MiB infer",
+                "peak MiB train",
+            ],
+            [
+                [
+                    f"`{r['model']}`",
+                    r["source"],
+                    str(r["img_size"]),
+                    num(r["params"] / 1e6),
+                    num(r["gmacs"]),
+                    stat(r["infer_img_s"]),
+                    f"{r['infer_rel']:.2f}" if r["infer_rel"] else "-",
+                    stat(r["latency_ms"]),
+                    f"{r['latency_rel']:.2f}" if r["latency_rel"] else "-",
+                    stat(r["train_img_s"]),
+                    f"{r['train_rel']:.2f}" if r["train_rel"] else "-",
+                    num(r["mem_infer_mb"]),
+                    num(r["mem_train_mb"]),
+                ]
+                for r in rows
+            ],
+            "lll" + "r" * 10,
+        ),
+        "",
+        "## How to read it",
+        "",
+        "- **params**, **GMACs** (multiply-accumulates per image, `torch.utils.flop_counter`: what papers call "
+        "FLOPs) are exact; the rest are timings: the median of the timed samples, (q1–q3) the interquartile range.",
+        f"- **infer img/s** = batch-{batch} forward passes in eval mode under `torch.no_grad`; **latency** = one "
+        f"image; **train img/s** = forward + cross-entropy + backward + AdamW step at batch {batch}. **×1st** = "
+        "speed relative to the first row (>1 is faster).",
+        f"- {s['repeats']} timed samples after {s['warmup']} warm-up call(s) per model; the models are timed "
+        "round-robin in one process, so hiermlp's models and timm's implementations (`timm:` rows) share the "
+        "machine's conditions. Differences within the interquartile ranges are noise; GMACs are the noise-free "
+        "comparison.",
+        f"- **peak MiB** = {mem} of a fresh process per model: weights and activations (+ gradients and AdamW "
+        "state for training).",
+        *took(d),
+    ]
+    return lines
+
+
+def took(d: dict) -> list[str]:
+    return [f"- The command took {minutes(d['wall_s'])}."] if "wall_s" in d else []
+
+
+def sweep_body(name: str, d: dict) -> list[str]:
+    sizes = d["settings"]["sizes"]
+    pts = {(p["model"], p["img_size"]): p for p in d["points"]}
+    models = [f["model"] for f in d["fits"]]
+    lines = ["## Findings (computed from the JSON report)", ""]
+    for f in d["fits"]:
+        top = f" ({f['time_exp_top']:.2f} over the three largest sizes)" if f["time_exp_top"] else ""
+        lines.append(
+            f"- `{f['model']}`: time ∝ pixels^**{f['time_exp']:.2f}**{top}; GMACs ∝ pixels^{f['gmacs_exp']:.2f}; "
+            f"peak memory ∝ pixels^{f['mem_exp']:.2f}"
+        )
+    big = max(sizes)
+    ga, sw = pts.get(("global-attention", big)), pts.get(("swin", big))
+    if ga and sw and ga["ms_per_img_median"] and sw["ms_per_img_median"]:
+        lines.append(
+            f"- at {big}x{big}, global attention takes {ga['ms_per_img_median'] / sw['ms_per_img_median']:.1f}x the "
+            "time of window attention in the same network"
+        )
+
+    def cell(m: str, size: int, key: str) -> str:
+        p = pts.get((m, size))
+        if p is None:
+            return "-"
+        return num(p[key]) if p["status"] == "ok" and p[key] is not None else p["status"]
+
+    fits = {f["model"]: f for f in d["fits"]}
+    lines += [
+        "",
+        f"## Inference ms per image (batch {d['settings']['batch']}, median)",
+        "",
+        *table(
+            ["model", *map(str, sizes), "α", "α top3"],
+            [
+                [
+                    f"`{m}`",
+                    *(cell(m, s, "ms_per_img_median") for s in sizes),
+                    f"{fits[m]['time_exp']:.2f}",
+                    f"{fits[m]['time_exp_top']:.2f}" if fits[m]["time_exp_top"] else "-",
+                ]
+                for m in models
+            ],
+        ),
+        "",
+        "## GMACs per image",
+        "",
+        *table(
+            ["model", *map(str, sizes), "α"],
+            [[f"`{m}`", *(cell(m, s, "gmacs") for s in sizes), f"{fits[m]['gmacs_exp']:.2f}"] for m in models],
+        ),
+        "",
+        "## How to read it",
+        "",
+        f"- Each model runs at each image size (batch {d['settings']['batch']}, {d['settings']['repeats']} timed "
+        "samples after warm-up, the models of one size round-robin); the time per image is the median.",
+        "- **α** is the least-squares slope of log(time) against log(pixels): 1 means time grows linearly with the "
+        "number of pixels, 2 quadratically. *α top3* fits only the three largest sizes, where fixed per-call costs "
+        "no longer flatten the curve.",
+        "- Peak memory (exponents above, values in the full report) is the peak-RSS growth of a fresh process "
+        "running one batch; at batch 1 the weights are most of it, so it grows slowly for every mixer.",
+        f"- A point that runs out of memory or would exceed {d['settings']['max_point_s']:g} s is recorded as such "
+        "and the sweep goes on.",
+        *took(d),
+    ]
+    return lines
+
+
+def compare_body(name: str, d: dict) -> list[str]:
+    rows, recipe = d["rows"], d["recipe"]
+    runs = [run for r in rows for run in r["runs"]]
+    steps = max((run["history"][-1]["step"] for run in runs if run.get("history")), default=0)
+    reused = sum(bool(run.get("reused")) for run in runs)
+    scale = recipe["batch_size"] * recipe["accum_steps"] / recipe["lr_base_batch"]
+    baselines = [r["label"] for r in rows if r["baseline"]]
+    gmacs = [r["gmacs"] for r in rows if not r["baseline"]]
+    top = rows[0]["top1"]
+    t = (top["hi"] - top["mean"]) * math.sqrt(top["n"]) / top["std"] if top["std"] else float("nan")
+    aug = "none" if recipe["no_aug"] else "on"
+    lines = [
+        "## What was run",
+        "",
+        f"- {len(rows)} entries ({len(rows) - len(baselines)} models at {num(min(gmacs))}–{num(max(gmacs))} GMACs, "
+        f"baselines {', '.join(f'`{b}`' for b in baselines)}) × {len(d['seeds'])} seeds "
+        f"({', '.join(map(str, d['seeds']))}) = {len(runs)} runs, {d['jobs']} at a time with "
+        f"{d['job_threads']} torch thread{'s' if d['job_threads'] != 1 else ''} each",
+        f"- one recipe for every entry: {recipe['epochs']} epochs over {recipe['limit_train'] or 'all'} "
+        f"`{recipe['data']}` training images at {recipe['img_size']}x{recipe['img_size']} ({steps} optimizer steps), "
+        f"batch {recipe['batch_size']}, {recipe['opt']} with lr {recipe['lr']:g} per {recipe['lr_base_batch']} "
+        f"images ({recipe['lr'] * scale:.2e} at this batch), warmup {recipe['warmup_epochs']:g} epochs, cosine to "
+        f"{recipe['min_lr'] * scale:.2e}, weight decay {recipe['weight_decay']:g}, augmentation {aug}, label "
+        f"smoothing {recipe['label_smoothing']:g}, drop path {recipe['drop_path_rate']:g}, amp {recipe['amp']}",
+        f"- the invocation that wrote the report took {minutes(d['wall_s'])}; the runs' training times sum to "
+        f"{minutes(d['train_time_total_s'])}" + (f" ({reused} finished runs were reused)" if reused else ""),
+        "",
+        "## Results",
+        "",
+        *table(
+            [
+                "rank",
+                "entry",
+                "model (options)",
+                "params (M)",
+                "GMACs",
+                "top-1 % (mean ± std)",
+                "95% CI",
+                "vs baselines",
+                f"infer img/s @{d['bench']['batch']}",
+                "train s/run",
+            ],
+            [
+                [
+                    str(r["rank"]),
+                    f"**{r['label']}**" + (" (baseline)" if r["baseline"] else ""),
+                    model_cell(r, rows),
+                    num(r["params"] / 1e6),
+                    num(r["gmacs"]),
+                    f"{r['top1']['mean']:.2f} ± {r['top1']['std']:.2f}",
+                    f"[{r['top1']['lo']:.2f}, {r['top1']['hi']:.2f}]",
+                    versus(d, r, baselines),
+                    stat(r["infer_img_s"]),
+                    f"{r['train_time_s']:.0f}",
+                ]
+                for r in sorted(rows, key=lambda r: r["rank"])
+            ],
+            "rll" + "r" * 7,
+        ),
+        "",
+        "## Findings (what the intervals support)",
+        "",
+        *d["findings"],
+    ]
+    if d["claims"]:
+        lines += [
+            "",
+            "## Claims of the papers, tested",
+            "",
+            *table(
+                ["claim", "family", "a − b", "Δ top-1 (pp) [95% CI]", "verdict", "paper (ImageNet-1K)"],
+                [
+                    [
+                        c["claim"],
+                        c["family"],
+                        f"{c['a']} − {c['b']}",
+                        f"{c['diff']['mean']:+.2f} [{c['diff']['lo']:+.2f}, {c['diff']['hi']:+.2f}]",
+                        c["verdict"],
+                        c["paper"],
+                    ]
+                    for c in d["claims"]
+                ],
+                "llllll",
+            ),
+        ]
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        f"- Every entry is trained by the same recipe once per seed; a seed draws the training subset, the data "
+        f"order and the initialisation, and entries share them. **top-1** is the test accuracy at the last epoch, "
+        f"mean ± std over the seeds, with the 95% Student-t interval of the mean (t = {t:.2f} for "
+        f"{top['n']} seeds).",
+        "- A difference is **supported** when the 95% interval of the *paired* differences (same seed, same data) "
+        "excludes zero; **rank** counts only supported differences, so entries that none separates share a rank. "
+        "**vs baselines**: `>` better, `<` worse (both supported), `≈` not separated.",
+        "- **Claims**: each row is one ablation (a − b, paired over seeds) next to the paper's ImageNet-1K figure. "
+        "They test whether the mechanism helps at this scale; an inconclusive row is no evidence either way.",
+        "- Each interval is a 95% interval on its own: among many pairs about one in twenty supported verdicts "
+        "can be chance; the claims are the planned tests.",
+        "- Throughput is measured after training, all architectures timed together round-robin.",
+    ]
+    return lines
+
+
+def model_cell(row: dict, rows: list[dict]) -> str:
+    """The model, its mixer, and the options that set it apart from most entries sharing both (the ablation)."""
+    kw = row["model_kwargs"]
+    mixer = kw.get("mixer")
+    group = [r["model_kwargs"] for r in rows if r["model"] == row["model"] and r["model_kwargs"].get("mixer") == mixer]
+
+    def usual(k: str) -> str:  # the most common setting of k among them (absent counts as a setting)
+        return statistics.mode(json.dumps(g.get(k)) for g in group)
+
+    own = [f"{k}={json.dumps(v)}" for k, v in kw.items() if k != "mixer" and json.dumps(v) != usual(k)]
+    return f"`{row['model']}`" + (f" ({mixer})" if mixer else "") + (f"; {', '.join(own)}" if own else "")
+
+
+def versus(d: dict, row: dict, baselines: list[str]) -> str:
+    if row["baseline"]:
+        return "-"
+    verdicts = {(p["a"], p["b"]): (p["verdict"], p["diff"]["mean"]) for p in d["pairs"]}
+    cells = []
+    for b in baselines:
+        verdict, mean = verdicts.get((row["label"], b)) or verdicts.get((b, row["label"]), ("?", 0.0))
+        if (b, row["label"]) in verdicts:
+            mean = -mean
+        cells.append(f"{'>' if mean > 0 else '<'} {b}" if verdict == "supported" else f"≈ {b}")
+    return ", ".join(cells)
+
+
+def median_ratio(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f}x (runs: {', '.join(f'{v:.2f}' for v in xs)})"
+
+
+def perf_cpu_body(name: str, d: dict) -> list[str]:
+    sw, mlp, g = d["swin_t"], d["swin_mlp"], d["gemm"]
+    floor = "hiermlp's linears alone"
+    mlp_ours = "hiermlp (cyclic shift, masked weights)"
+    mlp_ref = "reference formulation (pad-shift, grouped Conv1d)"
+
+    def vs(section: dict, key: str, base: str) -> float:
+        return section[base]["median_s"] / section[key]["median_s"]
+
+    def lever(section: dict, key: str) -> list[str]:
+        return [f"{section[key]['per_s']:.1f}", f"{vs(section, key, 'timm'):.2f}x"] if key in section else ["-", "-"]
+
+    lines = [
+        "## Findings (computed from the JSON report)",
+        "",
+        f"Swin-T at 224 and Swin-MLP-T/C24 at 256, batch {d['batch']}, float32, same weights in every "
+        f"implementation (max |logit diff| {sw['max_abs_diff']:.1e} and {mlp['max_abs_diff']:.1e}); "
+        f"{sw['runs']} runs, each in a fresh process timing the models round-robin; a ratio is the median of the "
+        "runs' own ratios.",
+        "",
+        f"- Swin-T inference: hiermlp {sw['infer']['hiermlp']['per_s']:.1f} img/s, timm "
+        f"{sw['infer']['timm']['per_s']:.1f}: {median_ratio(sw['run_ratios']['infer'])}",
+        f"- Swin-T training step: hiermlp {sw['train']['hiermlp']['per_s']:.1f} img/s, timm "
+        f"{sw['train']['timm']['per_s']:.1f}: {median_ratio(sw['run_ratios']['train'])}",
+        f"- Swin-T batch-1 latency: hiermlp {sw['latency']['hiermlp']['median_s'] * 1e3:.1f} ms, timm "
+        f"{sw['latency']['timm']['median_s'] * 1e3:.1f} ms: {median_ratio(sw['run_ratios']['latency'])}",
+        f"- Swin-MLP-T/C24 inference: hiermlp {mlp['infer'][mlp_ours]['per_s']:.1f} img/s, the reference "
+        f"formulation {mlp['infer'][mlp_ref]['per_s']:.1f}: {median_ratio(mlp['run_ratios']['infer'])}",
+    ]
+    if floor in sw["infer"]:
+        share = [sw[m][floor]["median_s"] / sw[m]["hiermlp"]["median_s"] for m in ("infer", "train")]
+        lines.append(
+            f"- the GEMM floor: the model's linear layers alone (every call, same shapes and weights, on the kernels "
+            f"timm uses too) take {100 * share[0]:.0f}% of hiermlp's inference time and {100 * share[1]:.0f}% of its "
+            f"training step; were everything else free, hiermlp would run {vs(sw['infer'], floor, 'timm'):.2f}x and "
+            f"{vs(sw['train'], floor, 'timm'):.2f}x timm"
+            + (f", and Swin-MLP {vs(mlp['infer'], floor, mlp_ref):.2f}x its reference" if floor in mlp["infer"] else "")
+        )
+    lines.append(
+        f"- GEMM rate: float32 `torch.matmul` (2048³) {g['gemm_gflops']:.0f} GFLOP/s"
+        + (f", oneDNN's inner product {g['onednn_gflops']:.0f}" if g.get("onednn_gflops") else "")
+        + f"; Swin-T inference runs at {g['swin_t_gflops']:.0f} GFLOP/s effective, {100 * g['fraction']:.0f}% of "
+        "the `torch.matmul` rate"
+    )
+    lines += [
+        "",
+        f"## One lever at a time (Swin-T, img/s and speed relative to timm; oneDNN linears "
+        f"{onoff(d['env'].get('onednn_linears', False))} by default in this run)",
+        "",
+        *table(
+            ["variant", "inference img/s", "vs timm", "training img/s", "vs timm"],
+            [[k, *lever(sw["infer"], k), *lever(sw["train"], k)] for k in {**sw["infer"], **sw["train"]}],
+        ),
+        "",
+        "## Swin-MLP-T/C24, inference",
+        "",
+        *table(
+            ["implementation", "img/s", "vs the reference formulation"],
+            [[k, f"{v['per_s']:.1f}", f"{vs(mlp['infer'], k, mlp_ref):.2f}x"] for k, v in mlp["infer"].items()],
+        ),
+    ]
+    if "before" in d:
+        b = d["before"]
+        lines += [
+            "",
+            f"## Before and after: `{b['commit']}` against the measured checkout, interleaved",
+            "",
+            *table(
+                ["measure", "before", "after", "after / before (hiermlp itself)"],
+                [
+                    [
+                        label,
+                        median_ratio(b[sec]["run_ratios"][m]),
+                        median_ratio(d[sec]["run_ratios"][m]),
+                        median_ratio(b[sec]["change_ratios"][m]),
+                    ]
+                    for label, sec, m in (
+                        ("Swin-T inference vs timm", "swin_t", "infer"),
+                        ("Swin-T training step vs timm", "swin_t", "train"),
+                        ("Swin-T batch-1 latency vs timm", "swin_t", "latency"),
+                        ("Swin-MLP vs its reference formulation", "swin_mlp", "infer"),
+                    )
+                ],
+                "llll",
+            ),
+        ]
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- Every section runs in a fresh process: the allocator state one section leaves (after a training run, "
+        "say) changes the next one's timings. Within a run the models are timed round-robin, so a ratio compares "
+        "implementations under the same conditions; between runs on a shared machine a ratio moves, which the "
+        "per-run ratios show.",
+        "- The lever rows switch one part of hiermlp's speed layer off (or the opt-in oneDNN linears on); "
+        "'no speed layer' is the plain reference modules. The GEMM-floor row bounds what any change outside the "
+        "linear layers could buy.",
+    ]
+    return lines
+
+
+MEASURES = {"infer": "inference", "train": "training step"}
+
+
+def perf_gpu_body(name: str, d: dict) -> list[str]:
+    sw, mlp, g = d["swin_t"], d["swin_mlp"], d["gemm"]
+    mlp_ours = "hiermlp (cyclic shift, masked weights)"
+    mlp_ref = "reference formulation (pad-shift, grouped Conv1d)"
+
+    def vs(section: dict, key: str, base: str) -> float:
+        return section[base]["median_s"] / section[key]["median_s"]
+
+    batches = [b for b in sw if b != "latency"]
+    lines = [
+        "## Findings (computed from the JSON report)",
+        "",
+        f"- correctness on the card: {len(d['checks']['rows'])} checks, "
+        + ("all pass" if d["checks"]["ok"] else "**some fail**")
+        + " (float32 logits and gradients against timm, fast against straightforward paths; table in the full "
+        "report)",
+    ]
+    for b in batches:
+        for m, what in (("infer", "inference"), ("train", "training step")):
+            s = sw[b][m]
+            lines.append(
+                f"- Swin-T {what}, batch {b}: hiermlp {s['hiermlp']['per_s']:,.0f} img/s, timm "
+                f"{s['timm']['per_s']:,.0f}: **{vs(s, 'hiermlp', 'timm'):.2f}x**"
+            )
+    lat = sw["latency"]
+    lines.append(
+        f"- Swin-T batch-1 latency: hiermlp {lat['hiermlp']['median_s'] * 1e3:.1f} ms, timm "
+        f"{lat['timm']['median_s'] * 1e3:.1f} ms: **{vs(lat, 'hiermlp', 'timm'):.2f}x**"
+    )
+    for b in [b for b in mlp if b != "max_abs_diff"]:
+        s = mlp[b]["infer"]
+        lines.append(
+            f"- Swin-MLP-T/C24 inference, batch {b}: hiermlp {s[mlp_ours]['per_s']:,.0f} img/s, the reference "
+            f"formulation {s[mlp_ref]['per_s']:,.0f}: **{vs(s, mlp_ours, mlp_ref):.2f}x**"
+        )
+    if "compiled" in d:
+        c = d["compiled"]["infer"]
+        lines.append(
+            f"- compiled (`torch.compile`, batch {d['compiled']['batch']}): hiermlp "
+            f"{c['hiermlp compiled']['per_s']:,.0f} img/s, timm {c['timm compiled']['per_s']:,.0f}: "
+            f"**{vs(c, 'hiermlp compiled', 'timm compiled'):.2f}x**"
+        )
+    mem = d["memory"]
+    lines += [
+        f"- peak memory of a training step above weights and optimizer state (batch {d['memory_batch']}): hiermlp "
+        f"{mem['hiermlp']['train_step_mb']:,.0f} MiB, timm {mem['timm']['train_step_mb']:,.0f} MiB",
+        f"- kernels launched per forward (batch {d['kernels_batch']}): hiermlp "
+        f"{d['kernels']['hiermlp infer']['kernels']}, timm {d['kernels']['timm infer']['kernels']}",
+        f"- Swin-T inference reaches {100 * g['fraction']:.0f}% of the card's bf16 `torch.matmul` rate "
+        f"({g['bf16_tflops']:.0f} TFLOP/s on {g['n']}³)",
+        "",
+        "## One lever at a time (Swin-T, speed relative to timm)",
+        "",
+        *table(
+            ["batch", "measure", "variant", "img/s", "vs timm"],
+            [
+                [b, MEASURES[m], k, f"{s[k]['per_s']:,.0f}", f"{vs(s, k, 'timm'):.2f}x"]
+                for b in batches
+                for m, s in sw[b].items()
+                for k in s
+                if k != "timm"
+            ],
+            "rllrr",
+        ),
+    ]
+    if d.get("notes"):
+        lines += ["", "## Notes recorded with the measurement", "", *(f"- {n}" for n in d["notes"])]
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- bf16 autocast, same weights in both implementations; each measure times the models round-robin in one "
+        "process. At small batches the card waits on the CPU that launches its kernels, so those ratios move with "
+        "the host; the largest batch is the GPU-bound figure.",
+    ]
+    return lines
+
+
+def literature_body(name: str, d: dict) -> list[str]:
+    fams = d["families"]
+    lines = [
+        "## Findings (computed from the JSON report)",
+        "",
+        f"float32, batch {d['batch']}, 224x224, inference; hiermlp and the official formulation of each family "
+        f"(same random weights and BatchNorm statistics, logits checked first) timed round-robin in one process, "
+        f"{d['repeats']} samples each. The run took {minutes(d['wall_s'])}.",
+        "",
+    ]
+    lines += [
+        f"- {family} (`{r['model']}`): hiermlp {r['hiermlp']['img_per_s']:.2f} img/s, official "
+        f"{r['official']['img_per_s']:.2f}: **{r['speedup']:.2f}x** (max |diff| / max |logit| "
+        f"{r['max_abs_diff'] / r['max_abs_logit']:.1e})"
+        for family, r in fams.items()
+    ]
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- The official formulations: CycleMLP's Cycle FC as `torchvision.ops.deform_conv2d` with constant integer "
+        "offsets; AS-MLP's axial shift as its pure-PyTorch pad/chunk/roll/crop, NCHW 1x1 convolutions; Wave-MLP and "
+        "sMLPNet as their NCHW code (`hiermlp.testing.literature_reference`). hiermlp: channels-last maps, "
+        "per-channel-group slice copies for both shifts, linears for the 1x1 convolutions.",
+        "- Where the linear layers dominate (the same products in both), the ratio is near 1, and one run on a "
+        "shared machine cannot separate small differences; the quartiles are in the full report.",
+    ]
+    return lines
+
+
+def cache_rss_body(name: str, d: dict) -> list[str]:
+    plain = json.loads((RESULTS / name / "plain" / "rss.json").read_text())
+    lines = [
+        "## Findings (computed from the JSON reports)",
+        "",
+        f"Swin-T `features_only`, eval, one image per size, {len(d['rows'])} random sizes; the speed layer "
+        f"(`{d['command'].split(' --out')[0]}`) and the plain modules (`plain/`, "
+        f"`{plain['command'].split(' --out')[0]}`).",
+        "",
+    ]
+    for r, who in ((d, "with the speed layer"), (plain, "with the plain modules")):
+        kept = r["rss_after_malloc_trim_mb"] - r["start_rss_mb"]
+        lines.append(
+            f"- {who}: RSS grows by {r['growth_mb']:.1f} MB over the sizes; after `malloc_trim(0)` {kept:.1f} MB "
+            f"stay; derived tensors held at the end {r['derived_mb']:.1f} MB (bound {r['derived_bound_mb']:.0f} "
+            f"MiB); geometry LRU {r['rows'][-1]['masks']} masks, {r['rows'][-1]['indices']} index sets (bound "
+            f"{r['geometry_cache_bound']} each)"
+        )
+    big = d["big_window"]
+    lines += [
+        f"- `window_size=1000` (stage windows {big['stage_windows']} at the nominal 224), one 32x32 image in its "
+        f"own process: +{big['peak_rss_mb'] - big['rss_before_mb']:.1f} MB of peak RSS in the forward: windows "
+        "follow the real map",
+        "",
+        "## How to read it",
+        "",
+        "- RSS is the process's resident memory after each forward. Memory the allocator keeps after a free "
+        "counts too; `malloc_trim(0)` returns it to the OS, so what stays after it is memory still in use.",
+        "- The geometry caches (masks, gather indices) are bounded LRUs keyed by size, window, shift, mode and "
+        "device; tensors derived from parameters are bounded by bytes across all modules.",
+    ]
+    return [*lines, "", "The plain modules' run (`plain/rss.json`):", "", *machine(plain["environment"])]
+
+
+COMPARE_PLOTS = [
+    ("claims.png", "the papers' claims: Δ top-1 with its 95% interval, the paper's figure as ×"),
+    ("acc_vs_speed.png", "accuracy (mean, 95% CI) against inference throughput (median, IQR)"),
+    ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
+]
+BENCH_PLOT = [("bench.png", "throughput per model (median, IQR whiskers)")]
+
+# every directory under benchmarks/results/ and how its page is rendered (a directory without one is an error)
+PAGES: dict[str, Page] = {
+    "bench_cpu": Page(
+        "Swin-T-sized window mixers and isotropic MLPs, hiermlp next to timm (CPU)",
+        "params, GMACs, inference/training throughput, batch-1 latency and peak memory of Swin-T-sized models, "
+        "hiermlp next to timm",
+        "bench.json",
+        "bench.md",
+        bench_body,
+        BENCH_PLOT,
+    ),
+    "bench_cpu_swinv2": Page(
+        "Swin V2-T, hiermlp next to timm (CPU)",
+        "Swin V2-T next to timm's at 256: throughput, latency, memory",
+        "bench.json",
+        "bench.md",
+        bench_body,
+        BENCH_PLOT,
+    ),
+    "bench_gpu": Page(
+        "Swin-T, hiermlp next to timm, bf16 autocast (GPU)",
+        "Swin-T, hiermlp next to timm, bf16 autocast on one GPU, through `hiermlp bench`",
+        "bench.json",
+        "bench.md",
+        bench_body,
+        BENCH_PLOT,
+    ),
+    "sweep_cpu": Page(
+        "Resolution sweep: window mixers against global attention (CPU)",
+        "inference time and peak memory against image size for three window mixers and global attention, "
+        "with fitted growth exponents",
+        "sweep.json",
+        "sweep.md",
+        sweep_body,
+        [("sweep.png", "time and peak memory against pixels, log-log, fitted exponents in the legend")],
+    ),
+    "compare_default": Page(
+        "Window attention and window MLP, their ablations and two baselines (CPU)",
+        "`hiermlp compare default`: micro Swin and Swin-MLP with their ablations against a linear and a CNN "
+        "baseline, one recipe, several seeds, 95% intervals",
+        "compare.json",
+        "compare.md",
+        compare_body,
+        COMPARE_PLOTS,
+    ),
+    "compare_literature": Page(
+        "The hierarchical MLPs of the literature against Swin, Swin V2 and Swin-MLP (CPU)",
+        "`hiermlp compare literature`: micro CycleMLP, AS-MLP, Wave-MLP and sMLPNet next to Swin, Swin V2, "
+        "Swin-MLP and the two baselines",
+        "compare.json",
+        "compare.md",
+        compare_body,
+        COMPARE_PLOTS,
+    ),
+    "perf_cpu": Page(
+        "hiermlp against timm and the reference formulations (CPU)",
+        "Swin-T against timm (inference, training, latency, one lever at a time, the GEMM floor), Swin-MLP "
+        "against the reference formulation, GEMM efficiency",
+        "perf.json",
+        "perf.md",
+        perf_cpu_body,
+    ),
+    "perf_gpu": Page(
+        "hiermlp against timm and the reference formulation (GPU, bf16 autocast)",
+        "the same on CUDA: correctness checks on the card, Swin-T and Swin-MLP ratios, levers, SDPA kernels, "
+        "matmul-rate fraction, memory, kernel counts, compiled against compiled",
+        "perf.json",
+        "perf.md",
+        perf_gpu_body,
+    ),
+    "literature_cpu": Page(
+        "The literature MLPs: hiermlp against the official formulations (CPU)",
+        "CycleMLP, AS-MLP, Wave-MLP and sMLPNet inference, hiermlp against each family's official formulation",
+        "literature.json",
+        "literature.md",
+        literature_body,
+    ),
+    "cache_rss": Page(
+        "Cache memory over many input sizes (CPU)",
+        "resident memory of a Swin-T backbone over many random input sizes, with the speed layer and the plain "
+        "modules, and one image through a 1000-pixel window",
+        "rss.json",
+        "rss.md",
+        cache_rss_body,
+    ),
 }
 
-TITLES = {
-    "bench_cpu": "Swin-T-sized models of every mixer family, hiermlp next to timm (CPU)",
-    "sweep_cpu": "Resolution sweep: window mixers vs global attention (CPU)",
-    "compare_default": "Window attention and window MLP, their ablations and two baselines, 3 seeds (CPU)",
-    "compare_literature": "The hierarchical MLPs of the literature vs Swin and Swin-MLP, 3 seeds (CPU)",
-    "bench_gpu": "Swin-T, hiermlp next to timm, bf16 autocast (GPU)",
-}
 
-PLOTS = {
-    "bench_cpu": [("bench.png", "throughput per model (median, IQR whiskers)")],
-    "bench_gpu": [("bench.png", "throughput per model (median, IQR whiskers)")],
-    "sweep_cpu": [("sweep.png", "time and peak memory against pixels, log-log, fitted exponents in the legend")],
-    "compare_default": [
-        ("claims.png", "the papers' claims: Δ top-1 with its 95% interval, the paper's figure as ×"),
-        ("acc_vs_speed.png", "accuracy (mean, 95% CI) against inference throughput (median, IQR)"),
-        ("curves.png", "learning curves: mean over seeds, band from the lowest to the highest seed"),
-    ],
-}
-PLOTS["compare_literature"] = PLOTS["compare_default"]
+def render_page(name: str) -> str:
+    """README.md of one result directory, from its committed JSON report (and nothing else)."""
+    page, out = PAGES[name], RESULTS / name
+    d = json.loads((out / page.report).read_text())
+    env = d.get("env") or d["environment"]
+    rerun = f" (or `python benchmarks/make_results.py {name}`)" if name in RUNS else ""
+    lines = [
+        f"# {page.title}",
+        "",
+        "<!-- rendered from the JSON report by benchmarks/make_results.py --pages: edit the script, not this page -->",
+        "",
+        f"Reproduce from the repository root{rerun}:",
+        "",
+        "```bash",
+        d["command"],
+        "```",
+        "",
+        *machine(env),
+        "",
+        *page.body(name, d),
+        "",
+    ]
+    if page.plots:
+        lines += ["## Plots", "", *(f"![{desc}]({png})\n" for png, desc in page.plots)]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "README.md")
+    lines += [
+        f"Full report: [`{page.full}`]({page.full}), as the command wrote it. Files: "
+        + ", ".join(f"`{f}`" for f in files)
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def run(name: str, threads: int | None) -> float:
-    """Run one result's command (through hiermlp's CLI, in this process) and return its wall time."""
+def render_index() -> str:
+    """benchmarks/README.md: every result directory, what it measured, on what, with which command."""
+    rows = []
+    for name in sorted(PAGES):
+        page = PAGES[name]
+        d = json.loads((RESULTS / name / page.report).read_text())
+        env = d.get("env") or d["environment"]
+        device = "CPU" if env["device"] == "cpu" else env.get("device_name", env["device"])
+        rows.append([f"[`{name}`](results/{name}/)", page.what, f"{device}, {env['dtype']}", f"`{d['command']}`"])
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- rendered by benchmarks/make_results.py --pages: edit the script, not this page -->",
+        "",
+        "Committed measurements. Each directory under `results/` holds the report of one command (JSON, with "
+        "Markdown, CSV and PNG files beside it) and a README.md rendered from that JSON by "
+        "[`make_results.py`](make_results.py) `--pages`, so a page cannot state a number its report lacks "
+        "(tests/test_result_pages.py checks the committed pages are what the script renders).",
+        "",
+        *table(["directory", "what", "measured on", "command"], rows, "llll"),
+        "",
+        "```bash",
+        "python benchmarks/make_results.py --pages           # render every page from the committed JSON",
+        "python benchmarks/make_results.py                   # re-measure " + ", ".join(CPU_RUNS),
+        "python benchmarks/make_results.py sweep_cpu         # one of them; bench_gpu only when named (CUDA)",
+        "python benchmarks/perf_cpu.py --threads 2 --runs 3  # the CPU performance report, sections in fresh processes",
+        "python benchmarks/perf_gpu.py                       # the GPU performance report (needs CUDA)",
+        "python benchmarks/literature_cpu.py                 # the literature MLPs against their official code",
+        "python benchmarks/cache_rss.py --sizes 80           # cache memory over many input sizes",
+        "python benchmarks/compile_check.py                  # every zoo model compiles with fullgraph=True",
+        "```",
+        "",
+        "Measurement rules (`hiermlp/bench/`): warm-up before timing; `torch.no_grad` for inference; "
+        "`torch.cuda.synchronize` around CUDA timings; torch threads set explicitly; several models timed "
+        "round-robin in one process; medians with interquartile ranges; peak memory in a fresh process per model "
+        "(CUDA: `max_memory_allocated`; CPU: peak-RSS growth from just before the model is built). Each report "
+        "records the machine, the versions and the load average at start and end: CPU numbers taken on a shared "
+        "machine are pessimistic and noisy, and the ratios of models timed together are the meaningful part.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[Path, str]:
+    """Every rendered page by path: one README.md per result directory, and the index."""
+    dirs = sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
+    missing = [n for n in dirs if n not in PAGES]
+    if missing:
+        raise SystemExit(f"results without a page: {missing}; add them to PAGES in benchmarks/make_results.py")
+    out = {RESULTS / n / "README.md": render_page(n) for n in dirs}
+    out[ROOT / "benchmarks" / "README.md"] = render_index()
+    return out
+
+
+# ---- measuring -----------------------------------------------------------------------------------------------
+def run(name: str, threads: int | None) -> None:
+    """Run one result's command through hiermlp's CLI in this process; its wall time goes into its JSON."""
     from hiermlp.cli import main
 
-    argv = [*RUNS[name], "--out", str((RESULTS / name).relative_to(ROOT)), "--no-progress"]
+    out = RESULTS / name
+    argv = [*RUNS[name], "--out", str(out.relative_to(ROOT)), "--no-progress"]
     if threads is not None:
         argv += ["--threads", str(threads)]
     os.chdir(ROOT)  # the output path, and so the command written into the reports, is repo-relative
@@ -174,125 +887,32 @@ def run(name: str, threads: int | None) -> float:
     rc = main(argv)
     if rc not in (0, 1):
         raise SystemExit(f"{name}: hiermlp {argv[0]} exited with {rc}")
-    return time.perf_counter() - t0
-
-
-def findings(name: str, data: dict) -> list[str]:
-    """Headline numbers of a result, as Markdown bullets."""
-    if name == "sweep_cpu":
-        out = []
-        for f in data["fits"]:
-            top = f" ({f['time_exp_top']:.2f} over the three largest sizes)" if f["time_exp_top"] else ""
-            out.append(
-                f"- `{f['model']}`: time ∝ pixels^**{f['time_exp']:.2f}**{top}; "
-                f"GMACs ∝ pixels^{f['gmacs_exp']:.2f}; peak memory ∝ pixels^{f['mem_exp']:.2f}"
-            )
-        pts = {(p["model"], p["img_size"]): p for p in data["points"]}
-        big = max(p["img_size"] for p in data["points"])
-        ga, sw = pts.get(("global-attention", big)), pts.get(("swin", big))
-        if ga and sw and ga["ms_per_img_median"] and sw["ms_per_img_median"]:
-            out.append(
-                f"- at {big}x{big}, global attention takes {ga['ms_per_img_median'] / sw['ms_per_img_median']:.1f}x "
-                "the time of window attention in the same network"
-            )
-        return out
-    if name in ("bench_cpu", "bench_gpu"):
-        rows = data["rows"]
-        out = [f"- reference row: `{rows[0]['model']}`"]
-        for r in rows[1:]:
-            if r["infer_rel"] is not None:
-                out.append(
-                    f"- `{r['model']}`: inference ×{r['infer_rel']:.2f}, training ×{r['train_rel']:.2f}, "
-                    f"latency ×{r['latency_rel']:.2f} (speed relative to the reference; >1 = faster)"
-                )
-        return out
-    train_s = data.get("train_time_total_s", 0.0)
-    n_runs = sum(len(r["runs"]) for r in data["rows"])
-    return [
-        *data["findings"],
-        f"- {n_runs} runs; their training times sum to {train_s / 60:.1f} min; the invocation that wrote the "
-        f"report took {data['wall_s'] / 60:.1f} min (runs it found finished are reused, not retrained)",
-    ]
-
-
-def write_readme(name: str, wall_s: float | None = None) -> Path:
-    """README.md of one result directory, from its JSON and Markdown reports."""
-    out = RESULTS / name
-    stem = {"bench_cpu": "bench", "bench_gpu": "bench", "sweep_cpu": "sweep", "compare_default": "compare"}
-    stem = {**stem, "compare_literature": "compare"}[name]
-    # older runs passed an absolute --out: keep the committed files machine-independent
-    for f in (out / f"{stem}.json", out / f"{stem}.md"):
-        f.write_text(f.read_text().replace(str(ROOT) + "/", ""))
-    data = json.loads((out / f"{stem}.json").read_text())
-    if name in ("bench_cpu", "bench_gpu"):  # plots are cheap to redraw from the JSON, so plot fixes need no re-run
-        from hiermlp.bench.speed import BenchReport
-
-        BenchReport.from_dict(data).plot(out / "bench.png")
-    env, command = data["env"], data.get("command") or ""
-    report_md = (out / f"{stem}.md").read_text()
-    body = report_md.split("\n", 1)[1]  # drop the report's own title ...
-    if body.lstrip().startswith("```"):  # ... and its command block (shown above)
-        body = body.lstrip().split("```", 2)[2]
-    if wall_s is None and (out / "README.md").exists():  # --readme-only: keep the wall time of the run
-        took = re.search(r" It took [0-9.]+ minutes\.", (out / "README.md").read_text())
-        wall = took.group(0) if took else ""
-    else:
-        wall = f" It took {wall_s / 60:.1f} minutes." if wall_s else ""
-    device = env["device"] if env["device"] == "cpu" else f"{env['device']} ({env.get('device_name', '?')})"
-    lines = [
-        f"# {TITLES[name]}",
-        "",
-        "Reproduce (from the repository root):",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        f"Regenerate every committed result with `python benchmarks/make_results.py {name}`.{wall}",
-        "",
-        f"Machine: {env['cpu']}, {env['cpu_cores']} cores visible, {env['threads']} torch threads, "
-        f"{device}, {env['dtype']}. "
-        f"Software: torch {env['torch']}, timm {env['timm']}, "
-        f"hiermlp {env['hiermlp']}, Python {env['python']}.",
-        "",
-        "## Findings (computed from the JSON report)",
-        "",
-        *findings(name, data),
-        "",
-        "## How to read it",
-        "",
-        HOW_TO_READ[name],
-        "",
-        "## Plots",
-        "",
-        *[f"![{desc}]({png})  \n*{desc}*\n" for png, desc in PLOTS[name]],
-        "## Report",
-        "",
-        body.strip(),
-        "",
-        "Files: " + ", ".join(f"`{p.name}`" for p in sorted(out.iterdir()) if p.name != "README.md") + ".",
-    ]
-    path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    report = out / PAGES[name].report
+    data = json.loads(report.read_text())
+    if "wall_s" not in data:  # bench reports do not time themselves; compare reports do
+        data["wall_s"] = time.perf_counter() - t0
+        report.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(RUNS)} (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(RUNS)} (default: {CPU_RUNS})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    parser.add_argument("--readme-only", action="store_true", help="only rewrite README.md files")
+    parser.add_argument("--pages", action="store_true", help="only render the pages from the committed JSON")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in RUNS]
     if unknown:
         parser.error(f"unknown result(s) {unknown}; choose from {list(RUNS)}")
+    if args.pages and args.names:
+        parser.error("--pages renders every page; it takes no names")
     if str(ROOT) not in sys.path:  # run as a script from a source checkout: import this hiermlp
         sys.path.insert(0, str(ROOT))
-    default = [n for n in RUNS if (RESULTS / n).is_dir()] if args.readme_only else CPU_RUNS
-    for name in args.names or default:
-        wall = None if args.readme_only else run(name, args.threads)
-        print(f"{name}: {write_readme(name, wall)}", file=sys.stderr)
-        print("  " + shlex.join(RUNS[name]), file=sys.stderr)
+    if not args.pages:
+        for name in args.names or CPU_RUNS:
+            run(name, args.threads)
+    for path, text in pages().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -552,7 +552,7 @@ def main() -> None:
         res["compiled"] = run_section("compiled", args)
     env = finish_environment(env)
     res["env"] = env
-    command = "python benchmarks/perf_cpu.py " + " ".join(sys.argv[1:])
+    res["command"] = command = "python benchmarks/perf_cpu.py " + " ".join(sys.argv[1:])
     text = markdown(res, format_environment(env), command)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "perf.md").write_text(text)

@@ -15,8 +15,9 @@ from hiermlp.errors import (
     ShapeError,
     UnknownNameError,
 )
+from hiermlp.factory import create_any_model, create_model, model_from_checkpoint
 from hiermlp.mixers import MIXERS, register_mixer
-from hiermlp.models import HierNet, create_model, list_models, register_model
+from hiermlp.models import HierNet, list_models, register_model
 from hiermlp.weights import load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -34,9 +35,11 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "accel",
+    "create_any_model",
     "create_model",
     "list_models",
     "load_checkpoint",
+    "model_from_checkpoint",
     "register_mixer",
     "register_model",
     "save_checkpoint",

@@ -147,7 +147,7 @@ def fpn_backbone(
     """A detection backbone with FPN from a hiermlp model or name (``create_kwargs`` go to ``create_model``,
     e.g. ``pretrained=True``, ``drop_path_rate=0.2``)."""
     if isinstance(model, str):
-        from hiermlp.models.registry import create_model
+        from hiermlp.factory import create_model
 
         model = create_model(model, **create_kwargs)
     elif create_kwargs:

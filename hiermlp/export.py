@@ -1,7 +1,7 @@
 """Export a model to ONNX or a ``torch.export`` program, and verify the export against eager PyTorch.
 
-``hiermlp export MODEL|CHECKPOINT --format onnx|torch-export --img-size H W [--dynamic-batch] [--dynamic-size]``
-and its Python twin :func:`export_model`.
+:func:`export_model` takes a module, a model name (hiermlp's or timm's) or any trained checkpoint
+(:func:`hiermlp.model_from_checkpoint`); ``hiermlp export`` (:mod:`hiermlp.cli.export`) is its command.
 
 How it works. The model is traced once with ``torch.export.export`` (non-strict) with a symbolic batch
 axis (and, with ``dynamic_size``, symbolic H and W). ``torch-export`` saves that program (``.pt2``);
@@ -31,10 +31,8 @@ timm (not hiermlp) are exported with a static size unless they trace dynamically
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, OutputError, one_line
+from hiermlp.errors import ConfigError, OutputError
 from hiermlp.io import ensure_writable_dir, output_error
 
 FORMATS = ("onnx", "torch-export")
@@ -97,7 +95,7 @@ class ExportResult:
 
 
 # ---- loading ---------------------------------------------------------------------------------------------
-def load_model(
+def model_to_export(
     source: str | os.PathLike,
     *,
     model_name: str | None = None,
@@ -105,74 +103,31 @@ def load_model(
     in_chans: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
-    """A model from a registered name, a trainer checkpoint, or a state dict plus ``model_name``.
+    """``(model in eval mode, name)`` from a model name (hiermlp's or timm's) or any trained checkpoint.
 
-    A trainer checkpoint is ``{'model': state_dict, 'config': {'model': name, 'model_kwargs': {...},
-    'in_chans': ..., 'img_size': ...}}`` (see :mod:`hiermlp.train.checkpoint`); ``num_classes`` and
-    ``in_chans`` default to what the weights say (classifier rows, stem input channels).
-
-    Returns:
-        ``(model in eval mode, name)``.
+    A checkpoint goes through :func:`hiermlp.model_from_checkpoint` (every layout :func:`hiermlp.load_checkpoint`
+    reads; the model name and options a trainer checkpoint stores; ``model_name`` for bare weights).
+    ``num_classes``, ``in_chans`` and ``model_kwargs`` override what the checkpoint says.
     """
-    from hiermlp.models.registry import create_any_model, create_model, is_model, resolve_source
+    from hiermlp.factory import create_any_model, model_from_checkpoint
+    from hiermlp.models.registry import UnknownModelError, list_models
 
     kwargs = dict(model_kwargs or {})
-    source_str = os.fspath(source)
-    if is_model(source_str) and not Path(source_str).is_file():
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        if in_chans is not None:
-            kwargs["in_chans"] = in_chans
-        return create_model(source_str, **kwargs).eval(), source_str
-
-    path = Path(source_str)
-    if not path.is_file():
+    kwargs.update({k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None})
+    path = Path(os.fspath(source))
+    if path.is_file():
+        model = model_from_checkpoint(path, model_name, **kwargs)
+        name = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or model_name or path.stem
+        return model.eval(), name
+    try:
+        return create_any_model(os.fspath(source), **kwargs).eval(), os.fspath(source)
+    except UnknownModelError:
         from hiermlp.errors import suggest
-        from hiermlp.models.registry import list_models
 
         raise ConfigError(
-            f"{source_str!r} is neither a registered model nor a checkpoint file.{suggest(source_str, list_models())} "
-            "See `hiermlp list`."
-        )
-    from hiermlp.weights.load import read_state_dict, unwrap
-
-    config: dict[str, Any] = {}
-    if path.suffix != ".safetensors":
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from e
-        if isinstance(raw, dict) and isinstance(raw.get("config"), dict):
-            config = raw["config"]
-        state_dict = unwrap(raw, str(path))
-    else:
-        state_dict = read_state_dict(path)
-
-    name = model_name or config.get("model")
-    if not name:
-        raise ConfigError(
-            f"{str(path)!r} holds weights but no config naming the model; pass --model NAME "
-            "(a registered name, see `hiermlp list`)"
-        )
-    ckpt_kwargs = dict(config.get("model_kwargs") or {}) if not model_name or model_name == config.get("model") else {}
-    if "img_size" in config and "img_size" not in ckpt_kwargs:
-        ckpt_kwargs["img_size"] = config["img_size"]
-    ckpt_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt_kwargs.items()}
-    kwargs = {**ckpt_kwargs, **kwargs}
-    head = next((v for k, v in state_dict.items() if k.endswith("head.fc.weight") or k == "head.weight"), None)
-    stem = next((v for k, v in state_dict.items() if k.endswith("patch_embed.proj.weight")), None)
-    kwargs["num_classes"] = num_classes if num_classes is not None else (head.shape[0] if head is not None else 0)
-    if in_chans is not None or stem is not None or "in_chans" in config:
-        kwargs["in_chans"] = in_chans or (stem.shape[1] if stem is not None else config["in_chans"])
-    if resolve_source(name)[0] == "hiermlp":  # unknown names: an UnknownModelError naming close ones
-        from hiermlp.weights import load_checkpoint
-
-        model = create_model(name, **kwargs)
-        load_checkpoint(model, state_dict)
-    else:
-        model = create_any_model(name, **kwargs)
-        model.load_state_dict(state_dict)
-    return model.eval(), name
+            f"{os.fspath(source)!r} is neither a registered model nor a checkpoint file."
+            f"{suggest(os.fspath(source), list_models())} See `hiermlp list`."
+        ) from None
 
 
 # ---- geometry: the size range a dynamic-size export covers -----------------------------------------------
@@ -247,7 +202,7 @@ def export_model(
     """Export ``model_or_name`` to ``fmt`` (``"onnx"`` or ``"torch-export"``) and verify it.
 
     Args:
-        model_or_name: A module, a registered model name, or a checkpoint path (see :func:`load_model`).
+        model_or_name: A module, a model name, or a checkpoint path (see :func:`model_to_export`).
         fmt: ``"onnx"`` (an ``.onnx`` file for onnxruntime/TensorRT) or ``"torch-export"`` (a ``.pt2``
             program for ``torch.export.load``, AOTInductor, ExecuTorch).
         img_size: ``H`` or ``(H, W)`` of the traced input.
@@ -260,7 +215,7 @@ def export_model(
         in_chans: Input channels (default: the model's).
         seed: Seed of the random inputs.
         log: ``print``-like callable for progress lines (default: silent).
-        **load_kwargs: ``model_name``, ``num_classes``, ``model_kwargs`` for :func:`load_model`.
+        **load_kwargs: ``model_name``, ``num_classes``, ``model_kwargs`` for :func:`model_to_export`.
 
     Returns:
         An :class:`ExportResult`; ``result.ok`` is False when a check exceeded ``atol`` (nothing raises then,
@@ -284,7 +239,7 @@ def export_model(
         model, name = model_or_name.eval(), type(model_or_name).__name__
         name = getattr(model, "pretrained_cfg", {}).get("architecture", name)
     else:
-        model, name = load_model(model_or_name, in_chans=in_chans, **load_kwargs)
+        model, name = model_to_export(model_or_name, in_chans=in_chans, **load_kwargs)
     chans = in_chans or getattr(model, "in_chans", None) or 3
     out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{size[0]}x{size[1]}{_SUFFIX[fmt]}")
     _check_destination(out_path)
@@ -425,85 +380,3 @@ def _runner(fmt: str, path: Path):
         return [torch.from_numpy(o) for o in session.run(None, {input_name: x.numpy()})]
 
     return run
-
-
-# ---- CLI -------------------------------------------------------------------------------------------------
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``hiermlp export``."""
-    parser.add_argument("source", metavar="MODEL|CHECKPOINT", help="a registered model name or a checkpoint file")
-    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx", help="onnx (default) or torch-export")
-    parser.add_argument("--img-size", nargs="+", type=int, required=True, metavar="H [W]", help="traced input size")
-    parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True, help="symbolic batch")
-    parser.add_argument("--dynamic-size", action="store_true", help="symbolic H and W (range is printed)")
-    parser.add_argument("--out", default=None, help="output file (default: <model>_<H>x<W>.onnx|.pt2)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--model", default=None, help="model name for a checkpoint that is a bare state dict")
-    parser.add_argument("--num-classes", type=int, default=None, help="classifier size (default: model/checkpoint)")
-    parser.add_argument("--in-chans", type=int, default=None, help="input channels (default: model/checkpoint)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
-    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
-
-
-def _bad_argument(args: argparse.Namespace) -> str | None:
-    """The one-line complaint about an argument value, or None when all are usable."""
-    if len(args.img_size) not in (1, 2):
-        return f"--img-size takes H or H W, got {len(args.img_size)} values {args.img_size}"
-    if min(args.img_size) < 1:
-        return f"--img-size {' '.join(map(str, args.img_size))} is invalid: sizes must be >= 1, e.g. --img-size 224"
-    for name in ("num_classes", "in_chans"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "num_classes" else 1):
-            return f"--{name.replace('_', '-')} {value} is invalid: it must be >= {0 if name == 'num_classes' else 1}"
-    if args.opset < 7:
-        return f"--opset {args.opset} is invalid: ONNX opsets start at 7 (default {DEFAULT_OPSET})"
-    return None
-
-
-def run_export(args: argparse.Namespace) -> int:
-    """``hiermlp export``: 0 when exported and verified, 1 when a check exceeds the tolerance, 2 on errors."""
-    bad = _bad_argument(args)
-    if bad:
-        print(f"hiermlp export: error: {bad}", file=sys.stderr)
-        return 2
-    size = (args.img_size[0], args.img_size[-1])
-    try:
-        result = export_model(
-            args.source,
-            args.fmt,
-            size,
-            dynamic_batch=args.dynamic_batch,
-            dynamic_size=args.dynamic_size,
-            out=args.out,
-            opset=args.opset,
-            verify=args.verify,
-            atol=args.atol,
-            in_chans=args.in_chans,
-            seed=args.seed,
-            model_name=args.model,
-            num_classes=args.num_classes,
-            log=print,
-        )
-    except HiermlpError as e:
-        print(f"hiermlp export: error: {one_line(e)}", file=sys.stderr)
-        return 2
-    for note in result.notes:
-        print(f"note: {note}")
-    if not args.dynamic_size:
-        print(
-            f"note: static image size {size[0]}x{size[1]}; pass --dynamic-size for a symbolic H, W "
-            "(all hiermlp models support it over a printed range)"
-        )
-    if not result.checks:
-        print("not verified (--no-verify)")
-        return 0
-    if result.ok:
-        print(f"verified: {len(result.checks)} checks, max|diff| = {result.max_abs_diff:.3e} <= atol {args.atol:g}")
-        return 0
-    bad = [c for c in result.checks if not c.ok]
-    print(
-        f"VERIFICATION FAILED: {len(bad)} of {len(result.checks)} checks exceed atol {args.atol:g} "
-        f"(worst max|diff| = {result.max_abs_diff:.3e}); {result.path} does not match the eager model",
-        file=sys.stderr,
-    )
-    return 1

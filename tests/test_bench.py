@@ -14,13 +14,13 @@ import torch
 
 import hiermlp
 from hiermlp.bench import count_gmacs
-from hiermlp.bench.cli import parse_kwargs
 from hiermlp.bench.memory import MemoryResult
-from hiermlp.bench.resolve import ImageSizeError, build_model, resolve_model
+from hiermlp.bench.resolve import ImageSizeError, build_at_size, resolve_model
 from hiermlp.bench.speed import BenchEntry, BenchReport, benchmark_model, benchmark_models
 from hiermlp.bench.sweep import fit_exponent, run_sweep
 from hiermlp.bench.timing import Stats
 from hiermlp.cli import main
+from hiermlp.cli.bench import bench_entries, parse_model_arg
 from hiermlp.errors import UnknownNameError
 
 # a micro Swin: 2 stages, window 4, 16x16 input (tens of thousands of parameters)
@@ -108,7 +108,7 @@ def test_cli_unknown_model_is_a_message_not_a_traceback(capsys):
 
 def test_image_size_the_model_cannot_take():
     with pytest.raises(ImageSizeError, match="cannot be built for 1x1"):
-        build_model("swin_tiny_patch4_window7_224", img_size=1, model_kwargs=MICRO)
+        build_at_size("swin_tiny_patch4_window7_224", img_size=1, model_kwargs=MICRO)
     row = benchmark_model(micro(), img_size=1, memory=False, **FAST)
     assert row.status == "unsupported" and "1x1" in row.error and row.infer_img_s is None
 
@@ -179,20 +179,27 @@ def test_stats_quartiles_and_inverse_map():
     assert inv.q1 == pytest.approx(0.25) and inv.q3 == pytest.approx(0.5) and inv.max == 1.0
 
 
-def test_parse_kwargs_types_values():
-    assert parse_kwargs(["mixer=gmlp", "window_size=8", "depths=[2, 2]", "shift=false"]) == {
+def _bench_args(*argv: str):
+    from hiermlp.cli import _parser_for
+
+    return _parser_for("bench").parse_args(["bench", *argv])
+
+
+def test_model_kwargs_are_typed_by_the_override_grammar():
+    items = ("mixer=gmlp", "window_size=8", "depths=[2, 2]", "shift=false", "mixer_kwargs.ratio=1e-3")
+    (e,) = bench_entries(_bench_args("m", *[a for kv in items for a in ("-k", kv)]))
+    assert e.model_kwargs == {
         "mixer": "gmlp",
         "window_size": 8,
         "depths": [2, 2],
         "shift": False,
+        "mixer_kwargs": {"ratio": 0.001},
     }
     with pytest.raises(ValueError, match="key=value"):
-        parse_kwargs(["mixer"])
+        bench_entries(_bench_args("m", "-k", "mixer"))
 
 
 def test_model_argument_with_label_and_own_options():
-    from hiermlp.bench.cli import parse_model_arg
-
     e = parse_model_arg("global=swin_tiny_patch4_window7_224{mixer: global_attention}", {"window_size": 4})
     assert (e.model, e.label) == ("swin_tiny_patch4_window7_224", "global")
     assert e.model_kwargs == {"window_size": 4, "mixer": "global_attention"}

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import hiermlp.bench.compare as compare
-from hiermlp.bench.compare import find_compare_preset, load_preset
-from hiermlp.bench.stats import mean_interval, paired_difference
+import hiermlp.study.runner as runner
 from hiermlp.cli import main
 from hiermlp.errors import ConfigError
+from hiermlp.study.preset import find_compare_preset, load_preset
+from hiermlp.study.report import load_result
+from hiermlp.study.stats import mean_interval, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,12 +48,12 @@ def test_compare_smoke_end_to_end(tmp_path, capsys):
     for png in ("curves.png", "acc_vs_speed.png", "claims.png"):
         assert (out / png).stat().st_size > 1000
     for label in rows:  # every (entry, seed) trained in its own directory, kept for reruns
-        assert (out / "runs" / label / "seed1" / compare.RESULT_FILE).is_file()
+        assert (out / "runs" / label / "seed1" / runner.RESULT_FILE).is_file()
 
 
 def test_killed_compare_reuses_finished_runs_and_resumes_the_interrupted_one(tmp_path, monkeypatch):
     """Run 1 finishes; run 2 is killed after its first epoch's checkpoint; the rerun trains only what is left."""
-    real = compare._train_run
+    real = runner._train_run
     calls: list[tuple[str, str]] = []
     partial: dict = {}
 
@@ -66,17 +67,17 @@ def test_killed_compare_reuses_finished_runs_and_resumes_the_interrupted_one(tmp
         partial["history"] = real(replace(cfg, epochs=1), run_dir, progress).history
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compare, "_train_run", killed_after_one_epoch)
+    monkeypatch.setattr(runner, "_train_run", killed_after_one_epoch)
     args = ["compare", "smoke", "only=linear,cnn", "seeds=1", "epochs=2", "bench.skip=true", "--no-progress"]
     args += ["--out", str(tmp_path / "cmp")]
     with pytest.raises(KeyboardInterrupt):
         main(args)
     assert calls == [("linear", ""), ("cnn", "")]
-    first_linear = json.loads((tmp_path / "cmp" / "runs" / "linear" / "seed0" / compare.RESULT_FILE).read_text())
+    first_linear = json.loads((tmp_path / "cmp" / "runs" / "linear" / "seed0" / runner.RESULT_FILE).read_text())
 
     calls.clear()
     monkeypatch.setattr(
-        compare,
+        runner,
         "_train_run",
         lambda cfg, run_dir, progress: (calls.append((run_dir.parent.name, cfg.resume)), real(cfg, run_dir, progress))[
             1
@@ -94,9 +95,9 @@ def test_killed_compare_reuses_finished_runs_and_resumes_the_interrupted_one(tmp
 
 
 def test_changed_config_is_retrained_not_reused(tmp_path, monkeypatch):
-    real = compare._train_run
+    real = runner._train_run
     calls = []
-    monkeypatch.setattr(compare, "_train_run", lambda c, d, p: (calls.append(c.lr), real(c, d, p))[1])
+    monkeypatch.setattr(runner, "_train_run", lambda c, d, p: (calls.append(c.lr), real(c, d, p))[1])
     base = ["compare", "smoke", "only=linear", "seeds=1", "bench.skip=true"]
     opts = ["--out", str(tmp_path / "cmp"), "--no-progress"]
     assert main(base + opts) == 0 and main(base + opts) == 0 and main([*base, "lr=0.002", *opts]) == 0
@@ -120,8 +121,8 @@ def test_jobs_train_runs_side_by_side_with_the_same_results(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and msg in err, err
     with pytest.raises(ConfigError, match="CPU cores only, not on device 'cuda'"):
-        compare.resolve_jobs(2, "cuda", runs=4)
-    assert compare.resolve_jobs("auto", "cuda", runs=4) == 1 and compare.resolve_jobs("auto", "cpu", runs=1) == 1
+        runner.resolve_jobs(2, "cuda", runs=4)
+    assert runner.resolve_jobs("auto", "cuda", runs=4) == 1 and runner.resolve_jobs("auto", "cpu", runs=1) == 1
 
 
 def test_preset_overrides_and_selection():
@@ -176,42 +177,20 @@ def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp
 
     run_dir = tmp_path / "swin" / "seed0"
     run_dir.mkdir(parents=True)
-    (run_dir / compare.LOCK_FILE).write_text(str(os.getppid()))  # a live process that is not this one
+    (run_dir / runner.LOCK_FILE).write_text(str(os.getppid()))  # a live process that is not this one
     held = r"being trained by process \d+ .*another --runs-dir"
-    with pytest.raises(ConfigError, match=held), compare._run_lock(run_dir):
+    with pytest.raises(ConfigError, match=held), runner._run_lock(run_dir):
         pass
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (run_dir / compare.LOCK_FILE).write_text(done.stdout.strip())  # its process has exited: stale
-    with compare._run_lock(run_dir):
-        assert (run_dir / compare.LOCK_FILE).read_text() == str(os.getpid())
-    assert not (run_dir / compare.LOCK_FILE).exists()
-
-
-def test_readme_states_only_the_committed_findings():
-    """The README's compare results are the committed report's findings, word for word (what its intervals support)."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("**Mixers under one recipe**")
-    section = readme[start : readme.index("\n**", start + 10)]
-    data = json.loads((ROOT / "benchmarks" / "results" / "compare_default" / "compare.json").read_text())
-    bullets = [line for line in section.splitlines() if line.startswith("- ")]
-    assert bullets and all(b in data["findings"] for b in bullets), bullets
-    assert len(data["seeds"]) >= 3 and any(r["baseline"] for r in data["rows"]) and data["claims"]
-    assert f"{len(data['seeds'])} seeds" in section
-    text = " ".join(section.split())
-    assert f"took {data['wall_s'] / 60:.1f} minutes" in text
-    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
-    for p in data["pairs"]:  # the margin over the linear baseline quoted in words
-        if (p["a"], p["b"]) == ("swin-mlp", "linear"):
-            d = p["diff"]
-            assert f"+{d['mean']:.2f} points, interval +{d['lo']:.2f} to +{d['hi']:.2f}" in text
-    for png in ("claims.png", "acc_vs_speed.png", "curves.png"):
-        assert f"benchmarks/results/compare_default/{png}" in section
-        assert (ROOT / "benchmarks" / "results" / "compare_default" / png).is_file()
+    (run_dir / runner.LOCK_FILE).write_text(done.stdout.strip())  # its process has exited: stale
+    with runner._run_lock(run_dir):
+        assert (run_dir / runner.LOCK_FILE).read_text() == str(os.getpid())
+    assert not (run_dir / runner.LOCK_FILE).exists()
 
 
 WORKER_PARENT = """
 import concurrent.futures as cf, multiprocessing, os, sys, time
-from hiermlp.bench.compare import _worker_init
+from hiermlp.study.runner import _worker_init
 
 if __name__ == "__main__":
     pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
@@ -244,16 +223,14 @@ def test_compare_workers_die_with_a_killed_compare(tmp_path, delay=6.0):
     raise AssertionError(f"worker {pid} outlived its compare")
 
 
-def test_readme_states_the_committed_literature_findings():
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("**Under one recipe** ([compare_literature]")
-    section = readme[start : readme.index("\n## ", start)]
-    data = json.loads((ROOT / "benchmarks" / "results" / "compare_literature" / "compare.json").read_text())
-    bullets = [line for line in section.splitlines() if line.startswith("- ")]
-    assert bullets == data["findings"]
-    text = " ".join(section.split())
-    assert f"took {data['wall_s'] / 60:.1f} minutes" in text and f"{len(data['seeds'])} seeds" in text
-    assert f"times sum to {data['train_time_total_s'] / 60:.1f} minutes" in text
-    (best,) = [r for r in data["rows"] if r["rank"] == 1]
-    assert best["label"] == "smlpnet" and "sMLPNet" in text
-    assert (ROOT / "benchmarks" / "results" / "compare_literature" / "acc_vs_speed.png").is_file()
+@pytest.mark.parametrize(
+    "folder", sorted(p.parent.name for p in (ROOT / "benchmarks" / "results").glob("compare_*/compare.json"))
+)
+def test_committed_reports_reproduce_from_their_runs(folder, tmp_path):
+    """Each committed report, rebuilt from its per-seed runs alone (intervals, pairs, ranks, claims recomputed),
+    writes the committed Markdown, CSV and JSON files byte for byte."""
+    src = ROOT / "benchmarks" / "results" / folder
+    data = json.loads((src / "compare.json").read_text())
+    load_result(data).save(tmp_path, command=data["command"])
+    for name in ("compare.md", "compare.csv", "runs.csv", "pairs.csv", "claims.csv", "compare.json"):
+        assert (tmp_path / name).read_text() == (src / name).read_text(), name

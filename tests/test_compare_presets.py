@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiermlp.bench.compare import load_preset
+from hiermlp.study.preset import load_preset
 from hiermlp.train.config import config_from_dict
-from hiermlp.train.loop import build_model
+from hiermlp.train.loop import model_from_config
 
 PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml"))
 
@@ -17,7 +17,7 @@ def test_every_entry_of_every_preset_builds_and_runs(name):
     preset = load_preset(name)
     for e in preset.entries:
         cfg = config_from_dict({**preset.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
-        model = build_model(cfg, cfg.num_classes or 10).eval()
+        model = model_from_config(cfg, cfg.num_classes or 10).eval()
         with torch.no_grad():
             out = model(torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size))
         assert out.shape == (1, cfg.num_classes or 10) and torch.isfinite(out).all(), (name, e["label"])
@@ -33,5 +33,5 @@ def test_entries_cost_about_the_same(name):
         if e["model"] == "linear_pixels":
             continue
         cfg = config_from_dict({**preset.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
-        gmacs = count_gmacs(build_model(cfg, 10), (cfg.in_chans, cfg.img_size, cfg.img_size))
+        gmacs = count_gmacs(model_from_config(cfg, 10), (cfg.in_chans, cfg.img_size, cfg.img_size))
         assert 0.0195 <= gmacs <= 0.0222, (e["label"], gmacs)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hiermlp.bench.stats import (
+from hiermlp.study.stats import (
     Interval,
     mean_interval,
     paired_difference,

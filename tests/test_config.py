@@ -37,9 +37,9 @@ def test_overrides_are_parsed_and_typed():
 
 
 def test_unknown_key_suggests_closest():
-    with pytest.raises(ConfigError, match=r"unknown config key 'warmup_epoch'; did you mean 'warmup_epochs'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'warmup_epoch'\. Did you mean: warmup_epochs"):
         load_config(None, ["warmup_epoch=2"])
-    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+    with pytest.raises(ConfigError, match="Did you mean: batch_size"):
         config_from_dict({"batchsize": 3})
 
 
@@ -68,7 +68,7 @@ def test_yaml_round_trip_and_bad_file(tmp_path):
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml", []) == cfg
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'epochz'; did you mean 'epochs'"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'epochz'\. Did you mean: epochs"):
         load_config(tmp_path / "bad.yaml", [])
     with pytest.raises(FileNotFoundError, match="train preset not found"):
         load_config(tmp_path / "nope.yaml", [])

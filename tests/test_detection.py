@@ -28,25 +28,25 @@ hiermlp.register_model(
     window_size=7,
     drop_path_rate=0.0,
 )
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "detection.md"
 
 
-def readme_block(marker: str) -> str:
-    text = README.read_text()
+def doc_block(marker: str) -> str:
+    text = DOC.read_text()
     match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
-    assert match, f"README.md has no python block after <!-- {marker} -->"
+    assert match, f"docs/detection.md has no python block after <!-- {marker} -->"
     return match.group(1)
 
 
-def test_readme_detection_example_trains_and_evaluates():
-    code = readme_block("detection-example")
-    # the README's model and FPN width, swapped for the micro model (the only edits)
+def test_docs_detection_example_trains_and_evaluates():
+    code = doc_block("detection-example")
+    # the page's model and FPN width, swapped for the micro model (the only edits)
     code = code.replace('MODEL = "swin_tiny_patch4_window7_224"', f"MODEL = {MICRO!r}", 1)
     code = code.replace("out_channels=256", "out_channels=32", 1)
     assert MICRO in code and "out_channels=32" in code
     torch.manual_seed(0)
     scope: dict = {}
-    exec(compile(code, str(README), "exec"), scope)
+    exec(compile(code, str(DOC), "exec"), scope)
     history = scope["history"]
     assert len(history) >= 4 and all(torch.isfinite(torch.tensor(history)))
     assert history[-1] < history[0], history  # the same batch every step: the loss goes down

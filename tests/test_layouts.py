@@ -137,6 +137,27 @@ def test_layouts_a_family_lacks_are_named():
         export_state_dict(winmixer, "onnx")
 
 
+def test_families_are_told_by_type_fast_twins_included():
+    from hiermlp import accel
+    from hiermlp.mixers import MIXERS, WindowAttention
+    from hiermlp.weights.layouts import model_family
+
+    model = hiermlp.HierNet(**TINY_SWIN)
+    assert model_family(model) == "swin"
+    accel.accelerate(model)  # sped-up twins subclass the plain mixers: the same architecture, the same layouts
+    assert accel.is_accelerated(model) and model_family(model) == "swin"
+    assert model_family(accel.accelerate(hiermlp.HierNet(**{**TINY_SWIN, "mixer": "spatial_mlp"}))) == "swin_mlp"
+
+    class OtherAttention(WindowAttention):  # a registered subclass is an architecture of its own
+        pass
+
+    hiermlp.register_mixer("test_other_attention", OtherAttention)
+    try:
+        assert model_family(hiermlp.HierNet(**{**TINY_SWIN, "mixer": "test_other_attention"})) == "other"
+    finally:
+        del MIXERS["test_other_attention"]
+
+
 def test_cli_saves_a_layout(tmp_path, capsys):
     src, out = tmp_path / "tiny.pth", tmp_path / "tiny_ms.pth"
     _, ours = tiny_pair()

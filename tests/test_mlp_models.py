@@ -245,7 +245,7 @@ def test_readme_user_mixer_snippet(clean_mixers, capsys):
     )
     assert type(m.stages[3].blocks[0].mixer).__name__ == "WindowConv"
     from hiermlp.train.config import config_from_dict
-    from hiermlp.train.loop import build_model
+    from hiermlp.train.loop import model_from_config
 
     cfg = config_from_dict(
         {
@@ -260,7 +260,7 @@ def test_readme_user_mixer_snippet(clean_mixers, capsys):
             )
         }
     )
-    model = build_model(cfg, num_classes=10)
+    model = model_from_config(cfg, num_classes=10)
     assert [type(s.blocks[0].mixer).__name__ for s in model.stages] == [
         "WindowConv",
         "SpatialMlp",

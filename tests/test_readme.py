@@ -1,152 +1,184 @@
-"""The README's "Adding a mixer" examples run verbatim, and its Design grep finds nothing."""
+"""The README and docs/ as checked claims: their code runs verbatim and prints what it says, the design drawing is
+the package, the design grep finds nothing, and every path, link and dotted ``hiermlp`` name they give exists.
 
+No test here pins prose to a recorded measurement: the result pages are rendered from their JSON reports
+(tests/test_result_pages.py), so numbers live there.
+"""
+
+import importlib
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
 
 
-def section(title: str) -> str:
-    start = README.index(f"## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end > 0 else None]
+def section(text: str, title: str) -> str:
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
 
 
 def blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
 
 
-def test_adding_a_mixer_examples_run_verbatim(capsys):
+def marked_blocks(text: str) -> list[str]:
+    """The python blocks marked ``<!-- tested -->``: run verbatim, in order, in one namespace."""
+    return re.findall(r"<!-- tested -->\n```python\n(.*?)```", text, flags=re.S)
+
+
+def printed_claims(code: str) -> list[str]:
+    """``print(...)  # comment`` lines: the comment says what the line prints."""
+    return re.findall(r"^print\(.*\)[ \t]+#[ \t]*(.*)$", code, flags=re.M)
+
+
+@pytest.fixture
+def clean_mixers():
     from hiermlp.mixers import MIXERS
 
-    codes = blocks(section("Adding a mixer"), "python")
-    assert len(codes) == 2
+    before = dict(MIXERS)
+    yield
+    MIXERS.clear()
+    MIXERS.update(before)
+
+
+def run_verbatim(codes: list[str], where: Path, capsys) -> dict:
     namespace: dict = {}
-    try:
-        for code in codes:
-            exec(compile(code, "README.md", "exec"), namespace)
-        out = capsys.readouterr().out.split()
-        assert "torch.Size([1," in " ".join(out) and "torch.Size([2," in " ".join(out)
-        assert namespace["net"].stages[0].blocks[0].norm_placement == "res_post"
-    finally:
-        for name in ("window_conv", "axial_shift_demo"):
-            MIXERS.pop(name, None)
+    claims = []
+    for code in codes:
+        exec(compile(code, str(where), "exec"), namespace)
+        claims += printed_claims(code)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(claims), (printed, claims)
+    for line, claim in zip(printed, claims):
+        assert line in claim, f"{where.name}: prints {line!r}, its comment says {claim!r}"
+    return namespace
 
 
-def test_design_grep_finds_no_speed_machinery_in_the_plain_modules():
-    (cmd,) = blocks(section("Design"), "bash")
-    out = subprocess.run(["bash", "-c", cmd.strip()], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 1 and out.stdout == "", out.stdout  # grep: 1 = no match
+def test_readme_mixer_template_runs_verbatim(clean_mixers, capsys):
+    (code,) = blocks(section(README.read_text(), "Adding a mixer"), "python")
+    assert len(code.strip().splitlines()) <= 35  # a template a reader can take in at once
+    namespace = run_verbatim([code], README, capsys)
+    blocks_ = namespace["model"].stages[0].blocks
+    assert type(blocks_[0].mixer).__name__ == "WindowConv" and blocks_[0].mixer.conv.kernel_size == (5, 5)
+    assert blocks_[1].shift_mode == "pad"  # honours_mask = False: the block shifts by zero padding
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if marked_blocks(p.read_text())], ids=lambda p: p.name)
+def test_tested_blocks_run_verbatim(page, clean_mixers, capsys):
+    namespace = run_verbatim(marked_blocks(page.read_text()), page, capsys)
+    if page.name == "extending.md":  # the network from one dict is what its comments say
+        block = namespace["net"].stages[0].blocks[0]
+        assert block.norm_placement == "res_post" and type(block.mixer).__name__ == "AxialShift"
 
 
 def test_quick_start_info_output_is_what_the_command_prints(capsys):
     from hiermlp.cli import main
 
-    (shown,) = re.findall(r"```\n\$ hiermlp info (\S+)\n(.*?)```", README, flags=re.S)
+    (shown,) = re.findall(r"```\n\$ hiermlp info (\S+)\n(.*?)```", README.read_text(), flags=re.S)
     name, want = shown
     assert main(["info", name]) == 0
     assert capsys.readouterr().out == want
 
 
-def test_design_package_tree_names_every_subpackage():
-    (tree,) = re.findall(r"```\nhiermlp/\n(.*?)\nconfigs/", section("Design"), flags=re.S)
-    names = [w for line in tree.splitlines() if line.startswith("  ") and line[2] != " " for w in line.split()]
-    listed = {w.rstrip("/") for w in names if w.endswith("/")}
-    listed = {w for w in listed if re.fullmatch(r"\w+", w)}
+def test_design_drawing_names_every_package_and_module():
+    (tree,) = re.findall(r"```\nhiermlp/\n(.*?)\nconfigs/", section(README.read_text(), "Design"), flags=re.S)
+    rows = [line.split() for line in tree.splitlines() if line.startswith("  ") and line[2] != " "]
+    listed = {w.rstrip("/") for row in rows for w in row if re.fullmatch(r"\w+/", w)}
     packages = {p.parent.name for p in (ROOT / "hiermlp").glob("*/__init__.py")}
-    assert packages == listed, (sorted(packages), sorted(listed))
-    for module in re.findall(r"(\w+)\.py", tree):
-        assert (ROOT / "hiermlp" / f"{module}.py").is_file(), module
+    assert packages == listed, (sorted(packages - listed), sorted(listed - packages))
+    modules = [w for row in rows for w in row if re.fullmatch(r"\w+\.py", w)]
+    missing = [m for m in modules if not (ROOT / "hiermlp" / m).is_file()]
+    assert modules and not missing, missing
 
 
-def test_design_quotes_the_committed_cache_memory():
-    import json
-
-    results = ROOT / "benchmarks" / "results" / "cache_rss"
-    fast, plain = (json.loads((d / "rss.json").read_text()) for d in (results, results / "plain"))
-    text = " ".join(section("Design").split())
-    for d, name in ((fast, "the speed layer"), (plain, "the plain modules")):
-        assert f"{d['growth_mb']:.1f} MB with {name}" in text
-    after = [round(d["rss_after_malloc_trim_mb"] - d["start_rss_mb"], 1) for d in (fast, plain)]
-    assert f"`malloc_trim(0)` {after[0]:.1f} MB and {after[1]:.1f} MB stay" in text
-    assert f"hold {fast['derived_mb']:.1f} MB" in text and f"{fast['derived_bound_mb']:.0f} MiB of" in text
-    big = fast["big_window"]
-    assert f"+{big['peak_rss_mb'] - big['rss_before_mb']:.1f} MB of peak RSS" in text
-    assert (
-        f"over {len(fast['rows'])} random input sizes" in text and "--sizes 80 --low 160 --high 400" in fast["command"]
+def test_design_grep_finds_no_speed_machinery_in_the_plain_modules():
+    (cmd,) = blocks(
+        section((ROOT / "docs" / "design.md").read_text(), "The speed layer stays out of the plain modules"), "bash"
     )
+    greps = cmd.strip().splitlines()
+    assert greps and all(f"hiermlp/{p}" in greps[0] for p in ("ops", "layers", "mixers", "models"))
+    for grep in greps:
+        out = subprocess.run(["bash", "-c", grep], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 1 and out.stdout == "", out.stdout  # grep: 1 = no match
 
 
-def test_performance_table_is_the_committed_perf_report():
-    import json
-    import statistics
-
-    d = json.loads((ROOT / "benchmarks" / "results" / "perf_cpu" / "perf.json").read_text())
-    start = README.index("**Performance against timm and the reference formulations**")
-    text = README[start : README.index("Every fast path is tested equal", start)]
-
-    def ratio(xs):
-        return f"{statistics.median(xs):.2f}x ({', '.join(f'{v:.2f}' for v in xs)})"
-
-    sw, before = d["swin_t"], d["before"]
-    for m, label in (("infer", "Swin-T 224 inference img/s"), ("train", "Swin-T 224 training step img/s")):
-        row = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
-        assert f"| {sw[m]['hiermlp']['per_s']:.1f} | timm {sw[m]['timm']['per_s']:.1f} |" in row
-        assert ratio(sw["run_ratios"][m]) in row and ratio(before["swin_t"]["run_ratios"][m]) in row
-        assert ratio(before["swin_t"]["change_ratios"][m]) in row
-    mlp = next(line for line in text.splitlines() if line.startswith("| Swin-MLP-T/C24 256"))
-    assert ratio(d["swin_mlp"]["run_ratios"]["infer"]) in mlp
-    assert ratio(before["swin_mlp"]["change_ratios"]["infer"]) in mlp
-    assert before["commit"].startswith("3238c31") and "`3238c31`" in text
-    flat = " ".join(text.split())
-    assert (
-        f"runs at {d['gemm']['onednn_gflops']:.0f} GFLOP/s where `torch.matmul` reaches {d['gemm']['gemm_gflops']:.0f}"
-        in flat
-    )
-    inf = sw["infer"]
-    assert (
-        f"{inf['hiermlp']['per_s']:.1f} img/s with the default MKL linears, "
-        f"{inf['hiermlp, with oneDNN']['per_s']:.1f} with the oneDNN linears" in flat
-    )
-    assert "opt-in (`HIERMLP_ACCEL=onednn=1`)" in flat and d["env"]["onednn_linears"] is False
-    assert f"{100 * d['gemm']['fraction']:.0f}% of the `torch.matmul` rate" in flat
-    floor = "hiermlp's linears alone"
-    share = [sw[m][floor]["median_s"] / sw[m]["hiermlp"]["median_s"] for m in ("infer", "train")]
-    assert f"take {100 * share[0]:.0f}% of hiermlp's inference time and {100 * share[1]:.0f}% of its training" in flat
-
-    def vs(section, key, base):
-        return section[base]["median_s"] / section[key]["median_s"]
-
-    bounds = [vs(sw[m], floor, "timm") for m in ("infer", "train")]
-    mlp_ref = "reference formulation (pad-shift, grouped Conv1d)"
-    assert f"hiermlp would run {bounds[0]:.2f}x and {bounds[1]:.2f}x timm" in flat
-    assert f"Swin-MLP {vs(d['swin_mlp']['infer'], floor, mlp_ref):.2f}x its reference" in flat
-    train = sw["train"]
-    assert (
-        f"({vs(train, 'hiermlp', 'timm'):.2f}x timm with it, {vs(train, 'hiermlp, no chunking', 'timm'):.2f}x without"
-        in flat
-    )
+REPO_PATH = re.compile(r"`((?:hiermlp|tests|benchmarks|configs|docs)/[\w./-]*\w)`")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
-def test_readme_levers_are_the_default_settings():
-    from hiermlp.accel.settings import AccelSettings
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_paths_and_links_exist(page):
+    text = page.read_text()
+    paths = [p for p in REPO_PATH.findall(text) if not re.search(r"[A-Z]{3,}", p)]  # NAME, PRESET: placeholders
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    missing += [
+        link for link in LINK.findall(text) if not re.match(r"[a-z]+://", link) and not (page.parent / link).exists()
+    ]
+    assert not missing, f"{page.relative_to(ROOT)} names paths that do not exist: {missing}"
 
-    flat = " ".join(README.split())
-    defaults = AccelSettings()
-    assert f"(at most {defaults.chunk_tokens} tokens per block call)" in flat
-    assert f"its hidden activation under {defaults.mlp_chunk_mib} MiB per call" in flat
-    assert "The oneDNN linears with fused epilogues are opt-in" in flat and defaults.onednn is False
+
+def dotted_names(text: str) -> set[str]:
+    """Every ``hiermlp.a.b`` a page names in code, and every name it imports ``from hiermlp.a import b``."""
+    code = " ".join(re.findall(r"`[^`\n]+`", text) + blocks(text, "python") + blocks(text, "bash"))
+    names = set(re.findall(r"\bhiermlp(?:\.\w+)+", code))
+    for module, items in re.findall(r"from (hiermlp(?:\.\w+)*) import ([\w, ]+)", code):
+        names |= {f"{module}.{item.strip()}" for item in items.split(",") if item.strip()}
+    return names
 
 
-def test_readme_literature_speed_is_the_committed_report():
-    import json
+def resolves(name: str) -> bool:
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
 
-    d = json.loads((ROOT / "benchmarks" / "results" / "literature_cpu" / "literature.json").read_text())
-    start = README.index("Speed: [`benchmarks/literature_cpu.py`]")
-    text = " ".join(README[start : README.index("\n\n", start)].split())
-    names = {"CycleMLP": "CycleMLP-B2", "AS-MLP": "AS-MLP-T", "Wave-MLP": "Wave-MLP-T", "sMLPNet": "sMLPNet-T"}
-    for family, row in d["families"].items():
-        assert re.search(rf"{row['speedup']:.2f}x (faster )?on {re.escape(names[family])}", text), family
-    assert f"{d['repeats']} samples each" in text and "onednn_linears" in d["env"]
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_dotted_names_resolve(page):
+    names = dotted_names(page.read_text())
+    missing = sorted(n for n in names if not resolves(n))
+    assert not missing, f"{page.relative_to(ROOT)} names what hiermlp does not have: {missing}"
+
+
+def hiermlp_commands(text: str) -> list[list[str]]:
+    """The argv of every ``hiermlp ...`` (or ``torchrun ... -m hiermlp ...``) line of a page's bash blocks."""
+    out = []
+    for block in blocks(text, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            while words and re.fullmatch(r"\w+=\S*", words[0]):  # HIERMLP_ACCEL=0 hiermlp ...
+                words = words[1:]
+            if words[:1] == ["hiermlp"]:
+                out.append(words[1:])
+            elif words[:1] == ["torchrun"] and "hiermlp" in words:
+                out.append(words[words.index("hiermlp") + 1 :])
+    return out
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if hiermlp_commands(p.read_text())], ids=lambda p: p.name)
+def test_commands_parse(page, capsys):
+    """Every command a page shows names a subcommand and options the CLI has (parsed, not run)."""
+    from hiermlp.cli import build_parser
+
+    parser = build_parser()
+    for argv in hiermlp_commands(page.read_text()):
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page.name}: `hiermlp {shlex.join(argv)}` does not parse: {capsys.readouterr().err}")

@@ -16,7 +16,8 @@ from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
 
 import hiermlp
 from hiermlp.errors import CheckpointError, ConfigError
-from hiermlp.models.registry import get_entry, nominal_pool_size, resolve_source
+from hiermlp.factory import resolve_source
+from hiermlp.models.registry import get_entry, nominal_pool_size
 from hiermlp.testing import fast
 
 from .conftest import randomize_
@@ -129,15 +130,15 @@ SWIN_TOP1 = {
 
 
 @pytest.mark.parametrize("name", sorted(SWIN_TOP1))
-def test_zoo_note_and_readme_row_give_the_default_tags_top1(name):
+def test_zoo_note_and_docs_row_give_the_default_tags_top1(name):
     from pathlib import Path
 
     entry = get_entry(name)
     tag = entry.tags[0]
     label = {"ms_in1k": "IN-1K", "ms_in22k_ft_in1k": "IN-22K -> 1K"}[tag]
     assert entry.notes.split(" (")[0].endswith(f"{label} {SWIN_TOP1[name][tag]}"), entry.notes
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+    zoo = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    (row,) = [line for line in zoo.splitlines() if line.startswith(f"| `{name}` |")]
     assert f"{label.replace(' -> ', '→')} {SWIN_TOP1[name][tag]}" in row.split("|")[-2].split(";")[0], row
     if tag != "ms_in1k" and "ms_in1k" in SWIN_TOP1[name]:  # a 22K default names the IN-1K-only release too
         top1 = SWIN_TOP1[name]["ms_in1k"]

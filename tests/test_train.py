@@ -47,7 +47,7 @@ def test_short_run_learns_and_writes_outputs(tmp_path):
     ckpt = torch.load(tmp_path / "last.pth", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 2 * 32 and ckpt["config"]["model"] == res.config.model
     # the weights load through the library's own loader into a freshly built model
-    model = train_loop.build_model(res.config, 10)
+    model = train_loop.model_from_config(res.config, 10)
     hiermlp.load_checkpoint(model, tmp_path / "last.pth")
     for k, v in res.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
@@ -82,7 +82,7 @@ def test_ema_grad_checkpointing_mixup_and_timm_fallback(tmp_path):
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path, monkeypatch):
-    build = train_loop.build_model
+    build = train_loop.model_from_config
 
     def nan_after_two_steps(cfg, num_classes):
         model, calls = build(cfg, num_classes), [0]
@@ -94,7 +94,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path, monkeypatch):
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(train_loop, "build_model", nan_after_two_steps)
+    monkeypatch.setattr(train_loop, "model_from_config", nan_after_two_steps)
     with pytest.raises(FloatingPointError, match=r"loss is nan at optimizer step 3 \(epoch 1, step 3 of 16\)"):
         train(tiny(tmp_path))
 
@@ -130,6 +130,6 @@ def test_cli_train_and_eval(tmp_path, capsys):
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert m["count"] == 2000 and m["top1"] > 10
     assert main(["train", "lrr=1"]) == 2
-    assert "did you mean 'lr'" in capsys.readouterr().err
+    assert "Did you mean: lr" in capsys.readouterr().err
     assert main(["train", "fmnist_swin_micro", "--print-config"]) == 0
     assert "model_kwargs:" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import torch
 
 import hiermlp
 from hiermlp.train import load_config, train
-from hiermlp.train.loop import build_model
+from hiermlp.train.loop import model_from_config
 
 from .test_train import TINY
 
@@ -43,7 +43,7 @@ def test_torchrun_two_processes_matches_one(tmp_path):
         assert abs(a["top1"] - b["top1"]) <= 0.4  # 500 test images: at most 2 flips from float noise
 
     ckpt = torch.load(out / "last.pth", weights_only=True)
-    model = build_model(single.config, 10)
+    model = model_from_config(single.config, 10)
     hiermlp.load_checkpoint(model, out / "last.pth")
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(ckpt["model"][k], v, atol=1e-4, rtol=1e-3, msg=k)

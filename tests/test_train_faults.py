@@ -57,9 +57,9 @@ def test_nan_policy_skip_skips_bad_steps_and_keeps_training(tmp_path):
 
 def _poison(monkeypatch, *, grads_at=None, weights_at=None):
     """Make gradients (or, after the update, a weight) non-finite at one optimizer step."""
-    build = train_loop.build_model
+    build = train_loop.model_from_config
 
-    def build_model(cfg, num_classes):
+    def model_from_config(cfg, num_classes):
         model = build(cfg, num_classes)
         calls = [0]
 
@@ -79,7 +79,7 @@ def _poison(monkeypatch, *, grads_at=None, weights_at=None):
             model.register_forward_pre_hook(corrupt)
         return model
 
-    monkeypatch.setattr(train_loop, "build_model", build_model)
+    monkeypatch.setattr(train_loop, "model_from_config", model_from_config)
 
 
 def test_nonfinite_gradients_stop_or_skip(tmp_path, monkeypatch):

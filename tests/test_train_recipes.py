@@ -84,7 +84,7 @@ def test_fp16_gradscaler_compile_and_channels_last(tmp_path):
 
 def test_layer_decay_scales_lr_by_depth_from_group_matcher(tmp_path):
     cfg = small(tmp_path, "layer_decay=0.5")
-    model = train_loop.build_model(cfg, 10)
+    model = train_loop.model_from_config(cfg, 10)
     opt = build_optimization(cfg, model, steps_per_epoch=4, device=torch.device("cpu"))
     lr = scaled_lrs(lr=cfg.lr, warmup_lr=0, min_lr=0, batch_size=cfg.batch_size, base_batch=cfg.lr_base_batch)[0]
     start = cfg.warmup_lr / cfg.lr  # LambdaLR applies the warmup factor of step 0 at once
@@ -133,7 +133,9 @@ def test_finetune_preset_from_an_earlier_checkpoint(tmp_path):
     # the stem started from the checkpoint: 4 steps at lr 1.25e-4 * 0.75**3 move it by < 1e-3, while any
     # fresh initialisation is 0.02-scale noise away from it
     torch.manual_seed(123)
-    fresh = train_loop.build_model(cfg, 10).state_dict()["patch_embed.proj.weight"]
+    fresh = train_loop.model_from_config(replace(cfg, initial_checkpoint=""), 10).state_dict()[
+        "patch_embed.proj.weight"
+    ]
     w, w_pre = got["patch_embed.proj.weight"], pre["patch_embed.proj.weight"]
     assert (w - w_pre).abs().max() < 2e-3 < 1e-2 < (fresh - w_pre).abs().max()
     # anything but the head and the position tables must match: another width is an error naming the file

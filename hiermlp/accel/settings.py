@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hiermlp.errors import ConfigError
+from hiermlp.overrides import parse_overrides, split_list
 
 ENV = "HIERMLP_ACCEL"
 
@@ -39,11 +40,9 @@ class AccelSettings:
     align_mask: int = 16
 
     def replace(self, **changes: Any) -> AccelSettings:
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(f"unknown speed-layer setting(s) {unknown}; known: {self.names()}")
-        for name, value in changes.items():
-            changes[name] = _coerce(name, value, type(getattr(self, name)))
+        from hiermlp.schema import check_fields  # pydantic: imported when a setting changes, not by import hiermlp
+
+        changes = check_fields(AccelSettings, changes, what="speed-layer setting")
         if changes.get("attention", self.attention) not in ("auto", "sdpa", "explicit"):
             raise ConfigError(f"attention must be 'auto', 'sdpa' or 'explicit', got {changes['attention']!r}")
         return dataclasses.replace(self, **changes)
@@ -53,42 +52,33 @@ class AccelSettings:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if kind is bool:
-            if text in ("1", "true", "on", "yes"):
-                return True
-            if text in ("0", "false", "off", "no"):
-                return False
-        elif kind is int:
-            try:
-                return int(text)
-            except ValueError:
-                pass
-        else:
-            return text
-        raise ConfigError(f"{ENV}: {name}={value!r} is not a valid {kind.__name__}")
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"speed-layer setting {name} must be {kind.__name__}, got {value!r}")
-    return value
+_SWITCH = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False, "off": False, "no": False}
 
 
 def from_env(text: str | None) -> AccelSettings:
-    """Settings from the value of ``HIERMLP_ACCEL`` (None or empty: the defaults)."""
+    """Settings from the value of ``HIERMLP_ACCEL`` (None or empty: the defaults).
+
+    The value is ``1``/``0`` (the speed layer on/off) or a comma list of items in hiermlp's ``key=value``
+    grammar (:mod:`hiermlp.overrides`), where a switch also takes ``1``/``0``.
+
+    Raises:
+        ConfigError: A malformed item, an unknown setting (with the closest ones) or a value of the wrong type.
+    """
     base = AccelSettings()
     text = (text or "").strip()
-    if not text or text.lower() in ("1", "true", "on", "yes"):
-        return base
-    if text.lower() in ("0", "false", "off", "no"):
-        return base.replace(enabled=False)
-    changes = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{ENV}={text!r}: expected 0, 1 or key=value pairs such as onednn=0,chunk_tokens=0")
-        changes[key.strip()] = value
-    return base.replace(**changes)
+    if not text or text.lower() in _SWITCH:
+        return base if _SWITCH.get(text.lower(), True) else base.replace(enabled=False)
+    from hiermlp.schema import field_types
+
+    types = field_types(AccelSettings)
+    try:
+        changes = parse_overrides(split_list(text), types, what="speed-layer setting")
+        for key, value in changes.items():  # the 0/1 shorthand of a switch
+            if types[key] is bool and type(value) is int and value in (0, 1):
+                changes[key] = bool(value)
+        return base.replace(**changes)
+    except ConfigError as e:
+        raise ConfigError(f"{ENV}={text!r}: {e}") from None
 
 
 SETTINGS = from_env(os.environ.get(ENV))

@@ -1,4 +1,4 @@
-"""Measurement: FLOPs, speed, memory, resolution sweeps and mixer comparisons.
+"""Measurement: FLOPs, speed, memory and resolution sweeps (comparisons of trained models: hiermlp.study).
 
 >>> from hiermlp.bench import benchmark_models, run_sweep
 >>> report = benchmark_models(["swin_tiny_patch4_window7_224", "timm:swin_tiny_patch4_window7_224"], batch=8)

@@ -175,7 +175,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from hiermlp.bench.env import set_threads
-    from hiermlp.bench.resolve import ImageSizeError, build_model, is_oom
+    from hiermlp.bench.resolve import ImageSizeError, build_at_size, is_oom
     from hiermlp.bench.workload import infer_step, train_step
 
     device = torch.device(spec["device"])
@@ -190,7 +190,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         base = read_status_kb("VmRSS") * 1024
     try:
-        model, _ = build_model(
+        model, _ = build_at_size(
             spec["name"],
             img_size=spec["img_size"],
             in_chans=spec["in_chans"],

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from hiermlp.errors import ConfigError, UnknownNameError
-from hiermlp.models.registry import create_any_model, resolve_source
+from hiermlp.factory import create_any_model, resolve_source
 
 __all__ = [
     "ImageSizeError",
     "ModelRef",
-    "build_model",
+    "build_at_size",
     "check_input_size",
     "is_oom",
     "resolve_model",
@@ -47,7 +47,7 @@ class ModelRef:
 
 
 def resolve_model(name: str) -> ModelRef:
-    """Resolve ``name`` to the registry that builds it (:func:`hiermlp.models.registry.resolve_source`).
+    """Resolve ``name`` to the registry that builds it (:func:`hiermlp.factory.resolve_source`).
 
     Args:
         name: A hiermlp model name, a timm model name, or either prefixed with ``hiermlp:`` / ``timm:``.
@@ -66,7 +66,7 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def build_model(
+def build_at_size(
     ref: ModelRef | str,
     *,
     img_size: int | None = None,

@@ -35,7 +35,7 @@ from hiermlp.bench.report import (
 from hiermlp.bench.resolve import (
     ImageSizeError,
     ModelRef,
-    build_model,
+    build_at_size,
     check_input_size,
     is_oom,
     resolve_model,
@@ -387,7 +387,7 @@ def _prepare(
     """Build one model, count it, measure its memory and return its timing tasks."""
     row = BenchRow(entry.name, ref.source, ref.model_name, img_size or 0, batch, model_kwargs=entry.model_kwargs)
     try:
-        model, _ = build_model(
+        model, _ = build_at_size(
             ref,
             img_size=img_size,
             in_chans=in_chans,

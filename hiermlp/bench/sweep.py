@@ -40,7 +40,7 @@ from hiermlp.bench.report import (
     write_json,
     write_text,
 )
-from hiermlp.bench.resolve import ImageSizeError, ModelRef, build_model, check_input_size, is_oom, resolve_model
+from hiermlp.bench.resolve import ImageSizeError, ModelRef, build_at_size, check_input_size, is_oom, resolve_model
 from hiermlp.bench.speed import BenchEntry
 from hiermlp.bench.timing import Stats, Timed, round_robin
 from hiermlp.bench.workload import infer_step
@@ -435,7 +435,7 @@ def _prepare_point(
     try:
         model = any_size.get(entry.name)
         if model is None:
-            model, takes_any = build_model(
+            model, takes_any = build_at_size(
                 ref, img_size=size, in_chans=in_chans, num_classes=num_classes, model_kwargs=entry.model_kwargs
             )
             model = model.to(dev)

@@ -1,5 +1,168 @@
-"""``hiermlp train`` and ``hiermlp eval`` (transitional: the parsers still live in hiermlp.train.cli)."""
+"""``hiermlp train`` and ``hiermlp eval``.
 
-from hiermlp.train.cli import add_eval_arguments, add_train_arguments, run_eval, run_train
+    hiermlp train [CONFIG] [key=value ...]
+    hiermlp eval CHECKPOINT [--data SPEC --data-root DIR ...]
+    hiermlp eval MODEL --checkpoint FILE [--data SPEC ...] [--set key=value ...]
+
+``CONFIG`` is a YAML file or a preset name under ``configs/train/``; without it the built-in defaults (a
+micro Swin on the embedded Fashion-MNIST subset) are used. Overrides and ``--set`` items follow hiermlp's one
+``key=value`` grammar (:mod:`hiermlp.overrides`). ``torchrun --nproc_per_node N -m hiermlp train
+...`` runs the same command with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
 
 __all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "items",
+        nargs="*",
+        metavar="[CONFIG] [key=value ...]",
+        help="a preset (file or name under configs/train/) followed by key=value overrides, "
+        "e.g. 'fmnist_swin_micro epochs=2 lr=1e-3 model_kwargs.embed_dim=48'",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
+    config = None
+    if items and "=" not in items[0]:
+        config, items = items[0], items[1:]
+    bad = [i for i in items if "=" not in i]
+    if bad:
+        from hiermlp.errors import ConfigError
+
+        raise ConfigError(f"expected key=value overrides after the preset, got {bad}; write them as key=value")
+    return config, items
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from hiermlp.errors import HiermlpError
+    from hiermlp.train import config_to_dict, load_config, train
+
+    try:
+        config, overrides = _split_items(args.items)
+        cfg = load_config(config, overrides)
+        if args.print_config:
+            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+            return 0
+        result = train(cfg)
+        if not cfg.progress and result.out_dir is not None:  # train() printed it when progress is on
+            print(result.summary(), flush=True)
+    except (HiermlpError, FileNotFoundError, FloatingPointError, ValueError) as e:
+        return _fail("train", e)
+    return 0
+
+
+def _fail(command: str, e: BaseException) -> int:
+    from hiermlp.errors import one_line
+
+    print(f"hiermlp {command}: error: {one_line(e)}", file=sys.stderr)
+    return 2
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a training checkpoint (.pth), or a model name used with --checkpoint")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set in_chans=1 model_kwargs.embed_dim=32",
+    )
+    parser.add_argument("--checkpoint", help="weights for MODEL (any format hiermlp.load_checkpoint reads)")
+    parser.add_argument("--data", help="dataset spec (default: the checkpoint's, else embedded)")
+    parser.add_argument("--data-root", help="dataset directory")
+    parser.add_argument("--split", help="split to evaluate (default: test, or val for folder)")
+    parser.add_argument("--batch-size", type=int, help="evaluation batch size")
+    parser.add_argument("--img-size", type=int, help="input size")
+    parser.add_argument("--in-chans", type=int, help="input channels (1 for gray, 3 repeats gray)")
+    parser.add_argument("--num-classes", type=int, help="classifier size (default: the dataset's)")
+    parser.add_argument("--ema", action="store_true", help="evaluate the checkpoint's EMA weights")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from hiermlp.errors import HiermlpError
+
+    try:
+        return _run_eval(args)
+    except (HiermlpError, FileNotFoundError, ValueError) as e:
+        return _fail("eval", e)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from hiermlp.errors import CheckpointError, ConfigError
+    from hiermlp.train import build_datasets, evaluate, load_training_checkpoint, model_from_config
+    from hiermlp.train.config import apply_overrides, config_from_dict
+    from hiermlp.train.distributed import _pick_device
+
+    target = Path(args.target)
+    state = None
+    for name in ("batch_size", "img_size", "in_chans"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is invalid: it must be >= 1")
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ConfigError(f"--num-classes {args.num_classes} is invalid: it must be >= 0 (0 = the dataset's)")
+    if target.suffix in (".pth", ".pt", ".safetensors") or target.is_file():
+        if args.checkpoint is not None:
+            raise CheckpointError("give either a training checkpoint or MODEL --checkpoint FILE, not both")
+        ckpt = load_training_checkpoint(target, purpose="evaluate")
+        cfg = config_from_dict(ckpt["config"])
+        state = ckpt["model_ema"] if args.ema else ckpt["model"]
+        if state is None:
+            raise CheckpointError(f"{target} has no EMA weights")
+    else:
+        if args.checkpoint is None:
+            raise CheckpointError(f"{target} is not a file; to evaluate model {target} pass --checkpoint FILE")
+        weights = Path(args.checkpoint)  # checked before the model and the data are built
+        if not weights.is_file():
+            raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
+        if weights.stat().st_size == 0:
+            raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
+        cfg = config_from_dict({"model": str(target), "model_kwargs": {}})
+    updates = {
+        "data": args.data,
+        "data_root": args.data_root,
+        "test_split": args.split,
+        "eval_batch_size": args.batch_size,
+        "img_size": args.img_size,
+        "in_chans": args.in_chans,
+        "num_classes": args.num_classes,
+        "device": args.device,
+    }
+    if args.data and args.data != cfg.data and args.data_root is None:
+        updates["data_root"] = ""
+    cfg = config_from_dict({k: v for k, v in updates.items() if v is not None}, base=cfg)
+    cfg = apply_overrides(cfg, args.overrides)
+    _, test_ds, num_classes = build_datasets(cfg)
+    model = model_from_config(cfg, num_classes, weights=target if state is not None else weights, ema=args.ema)
+    device = _pick_device(cfg.device, 0)
+    model.to(device)
+    loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    with torch.inference_mode():
+        m = evaluate(model, loader, device, amp=cfg.amp)
+    if args.json:
+        print(json.dumps({"model": cfg.model, "data": cfg.data, **m}))
+    else:
+        print(
+            f"{cfg.model} on {cfg.data} ({m['count']} images): top-1 {m['top1']:.2f} "
+            f"top-5 {m['top5']:.2f} loss {m['loss']:.4f}"
+        )
+    return 0

@@ -1,20 +1,14 @@
-"""Block, stage, the hierarchical network, the variant table and the registries."""
+"""Block, stage, the hierarchical network, the variant tables and the name registry (data; models are
+built by :mod:`hiermlp.factory`)."""
 
 from hiermlp.models import baselines as _baselines  # noqa: F401  (linear_pixels, resnet_micro, in timm's registry)
-from hiermlp.models import timm_mirror as _timm_mirror  # noqa: F401  (mirrors it into timm)
 from hiermlp.models import zoo as _zoo  # noqa: F401  (fills the registry)
 from hiermlp.models import zoo_literature as _zoo_literature  # noqa: F401  (CycleMLP, AS-MLP, Wave-MLP, sMLPNet)
 from hiermlp.models import zoo_swinv2 as _zoo_swinv2  # noqa: F401  (Swin V2 rows)
 from hiermlp.models.block import HierBlock
 from hiermlp.models.features import HierFeatures
 from hiermlp.models.network import HierNet
-from hiermlp.models.registry import (
-    UnknownModelError,
-    create_model,
-    is_model,
-    list_models,
-    register_model,
-)
+from hiermlp.models.registry import UnknownModelError, is_model, list_models, register_model
 from hiermlp.models.stage import HierStage
 
 __all__ = [
@@ -23,7 +17,6 @@ __all__ = [
     "HierNet",
     "HierStage",
     "UnknownModelError",
-    "create_model",
     "is_model",
     "list_models",
     "register_model",

@@ -9,7 +9,7 @@
 from hiermlp.io import atomic_save
 from hiermlp.train.checkpoint import load_training_checkpoint
 from hiermlp.train.config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
-from hiermlp.train.loop import TrainResult, build_datasets, build_model, evaluate, train
+from hiermlp.train.loop import TrainResult, build_datasets, evaluate, model_from_config, train
 
 __all__ = [
     "ConfigError",
@@ -17,11 +17,11 @@ __all__ = [
     "TrainResult",
     "atomic_save",
     "build_datasets",
-    "build_model",
     "config_to_dict",
     "evaluate",
     "load_config",
     "load_training_checkpoint",
+    "model_from_config",
     "save_config",
     "train",
 ]

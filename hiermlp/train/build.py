@@ -1,5 +1,6 @@
-"""The parts of a run, each built from its :class:`~hiermlp.train.config.TrainConfig`: model, datasets and
-loaders, optimizer / schedule / GradScaler / EMA, and the loss (with Mixup/CutMix)."""
+"""The parts of a run, each built from its :class:`~hiermlp.train.config.TrainConfig`: model (fresh, fine-tuned
+from ``initial_checkpoint``, or a trained checkpoint of it), datasets and loaders, optimizer / schedule /
+GradScaler / EMA, and the loss (with Mixup/CutMix)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,15 @@ from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo
 from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
 
-__all__ = ["Data", "Optimization", "autocast", "build_datasets", "build_loss", "build_model", "build_optimization"]
+__all__ = [
+    "Data",
+    "Optimization",
+    "autocast",
+    "build_datasets",
+    "build_loss",
+    "build_optimization",
+    "model_from_config",
+]
 
 
 def _plain(v: Any) -> Any:
@@ -45,14 +54,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """Create ``cfg.model`` from hiermlp's registry, or from timm's if hiermlp does not know the name.
+def model_from_config(
+    cfg: TrainConfig, num_classes: int, *, weights: str | Path | None = None, ema: bool = False
+) -> nn.Module:
+    """The model ``cfg`` describes: ``cfg.model`` from hiermlp's registry, or timm's if hiermlp does not know
+    the name, with ``cfg.model_kwargs`` over the variant (and ``img_size``/``in_chans``/``drop_path_rate``).
 
-    ``cfg.model_kwargs`` override the variant (and ``img_size``/``in_chans``/``drop_path_rate``).
+    Its weights: fresh (or ``cfg.pretrained``'s); with ``cfg.initial_checkpoint``, that checkpoint's (fine-tuning:
+    a new head is left at init, relative position tables are resized to a new window, anything else that does
+    not match is an error); with ``weights``, a trained checkpoint of this very model (``ema``: its EMA weights),
+    every key matching. Both go through :func:`hiermlp.model_from_checkpoint`.
 
     Raises:
         ConfigError: the name is in neither registry (with close names), or the model rejects a value of
             ``model_kwargs`` (the message names it).
+        CheckpointError: the checkpoint is missing, unreadable or does not match (the message names it).
     """
     kwargs: dict[str, Any] = {
         "num_classes": num_classes,
@@ -61,18 +77,23 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         "img_size": cfg.img_size,
         **_plain(cfg.model_kwargs),
     }
-    from hiermlp.models.registry import UnknownModelError, resolve_source
+    from hiermlp.factory import resolve_source
+    from hiermlp.models.registry import UnknownModelError
 
     try:
         source, name = resolve_source(cfg.model)
     except UnknownModelError as e:  # a config error of this run: report it as one, naming the key
         raise ConfigError(f"model: {e}") from e
+    path = cfg.initial_checkpoint if weights is None else weights
+    label = f"initial_checkpoint={str(path)!r}" if weights is None else str(path)
+    if path and not Path(path).is_file():
+        raise CheckpointError(f"{label} does not exist; give the .pth/.safetensors file of the weights")
     try:
-        if source == "hiermlp":
-            import hiermlp
-
-            return hiermlp.create_model(name, pretrained=cfg.pretrained, **kwargs)
-        return _timm_model(cfg, name, kwargs)
+        return _sized(cfg, source, name, kwargs, path, finetune=weights is None, ema=ema)
+    except CheckpointError as e:
+        if not path:
+            raise
+        raise CheckpointError(f"{label}: {e}") from e
     except HiermlpError as e:
         if isinstance(e, BaseConfigError):  # the model's own check: say which config it came from
             raise ConfigError(f"model={cfg.model} model_kwargs: {e}") from e
@@ -87,35 +108,25 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         ) from e
 
 
-def _timm_model(cfg: TrainConfig, name: str, kwargs: dict[str, Any]) -> nn.Module:
-    import timm
-
+def _sized(
+    cfg: TrainConfig, source: str, name: str, kwargs: dict[str, Any], path: Any, *, finetune: bool, ema: bool
+) -> nn.Module:
+    """The model, without ``img_size`` for a timm model that takes none (CNNs take any input size)."""
     try:
-        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
+        return _create(cfg, f"{source}:{name}", kwargs, path, finetune=finetune, ema=ema)
     except TypeError as e:
-        if "img_size" not in str(e) or "img_size" in cfg.model_kwargs:
+        if source == "hiermlp" or "img_size" not in str(e) or "img_size" in cfg.model_kwargs:
             raise
-        kwargs.pop("img_size")  # e.g. CNNs take any input size and have no img_size argument
-        return timm.create_model(name, pretrained=cfg.pretrained, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k != "img_size"}
+        return _create(cfg, f"{source}:{name}", kwargs, path, finetune=finetune, ema=ema)
 
 
-def load_initial_checkpoint(model: nn.Module, path: str) -> None:
-    """Fine-tuning: load weights with ``hiermlp.load_checkpoint`` (a new head is left at init, relative
-    position tables are resized to a new window; anything else that does not match is an error).
+def _create(cfg: TrainConfig, target: str, kwargs: dict[str, Any], path: Any, *, finetune: bool, ema: bool):
+    from hiermlp.factory import create_any_model, model_from_checkpoint
 
-    Raises:
-        CheckpointError: the file is missing, unreadable or does not match (names ``initial_checkpoint``).
-    """
-    from hiermlp.weights import load_checkpoint
-
-    if not Path(path).is_file():
-        raise CheckpointError(
-            f"initial_checkpoint={path!r} does not exist; give the .pth/.safetensors file to fine-tune from"
-        )
-    try:
-        load_checkpoint(model, path)
-    except CheckpointError as e:
-        raise CheckpointError(f"initial_checkpoint={path!r}: {e}") from e
+    if path:
+        return model_from_checkpoint(path, target, ema=ema, finetune=finetune, **kwargs)
+    return create_any_model(target, pretrained=cfg.pretrained, **kwargs)
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:

@@ -2,9 +2,11 @@
 
 A run is described by a :class:`TrainConfig`. Its defaults are the demo preset (a micro Swin on the
 embedded Fashion-MNIST subset), so ``hiermlp train`` with no arguments trains something useful. A preset
-(``configs/train/*.yaml``) sets any subset of the fields; command-line overrides ``key=value`` come last.
-Values are parsed with ``yaml.safe_load`` and checked against the field's type; dict fields take dotted
-keys (``model_kwargs.embed_dim=48``). An unknown key is an error that names the closest valid key.
+(``configs/train/*.yaml``) sets any subset of the fields; command-line overrides ``key=value`` come last,
+in hiermlp's one grammar (:mod:`hiermlp.overrides`: YAML-typed values, dotted keys into dict fields such as
+``model_kwargs.embed_dim=48``). Every value, from a file, an override or Python, is checked against its
+field's type (:mod:`hiermlp.schema`: ``ema="False"`` is an error, not a truthy string) and then against the
+ranges and choices below. An unknown key is an error that names the closest valid keys.
 
 Batch semantics: ``batch_size`` is the *global* batch of one optimizer step. It is split over the
 processes (DDP) and the accumulation steps, so a run gives the same updates whatever the world size or
@@ -14,21 +16,17 @@ accumulation, and the learning rates are scaled by ``batch_size / lr_base_batch`
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
 import math
-import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hiermlp.errors import ConfigError as _HiermlpConfigError
-from hiermlp.errors import NotFoundError, suggest
+from hiermlp.errors import ConfigError, NotFoundError, suggest
+from hiermlp.overrides import format_value, load_yaml, parse_overrides, unknown_key
+from hiermlp.schema import check_fields, field_types
 
 __all__ = [
     "ConfigError",
@@ -39,10 +37,6 @@ __all__ = [
     "load_config",
     "save_config",
 ]
-
-
-class ConfigError(_HiermlpConfigError):
-    """A training config file or override is invalid (unknown key, wrong type, bad value)."""
 
 
 @dataclass(kw_only=True)
@@ -131,9 +125,10 @@ class TrainConfig:
     eval_batch_size: int = 256  # global batch for evaluation
 
     def __post_init__(self) -> None:
-        hints = _field_types()
-        for f in fields(self):  # type-check (and convert) values given from Python, as overrides are
-            setattr(self, f.name, _check(getattr(self, f.name), hints[f.name], f.name))
+        # type-check (and convert) values given from Python, as presets and overrides are
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in check_fields(TrainConfig, values, what="config key").items():
+            setattr(self, key, value)
         _validate(self)
 
 
@@ -198,9 +193,7 @@ def _in_range(v: float, lo: float | None, hi: float | None, lo_in: bool, hi_in: 
 
 def _bad(key: str, value: Any, rule: str) -> ConfigError:
     default = getattr(TrainConfig, key, None)  # dataclass fields with a plain default are class attributes
-    if isinstance(default, tuple):
-        default = list(default)
-    fix = f"; e.g. {key}={default!r} (the default)" if default is not None else ""
+    fix = f"; e.g. {key}={format_value(default)} (the default)" if default is not None else ""
     return ConfigError(f"{key}={value!r} is invalid: {key} must be {rule}{fix}")
 
 
@@ -241,89 +234,6 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# type checking
-
-
-@functools.cache
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _check(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` converted to ``tp`` or raise ConfigError naming ``key``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _check(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError("; ".join(errors))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        if value is None:
-            return ""
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    elif origin is tuple:
-        if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
-            value = [value]  # a scalar where a tuple is expected: one element (mean=0.5)
-        if value in ("", None):
-            value = []
-        if isinstance(value, list | tuple):
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-            if len(value) == len(args):
-                return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-            raise ConfigError(f"{key} needs {len(args)} values, got {len(value)}: {value!r}")
-    elif origin is list:
-        if isinstance(value, list | tuple):
-            return [_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
-    elif origin is dict or tp is dict:
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return dict(value)
-    else:  # pragma: no cover - a field type this checker does not know is a bug here
-        raise TypeError(f"unsupported config field type {tp} for {key}")
-    raise ConfigError(f"{key} expects {_type_name(tp)}, got {type(value).__name__} {value!r}")
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _unknown(key: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
-    return ConfigError(f"unknown config key '{key}'{hint}")
-
-
-# ---------------------------------------------------------------------------------------------------------
 # building configs
 
 
@@ -333,58 +243,24 @@ def config_from_dict(d: dict[str, Any], base: TrainConfig | None = None) -> Trai
     A dict-typed field given in ``d`` replaces the default whole (a preset states its model fully).
 
     Raises:
-        ConfigError: an unknown key (with the closest valid key) or a value of the wrong type.
+        ConfigError: an unknown key (with the closest valid keys) or a value of the wrong type.
     """
-    base = base or TrainConfig()
-    hints = _field_types()
-    values = {f.name: getattr(base, f.name) for f in fields(TrainConfig)}
-    for key, value in d.items():
-        if key not in hints:
-            raise _unknown(key, list(hints))
-        values[key] = _check(value, hints[key], key)
-    return TrainConfig(**values)
+    types = field_types(TrainConfig)
+    for key in d:
+        if key not in types:
+            raise unknown_key(key, types, what="config key")
+    return dataclasses.replace(base or TrainConfig(), **d)
 
 
-def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``key=value`` strings in order. ``dict_field.sub.key=value`` sets inside a dict field.
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """Apply ``key=value`` strings in order (:mod:`hiermlp.overrides`); ``model_kwargs.embed_dim=48`` sets
+    inside a dict field, a ``str`` field keeps the text verbatim.
 
     Raises:
-        ConfigError: malformed override, unknown key or wrong type.
+        ConfigError: malformed override, unknown key (with the closest valid keys) or wrong type.
     """
-    hints = _field_types()
     values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig)}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        top, _, sub = key.partition(".")
-        if top not in hints:
-            raise _unknown(top, list(hints))
-        try:
-            parsed = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"cannot parse the value of {key}={raw!r}: {problem}; quote it or fix its YAML") from None
-        tp = hints[top]
-        if sub:
-            if typing.get_origin(tp) is not dict:
-                raise ConfigError(f"'{top}' is not a dict field, so '{key}' is not a valid key")
-            d = dict(values[top])
-            _set_dotted(d, sub.split("."), parsed)
-            values[top] = d
-        else:
-            if tp is str:  # keep strings verbatim: yaml would turn "1e3" into a string anyway but "123" into int
-                parsed = raw
-            values[top] = _check(parsed, tp, top)
-    return TrainConfig(**values)
-
-
-def _set_dotted(d: dict[str, Any], parts: list[str], value: Any) -> None:
-    for p in parts[:-1]:
-        d[p] = dict(d.get(p) or {})
-        d = d[p]
-    d[parts[-1]] = value
+    return TrainConfig(**parse_overrides(overrides, field_types(TrainConfig), base=values, what="config key"))
 
 
 def find_preset(name_or_path: str | Path, kind: str = "train") -> Path:
@@ -450,7 +326,7 @@ def _read_yaml(file: Path) -> Any:
     if "\x00" in text:
         raise ConfigError(f"{file}: not a text YAML file (it contains NUL bytes); give a YAML preset")
     try:
-        return yaml.safe_load(text) or {}
+        return load_yaml(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -42,9 +42,8 @@ from hiermlp.train.build import (
     build_data,
     build_datasets,
     build_loss,
-    build_model,
     build_optimization,
-    load_initial_checkpoint,
+    model_from_config,
 )
 from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoint, restore_rng
 from hiermlp.train.config import TrainConfig, config_to_dict, save_config
@@ -52,7 +51,7 @@ from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distribu
 from hiermlp.train.optim import restore_scheduler
 from hiermlp.train.progress import Progress, Writers, remove_run_outputs
 
-__all__ = ["TrainResult", "build_datasets", "build_model", "evaluate", "train"]
+__all__ = ["TrainResult", "build_datasets", "evaluate", "model_from_config", "train"]
 
 # files that mark a directory as holding a run (metrics.jsonl only when it has a row)
 RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")
@@ -273,9 +272,7 @@ class _Run:
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def _build_model(self) -> nn.Module:
-        model = build_model(self.cfg, self.data.num_classes)
-        if self.cfg.initial_checkpoint:
-            load_initial_checkpoint(model, self.cfg.initial_checkpoint)
+        model = model_from_config(self.cfg, self.data.num_classes)
         if self.cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
         model = model.to(self.device)

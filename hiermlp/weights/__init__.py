@@ -6,8 +6,10 @@ from hiermlp.weights.convert import CONVERTERS, convert_state_dict, register_con
 from hiermlp.weights.layouts import LAYOUTS, export_state_dict, save_checkpoint  # also registers mm/HF readers
 from hiermlp.weights.load import (
     LoadResult,
+    TrainedCheckpoint,
     load_checkpoint,
     load_pretrained,
+    read_checkpoint,
     read_state_dict,
     resize_rel_pos_table,
     save_weights,
@@ -17,10 +19,12 @@ __all__ = [
     "CONVERTERS",
     "LAYOUTS",
     "LoadResult",
+    "TrainedCheckpoint",
     "convert_state_dict",
     "export_state_dict",
     "load_checkpoint",
     "load_pretrained",
+    "read_checkpoint",
     "read_state_dict",
     "register_converter",
     "resize_rel_pos_table",

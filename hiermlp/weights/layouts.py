@@ -59,10 +59,8 @@ def model_family(model: nn.Module) -> str:
     stages = getattr(model, "stages", None)
     if stages is None or not isinstance(getattr(model, "patch_embed", None), PatchEmbed):
         return "other"
-    from hiermlp.accel import PLAIN
-
-    kinds = {PLAIN.get(type(b.mixer), type(b.mixer)) for s in stages for b in s.blocks}  # sped-up = plain
-    kind = next(iter(kinds)) if len(kinds) == 1 else None  # exact types: a subclass is another architecture
+    kinds = {registered_mixer(type(b.mixer)) for s in stages for b in s.blocks}
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
     if not _reference_blocks(model):
         return "other"
     if len(stages) == 1 and kind is not None and kind in (MIXERS["token_mlp"], MIXERS["gmlp"]):
@@ -74,6 +72,19 @@ def model_family(model: nn.Module) -> str:
     if kind is MIXERS["spatial_mlp"]:
         return "swin_mlp"
     return "other"
+
+
+def registered_mixer(cls: type) -> type | None:
+    """The nearest class in ``cls``'s MRO that is a registered mixer (None if there is none).
+
+    A sped-up twin subclasses the plain mixer it computes (``FastWindowAttention`` -> ``WindowAttention``), so it
+    counts as that mixer; a registered subclass (``GlobalAttention``, registered as ``global_attention``) is its
+    own architecture and counts as itself.
+    """
+    from hiermlp.mixers import MIXERS
+
+    registered = {id(c) for c in MIXERS.values()}
+    return next((c for c in cls.__mro__ if id(c) in registered), None)
 
 
 def _reference_blocks(model: nn.Module) -> bool:
@@ -342,36 +353,3 @@ def convert_hf_swin(sd: StateDict) -> StateDict:
     if any(k.startswith("pooler.") for k in out):
         out = {k: v for k, v in out.items() if not k.startswith("pooler.")}
     return convert_microsoft_swin(out) if any(".downsample." in k for k in out) else rename(out, TIMM_SWIN_RULES)
-
-
-# ---- the CLI: hiermlp convert SRC DST --layout L --model NAME [--set key=value ...] --------------------------
-def add_convert_arguments(parser) -> None:
-    parser.add_argument("src", help="checkpoint in any layout hiermlp reads (.pth/.safetensors)")
-    parser.add_argument("dst", help="file to write (.pth or .safetensors)")
-    parser.add_argument("--layout", required=True, choices=LAYOUTS, help="layout to write")
-    parser.add_argument("--model", required=True, help="registered model name the checkpoint belongs to")
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="model options, e.g. --set num_classes=10"
-    )
-
-
-def run_convert(args) -> int:
-    import ast
-
-    from hiermlp.models.registry import create_model
-    from hiermlp.weights.load import load_checkpoint
-
-    kwargs = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value
-    model = create_model(args.model, **kwargs)
-    result = load_checkpoint(model, args.src)
-    path = save_checkpoint(model, args.dst, layout=args.layout)
-    print(f"{args.src} ({result.layout}) -> {path} ({args.layout} layout)")
-    return 0

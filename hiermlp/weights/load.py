@@ -21,8 +21,9 @@ from hiermlp.weights.convert import StateDict, convert_state_dict
 _logger = logging.getLogger("hiermlp")
 
 RPB = "relative_position_bias_table"
-# wrappers used by training scripts and the reference code, most specific first
-_WRAPPER_KEYS = ("model_ema", "model", "state_dict", "module")
+# wrappers used by training scripts and the reference code; a file's EMA weights only when it has no others
+# (timm's convention: EMA weights are asked for, see read_checkpoint)
+_WRAPPER_KEYS = ("model", "state_dict", "module", "model_ema")
 
 
 @dataclass
@@ -38,6 +39,11 @@ class LoadResult:
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:
     """A flat ``{name: tensor}`` from a .pth/.pt/.bin (``weights_only=True``) or .safetensors file."""
+    return unwrap(_read_file(path), str(path))
+
+
+def _read_file(path: str | os.PathLike) -> Any:
+    """The object a checkpoint file holds, read without running code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -49,18 +55,83 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            obj: Any = load_file(str(path), device="cpu")
-        else:
-            # timm's train.py (Wave-MLP, CycleMLP releases) pickles its argparse.Namespace beside the weights: a
-            # plain attribute container, allowed; anything else that is not a tensor or a container still fails
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        # timm's train.py (Wave-MLP, CycleMLP releases) pickles its argparse.Namespace beside the weights: a
+        # plain attribute container, allowed; anything else that is not a tensor or a container still fails
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or pickles arbitrary objects
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
             "The file may be truncated or corrupt, or hold pickled code (hiermlp loads with weights_only=True)."
         ) from e
-    return unwrap(obj, str(path))
+
+
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    """A checkpoint file's weights and what the file records about the model they belong to."""
+
+    state_dict: StateDict  # unwrapped (no ``{'model': ...}``, no DDP ``module.``), in the file's own layout
+    kind: str  # "hiermlp-train" | "timm-train" | "weights" (Microsoft, mmpretrain, HF, bare, .safetensors)
+    model: str | None = None  # the model name the file records (a trainer's config, timm's ``args.model``)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor options the file records
+    img_size: Any = None  # a hiermlp trainer's input size: passed to models that take ``img_size``
+
+
+def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedCheckpoint:
+    """Read any checkpoint file hiermlp knows, with the model name and options it records.
+
+    * hiermlp's trainer (``{"model", "model_ema", "config": TrainConfig as a dict, ...}``): ``config["model"]``,
+      its ``model_kwargs`` and ``in_chans``, and ``img_size``;
+    * timm's train.py (``{"state_dict", "state_dict_ema", "arch", "args": argparse.Namespace, ...}``):
+      ``args.model`` (else ``arch``), ``args.model_kwargs`` and ``args.in_chans``;
+    * anything else hiermlp reads (Microsoft ``{"model": sd}``, mmpretrain ``{"state_dict": sd, "meta"}``,
+      Hugging Face, a bare state dict, .safetensors): weights only, no model name.
+
+    ``ema`` picks the EMA weights (``model_ema`` / ``state_dict_ema``); without it EMA weights are never picked.
+
+    Raises:
+        CheckpointError: missing, empty, unreadable, no weights, or ``ema`` asked of a file without EMA weights.
+    """
+    obj, source = _read_file(path), str(path)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "model" in obj:
+        config = obj["config"]
+        kwargs = {k: _tuples(v) for k, v in (config.get("model_kwargs") or {}).items()}
+        if config.get("in_chans") is not None and "in_chans" not in kwargs:
+            kwargs["in_chans"] = config["in_chans"]
+        weights = _pick(obj, ("model_ema",) if ema else ("model",), source)
+        return TrainedCheckpoint(weights, "hiermlp-train", config.get("model"), kwargs, _tuples(config.get("img_size")))
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and ("args" in obj or "arch" in obj):
+        args = vars(obj["args"]) if isinstance(obj.get("args"), argparse.Namespace) else {}
+        kwargs = dict(args.get("model_kwargs") or {})
+        if args.get("in_chans") is not None and "in_chans" not in kwargs:
+            kwargs["in_chans"] = args["in_chans"]
+        weights = _pick(obj, ("state_dict_ema",) if ema else ("state_dict",), source)
+        return TrainedCheckpoint(weights, "timm-train", args.get("model") or obj.get("arch"), kwargs)
+    if ema:
+        return TrainedCheckpoint(_pick(obj, ("model_ema", "state_dict_ema"), source), "weights")
+    if isinstance(obj, dict) and not _is_flat(obj):
+        obj = _pick(obj, ("model", "state_dict", "module"), source)
+    return TrainedCheckpoint(unwrap(obj, source), "weights")
+
+
+def _pick(obj: Any, keys: tuple[str, ...], source: str) -> StateDict:
+    """The first of ``keys`` holding weights, unwrapped."""
+    found = next((obj[k] for k in keys if isinstance(obj, dict) and isinstance(obj.get(k), dict)), None)
+    if found is None:
+        what = "EMA weights" if "ema" in keys[0] else "model weights"
+        top = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{source} has no {what} (none of {list(keys)}; top-level keys {top})")
+    return unwrap(found, source)
+
+
+def _tuples(v: Any) -> Any:
+    """YAML/JSON lists -> tuples (model options such as depths are tuples)."""
+    if isinstance(v, list):
+        return tuple(_tuples(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _tuples(x) for k, x in v.items()}
+    return v
 
 
 def unwrap(obj: Any, source: str = "state dict") -> StateDict:
@@ -122,9 +193,10 @@ def adapt_first_conv(model: nn.Module, sd: StateDict, target: StateDict) -> str 
     return key
 
 
-def prepare_state_dict(model: nn.Module, sd: StateDict) -> tuple[str, StateDict, LoadResult]:
-    """Detect and convert the layout, resize position tables, adapt the first conv to ``in_chans``."""
-    layout, sd = convert_state_dict(sd)
+def prepare_state_dict(model: nn.Module, sd: StateDict, *, convert: bool = True) -> tuple[str, StateDict, LoadResult]:
+    """Detect and convert the layout (unless ``convert`` is off), resize position tables, adapt the first conv
+    to ``in_chans``."""
+    layout, sd = convert_state_dict(sd) if convert else ("as saved", dict(sd))
     target = model.state_dict()
     result = LoadResult(layout)
     result.resized = _resize_tables(model, sd, target)
@@ -162,6 +234,9 @@ def load_checkpoint(
     model: nn.Module,
     checkpoint: str | os.PathLike | StateDict,
     strict: bool = True,
+    *,
+    new_head: bool = True,
+    convert: bool = True,
 ) -> LoadResult:
     """Load reference Swin, timm, mmpretrain, HF transformers or hiermlp weights (.pth or .safetensors).
 
@@ -172,16 +247,21 @@ def load_checkpoint(
     :class:`~hiermlp.errors.CheckpointError` naming them; without it, what matches loads and every skipped key
     (missing, unexpected, shape-mismatched) is in the result and in one warning. Backbones
     (``features_only``) silently ignore the keys of the parts they dropped (final norm, head, later stages).
+
+    ``new_head=False`` makes a classifier of another class count a shape mismatch like any other (evaluating
+    trained weights); ``convert=False`` loads a state dict already in the model's own keys (a timm model's),
+    with no layout detection.
     """
     sd = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(dict(checkpoint))
-    layout, sd, result = prepare_state_dict(model, sd)
+    layout, sd, result = prepare_state_dict(model, sd, convert=convert)
     target = model.state_dict()
 
     head = _classifier_prefix(model)
     head_keys = [k for k in sd if k.startswith(head + ".")]
-    if any(k in target and sd[k].shape != target[k].shape for k in head_keys) or (
+    other_head = any(k in target and sd[k].shape != target[k].shape for k in head_keys) or (
         head_keys and not any(k.startswith(head + ".") for k in target)
-    ):
+    )
+    if new_head and other_head:
         w = sd.get(head + ".weight")
         n_ckpt = w.shape[0] if w is not None else "?"
         for k in head_keys:

@@ -1,4 +1,4 @@
-"""Seed statistics for ``hiermlp compare``: t intervals of a mean, paired differences, verdicts, ranks.
+"""Seed statistics of a study: t intervals of a mean, paired differences, verdicts, ranks.
 
 A comparison trains every entry once per seed. For each entry the seeds' accuracies give a mean, a
 sample standard deviation and a Student-t confidence interval of the mean. Two entries trained on the
@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "Interval",
+    "claim_verdict",
     "mean_interval",
     "paired_difference",
     "student_t_cdf",
@@ -167,6 +168,13 @@ def verdict(diff: Interval) -> str:
     if math.isfinite(diff.lo) and (diff.lo > 0 or diff.hi < 0):
         return "supported"
     return "inconclusive"
+
+
+def claim_verdict(diff: Interval) -> str:
+    """A claim says ``a`` beats ``b``: ``supported`` (interval above 0), ``reversed`` (below) or ``inconclusive``."""
+    if verdict(diff) != "supported":
+        return "inconclusive"
+    return "supported" if diff.mean > 0 else "reversed"
 
 
 def supported_ranks(labels: Sequence[str], diffs: Mapping[tuple[str, str], Interval]) -> dict[str, int]:

@@ -1,0 +1,432 @@
+"""The model factory: the one place that turns a name and options (and weights) into a model.
+
+* :func:`create_model`: a model of hiermlp's registry (``name`` or ``name.tag``), built the way timm builds its
+  own: timm's ``build_model_with_cfg`` (cfg defaults, pretrained weights from the hub or a URL, ``in_chans``
+  adaptation, ``features_only`` wrappers), timm's model kwargs translated (:func:`translate_timm_kwargs`), the
+  speed layer applied (:func:`hiermlp.accel.accelerate`, unless ``HIERMLP_ACCEL=0``) and ``checkpoint_path``
+  loaded in any layout hiermlp reads.
+* The timm mirror: every registered model is also timm's ``hiermlp_<name>``, built by the same
+  :func:`build_entry`, so ``timm.create_model("hiermlp_swin_tiny_patch4_window7_224.ms_in1k")`` works as
+  ``timm.create_model("swin_tiny_patch4_window7_224.ms_in1k")`` does. The prefix keeps hiermlp's names from
+  colliding with timm's own (``swin_tiny_patch4_window7_224`` stays timm's model in timm).
+* :func:`create_any_model`: hiermlp's or timm's name (``hiermlp:`` / ``timm:`` picks one), for the trainer,
+  benchmarks and export, which put both side by side.
+* :func:`model_from_checkpoint`: any trained checkpoint (hiermlp's trainer, timm's train.py, Microsoft,
+  mmpretrain, Hugging Face, bare state dicts, .safetensors) -> the model it was trained as, with its weights.
+
+It sits above the registry (:mod:`hiermlp.models.registry`, data only), the weights (:mod:`hiermlp.weights`)
+and the speed layer (:mod:`hiermlp.accel`), which do not know it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import timm
+import timm.models
+from torch import nn
+
+from hiermlp import accel
+from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, suggest
+from hiermlp.models.features import resolve_feature_cls
+from hiermlp.models.network import HierNet
+from hiermlp.models.registry import (
+    ModelEntry,
+    UnknownModelError,
+    check_kwargs,
+    get_entry,
+    is_model,
+    list_models,
+    nominal_pool_size,
+    on_register,
+    resolve_cfg,
+    split_tag,
+)
+from hiermlp.weights import convert_state_dict, load_checkpoint, read_checkpoint
+from hiermlp.weights.load import checkpoint_filter_fn
+
+__all__ = [
+    "PREFIX",
+    "build_entry",
+    "create_any_model",
+    "create_model",
+    "model_from_checkpoint",
+    "resolve_source",
+    "translate_timm_kwargs",
+]
+
+
+# ---- building a registry entry ------------------------------------------------------------------------------
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint_path: str | Path | None = None,
+    features_only: bool = False,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model; keyword arguments override the variant's.
+
+    Args:
+        name: A registered name, e.g. ``"swin_tiny_patch4_window7_224"`` (see :func:`hiermlp.list_models`),
+            optionally with a pretrained tag as in timm: ``"swin_tiny_patch4_window7_224.ms_in22k"``.
+        pretrained: Load the tag's weights: ``file`` if the cfg (overlay) names one, else ``hf_hub_id`` through
+            huggingface_hub (its cache and ``HF_HUB_OFFLINE`` apply), else ``url``.
+        checkpoint_path: Load a local checkpoint (reference, timm, mmpretrain, HF or hiermlp layout).
+        features_only: Return a backbone yielding one map per stage; ``out_indices`` (default all stages; an
+            int n = the last n; negative from the end), ``output_fmt`` (``"NCHW"`` default, or ``"NHWC"``) and
+            ``feature_cls`` (default :class:`~hiermlp.models.features.HierFeatures`; timm's ``"list"``,
+            ``"dict"``, ``"hook"``, ``"getter"``, ``"fx"``) choose how.
+        pretrained_cfg_overlay: Entries that override the pretrained cfg (e.g. another ``url`` or ``file``).
+        **kwargs: Builder overrides: ``num_classes``, ``in_chans``, ``img_size``, ``window_size``, ``mixer``...,
+            and timm's ``qkv_bias``, ``attn_drop_rate``, ``proj_drop_rate``, ``dynamic_img_size``, ...
+    """
+    cfg = resolve_cfg(name)
+    entry = get_entry(cfg["architecture"])
+    return build_entry(
+        entry,
+        entry.name,
+        pretrained,
+        pretrained_cfg=cfg,
+        pretrained_cfg_overlay=pretrained_cfg_overlay,
+        checkpoint_path=checkpoint_path,
+        features_only=features_only,
+        feature_defaults=dict(feature_cls="hiermlp", output_fmt="NCHW"),
+        **kwargs,
+    )
+
+
+def build_entry(
+    entry: ModelEntry,
+    variant: str,
+    pretrained: bool = False,
+    *,
+    pretrained_cfg: str | dict[str, Any] | None = None,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    checkpoint_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    features_only: bool = False,
+    feature_defaults: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registry entry through timm's ``build_model_with_cfg``, the path timm's own models take.
+
+    ``variant`` is the name the cfg is resolved under (``hiermlp_<name>`` in timm's registry; hiermlp's
+    :func:`create_model` passes its resolved cfg as a dict). timm's builder then applies the cfg defaults
+    (``num_classes``, ``in_chans``), loads pretrained weights (``file``, ``hf_hub_id`` through huggingface_hub,
+    then ``url``) through :func:`hiermlp.weights.load.checkpoint_filter_fn` (any known layout), adapts the first
+    conv to ``in_chans``, drops a classifier of another class count, and wraps ``features_only`` models in the
+    ``feature_cls`` asked for (:mod:`hiermlp.models.features`), the cfg attached.
+    """
+    from timm.models import build_model_with_cfg
+
+    if pretrained and checkpoint_path is not None:
+        raise ConfigError("pass pretrained=True or checkpoint_path=, not both: the checkpoint would replace them")
+    kwargs = translate_timm_kwargs(entry, kwargs)
+    feature_keys = ("out_indices", "feature_cls", "output_fmt")
+    feature_args = {k: kwargs.pop(k) for k in feature_keys if k in kwargs}
+    if feature_args and not features_only:
+        raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
+    check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
+    feature_cfg = None
+    if features_only:
+        if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
+            raise ConfigError(f"features_only is supported for hierarchical models; {entry.name!r} is not one")
+        n = len({**entry.kwargs, **kwargs}.get("depths", (2, 2, 6, 2)))
+        feature_cfg = dict(flatten_sequential=True, out_indices=tuple(range(n)), **(feature_defaults or {}))
+        feature_cfg.update(feature_args)
+        feature_cfg["feature_cls"] = resolve_feature_cls(feature_cfg.get("feature_cls"))
+        kwargs.update(features_only=True, feature_cls=feature_cfg.pop("feature_cls"))
+        kwargs["out_indices"] = feature_cfg.pop("out_indices")
+    resolved = pretrained_cfg if isinstance(pretrained_cfg, dict) else None
+    model_cls = functools.partial(_construct, entry.builder, checkpoint_path, resolved or {})
+    try:
+        model = build_model_with_cfg(
+            model_cls,
+            variant,
+            pretrained,
+            pretrained_cfg=pretrained_cfg,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=feature_cfg,
+            cache_dir=cache_dir,
+            **{**entry.kwargs, **kwargs},
+        )
+    except HiermlpError:
+        raise
+    except Exception as e:
+        if not pretrained:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"could not load pretrained weights for {variant} ({type(e).__name__}: {first}); without internet, "
+            "fill the Hugging Face cache (HF_HUB_CACHE) or pass pretrained_cfg_overlay=dict(file=PATH) or "
+            "checkpoint_path=PATH"
+        ) from e
+    # the cfg describes the model as built (after loading, which reads the source's class count and channels)
+    built = model.pretrained_cfg
+    if not features_only:
+        built["num_classes"] = getattr(model, "num_classes", built.get("num_classes"))
+    if "img_size" in kwargs:
+        size = kwargs["img_size"]
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        built["input_size"] = (kwargs.get("in_chans", 3), *size)
+        built["pool_size"] = nominal_pool_size({**entry.kwargs, **kwargs}, built["input_size"])
+    elif "in_chans" in kwargs and "input_size" in built:
+        built["input_size"] = (kwargs["in_chans"], *built["input_size"][1:])
+    return model
+
+
+def _construct(builder: Any, checkpoint_path: str | Path | None, cfg: dict[str, Any], **kwargs: Any) -> nn.Module:
+    """The builder, the speed layer, then ``checkpoint_path`` loaded (any known layout), before timm wraps
+    features around it."""
+    model = builder(**kwargs)
+    if accel.settings.current().enabled:
+        accel.accelerate(model)
+    if checkpoint_path is not None:
+        model.pretrained_cfg = cfg
+        load_checkpoint(model, checkpoint_path)
+    return model
+
+
+# timm's model kwargs that map onto a mixer option (in every stage whose mixer declares that option)
+TIMM_MIXER_OPTIONS = {"qkv_bias": "qkv_bias", "attn_drop_rate": "attn_drop", "proj_drop_rate": "proj_drop"}
+
+
+def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """timm's model kwargs -> hiermlp's, or a :class:`ConfigError` naming one that means nothing here.
+
+    * ``qkv_bias``, ``attn_drop_rate``, ``proj_drop_rate`` become the mixer options ``qkv_bias``, ``attn_drop``,
+      ``proj_drop`` of every stage whose mixer declares them (attention). ``proj_drop_rate`` drops after the
+      attention's output projection only: hiermlp's channel MLP has no dropout (timm's Swin drops there too).
+    * ``dynamic_img_size=True`` / ``strict_img_size=False``: what hierarchical models always do (any input
+      size runs, padded per block); ``dynamic_img_size=False`` / ``strict_img_size=True``: what fixed-size
+      (isotropic) models do. The other combination cannot be honoured and is an error.
+    * ``weight_init=""``: timm's default, which is hiermlp's (Swin's trunc-normal init). Other schemes are an error.
+    """
+    kwargs = dict(kwargs)
+    args = {**entry.kwargs, **kwargs}
+    params = inspect.signature(entry.builder).parameters
+    fixed = bool(entry.pretrained_cfg.get("fixed_input_size"))
+    for key, dynamic_value in (("dynamic_img_size", True), ("strict_img_size", False)):
+        if key in kwargs and key not in params:
+            value = kwargs.pop(key)
+            if bool(value) == (dynamic_value if fixed else not dynamic_value):
+                what = "only runs at its input_size (fixed_input_size)" if fixed else "accepts any input size"
+                raise ConfigError(f"{key}={value!r} cannot be honoured: {entry.name} {what}; drop the option")
+    if "weight_init" in kwargs and "weight_init" not in params and kwargs.pop("weight_init") not in ("", None):
+        raise ConfigError(
+            "weight_init: hiermlp models have one init (Swin's trunc-normal(0.02), timm's default ''); "
+            "drop the option or load weights after building"
+        )
+    opts = {TIMM_MIXER_OPTIONS[k]: kwargs.pop(k) for k in list(kwargs) if k in TIMM_MIXER_OPTIONS}
+    if opts and "mixer_kwargs" in params:
+        from hiermlp.mixers.base import get_mixer, mixer_name
+
+        n = len(args.get("depths", params["depths"].default))
+        mixers = _per_stage(args.get("mixer", params["mixer"].default), n)
+        stage_kwargs = [dict(d or {}) for d in _per_stage(args.get("mixer_kwargs"), n)]
+        for timm_key, opt in TIMM_MIXER_OPTIONS.items():
+            if opt not in opts:
+                continue
+            takes = [opt in inspect.signature(get_mixer(m)).parameters for m in mixers]
+            if not any(takes):
+                names = sorted({mixer_name(m) for m in mixers})
+                raise ConfigError(
+                    f"{timm_key} means nothing for {entry.name}: none of its mixers ({', '.join(names)}) has a "
+                    f"{opt!r} option"
+                )
+            for d, take in zip(stage_kwargs, takes):
+                if take:
+                    d[opt] = opts[opt]
+        kwargs["mixer_kwargs"] = tuple(stage_kwargs)
+    elif opts:
+        raise ConfigError(f"{sorted(opts)} mean nothing for {entry.name} (its builder takes no mixer options)")
+    return kwargs
+
+
+def _per_stage(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+
+
+# ---- the timm mirror ---------------------------------------------------------------------------------------
+PREFIX = "hiermlp_"
+default_cfgs: dict[str, Any] = {}  # read by timm's register_model: one DefaultCfg (all tags) per architecture
+
+
+def _mirror(entry: ModelEntry) -> None:
+    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``."""
+    timm_name = PREFIX + entry.name
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return build_entry(entry, timm_name, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = timm_name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"hiermlp's {entry.name} ({entry.notes or entry.family})."
+    keyed = {f"{timm_name}.{tag}" if tag else timm_name: cfg for tag, cfg in entry.pretrained_cfgs.items()}
+    default_cfgs.update(timm.models.generate_default_cfgs(keyed))
+    timm.models.register_model(entrypoint)
+
+
+on_register(_mirror)
+
+
+# ---- hiermlp's or timm's names -----------------------------------------------------------------------------
+def resolve_source(name: str) -> tuple[str, str]:
+    """Which registry builds ``name``: ``("hiermlp" | "timm", bare name)``.
+
+    hiermlp's registry is asked first, then timm's; ``hiermlp:NAME`` or ``timm:NAME`` picks one (both have
+    ``swin_tiny_patch4_window7_224``). The trainer, ``hiermlp bench`` and ``hiermlp export`` all resolve
+    names here.
+
+    Raises:
+        UnknownModelError: neither registry has it; the message lists close names from both.
+    """
+    source, sep, bare = name.partition(":")
+    if sep and source in ("hiermlp", "timm"):
+        if source == "timm" and not timm.is_model(bare):
+            raise UnknownModelError(f"unknown timm model {bare!r}.{suggest(bare, timm.list_models())}")
+        if source == "hiermlp" and not is_model(split_tag(bare)[0]):
+            raise UnknownModelError(f"unknown hiermlp model {bare!r}.{suggest(bare, list_models())}")
+        return source, bare
+    if is_model(split_tag(name)[0]):  # "arch.tag" is hiermlp's arch with a pretrained tag
+        return "hiermlp", name
+    if timm.is_model(name):
+        return "timm", name
+    hints = suggest(name, list_models()) or suggest(name, timm.list_models())
+    raise UnknownModelError(
+        f"unknown model {name!r}: neither hiermlp's registry nor timm's has it "
+        f"(see `hiermlp list` and timm.list_models()).{hints}"
+    )
+
+
+def create_any_model(name: str, **kwargs: Any) -> nn.Module:
+    """:func:`create_model` for hiermlp's names, ``timm.create_model`` for timm's (see :func:`resolve_source`)."""
+    source, bare = resolve_source(name)
+    if source == "hiermlp":
+        return create_model(bare, **kwargs)
+    return timm.create_model(bare, **kwargs)
+
+
+# ---- trained checkpoints -----------------------------------------------------------------------------------
+def model_from_checkpoint(
+    checkpoint: str | os.PathLike,
+    name: str | None = None,
+    *,
+    ema: bool = False,
+    finetune: bool = False,
+    strict: bool = True,
+    **overrides: Any,
+) -> nn.Module:
+    """The model a checkpoint was trained as, with its weights (in training mode, as :func:`create_model` gives).
+
+    Reads every checkpoint :func:`hiermlp.load_checkpoint` reads (:func:`hiermlp.weights.read_checkpoint`):
+
+    * hiermlp's trainer: the model name and options of its stored config (``model``, ``model_kwargs``,
+      ``in_chans``, ``img_size``), so the trained architecture is rebuilt;
+    * timm's train.py: ``args.model`` (else ``arch``), ``args.model_kwargs``, ``args.in_chans``;
+    * Microsoft (``{"model": sd}``), mmpretrain, Hugging Face, bare state dicts, .safetensors: weights only,
+      so ``name`` is required.
+
+    The class count and input channels are read from the weights (classifier rows, first conv) unless given.
+    Weights of a hiermlp model load in any layout hiermlp converts; a timm model's load as saved.
+
+    Args:
+        checkpoint: The file (.pth/.pt/.bin or .safetensors).
+        name: The model (hiermlp's or timm's, ``hiermlp:``/``timm:`` prefixes as :func:`resolve_source`). None:
+            the one the checkpoint records. The stored options apply when ``name`` is None or the stored name.
+        ema: Take the checkpoint's EMA weights (``model_ema`` / ``state_dict_ema``).
+        finetune: Build the model from ``name`` and ``overrides`` alone (the stored options are not read), and
+            leave a classifier of another class count at its initialisation (a new task). Without it a
+            classifier that does not match is an error, as any other mismatch.
+        strict: Any missing, unexpected or mismatched key is an error (else skipped, with a warning).
+        **overrides: Model options over the stored and inferred ones (``num_classes``, ``img_size``, ...).
+
+    Raises:
+        ConfigError: no model name given or recorded, or the options do not build.
+        UnknownModelError: the name (given or recorded) is in neither registry.
+        CheckpointError: the file is missing, unreadable, or does not match the model.
+    """
+    ckpt = read_checkpoint(checkpoint, ema=ema)
+    target = name or ckpt.model
+    if not target:
+        raise ConfigError(
+            f"{os.fspath(checkpoint)!r} holds weights but no model name (only trainer checkpoints record one); "
+            "pass the model it belongs to (name=NAME, or --model NAME on the command line; see `hiermlp list`)"
+        )
+    try:
+        source, bare = _hiermlp_first(target)
+    except UnknownModelError as e:
+        if name is not None:
+            raise
+        raise UnknownModelError(f"{os.fspath(checkpoint)!r} was saved for model {target!r}: {e}") from None
+    stored = not finetune and (name is None or _same_model(name, ckpt.model))
+    kwargs = dict(ckpt.model_kwargs) if stored else {}
+    # hiermlp's models read every layout hiermlp converts; a timm model's weights are in its own keys
+    convert = source == "hiermlp"
+    sd = convert_state_dict(dict(ckpt.state_dict))[1] if convert else ckpt.state_dict
+    kwargs.update(_shape_kwargs(sd, *_head_and_stem(source, bare)))
+    kwargs.update(overrides)
+    img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
+    model = _create_sized(f"{source}:{bare}", kwargs, img_size)
+    load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
+    return model
+
+
+def _hiermlp_first(name: str) -> tuple[str, str]:
+    """:func:`resolve_source`, with timm's ``hiermlp_<name>`` (a checkpoint of timm's train.py) as hiermlp's."""
+    source, bare = resolve_source(name)
+    if source == "timm" and bare.startswith(PREFIX) and is_model(split_tag(bare[len(PREFIX) :])[0]):
+        return "hiermlp", bare[len(PREFIX) :]
+    return source, bare
+
+
+def _same_model(name: str, stored: str | None) -> bool:
+    if stored is None:
+        return False
+    try:
+        return _hiermlp_first(name) == _hiermlp_first(stored)
+    except UnknownModelError:
+        return False
+
+
+def _head_and_stem(source: str, name: str) -> tuple[str, str]:
+    """The classifier and first-conv module names of a model, from its pretrained cfg."""
+    if source == "hiermlp":
+        cfg = resolve_cfg(name)
+    else:
+        found = timm.models.get_pretrained_cfg(name)
+        cfg = found.to_dict() if found is not None else {}
+    classifier, first_conv = cfg.get("classifier") or "head.fc", cfg.get("first_conv") or "patch_embed.proj"
+    # a distilled model names two classifiers; the first is the class token's
+    return next(iter(classifier)) if isinstance(classifier, (list, tuple)) else classifier, str(first_conv)
+
+
+def _shape_kwargs(sd: dict[str, Any], classifier: str, first_conv: str) -> dict[str, int]:
+    """``num_classes`` (classifier rows; 0 without a classifier) and ``in_chans`` (first conv) of the weights."""
+    out = {}
+    head = sd.get(f"{classifier}.weight")
+    out["num_classes"] = int(head.shape[0]) if head is not None else 0
+    stem = sd.get(f"{first_conv}.weight")
+    if stem is not None and stem.ndim >= 2:
+        out["in_chans"] = int(stem.shape[1])
+    return out
+
+
+def _create_sized(target: str, kwargs: dict[str, Any], img_size: Any) -> nn.Module:
+    """``create_any_model(target, **kwargs)``, with a trainer's ``img_size`` for models that take one (timm's
+    CNNs take any size and have no such argument)."""
+    if img_size is None:
+        return create_any_model(target, **kwargs)
+    try:
+        return create_any_model(target, img_size=img_size, **kwargs)
+    except TypeError as e:
+        if "img_size" not in str(e):
+            raise
+        return create_any_model(target, **kwargs)
