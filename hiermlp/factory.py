@@ -125,6 +125,13 @@ def build_entry(
     """
     from timm.models import build_model_with_cfg
 
+    from hiermlp.schema import check_arguments
+
+    check_arguments(
+        build_entry,
+        {"pretrained": pretrained, "features_only": features_only, "checkpoint_path": checkpoint_path},
+        what=entry.name,
+    )
     if pretrained and checkpoint_path is not None:
         raise ConfigError("pass pretrained=True or checkpoint_path=, not both: the checkpoint would replace them")
     kwargs = translate_timm_kwargs(entry, kwargs)
@@ -133,6 +140,7 @@ def build_entry(
     if feature_args and not features_only:
         raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
     check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
+    check_arguments(entry.builder, {**entry.kwargs, **kwargs}, what=entry.name)  # shift="False" is no bool
     feature_cfg = None
     if features_only:
         if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
@@ -209,7 +217,15 @@ def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str
       (isotropic) models do. The other combination cannot be honoured and is an error.
     * ``weight_init=""``: timm's default, which is hiermlp's (Swin's trunc-normal init). Other schemes are an error.
     """
+    from hiermlp.schema import check_value
+
     kwargs = dict(kwargs)
+    for key, tp in _TIMM_TYPES.items():  # timm's options hiermlp reads itself: typed like every other
+        if key in kwargs:
+            try:
+                check_value(key, kwargs[key], tp)
+            except ConfigError as e:
+                raise ConfigError(f"{entry.name}: {e}") from None
     args = {**entry.kwargs, **kwargs}
     params = inspect.signature(entry.builder).parameters
     fixed = bool(entry.pretrained_cfg.get("fixed_input_size"))
@@ -248,6 +264,17 @@ def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str
     elif opts:
         raise ConfigError(f"{sorted(opts)} mean nothing for {entry.name} (its builder takes no mixer options)")
     return kwargs
+
+
+# timm's model kwargs hiermlp translates (the others reach a constructor, whose annotations type them)
+_TIMM_TYPES: dict[str, Any] = {
+    "qkv_bias": bool,
+    "attn_drop_rate": float,
+    "proj_drop_rate": float,
+    "dynamic_img_size": bool,
+    "strict_img_size": bool,
+    "weight_init": str | None,
+}
 
 
 def _per_stage(value: Any, n: int) -> tuple:
@@ -376,6 +403,9 @@ def model_from_checkpoint(
     img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
     model = _create_sized(f"{source}:{bare}", kwargs, img_size)
     load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
+    if ckpt.classes and not finetune and len(ckpt.classes) == getattr(model, "num_classes", None):
+        # the class names of the trained head (timm's cfg key), for eval and export
+        model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}), "label_names": list(ckpt.classes)}
     return model
 
 

@@ -79,6 +79,11 @@ def build_layer(table: dict, kind: str, spec: str | Callable[..., nn.Module], **
         if unknown:
             valid = sorted(set(params) - set(kwargs) - {"self"})
             raise ConfigError(f"unknown option(s) {unknown} for {kind} {spec!r}.{suggest(unknown[0], valid)}")
+    from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
+
+    check_arguments(
+        factory, kwargs, what=f"{kind} {spec if isinstance(spec, str) else getattr(spec, '__name__', spec)!r}"
+    )
     return factory(**kwargs)
 
 

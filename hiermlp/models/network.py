@@ -190,6 +190,9 @@ class HierNet(nn.Module):
         act_layer: str | type[nn.Module] = "gelu",
     ) -> None:
         super().__init__()
+        from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
+
+        check_arguments(HierNet, {k: v for k, v in locals().items() if k not in ("self", "__class__")}, what="HierNet")
         if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
             raise ConfigError(f"depths must be a list of block counts, one per stage, got {depths!r}")
         depths = tuple(depths)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,11 +101,3 @@ class Writers:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def remove_run_outputs(out_dir: Path) -> None:
-    """``overwrite=true``: delete a previous run's checkpoints, metrics and events before the first write."""
-    for name in ("last.pth", "best.pth", "metrics.jsonl"):
-        (out_dir / name).unlink(missing_ok=True)
-    if (out_dir / "tb").is_dir():
-        shutil.rmtree(out_dir / "tb")
