@@ -161,7 +161,7 @@ def _accel(item: str) -> Any:
 # (text, typed value) -> one item per entry point whose key takes that type
 SAME = [
     ("false", False, {_train: "ema", _bench: "shift", _compare: "bench.train", _accel: "onednn"}),
-    ("true", True, {_train: "no_aug", _bench: "qkv_bias", _compare: "bench.latency", _accel: "gather"}),
+    ("true", True, {_train: "no_aug", _bench: "qkv_bias", _compare: "bench.latency", _accel: "enabled"}),
     ("3", 3, {_train: "epochs", _bench: "window_size", _compare: "bench.batch", _accel: "chunk_tokens"}),
     ("1e-3", 0.001, {_train: "lr", _bench: "drop_path_rate", _compare: "lr"}),
     ("[2, 2]", [2, 2], {_bench: "depths"}),
