@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("hiermlp.cli.compare", "train several models under one recipe and compare them"),
     "export": ("hiermlp.cli.export", "export a model to ONNX or torch.export and verify it"),
     "convert": ("hiermlp.cli.convert", "save a checkpoint in another layout (hiermlp, timm, microsoft)"),
+    "timm": ("hiermlp.cli.timm", "run timm's scripts (train.py, validate.py, ...) with hiermlp's models registered"),
 }
 
 
