@@ -214,6 +214,7 @@ class HierNet(nn.Module):
         self.patch_size = patch_size
         self.num_features = self.head_hidden_size = dims[-1]
         self.output_fmt = "NHWC"
+        self.feature_dim = -1  # the channel axis of forward_features' output (timm reads it for NHWC models)
         self.grad_checkpointing = False
 
         self.patch_embed = build_layer(
@@ -302,7 +303,10 @@ class HierNet(nn.Module):
                 to_2tuple(w, "window_size") for w in per_stage(window_size, n, "window_size")
             )
         old = self.stages.state_dict()
-        stages, self.feature_info = self._build_stages(img_size)
+        ref = next(self.parameters())
+        with torch.device(ref.device):  # the model's device (meta too: nothing is allocated there)
+            stages, self.feature_info = self._build_stages(img_size)
+        stages.to(dtype=ref.dtype)
         new = stages.state_dict()
         for key, value in old.items():
             if key not in new:
@@ -317,7 +321,11 @@ class HierNet(nn.Module):
                 )
             new[key] = value
         stages.load_state_dict(new)
-        self.stages = stages.to(next(self.parameters()).device)
+        # the rebuilt stages keep what the old ones were: frozen parameters stay frozen, eval mode stays eval
+        frozen = {n for n, p in self.stages.named_parameters() if not p.requires_grad}
+        for n, p in stages.named_parameters():
+            p.requires_grad_(n not in frozen)
+        self.stages = stages.train(self.stages.training)
         self.img_size = img_size
 
     # ---- timm model API -------------------------------------------------------------------------------
@@ -359,6 +367,10 @@ class HierNet(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         self.head.reset(num_classes, pool_type=global_pool)
+        ref = next(self.parameters(), None)  # a new classifier lives where the model does, in its mode
+        if ref is not None:
+            self.head.to(device=ref.device, dtype=ref.dtype)
+        self.head.train(self.training)
 
     def _check_images(self, x: torch.Tensor) -> torch.Tensor:
         return check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])

@@ -230,6 +230,33 @@ def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> StateDict:
     return sd
 
 
+def convert_on_load(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: dict[str, Any],
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """``load_state_dict`` pre-hook: the module's keys in any layout hiermlp detects -> its own, in place.
+
+    The factory registers it on every model it builds, so timm's loaders, which call ``model.load_state_dict``
+    on whatever the file holds (``timm.models.load_checkpoint``, ``create_model(checkpoint_path=...)``,
+    validate.py ``--checkpoint``), read Microsoft, timm, mmpretrain and transformers files as
+    :func:`load_checkpoint` does. Nothing else is relaxed: a key the converter does not map onto the model, or
+    a shape that differs, still fails a strict load.
+    """
+    own = [k for k in state_dict if k.startswith(prefix)]
+    layout, converted = convert_state_dict({k[len(prefix) :]: state_dict[k] for k in own})
+    if layout in ("hiermlp", "unknown"):
+        return
+    for k in own:
+        del state_dict[k]
+    state_dict.update({prefix + k: v for k, v in converted.items()})
+
+
 def load_checkpoint(
     model: nn.Module,
     checkpoint: str | os.PathLike | StateDict,
