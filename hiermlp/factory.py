@@ -58,6 +58,7 @@ __all__ = [
     "create_any_model",
     "create_model",
     "model_from_checkpoint",
+    "registered_cfg",
     "resolve_source",
     "source_config",
     "split_source",
@@ -423,7 +424,10 @@ def model_from_checkpoint(
       so ``name`` is required.
 
     The class count and input channels are read from the weights (classifier rows, first conv) unless given.
-    Weights of a hiermlp model load in any layout hiermlp converts; a timm model's load as saved.
+    Weights of a hiermlp model load in any layout hiermlp converts; a timm model's load as saved. The eval
+    transform a trainer checkpoint records (``data_config``: interpolation, crop_pct, mean, std, input size)
+    goes into the model's ``pretrained_cfg`` (unless ``finetune``), so timm's ``resolve_data_config`` and
+    ``hiermlp eval`` evaluate it as the trainer did.
 
     Args:
         checkpoint: The file (.pth/.pt/.bin or .safetensors).
@@ -464,6 +468,9 @@ def model_from_checkpoint(
     img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
     model = _create_sized(f"{source}:{bare}", kwargs, img_size)
     load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
+    if not finetune and isinstance(getattr(model, "pretrained_cfg", None), dict):
+        # evaluated as it was trained: timm's resolve_data_config(model=...) gives the trainer's eval transform
+        model.pretrained_cfg.update(ckpt.data_config)
     return model
 
 
@@ -484,13 +491,22 @@ def _same_model(name: str, stored: str | None) -> bool:
         return False
 
 
+def registered_cfg(name: str) -> dict[str, Any]:
+    """The pretrained cfg a name builds with (hiermlp's or timm's, as :func:`resolve_source` picks; ``{}`` for a
+    name neither registry has, whose build reports it), read from the registry without building anything."""
+    try:
+        source, bare = _hiermlp_first(name)
+    except UnknownModelError:
+        return {}
+    if source == "hiermlp":
+        return resolve_cfg(bare)
+    found = timm.models.get_pretrained_cfg(bare)
+    return found.to_dict() if found is not None else {}
+
+
 def _head_and_stem(source: str, name: str) -> tuple[str, str]:
     """The classifier and first-conv module names of a model, from its pretrained cfg."""
-    if source == "hiermlp":
-        cfg = resolve_cfg(name)
-    else:
-        found = timm.models.get_pretrained_cfg(name)
-        cfg = found.to_dict() if found is not None else {}
+    cfg = registered_cfg(f"{source}:{name}")
     classifier, first_conv = cfg.get("classifier") or "head.fc", cfg.get("first_conv") or "patch_embed.proj"
     # a distilled model names two classifiers; the first is the class token's
     return next(iter(classifier)) if isinstance(classifier, (list, tuple)) else classifier, str(first_conv)

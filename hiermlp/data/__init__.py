@@ -10,6 +10,7 @@ from hiermlp.data.datasets import (
     build_dataset,
     collate_prepared,
     dataset_stats,
+    folder_split,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
 from hiermlp.data.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, mix_seed, subset_indices
@@ -29,6 +30,7 @@ __all__ = [
     "build_transform",
     "collate_prepared",
     "dataset_stats",
+    "folder_split",
     "load_idx_split",
     "mix_seed",
     "read_idx",

@@ -50,6 +50,7 @@ from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from hiermlp.train.optim import restore_scheduler
 from hiermlp.train.progress import Progress, Writers, remove_run_outputs
+from hiermlp.train.records import resolved_args
 
 __all__ = ["TrainResult", "build_datasets", "evaluate", "model_from_config", "train"]
 
@@ -335,6 +336,7 @@ class _Run:
                 "skipped_steps": s.skipped,
                 "rng": capture_rng(),
                 "config": config_to_dict(self.cfg),
+                "data_config": self.data.data_config,  # the eval transform, for every evaluator of the weights
                 "num_classes": self.data.num_classes,
                 "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
             },
@@ -541,7 +543,8 @@ class _Run:
         except OSError as e:
             raise output_error(self.out, e, what="previous run's files in") from e
         save_config(self.cfg, self.out / "config.yaml")
-        return Writers(self.out, tensorboard=self.cfg.tensorboard, history=self.state.history)
+        run = resolved_args(self.cfg, self.data, self.opt, params=self.n_params, world_size=self.info.world_size)
+        return Writers(self.out, history=self.state.history, cfg=self.cfg, resolved=run)
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs, evaluating and checkpointing after each."""

@@ -76,6 +76,9 @@ class TrainedCheckpoint:
     model: str | None = None  # the model name the file records (a trainer's config, timm's ``args.model``)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor options the file records
     img_size: Any = None  # a hiermlp trainer's input size: passed to models that take ``img_size``
+    # the eval transform the file records (timm's data-config keys: input_size, interpolation, crop_pct,
+    # crop_mode, mean, std), as far as it records one
+    data_config: dict[str, Any] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedCheckpoint:
@@ -100,19 +103,38 @@ def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedChe
         if config.get("in_chans") is not None and "in_chans" not in kwargs:
             kwargs["in_chans"] = config["in_chans"]
         weights = _pick(obj, ("model_ema",) if ema else ("model",), source)
-        return TrainedCheckpoint(weights, "hiermlp-train", config.get("model"), kwargs, _tuples(config.get("img_size")))
+        data = _tuples(obj.get("data_config")) if isinstance(obj.get("data_config"), dict) else _data_config(config)
+        return TrainedCheckpoint(
+            weights, "hiermlp-train", config.get("model"), kwargs, _tuples(config.get("img_size")), data
+        )
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and ("args" in obj or "arch" in obj):
         args = vars(obj["args"]) if isinstance(obj.get("args"), argparse.Namespace) else {}
         kwargs = dict(args.get("model_kwargs") or {})
         if args.get("in_chans") is not None and "in_chans" not in kwargs:
             kwargs["in_chans"] = args["in_chans"]
         weights = _pick(obj, ("state_dict_ema",) if ema else ("state_dict",), source)
-        return TrainedCheckpoint(weights, "timm-train", args.get("model") or obj.get("arch"), kwargs)
+        model = args.get("model") or obj.get("arch")
+        return TrainedCheckpoint(weights, "timm-train", model, kwargs, data_config=_data_config(args))
     if ema:
         return TrainedCheckpoint(_pick(obj, ("model_ema", "state_dict_ema"), source), "weights")
     if isinstance(obj, dict) and not _is_flat(obj):
         obj = _pick(obj, ("model", "state_dict", "module"), source)
     return TrainedCheckpoint(unwrap(obj, source), "weights")
+
+
+def _data_config(args: dict[str, Any]) -> dict[str, Any]:
+    """The eval-transform settings a run's options (a hiermlp config, timm train.py's args) set explicitly;
+    those left unset were the model's pretrained cfg's."""
+    out: dict[str, Any] = {}
+    side = args.get("img_size")
+    if args.get("input_size"):
+        out["input_size"] = tuple(args["input_size"])
+    elif side:
+        out["input_size"] = (args.get("in_chans") or 3, *((side, side) if isinstance(side, int) else side))
+    for key in ("interpolation", "crop_pct", "crop_mode", "mean", "std"):
+        if args.get(key):
+            out[key] = tuple(args[key]) if isinstance(args[key], list | tuple) else args[key]
+    return out
 
 
 def _pick(obj: Any, keys: tuple[str, ...], source: str) -> StateDict:
