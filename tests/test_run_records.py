@@ -175,3 +175,21 @@ def test_image_folder_splits_follow_timms_names(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no 'test' split \(looked for test\); its folders: training, valid"):
         folder_split(tmp_path, "test")
     assert json.dumps(resolve_data_config(cfg))  # plain values: it goes into checkpoints and args.yaml
+
+
+def test_write_image_folder_gives_timms_layout_of_the_embedded_images(tmp_path):
+    import numpy as np
+
+    from hiermlp.data import build_dataset
+    from hiermlp.data.folder import write_image_folder
+
+    root = write_image_folder(tmp_path / "tiny", per_class=2, classes=3)
+    assert sorted(p.name for p in root.iterdir()) == ["train", "validation"]
+    test = build_dataset("embedded", split="test", mode="L")
+    classes = sorted(p.name for p in (root / "validation").iterdir())
+    assert len(classes) == 3 and all(len(list((root / "validation" / c).iterdir())) == 2 for c in classes)
+    first = sorted((root / "validation" / test.classes[0].replace("/", "_")).iterdir())[0]
+    img = np.asarray(Image.open(first))
+    assert img.shape == (28, 28, 3) and np.array_equal(img[..., 0], test.images[int(first.stem)])
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        write_image_folder(tmp_path / "x", splits=("dev",))
