@@ -144,7 +144,7 @@ def source_config(source: str, model_id: str, *, cache_dir: Any = None) -> tuple
     ``save_for_hf`` writes it. The cfg points at the weights beside it (``hf_hub_id`` or ``file``)."""
     if source == "hf-hub":
         found = timm.models.load_model_config_from_hf(model_id, **({"cache_dir": cache_dir} if cache_dir else {}))
-        cfg, arch, *rest = found  # timm < 1.0.20 returns no model args
+        cfg, arch, *rest = found  # older timm returns no model args
         return dict(cfg), arch, dict(rest[0] if rest else {})
     path = Path(model_id) / "config.json"
     if not path.is_file():
@@ -268,10 +268,14 @@ def _construct(
     """The builder (on ``placement``'s device, in its dtype), the speed layer, the layout converter of
     ``load_state_dict``, then ``checkpoint_path`` loaded (any known layout), before timm wraps features around it."""
     device, dtype = placement.get("device"), placement.get("dtype")
+    if isinstance(dtype, str):  # "bfloat16" or "torch.bfloat16", as configs spell it
+        dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise ConfigError(f"dtype={dtype!r} is not a torch dtype; e.g. dtype=torch.bfloat16 or dtype='float32'")
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = builder(**kwargs)
     if dtype is not None:
-        model.to(dtype=getattr(torch, dtype.removeprefix("torch.")) if isinstance(dtype, str) else dtype)
+        model.to(dtype=dtype)
     # timm's loaders (load_checkpoint, create_model(checkpoint_path=...), validate.py --checkpoint) call
     # load_state_dict directly: the hook converts every layout hiermlp detects on the way in
     model.register_load_state_dict_pre_hook(convert_on_load)
@@ -496,10 +500,10 @@ def registered_cfg(name: str) -> dict[str, Any]:
     name neither registry has, whose build reports it), read from the registry without building anything."""
     try:
         source, bare = _hiermlp_first(name)
-    except UnknownModelError:
+        if source == "hiermlp":
+            return resolve_cfg(bare)
+    except UnknownModelError:  # also an unknown tag
         return {}
-    if source == "hiermlp":
-        return resolve_cfg(bare)
     found = timm.models.get_pretrained_cfg(bare)
     return found.to_dict() if found is not None else {}
 

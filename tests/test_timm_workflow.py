@@ -145,6 +145,9 @@ def test_timm_factory_arguments_are_accepted_and_typos_are_not():
     assert m.pretrained_model_args == {"embed_dim": 64} and {p.device.type for p in m.parameters()} == {"meta"}
     m = timm.create_model(f"hiermlp_{MICRO}", dtype=torch.float64)
     assert {p.dtype for p in m.parameters()} == {torch.float64}
+    assert {p.dtype for p in hiermlp.create_model(MICRO, dtype="bfloat16").parameters()} == {torch.bfloat16}
+    with pytest.raises(ConfigError, match="dtype='float33' is not a torch dtype"):
+        hiermlp.create_model(MICRO, dtype="float33")
     for build in (timm.create_model, hiermlp.create_model):
         name = f"hiermlp_{MICRO}" if build is timm.create_model else MICRO
         with pytest.raises(TypeError, match=r"unknown model option\(s\) \['embed_dmi'\].*Did you mean: embed_dim"):

@@ -3,8 +3,8 @@
 Rank 0 writes, every epoch, into the run directory:
 
 * ``summary.csv``: timm train.py's columns first (``epoch`` counted from 0 as timm counts it, ``train_loss``,
-  ``eval_loss``, ``eval_top1``, ``eval_top5``, ``lr``), then hiermlp's own, so a timm user's scripts read it
-  and joins with their own runs' work;
+  ``eval_loss``, ``eval_top1``, ``eval_top5``, ``lr``), then hiermlp's own, so the scripts a timm user
+  reads their runs with read it too, and the two join on ``epoch``;
 * ``args.yaml``: the resolved run (timm writes its parsed arguments under this name): the config with every
   value it left to the model or the data resolved (the eval transform, the class count, the scaled learning
   rates), the run's size and the versions that ran it. ``config.yaml`` stays the file ``hiermlp train`` reads back;
