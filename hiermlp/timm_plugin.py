@@ -39,12 +39,15 @@ _PTH_LINE = f"import {HOOK_NAME}; {HOOK_NAME}.install()\n"
 
 
 def import_plugins(modules: Sequence[str] = ()) -> list[str]:
-    """Import hiermlp, then ``modules`` and those of ``HIERMLP_TIMM_IMPORTS``; returns the modules imported.
+    """Import hiermlp, then ``modules`` and those of ``HIERMLP_TIMM_IMPORTS`` (found on ``sys.path``, or in the
+    working directory); returns the modules imported.
 
     Raises:
         ConfigError: a module cannot be imported (one line naming it and the fix).
     """
     names = ["hiermlp", *modules, *(s.strip() for s in os.environ.get(ENV_IMPORTS, "").split(",") if s.strip())]
+    if len(names) > 1 and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a module beside the user, as `python -m` would find it (last: no shadowing)
     for name in names:
         try:
             importlib.import_module(name)

@@ -63,11 +63,16 @@ def expected_logits() -> list[float]:
         return model(torch.ones(1, 3, 32, 32)).flatten().tolist()
 
 
-def python(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A fresh interpreter in ``cwd`` (on its path, as the user's folder is), one torch thread."""
-    full = {k: v for k, v in os.environ.items() if k != "HIERMLP_TIMM_IMPORTS"}
-    full |= {"PYTHONPATH": str(cwd), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
+def python(*args: str, cwd: Path, env: dict | None = None, exe: str = sys.executable) -> subprocess.CompletedProcess:
+    """A fresh interpreter in ``cwd``, one torch thread (the user's folder is on the path only through
+    ``env``'s PYTHONPATH: hiermlp timm finds --import modules there by itself)."""
+    full = {k: v for k, v in os.environ.items() if k not in ("HIERMLP_TIMM_IMPORTS", "PYTHONPATH")}
+    full |= {"OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([exe, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
+
+
+# the console script, whose sys.path holds its own folder, not the working directory (unlike python -m)
+HIERMLP = str(Path(sys.executable).with_name("hiermlp"))
 
 
 def parse(out: str) -> tuple[str, str, list[float]]:
@@ -84,7 +89,7 @@ def workdir(tmp_path):
 
 def test_launcher_runs_a_script_that_never_imports_hiermlp(workdir):
     # the user's own model through --import, and a zoo row; one interpreter each, as a user runs them
-    r = python("-m", "hiermlp", "timm", "--import", "my_models", "script.py", "hiermlp_my_micro_net", cwd=workdir)
+    r = python("timm", "--import", "my_models", "script.py", "hiermlp_my_micro_net", cwd=workdir, exe=HIERMLP)
     assert r.returncode == 0, r.stderr
     imported, module, got = parse(r.stdout)
     assert imported == "True" and module == "hiermlp.models.network"  # hiermlp's class, built through timm
@@ -111,14 +116,15 @@ def test_hook_registers_hiermlp_only_when_timm_is_imported(workdir):
         sys.argv = ["script.py", sys.argv[1]]
         exec(open("script.py").read())
     """)
-    r = python("-c", probe, "hiermlp_my_micro_net", cwd=workdir, env={"HIERMLP_TIMM_IMPORTS": "my_models"})
+    env = {"HIERMLP_TIMM_IMPORTS": "my_models", "PYTHONPATH": str(workdir)}
+    r = python("-c", probe, "hiermlp_my_micro_net", cwd=workdir, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0] == "none"  # the hook imported nothing at start-up
     imported, module, got = parse(r.stdout)
     assert imported == "True" and module == "hiermlp.models.network"
     assert got == expected_logits()
     # a broken plugin module warns once and leaves timm working
-    r = python("-c", probe, "resnet18", cwd=workdir, env={"HIERMLP_TIMM_IMPORTS": "no_such_module"})
+    r = python("-c", probe, "resnet18", cwd=workdir, env={**env, "HIERMLP_TIMM_IMPORTS": "no_such_module"})
     assert r.returncode == 0 and "hiermlp's timm hook" in r.stderr and "no_such_module" in r.stderr
     assert parse(r.stdout)[1] == "timm.models.resnet"
     assert uninstall_hook(site_dir) == [pth, hook_module] and not any(p.exists() for p in hook_files(site_dir))
