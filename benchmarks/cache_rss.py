@@ -30,7 +30,7 @@ import hiermlp
 from hiermlp.accel import cache as accel_cache
 from hiermlp.bench.env import environment, format_environment, set_threads
 from hiermlp.bench.memory import read_status_kb, reset_peak_rss
-from hiermlp.ops import cached_window_index, cached_window_mask
+from hiermlp.ops import cached_window_mask
 
 
 def rss_mb() -> float:
@@ -88,7 +88,6 @@ def run(n_sizes: int, low: int, high: int, seed: int) -> dict:
                     size=[h, w],
                     rss_mb=round(rss_mb(), 1),
                     masks=cached_window_mask.cache_info().currsize,
-                    indices=cached_window_index.cache_info().currsize,
                 )
             )
     # what the allocator keeps of freed memory (not held by any cache) goes back to the OS here
@@ -143,8 +142,8 @@ def main() -> None:
         "",
         f"RSS after the first 224x224 forward: {res['start_rss_mb']} MB; after {a.sizes} sizes: "
         f"{res['end_rss_mb']} MB (growth {res['growth_mb']} MB, peak {res['max_rss_mb']} MB). "
-        f"Geometry LRU entries at the end: {res['rows'][-1]['masks']} masks, {res['rows'][-1]['indices']} index "
-        f"sets (bound {res['geometry_cache_bound']} each). Derived tensors held by the speed layer at the end: "
+        f"Geometry LRU entries at the end: {res['rows'][-1]['masks']} masks "
+        f"(bound {res['geometry_cache_bound']}). Derived tensors held by the speed layer at the end: "
         f"{res['derived_mb']} MB (bound {res['derived_bound_mb']} MB). RSS after `malloc_trim(0)` (freed memory "
         f"the allocator kept goes back to the OS): {res['rss_after_malloc_trim_mb']} MB.",
         "",
@@ -153,12 +152,9 @@ def main() -> None:
         f"(+{round(big['peak_rss_mb'] - big['rss_before_mb'], 1)} MB; building peaked at "
         f"{big['build_peak_rss_mb']} MB), forward {big['forward_s']} s (timings noisy on a shared machine).",
         "",
-        "| forward | size | RSS MB | masks cached | index sets cached |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r['i'] + 1} | {r['size'][0]}x{r['size'][1]} | {r['rss_mb']} | {r['masks']} | {r['indices']} |"
-            for r in res["rows"]
-        ),
+        "| forward | size | RSS MB | masks cached |",
+        "|---|---|---|---|",
+        *(f"| {r['i'] + 1} | {r['size'][0]}x{r['size'][1]} | {r['rss_mb']} | {r['masks']} |" for r in res["rows"]),
         "",
         format_environment(res["environment"]),
         "",

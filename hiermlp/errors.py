@@ -42,6 +42,10 @@ class OutputError(HiermlpError, OSError):
     holds another run). Earlier files are left as they were."""
 
 
+class ExportError(HiermlpError, RuntimeError):
+    """An export failed (the exporter, or the ONNX checker on its result); no file was written."""
+
+
 class NonFiniteError(HiermlpError, FloatingPointError):
     """Training produced a NaN/inf loss, gradient or weight; nothing from that step was written."""
 

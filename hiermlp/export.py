@@ -12,10 +12,16 @@ formats have the same graph and the same dynamic-shape semantics; the TorchScrip
 ``dynamic_axes`` is only a renaming of a trace taken at fixed sizes, which is exactly how Python ints
 from shapes used to break dynamic batch in Swin exports.
 
-Verification is built in: the exported artifact is reloaded from disk and run (onnxruntime for ONNX, the
-loaded program for torch.export) on seeded random inputs, at two batch sizes when the batch is dynamic and
-at a second image size when the size is dynamic, and compared with the eager model. Each check prints its
-max abs difference; any above ``atol`` fails (the CLI exits 1).
+Verification is built in: the exported artifact is serialised, loaded back from those bytes and run
+(onnxruntime for ONNX, the loaded program for torch.export) on seeded random inputs, at two batch sizes
+when the batch is dynamic and at a second image size when the size is dynamic, and compared with the eager
+model. Each check prints its max abs difference; any above ``atol`` fails (the CLI exits 1).
+
+The output file is written once, by the package's one atomic writer (:mod:`hiermlp.io`), and only after
+the artifact passed the ONNX checker and the verification: a failed check, a failed export or a full disk
+leaves no file, or the earlier one under that name, untouched. A trained checkpoint's class names
+(``pretrained_cfg["label_names"]``) go into the artifact: ONNX metadata ``label_names``, a ``.pt2``'s extra
+file ``label_names.json``, both JSON lists.
 
 Dynamic image size. Every hiermlp model exports with a dynamic H, W: the block pads to window multiples,
 rolls and masks with branch-free code when sizes are symbolic. One limit is PyTorch's, not hiermlp's:
@@ -31,8 +37,12 @@ timm (not hiermlp) are exported with a static size unless they trace dynamically
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,8 +52,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiermlp.errors import ConfigError, OutputError
-from hiermlp.io import ensure_writable_dir, output_error
+from hiermlp.errors import ConfigError, ExportError, HiermlpError, OutputError
+from hiermlp.io import atomic_write, atomic_write_bytes, ensure_writable_dir, output_error
+from hiermlp.limits import check_bytes
 
 FORMATS = ("onnx", "torch-export")
 DEFAULT_OPSET = 18
@@ -83,6 +94,7 @@ class ExportResult:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     export_s: float = 0.0
+    written: bool = False  # the file is at ``path`` (False: verification failed, nothing was written)
 
     @property
     def ok(self) -> bool:
@@ -219,10 +231,12 @@ def export_model(
 
     Returns:
         An :class:`ExportResult`; ``result.ok`` is False when a check exceeded ``atol`` (nothing raises then,
-        so the caller sees every difference).
+        so the caller sees every difference) and ``result.written`` is False: no file was written.
 
     Raises:
         ConfigError: Unknown format, bad size or opset.
+        ExportError: The exporter or the ONNX checker failed; nothing was written.
+        OutputError: The file could not be written; an earlier file there is left as it was.
     """
     say = log or (lambda *a, **k: None)
     if fmt not in FORMATS:
@@ -266,6 +280,7 @@ def export_model(
 
     # the traced batch is 2, never 1: torch.export would specialise a size-1 batch to a constant
     gen = torch.Generator().manual_seed(seed)
+    check_bytes(4 * 3 * chans * size[0] * size[1], f"--img-size {size[0]} {size[1]}", "trace at a smaller size")
     example = torch.randn(2 if dynamic_batch else 1, chans, *size, generator=gen)
     dims: dict[int, Any] = {}
     if dynamic_batch:
@@ -278,20 +293,48 @@ def export_model(
     # decomposition that ONNX conversion runs, and a view recorded against them then fails to replay
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
     try:
-        if fmt == "torch-export":
-            torch.export.save(program, str(out_path))
-        else:
-            _save_onnx(program, example, out_path, opset, model)
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+            program = torch.export.export(model, (example,), dynamic_shapes=({**dims} if dims else None,), strict=False)
+    except Exception as e:  # a model torch.export cannot trace: one line, not the tracer's traceback
+        if isinstance(e, HiermlpError):  # the model's own input check
+            raise
+        raise ExportError(f"torch.export could not trace {name}: {_first(e)}; nothing was written") from e
+    labels = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    try:  # only ONNX's external data goes through files before the destination; they are copied from here
+        scratch_dir = tempfile.TemporaryDirectory(prefix="hiermlp-export-")
     except OSError as e:
-        raise output_error(out_path, e, what="export") from e
-    result.export_s = time.perf_counter() - t0
-    say(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB) in {result.export_s:.1f} s")
-    if not verify:
-        return result
+        raise output_error(Path(tempfile.gettempdir()), e, what="export scratch files in") from e
+    with scratch_dir as scratch:
+        artifact = _serialise(fmt, program, example, opset, model, labels, Path(scratch) / out_path.name)
+        result.export_s = time.perf_counter() - t0
+        say(f"exported {name} ({artifact.nbytes / 1e6:.2f} MB) in {result.export_s:.1f} s")
+        if verify:
+            _verify(result, model, artifact, example, size, size_range, dynamic_batch, dynamic_size, chans, gen, say)
+        if not result.ok:
+            kept = "an earlier file there is left as it was" if out_path.exists() else "no file"
+            say(f"not written: {out_path} ({kept})")
+            return result
+        artifact.write(out_path)
+    result.written = True
+    say(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB)")
+    return result
 
+
+def _verify(
+    result: ExportResult,
+    model: nn.Module,
+    artifact: _Artifact,
+    example: torch.Tensor,
+    size: tuple[int, int],
+    size_range: Any,
+    dynamic_batch: bool,
+    dynamic_size: bool,
+    chans: int,
+    gen: torch.Generator,
+    say: Any,
+) -> None:
+    """Run the serialised artifact against the eager model; each comparison becomes a :class:`Check`."""
     batches = (1, 3) if dynamic_batch else (example.shape[0],)
     sizes = [size]
     if dynamic_size:
@@ -301,7 +344,7 @@ def export_model(
             result.notes.append("dynamic size: the valid range holds only the traced size; no second size to check")
         else:
             sizes.append(other)
-    run = _runner(fmt, out_path)
+    run = artifact.runner()
     for s in sizes:
         for b in batches:
             x = torch.randn(b, chans, *s, generator=gen)
@@ -311,10 +354,9 @@ def export_model(
             diff = max(float((g - w).abs().max()) for g, w in zip(got, want))
             if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
                 diff = float("inf")
-            check = Check(b, s, diff, bool(diff <= atol))  # NaN compares False: a NaN fails
+            check = Check(b, s, diff, bool(diff <= result.atol))  # NaN compares False: a NaN fails
             result.checks.append(check)
             say(f"  check {check}")
-    return result
 
 
 def _check_destination(out_path: Path) -> None:
@@ -329,54 +371,107 @@ def _describe(dims: dict[int, Any]) -> str:
     return ", ".join(names[i] for i in sorted(dims)) or "none"
 
 
-def _save_onnx(program: Any, example: torch.Tensor, path: Path, opset: int, model: nn.Module) -> None:
+@dataclass
+class _Artifact:
+    """An exported program serialised in memory (or, for ONNX weights over protobuf's 2 GB, in a scratch
+    directory beside the destination), ready to be verified and then written."""
+
+    fmt: str
+    data: bytes = b""
+    files: list[Path] = field(default_factory=list)  # external-data ONNX: the graph last, its data before
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(f.stat().st_size for f in self.files)
+
+    def runner(self):
+        """A function running the artifact: ``x -> [outputs]``."""
+        if self.fmt == "torch-export":
+            module = torch.export.load(io.BytesIO(self.data)).module()
+
+            def run(x: torch.Tensor) -> list[torch.Tensor]:
+                with torch.no_grad():
+                    return _flat(module(x))
+
+            return run
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        source = self.data if self.data else str(self.files[-1])
+        session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+
+        def run(x: torch.Tensor) -> list[torch.Tensor]:
+            return [torch.from_numpy(o) for o in session.run(None, {input_name: x.numpy()})]
+
+        return run
+
+    def write(self, path: Path) -> None:
+        """Write the artifact to ``path`` atomically (external data first, the graph that names it last).
+
+        Raises:
+            OutputError: the file system refused; an earlier file at ``path`` is left as it was.
+        """
+        if self.data:
+            atomic_write_bytes(path, self.data, what="export")
+            return
+        for f in self.files:
+            with open(f, "rb") as src:
+                atomic_write(path.parent / f.name, lambda dst, src=src: shutil.copyfileobj(src, dst), what="export")
+
+
+def _serialise(
+    fmt: str, program: Any, example: torch.Tensor, opset: int, model: nn.Module, labels: Any, scratch: Path
+) -> _Artifact:
+    """The exported program as an :class:`_Artifact`, checked by ONNX's checker.
+
+    Raises:
+        ExportError: the exporter or the ONNX checker failed (nothing is written).
+    """
+    if fmt == "torch-export":
+        buf = io.BytesIO()
+        extra = {"label_names.json": json.dumps(list(labels))} if labels else None
+        try:
+            torch.export.save(program, buf, extra_files=extra)
+        except Exception as e:
+            raise ExportError(f"saving the torch.export program failed: {_first(e)}; nothing was written") from e
+        return _Artifact(fmt, buf.getvalue())
     import logging
     import warnings
 
-    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    # onnxscript logs every pass at INFO and the exporter prints progress lines; keep the CLI output readable
-    logging.getLogger("onnxscript").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        onnx_program = torch.onnx.export(
-            program,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=["images"],
-            verbose=False,
-            external_data=n_bytes > 1.5e9,  # protobuf's 2 GB limit
-        )
-    onnx_program.save(str(path), external_data=n_bytes > 1.5e9)
     import onnx
 
-    onnx.checker.check_model(str(path), full_check=False)
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    external = n_bytes > 1.5e9  # protobuf's 2 GB limit
+    # onnxscript logs every pass at INFO and the exporter prints progress lines; keep the CLI output readable
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_program = torch.onnx.export(
+                program, (example,), dynamo=True, opset_version=opset, input_names=["images"], verbose=False
+            )
+        if external:
+            onnx_program.save(str(scratch), external_data=True)
+            onnx.checker.check_model(str(scratch), full_check=False)
+            data_files = [p for p in scratch.parent.iterdir() if p != scratch]
+            return _Artifact(fmt, files=[*data_files, scratch])
+        proto = onnx_program.model_proto
+        if labels:
+            onnx.helper.set_model_props(proto, {"label_names": json.dumps(list(labels))})
+        onnx.checker.check_model(proto, full_check=False)
+        return _Artifact(fmt, proto.SerializeToString())
+    except Exception as e:
+        raise ExportError(f"ONNX export or its check failed ({_first(e)}); nothing was written") from e
+
+
+def _first(e: BaseException) -> str:
+    """``Type: the first line of the message`` of an exception from deep inside a library."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
 def _flat(out: Any) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
     return [t for o in out for t in _flat(o)]
-
-
-def _runner(fmt: str, path: Path):
-    """A function running the artifact on disk: ``x -> [outputs]``."""
-    if fmt == "torch-export":
-        module = torch.export.load(str(path)).module()
-
-        def run(x: torch.Tensor) -> list[torch.Tensor]:
-            with torch.no_grad():
-                return _flat(module(x))
-
-        return run
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-
-    def run(x: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.from_numpy(o) for o in session.run(None, {input_name: x.numpy()})]
-
-    return run

@@ -189,6 +189,13 @@ def build_entry(
     """
     from timm.models import build_model_with_cfg
 
+    from hiermlp.schema import check_arguments
+
+    check_arguments(
+        build_entry,
+        {"pretrained": pretrained, "features_only": features_only, "checkpoint_path": checkpoint_path},
+        what=entry.name,
+    )
     if pretrained and checkpoint_path is not None:
         raise ConfigError("pass pretrained=True or checkpoint_path=, not both: the checkpoint would replace them")
     kwargs = {k: v for k, v in kwargs.items() if not (k in _NONE_MEANS_DEFAULT and v is None)}
@@ -202,6 +209,7 @@ def build_entry(
     if feature_args and not features_only:
         raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
     check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
+    check_arguments(entry.builder, {**entry.kwargs, **kwargs}, what=entry.name)  # shift="False" is no bool
     feature_cfg = None
     if features_only:
         if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
@@ -302,7 +310,15 @@ def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str
       (isotropic) models do. The other combination cannot be honoured and is an error.
     * ``weight_init=""``: timm's default, which is hiermlp's (Swin's trunc-normal init). Other schemes are an error.
     """
+    from hiermlp.schema import check_value
+
     kwargs = dict(kwargs)
+    for key, tp in _TIMM_TYPES.items():  # timm's options hiermlp reads itself: typed like every other
+        if key in kwargs:
+            try:
+                check_value(key, kwargs[key], tp)
+            except ConfigError as e:
+                raise ConfigError(f"{entry.name}: {e}") from None
     args = {**entry.kwargs, **kwargs}
     params = inspect.signature(entry.builder).parameters
     fixed = bool(entry.pretrained_cfg.get("fixed_input_size"))
@@ -341,6 +357,17 @@ def translate_timm_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str
     elif opts:
         raise ConfigError(f"{sorted(opts)} mean nothing for {entry.name} (its builder takes no mixer options)")
     return kwargs
+
+
+# timm's model kwargs hiermlp translates (the others reach a constructor, whose annotations type them)
+_TIMM_TYPES: dict[str, Any] = {
+    "qkv_bias": bool,
+    "attn_drop_rate": float,
+    "proj_drop_rate": float,
+    "dynamic_img_size": bool,
+    "strict_img_size": bool,
+    "weight_init": str | None,
+}
 
 
 def _per_stage(value: Any, n: int) -> tuple:
@@ -472,9 +499,13 @@ def model_from_checkpoint(
     img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
     model = _create_sized(f"{source}:{bare}", kwargs, img_size)
     load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
-    if not finetune and isinstance(getattr(model, "pretrained_cfg", None), dict):
-        # evaluated as it was trained: timm's resolve_data_config(model=...) gives the trainer's eval transform
-        model.pretrained_cfg.update(ckpt.data_config)
+    if not finetune:
+        # evaluated as it was trained: timm's resolve_data_config(model=...) gives the trainer's eval transform,
+        # and the trained head's class names travel under timm's cfg key for eval and export
+        cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **ckpt.data_config}
+        if ckpt.classes and len(ckpt.classes) == getattr(model, "num_classes", None):
+            cfg["label_names"] = list(ckpt.classes)
+        model.pretrained_cfg = cfg
     return model
 
 

@@ -14,6 +14,7 @@ import torch
 from hiermlp.bench.flops import count_gmacs
 from hiermlp.errors import ConfigError
 from hiermlp.factory import create_model
+from hiermlp.limits import check_bytes
 
 __all__ = ["model_info"]
 
@@ -52,6 +53,7 @@ def model_info(
     c, h, w = model.pretrained_cfg["input_size"]
     if size:
         h, w = size[0], size[-1]
+    check_bytes(4 * batch * c * h * w, f"--batch {batch} --img-size {h} {w}", "lower --batch or --img-size")
     x = torch.randn(batch, c, h, w)
     with torch.inference_mode():
         logits = model(x)

@@ -7,7 +7,12 @@ preset's sections), strict where a loose reading would be a silent wrong result:
 - ``int`` takes ints and whole floats (``3.0``), never bools or strings; ``float`` takes ints and floats;
 - ``str`` takes strings, paths, and numbers as their text; ``None`` is ``""``;
 - a tuple takes a list (a lone scalar is one element, ``""``/``None`` none) and checks each element;
-- a dict takes a mapping (``None`` is empty).
+- a dict takes a mapping (``None`` is empty);
+- a ``Literal`` takes only its values; a class (``nn.Module``) takes its instances, ``type[X]`` subclasses of X.
+
+:func:`check_fields` checks a mapping against a dataclass (a config); :func:`check_arguments` checks the
+arguments of a call against the callable's annotations (a model or mixer constructor: ``shift="False"`` or
+``qkv_bias=5`` is an error there too, whichever entry point the value came from).
 
 Every failure is one line that names the key (``betas[1]``), the value, the expected type and, for a
 dataclass field, an example (its default) in the ``key=value`` grammar of :mod:`hiermlp.overrides`.
@@ -15,21 +20,24 @@ dataclass field, an example (its default) in the ``key=value`` grammar of :mod:`
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
+import inspect
+import numbers
 import operator
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Strict, TypeAdapter, ValidationError
 
 from hiermlp.errors import ConfigError
 from hiermlp.overrides import format_value, unknown_key
 
-__all__ = ["check_fields", "check_value", "field_types"]
+__all__ = ["check_arguments", "check_fields", "check_value", "field_types"]
 
 _MISSING = dataclasses.MISSING
 
@@ -42,6 +50,8 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def _whole(v: Any) -> Any:
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool | int):  # numpy's ints
+        return int(v)
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
@@ -67,32 +77,40 @@ def _empty(v: Any) -> Any:
     return {} if v is None else v
 
 
-def _strict(tp: Any) -> Any:
-    """``tp`` with the strictness of the module docstring."""
+def _exact_int(v: Any) -> Any:
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool | int) else v
+
+
+def _strict(tp: Any, exact: bool = False) -> Any:
+    """``tp`` with the strictness of the module docstring; ``exact``: an int must be an integer (a value that
+    is checked, not converted, reaches its user as it was given)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is bool:
         return Annotated[bool, Strict()]
     if tp is int:
-        return Annotated[int, Strict(), BeforeValidator(_whole)]
+        return Annotated[int, Strict(), BeforeValidator(_exact_int if exact else _whole)]
     if tp is float:
         return Annotated[float, Strict()]
     if tp is str:
         return Annotated[str, Strict(), BeforeValidator(_text)]
     if origin is tuple:
-        inner = tuple(a if a is Ellipsis else _strict(a) for a in args)
+        inner = tuple(a if a is Ellipsis else _strict(a, exact) for a in args)
         return Annotated[tuple[inner], BeforeValidator(_elements)]
     if origin is list:
-        return list[_strict(args[0])] if args else list
+        return list[_strict(args[0], exact)] if args else list
+    if origin is collections.abc.Sequence:
+        return collections.abc.Sequence[_strict(args[0], exact)] if args else collections.abc.Sequence
     if origin is dict or tp is dict:
-        return Annotated[dict[args[0], _strict(args[1])] if args else dict, BeforeValidator(_empty)]
+        return Annotated[dict[args[0], _strict(args[1], exact)] if args else dict, BeforeValidator(_empty)]
     if origin in (typing.Union, types.UnionType):
-        return functools.reduce(operator.or_, (_strict(a) for a in args))
+        return functools.reduce(operator.or_, (_strict(a, exact) for a in args))
     return tp
 
 
-@functools.cache
-def _adapter(tp: Any) -> TypeAdapter:
-    return TypeAdapter(_strict(tp))
+@functools.lru_cache(maxsize=512)
+def _adapter(tp: Any, exact: bool = False) -> TypeAdapter:
+    # a class pydantic has no schema for (nn.Module, torch.Tensor) is checked with isinstance
+    return TypeAdapter(_strict(tp, exact), config=ConfigDict(arbitrary_types_allowed=True))
 
 
 def _type_name(tp: Any) -> str:
@@ -101,10 +119,16 @@ def _type_name(tp: Any) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_type_name(args[0])}"
         return f"{len(args)} values ({', '.join(map(_type_name, args))})"
-    if origin is list:
+    if origin in (list, collections.abc.Sequence):
         return f"a list of {_type_name(args[0])}" if args else "a list"
     if origin is dict or tp is dict:
         return "a mapping"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is type:
+        return f"a subclass of {_type_name(args[0])}" if args else "a class"
+    if origin is collections.abc.Callable or tp is collections.abc.Callable:
+        return "a callable"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if tp is type(None):
@@ -122,7 +146,7 @@ def _walk(tp: Any, loc: tuple[Any, ...]) -> tuple[str, Any, int]:
             if not variadic and part >= len(args):
                 return path, tp, used
             path, tp = path + f"[{part}]", args[0] if variadic else args[part]
-        elif origin is list and isinstance(part, int):
+        elif origin in (list, collections.abc.Sequence) and isinstance(part, int):
             path, tp = path + f"[{part}]", args[0]
         elif origin is dict or tp is dict:
             is_key = loc[used + 1 : used + 2] == ("[key]",)  # pydantic's mark of a failed key, not its value
@@ -140,6 +164,8 @@ def _message(key: str, value: Any, tp: Any, error: Mapping[str, Any]) -> str:
         loc = loc[:-1]
     path, at, used = _walk(tp, loc)
     fixed = typing.get_origin(at) is tuple and not (len(typing.get_args(at)) == 2 and typing.get_args(at)[1] is ...)
+    if fixed and value is None and not loc:  # None read as no values: name what was given
+        return f"{key} expects {_type_name(at)}, got None"
     if fixed and error["type"] in ("missing", "too_short", "too_long"):
         seq = value
         for part in loc[:used]:
@@ -151,14 +177,14 @@ def _message(key: str, value: Any, tp: Any, error: Mapping[str, Any]) -> str:
     return f"{key}{path} expects {_type_name(at)}, got {type(given).__name__} {given!r}"
 
 
-def check_value(key: str, value: Any, tp: Any, *, default: Any = _MISSING) -> Any:
+def check_value(key: str, value: Any, tp: Any, *, default: Any = _MISSING, exact: bool = False) -> Any:
     """``value`` converted to ``tp`` (see the module docstring).
 
     Raises:
         ConfigError: One line: ``key``, the value, the expected type and ``key=default`` as an example.
     """
     try:
-        return _adapter(tp).validate_python(value)
+        return _adapter(tp, exact).validate_python(value)
     except ValidationError as e:
         text = _message(key, value, tp, e.errors(include_url=False)[0])
         if default is not _MISSING:
@@ -187,3 +213,57 @@ def check_fields(schema: type | Mapping[str, Any], values: Mapping[str, Any], *,
             raise unknown_key(key, schema, what=what)
         out[key] = check_value(key, value, schema[key], default=defaults.get(key, _MISSING))
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The resolvable parameter annotations of ``fn`` (a class: its ``__init__``); unresolvable ones are left out."""
+    target = fn.__init__ if isinstance(fn, type) else fn
+    target = inspect.unwrap(target)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # a name only imported under TYPE_CHECKING: check what resolves one by one
+        hints = {}
+        raw = getattr(target, "__annotations__", {})
+        namespace = getattr(target, "__globals__", {})
+        for name, ann in raw.items():
+            try:
+                hints[name] = (
+                    eval(ann, namespace) if isinstance(ann, str) else ann
+                )  # what get_type_hints does, per name
+            except Exception:
+                continue
+    hints.pop("return", None)
+    usable = {}
+    for name, tp in hints.items():
+        try:
+            _adapter(tp, True)
+        except Exception:  # a type pydantic cannot express: that argument is the callable's own business
+            continue
+        usable[name] = tp
+    return usable
+
+
+def check_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any], *, what: str = "") -> None:
+    """Check each argument against ``fn``'s annotation of that parameter (a class: its ``__init__``'s).
+
+    Arguments without an annotation (or with one pydantic cannot express) are not checked; nothing is
+    converted: the callable gets the values it was given.
+
+    Args:
+        fn: The function or class whose parameters are annotated.
+        arguments: Parameter name -> the value passed.
+        what: Names the callable in the message (``"mixer 'attention'"``); empty for none.
+
+    Raises:
+        ConfigError: One line: the callable, the argument, the value and the expected type.
+    """
+    hints = _annotations(fn)
+    for key, value in arguments.items():
+        tp = hints.get(key)
+        if tp is None or tp is Any:
+            continue
+        try:
+            check_value(key, value, tp, exact=True)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}" if what else str(e)) from None

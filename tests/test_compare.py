@@ -170,22 +170,38 @@ def test_every_committed_preset_loads(preset):
         config_from_dict({**p.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
 
 
-def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
+HOLD = """
+import sys
+from pathlib import Path
+from hiermlp.study.runner import _run_lock
+
+with _run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test lets go (or kills this process)
+"""
+
+
+def test_a_run_held_by_a_live_process_is_refused_and_a_dead_holders_lock_taken_over(tmp_path):
     import os
+    import signal
     import subprocess
     import sys
 
     run_dir = tmp_path / "swin" / "seed0"
-    run_dir.mkdir(parents=True)
-    (run_dir / runner.LOCK_FILE).write_text(str(os.getppid()))  # a live process that is not this one
-    held = r"being trained by process \d+ .*another --runs-dir"
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen(
+        [sys.executable, str(script), str(run_dir)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    held = rf"being trained by process {holder.pid} .*another --runs-dir"
     with pytest.raises(ConfigError, match=held), runner._run_lock(run_dir):
         pass
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (run_dir / runner.LOCK_FILE).write_text(done.stdout.strip())  # its process has exited: stale
+    os.kill(holder.pid, signal.SIGKILL)  # killed while holding it: the kernel releases an flock
+    holder.wait()
     with runner._run_lock(run_dir):
         assert (run_dir / runner.LOCK_FILE).read_text() == str(os.getpid())
-    assert not (run_dir / runner.LOCK_FILE).exists()
 
 
 WORKER_PARENT = """

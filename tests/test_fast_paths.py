@@ -14,7 +14,8 @@ from hiermlp.accel import cache as accel_cache
 from hiermlp.mixers import MIXERS, mixer_name
 from hiermlp.mixers.base import mixer_attr, mixer_kind
 from hiermlp.models.block import HierBlock
-from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_index, cached_window_mask
+from hiermlp.models.stage import HierStage
+from hiermlp.ops import GEOMETRY_CACHE_SIZE, cached_window_mask
 from hiermlp.testing import TINY_SWIN, fast, randomize_, set_fast
 
 SIZES = [(8, 8), (9, 11), (5, 13), (3, 3), (16, 12), (7, 4), (4, 4)]  # (4, 4): one window = the map
@@ -177,20 +178,18 @@ def test_caches_survive_to_deepcopy_and_pickle_without_travelling():
 def test_geometry_cache_is_bounded_over_many_sizes():
     """Swin-T features_only over 40 random sizes: the size-keyed geometry LRU never grows past its bound."""
     cached_window_mask.cache_clear()
-    cached_window_index.cache_clear()
     model = hiermlp.create_model("swin_tiny_patch4_window7_224", features_only=True, **TINY_SWIN).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for _ in range(40):
             h, w = (int(v) for v in torch.randint(16, 96, (2,), generator=g))
             model(torch.randn(1, 3, h, w))
-    for fn in (cached_window_mask, cached_window_index):
-        info = fn.cache_info()
-        assert info.currsize <= GEOMETRY_CACHE_SIZE and info.maxsize == GEOMETRY_CACHE_SIZE
-    cached_window_index.cache_clear()
+    info = cached_window_mask.cache_info()
+    assert info.currsize <= GEOMETRY_CACHE_SIZE and info.maxsize == GEOMETRY_CACHE_SIZE
+    cached_window_mask.cache_clear()
     for i in range(GEOMETRY_CACHE_SIZE + 20):
-        cached_window_index((8 + i, 8), (4, 4), (2, 2), "roll", device="cpu")
-    assert cached_window_index.cache_info().currsize == GEOMETRY_CACHE_SIZE
+        cached_window_mask((8 + 4 * i, 8), (4, 4), (2, 2), device="cpu")
+    assert cached_window_mask.cache_info().currsize == GEOMETRY_CACHE_SIZE
 
 
 def test_parameter_cache_is_bounded_per_module():
@@ -230,26 +229,36 @@ def test_compile_fullgraph_has_no_graph_breaks(name):
 
 @pytest.mark.parametrize("name", ["attention", "spatial_mlp", "token_mlp", "gmlp"])
 def test_chunked_inference_equals_the_whole_batch(name):
-    """CPU inference runs big batches a few images at a time; the result is the whole batch's."""
+    """CPU inference runs a stage's blocks on big batches a few images at a time; the result is the whole
+    batch's."""
     torch.manual_seed(0)
-    block = HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2), mixer=name, **block_kwargs(name))
-    block = accel.accelerate(randomize_(block).eval())
-    calls = []
-    inner = block._forward
-    block._forward = lambda t: calls.append(t.shape[0]) or inner(t)
+    stage = HierStage(
+        in_dim=16, dim=16, depth=2, downsample=None, feat_size=(8, 8), num_heads=2, window_size=(4, 4), mixer=name,
+        **block_kwargs(name),
+    )  # fmt: skip
+    stage = accel.accelerate(randomize_(stage).eval())
+    calls = []  # the images each block sees (a hook on the blocks themselves would keep them whole)
+    for block in stage.blocks:
+        block.norm1.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     for size in [(8, 8), (9, 11), (5, 13)]:
         x = torch.randn(5, *size, 16)
         with torch.no_grad():
             with accel.override(chunk_tokens=0):
-                whole = block(x)
+                whole = stage(x)
             calls.clear()
             with accel.override(chunk_tokens=2 * size[0] * size[1]):  # two images per chunk: 2 + 2 + 1
-                chunked = block(x)
-        assert calls == [2, 2, 1]
+                chunked = stage(x)
+        assert calls == [2, 2, 2, 2, 1, 1]  # both blocks on each chunk
         torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
     calls.clear()
-    block(x)  # autograd on: never split (the graph would hold every chunk anyway)
-    assert calls == [5]
+    stage(x)  # autograd on: never split (the graph would hold every chunk anyway)
+    assert calls == [5, 5]
+    with torch.no_grad():  # a hook on a block sees the whole batch, as on the plain stage
+        seen = []
+        stage.blocks[1].register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
+        with accel.override(chunk_tokens=2 * size[0] * size[1]):
+            stage(x)
+        assert seen == [5]
 
 
 @pytest.mark.parametrize("size", [(40, 24), (27, 35)])
@@ -329,25 +338,6 @@ def test_hooks_on_the_channel_mlp_fire_in_the_fast_block():
     assert seen == [torch.Size([2, 8, 8, 16])] * 2
 
 
-def test_add_drop_path_is_drop_path_plus_residual():
-    from timm.layers import DropPath
-
-    from hiermlp.accel.block import add_drop_path
-
-    x, y = torch.randn(64, 3, 5), torch.randn(64, 3, 5, requires_grad=True)
-    drop = DropPath(0.5)
-    assert torch.equal(add_drop_path(x, y, drop.eval()), x + y)
-    assert torch.equal(add_drop_path(x, y, nn.Identity()), x + y)
-    drop.train()
-    out = add_drop_path(x, y, drop)
-    kept = [(out[i] - x[i]).abs().max().item() > 0 for i in range(64)]
-    assert 10 < sum(kept) < 54  # about half the samples keep their branch
-    for i, k in enumerate(kept):  # a kept branch is scaled by 1 / keep_prob, a dropped one is gone
-        torch.testing.assert_close(out[i], x[i] + 2 * y[i] if k else x[i], rtol=1e-6, atol=1e-6)
-    out.sum().backward()
-    assert set(y.grad.unique().tolist()) <= {0.0, 2.0}
-
-
 def test_aligned_bias_is_the_same_bias_with_padded_rows():
     """The bias SDPA gets on CUDA is a view into row-padded storage (49 -> 64): same values, same attention."""
     attn = randomize_(accel.FastWindowAttention(12, window_size=(7, 7), num_heads=3), std=0.5).eval()
@@ -371,11 +361,11 @@ def test_aligned_bias_is_the_same_bias_with_padded_rows():
 
 
 def test_attention_routing_per_device():
-    """Explicit attention where it was measured faster (CPU windows, compiled CUDA windows); SDPA elsewhere,
-    CUDA's kernel differentiating the trainable bias itself (benchmarks/results/perf_gpu)."""
+    """Explicit attention where it was measured faster (compiled CUDA windows, a trainable bias off CUDA); SDPA
+    elsewhere, CUDA's kernel differentiating the trainable bias itself (benchmarks/results/perf_gpu)."""
     from hiermlp.accel.attention import use_explicit
 
-    assert use_explicit("cpu", 49, trains_bias=False)
+    assert not use_explicit("cpu", 49, trains_bias=False)
     assert not use_explicit("cpu", 3136, trains_bias=False)  # global attention: never the N x N logits
     assert use_explicit("cpu", 3136, trains_bias=True)  # CPU's fused kernels take no mask gradient
     assert not use_explicit("cuda", 49, trains_bias=False)
@@ -384,7 +374,9 @@ def test_attention_routing_per_device():
     assert not use_explicit("cuda", 3136, trains_bias=False, tracing=True)
     assert use_explicit("mps", 49, trains_bias=True)
     with accel.override(attention="sdpa"):
-        assert not use_explicit("cpu", 49, trains_bias=False)
+        assert not use_explicit("cpu", 49, trains_bias=True)
+    with accel.override(attention="explicit"):
+        assert use_explicit("cpu", 49, trains_bias=False)
 
 
 def test_settings_from_the_environment_variable():
@@ -423,7 +415,7 @@ def assert_twins_agree(module, plain_cls, fast_cls, x):
 )
 def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, padding, bias):
     from hiermlp.accel.conv import FastConvCL
-    from hiermlp.mixers.wave_mlp import ConvCL
+    from hiermlp.layers import ConvCL
 
     torch.manual_seed(0)
     conv = ConvCL(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
@@ -432,16 +424,52 @@ def test_grouped_conv_as_depthwise_and_sum(c_in, c_out, groups, kernel, stride, 
     assert type(hiermlp.create_model("wavemlp_t").stages[0].blocks[0].mixer.tfc_h) is FastConvCL
 
 
-def test_sparse_mlp_fusion_without_the_concatenation():
-    from hiermlp.accel.smlp import FastSparseMlp
-    from hiermlp.mixers.smlp import SparseMlp
+def test_import_probes_nothing_and_registers_nothing():
+    """``import hiermlp`` (and its bench package) runs no oneDNN probe and leaves torch's FLOP registry alone;
+    the probe runs on first use, the formulas are registered where FLOPs are counted."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from torch.utils import flop_counter as fc; before = set(fc.flop_registry)\n"
+        "import hiermlp, hiermlp.bench; from hiermlp.accel import linear\n"
+        "print(linear._AVAILABLE, set(fc.flop_registry) == before)\n"
+        "hiermlp.bench.count_gmacs(hiermlp.create_model('swin_tiny_patch4_window7_224', num_classes=0), (3, 32, 32))\n"
+        "print(torch.ops.hiermlp.onednn_linear in fc.flop_registry)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "True", "True"]
+
+
+def test_fast_twins_of_hiermlp_modules_override_hooks_never_forward():
+    """A fast twin of a hiermlp module overrides narrow hooks of its plain class, never ``forward``: an edit of
+    the plain module's forward holds on both paths (torch's Linear and timm's Mlp have no hooks to override)."""
+    for plain_cls, fast_cls in accel.FAST.items():
+        own = fast_cls.__mro__[: fast_cls.__mro__.index(plain_cls)]  # the twin and its mixins
+        defined = {name for cls in own for name, v in vars(cls).items() if callable(v)}
+        if plain_cls.__module__.startswith("hiermlp."):
+            assert "forward" not in defined, fast_cls
+        overridden = {name for name in defined if not name.startswith("__") and hasattr(plain_cls, name)}
+        assert overridden, fast_cls  # it speeds something up through the plain class's own names
+
+
+def test_an_edit_of_the_plain_block_holds_on_the_fast_path(monkeypatch):
+    """Change the plain block once (here its forward: the channel-MLP residual runs before the token mixing)
+    and the fast block computes the changed function too."""
+
+    def edited(self, x):
+        x = self.mlp_residual(x)
+        return x + self.drop_path1(self.ls1(self.mix_tokens(self.norm1(x))))
 
     torch.manual_seed(0)
-    mixer = randomize_(SparseMlp(6, feat_size=(5, 7)))
-    x = torch.randn(2, 5, 7, 6, requires_grad=True)
-    assert_twins_agree(mixer, SparseMlp, FastSparseMlp, x)
-    seen = []  # a hooked fuse keeps its forward: the hook fires
-    mixer.fuse.register_forward_hook(lambda *_: seen.append(1))
-    mixer(x)
-    assert seen == [1]
-    assert type(hiermlp.create_model("smlpnet_tiny").stages[0].blocks[0].mixer) is FastSparseMlp
+    block = randomize_(HierBlock(dim=16, num_heads=2, window_size=(4, 4), shift_size=(2, 2))).eval()
+    x = torch.randn(2, 9, 11, 16)
+    with torch.no_grad():
+        before = block(x)
+        monkeypatch.setattr(HierBlock, "forward", edited)
+        ref = block(x)
+        with fast(block, True):
+            got = block(x)
+    assert (ref - before).abs().max() > 1e-3  # the edit changes the function
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)

@@ -243,6 +243,21 @@ def test_unknown_mixer_option_is_an_error():
         hiermlp.create_model("gmlp_s16_224", mixer_kwargs=dict(ffn_ratoi=4.0))
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "named"),
+    [
+        ("wave", dict(mode="conv"), "mode must be 'fc' or 'depthwise'"),
+        ("cycle", dict(kernel_size=0), "kernel_size must be >= 1"),
+        ("axial_shift", dict(shift_size=4), "shift_size must be odd"),
+        ("smlp", dict(), "needs feat_size"),
+    ],
+)
+def test_map_mixer_bad_option_is_a_config_error(name, options, named):
+    """Map mixers answer a bad option as the window mixers do: a ConfigError naming the mixer and the rule."""
+    with pytest.raises(ConfigError, match=f"{name}.*{named}"):
+        build_mixer(name, dim=DIM, **options)
+
+
 class WrongShape(nn.Module):
     honours_mask = True
 

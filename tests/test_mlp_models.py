@@ -263,8 +263,8 @@ def test_readme_user_mixer_snippet(clean_mixers, capsys):
     model = model_from_config(cfg, num_classes=10)
     assert [type(s.blocks[0].mixer).__name__ for s in model.stages] == [
         "WindowConv",
-        "FastSpatialMlp",
-    ]  # create_model: fast twin
+        "SpatialMlp",
+    ]  # create_model: the registered classes (spatial_mlp has no fast twin)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     with pytest.raises(hiermlp.ConfigError, match="kernel_sise"):
         hiermlp.create_model("swin_tiny_patch4_window7_224", mixer="window_conv", mixer_kwargs={"kernel_sise": 3})

@@ -161,7 +161,7 @@ def _accel(item: str) -> Any:
 # (text, typed value) -> one item per entry point whose key takes that type
 SAME = [
     ("false", False, {_train: "ema", _bench: "shift", _compare: "bench.train", _accel: "onednn"}),
-    ("true", True, {_train: "no_aug", _bench: "qkv_bias", _compare: "bench.latency", _accel: "gather"}),
+    ("true", True, {_train: "no_aug", _bench: "qkv_bias", _compare: "bench.latency", _accel: "enabled"}),
     ("3", 3, {_train: "epochs", _bench: "window_size", _compare: "bench.batch", _accel: "chunk_tokens"}),
     ("1e-3", 0.001, {_train: "lr", _bench: "drop_path_rate", _compare: "lr"}),
     ("[2, 2]", [2, 2], {_bench: "depths"}),
@@ -194,7 +194,7 @@ def test_the_same_dotted_item_sets_inside_a_mapping_everywhere():
 def test_accel_keeps_its_switch_shorthands():
     from hiermlp.accel.settings import AccelSettings, from_env
 
-    assert from_env("onednn=1,gather=0") == AccelSettings(onednn=True, gather=False)
+    assert from_env("onednn=1,enabled=0") == AccelSettings(onednn=True, enabled=False)
     assert not from_env("0").enabled and from_env("1") == from_env("") == from_env(None) == AccelSettings()
     with pytest.raises(ConfigError, match="onednn expects bool, got int 2"):
         from_env("onednn=2")

@@ -90,11 +90,11 @@ def test_small_map_equals_the_padded_window(name, mode, shift):
         with torch.no_grad():
             ref = padded_reference(block, block.norm1(x))
             seen.clear()
-            got = block.token_mix(block.norm1(x))
+            got = block.mix_tokens(block.norm1(x))
             assert seen == [min(size[0], 7) * min(size[1], 7) if crops else 49], (name, size, seen)
             torch.testing.assert_close(got, ref, rtol=0, atol=1e-6, msg=lambda m, s=size: f"{name} {mode} {s}: {m}")
             with fast(block, True):
-                torch.testing.assert_close(block.token_mix(block.norm1(x)), ref, rtol=0, atol=1e-5)
+                torch.testing.assert_close(block.mix_tokens(block.norm1(x)), ref, rtol=0, atol=1e-5)
 
 
 def micro(window_size: int, **kw) -> nn.Module:

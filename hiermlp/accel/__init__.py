@@ -2,13 +2,17 @@
 
 :func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` ->
 :class:`FastLinear`, timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`,
-``SpatialMlp`` -> :class:`FastSpatialMlp`, ``HierBlock`` -> :class:`FastHierBlock`, Wave-MLP's ``ConvCL`` ->
-:class:`FastConvCL`, sMLPNet's ``SparseMlp`` -> :class:`FastSparseMlp`); parameters, buffers,
-state-dict keys and hooks stay as they are. Only modules of exactly those classes are swapped, so a
-subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps
-back. ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
+``HierBlock`` -> :class:`FastHierBlock`, ``HierStage`` -> :class:`FastHierStage`, ``ConvCL`` ->
+:class:`FastConvCL`); parameters, buffers, state-dict keys and hooks stay as they are. The twin of a hiermlp
+module overrides a narrow step of its plain class (the block's channel-MLP residual, the stage's loop over
+its blocks, the attention kernel, the convolution), never the forward that composes them, so a change to a
+plain module holds on both paths; torch's ``nn.Linear`` and timm's ``Mlp``, which have no such steps, get a
+forward of their own. Only modules of exactly those classes are swapped, so a subclass, a wrapped or a
+replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps back.
+``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
 (``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one, forward and backward
-(tests/test_fast_paths.py, tests/test_linear.py); the levers are measured in benchmarks/perf_cpu.py.
+(tests/test_fast_paths.py, tests/test_linear.py). Each lever is kept only where a measurement shows it pays
+(benchmarks/perf_cpu.py, benchmarks/perf_gpu.py). Nothing runs at import: the oneDNN probe runs on first use.
 """
 
 from __future__ import annotations
@@ -18,18 +22,15 @@ from torch import nn
 
 from hiermlp.accel import settings
 from hiermlp.accel.attention import FastGlobalAttention, FastWindowAttention
-from hiermlp.accel.block import FastHierBlock
+from hiermlp.accel.block import FastHierBlock, FastHierStage
 from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
-from hiermlp.accel.smlp import FastSparseMlp
-from hiermlp.accel.spatial_mlp import FastSpatialMlp
+from hiermlp.layers import ConvCL
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
-from hiermlp.mixers.smlp import SparseMlp
-from hiermlp.mixers.spatial_mlp import SpatialMlp
-from hiermlp.mixers.wave_mlp import ConvCL
 from hiermlp.models.block import HierBlock
+from hiermlp.models.stage import HierStage
 
 # plain class -> fast twin (exact types only)
 FAST: dict[type[nn.Module], type[nn.Module]] = {
@@ -37,10 +38,9 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     Mlp: FastMlp,
     WindowAttention: FastWindowAttention,
     GlobalAttention: FastGlobalAttention,
-    SpatialMlp: FastSpatialMlp,
     HierBlock: FastHierBlock,
+    HierStage: FastHierStage,
     ConvCL: FastConvCL,
-    SparseMlp: FastSparseMlp,
 }
 PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
 
@@ -83,10 +83,9 @@ __all__ = [
     "FastConvCL",
     "FastGlobalAttention",
     "FastHierBlock",
+    "FastHierStage",
     "FastLinear",
     "FastMlp",
-    "FastSparseMlp",
-    "FastSpatialMlp",
     "FastWindowAttention",
     "accelerate",
     "is_accelerated",

@@ -1,37 +1,33 @@
 """Window attention on the fastest kernel per device, with the folded bias cached.
 
 The plain :class:`~hiermlp.mixers.attention.WindowAttention` adds the position bias and the mask to the
-logits of ``F.scaled_dot_product_attention`` each call. Here (measured in benchmarks/results/perf_cpu and
-perf_gpu):
+logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides the kernel hook ``attend``
+(measured in benchmarks/results/perf_gpu, except where said):
 
 * the bias and the shift mask are folded into one additive ``(1, heads or nW*heads, N, N)`` tensor, cached
   when no gradient flows to the table (inference, or a frozen table): :mod:`hiermlp.accel.cache`;
-* CPU: explicit attention for windows (two bmm and an in-place softmax), faster than the flash kernel at
-  Swin's 49-64 tokens; SDPA for global attention, which never materialises the N x N logits;
 * CUDA, eager: SDPA's memory-efficient kernel with the bias in the autocast dtype and row-aligned
   (``SETTINGS.align_mask``), in training too (the kernel differentiates the bias);
 * CUDA, compiled: explicit attention for windows, which the compiler fuses (traced SDPA lowers to a
-  slower cuDNN kernel).
-
-A FLOP formula for CPU SDPA is registered here too: PyTorch has one for its CUDA kernels only, so a plain
-``FlopCounterMode`` would count CPU attention as zero.
+  slower cuDNN kernel);
+* a trainable position bias off CUDA: explicit attention (two matmuls and a softmax), since the other
+  devices' fused SDPA kernels give the mask no gradient and PyTorch falls back to its math path (a Swin-T
+  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4); CPU inference keeps SDPA.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
-from torch.utils import flop_counter as fc
 
 from hiermlp.accel import settings
 from hiermlp.accel.cache import derived
-from hiermlp.mixers.attention import WindowAttention, mask_to_bias
+from hiermlp.accel.trace import is_exporting, is_fx_tracing, is_tracing
+from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
-from hiermlp.ops import is_exporting, is_fx_tracing, is_tracing
 
-# windows of up to this many tokens use explicit attention on CPU (and in compiled CUDA graphs); larger token
-# counts (global attention) keep SDPA
+# windows of up to this many tokens use explicit attention in compiled CUDA graphs; larger token counts
+# (global attention) keep SDPA
 MAX_EXPLICIT_TOKENS = 256
 
 # devices whose SDPA differentiates ``attn_mask`` in a fused kernel (CUDA's memory-efficient kernel does):
@@ -46,7 +42,7 @@ def use_explicit(device_type: str, tokens: int, trains_bias: bool, tracing: bool
         return choice == "explicit"
     if trains_bias and device_type not in SDPA_BIAS_GRAD_DEVICES:
         return True
-    return (device_type == "cpu" or (tracing and device_type == "cuda")) and tokens <= MAX_EXPLICIT_TOKENS
+    return tracing and device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS
 
 
 def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
@@ -59,17 +55,15 @@ def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
 
 def probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
     """``softmax(q k^T * scale + bias)``, scale and bias in place on the logits (matmul's backward needs its
-    inputs, not its output); the softmax too where autograd does not need it."""
+    inputs, not its output)."""
     attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
     if bias is not None:
         attn.add_(bias)
-    if torch.is_grad_enabled() and attn.requires_grad:
-        return attn.softmax(-1)
-    return torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+    return attn.softmax(-1)
 
 
 class FastAttentionMixin:
-    """The fast forward for :class:`WindowAttention` and its subclasses (same parameters and function)."""
+    """The fast :meth:`attend` for :class:`WindowAttention` and its subclasses (same parameters and function)."""
 
     def folded_bias(
         self,
@@ -78,22 +72,15 @@ class FastAttentionMixin:
         align: int = 0,
         window_size: tuple[int, int] | None = None,
     ) -> torch.Tensor | None:
-        """Position bias plus shift mask as one ``(1, heads or nW*heads, N, N)`` tensor (or None), for the
-        window run (``window_size``, the top-left part of the built one; None: the built one)."""
+        """The plain :meth:`attn_bias` (position bias plus shift mask, ``(1, heads or nW*heads, N, N)`` or None),
+        contiguous with rows aligned to ``align``, cached while no gradient flows to the position table."""
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         if mask is None and table is None:
             return None
         window = tuple(window_size) if window_size is not None else self.window_size
 
         def build() -> torch.Tensor:
-            bias = None if table is None else self.rel_pos(window).to(dtype)[None].contiguous()  # (1, heads, N, N)
-            if mask is not None:
-                folded = mask_to_bias(mask[:, None], dtype)  # (nW, 1, N, N)
-                if bias is not None:
-                    folded = folded + bias
-                n = folded.shape[-1]
-                bias = folded.expand(-1, self.num_heads, -1, -1).reshape(1, -1, n, n)
-            return align_rows(bias, align)
+            return align_rows(WindowAttention.attn_bias(self, mask, dtype, window_size).contiguous(), align)
 
         if is_tracing() or (table is not None and table.requires_grad and torch.is_grad_enabled()):
             return build()
@@ -101,51 +88,43 @@ class FastAttentionMixin:
         device = (table if table is not None else mask).device
         return derived(self, ("bias", dtype, align, str(device), window), (mask,), sources, build)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        window_size: tuple[int, int] | None,
     ) -> torch.Tensor:
         if is_fx_tracing():
-            return super().forward(x, mask, window_size)
+            return super().attend(q, k, v, mask, window_size)
         tracing = is_tracing()
-        device = x.device.type
+        device = q.device.type
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
-        explicit = use_explicit(device, x.shape[-2], trains_bias and not tracing, tracing)
+        explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing)
         if explicit or device != "cuda":
-            bias = self.folded_bias(mask, x.dtype, window_size=window_size)
+            bias = self.folded_bias(mask, q.dtype, window_size=window_size)
         else:
             # SDPA on CUDA: the bias in the dtype autocast hands the kernel and row-aligned, so the
             # memory-efficient kernel reads it broadcast over the batch
-            amp = torch.get_autocast_dtype(device) if not tracing and torch.is_autocast_enabled(device) else x.dtype
+            amp = torch.get_autocast_dtype(device) if not tracing and torch.is_autocast_enabled(device) else q.dtype
             bias = self.folded_bias(mask, amp, align=settings.current().align_mask, window_size=window_size)
-        qkv = self.qkv(x)
-        if mask is None:
-            qkv = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.num_heads)
-        else:
-            # windows are batch-major: (B*nW) splits as (B, nW) and the (nW*heads) bias broadcasts over B
-            qkv = rearrange(
-                qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=mask.shape[0], three=3, heads=self.num_heads
-            )
-        q, k, v = qkv.unbind(0)
         drop = self.attn_drop if self.training else 0.0
         if explicit and tracing:  # plain functional ops: compilers and exporters fuse them themselves
             attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale
             attn = (attn if bias is None else attn + bias).softmax(-1)
-            x = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
+            out = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
         elif explicit:
             attn = probs(q, k, bias, self.scale)
-            x = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
+            out = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
         else:
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
         if tracing and (device == "cpu" or is_exporting()):
             # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
             # (b, heads, n, d): a view recorded against one cannot replay on the other
-            x = x.contiguous()
-        if mask is None:
-            x = rearrange(x, "b heads n d -> b n (heads d)")
-        else:
-            x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", heads=self.num_heads)
-        return self.proj_drop(self.proj(x))
+            out = out.contiguous()
+        return out
 
 
 class FastWindowAttention(FastAttentionMixin, WindowAttention):
@@ -154,23 +133,3 @@ class FastWindowAttention(FastAttentionMixin, WindowAttention):
 
 class FastGlobalAttention(FastAttentionMixin, GlobalAttention):
     """:class:`GlobalAttention` on the fast kernels (see the module docstring)."""
-
-
-def _register_cpu_sdpa_flops() -> None:
-    aten = torch.ops.aten
-    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-    if fwd is not None and fwd not in fc.flop_registry:
-
-        @fc.register_flop_formula(fwd, get_raw=True)
-        def _sdpa_cpu_fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
-            return fc.sdpa_flop_count(query.shape, key.shape, value.shape)
-
-    if bwd is not None and bwd not in fc.flop_registry:
-
-        @fc.register_flop_formula(bwd, get_raw=True)
-        def _sdpa_cpu_bwd(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-            return fc.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
-
-
-_register_cpu_sdpa_flops()

@@ -1,20 +1,17 @@
-"""The block's fast paths: one-gather window geometry, masks only where they mask, fused residuals, chunking.
+"""The block's and the stage's CPU chunking levers, each overriding one narrow hook of the plain module.
 
-Same function as :class:`~hiermlp.models.block.HierBlock` (tests/test_fast_paths.py):
+Same function as :class:`~hiermlp.models.block.HierBlock` and :class:`~hiermlp.models.stage.HierStage`
+(tests/test_fast_paths.py: values, gradients and random draws); both measured in benchmarks/results/perf_cpu:
 
-* window geometry (pad + shift + partition, and back + crop) as one indexed copy each way, the indices from
-  the bounded geometry LRU (:func:`hiermlp.ops.cached_window_index`), instead of five or six copies;
-* no mask where it would allow everything (an unshifted window of an unpadded map);
-* the channel MLP's residual add inside ``fc2``'s kernel, drop path and residual as one ``addcmul``;
-* CPU inference on a few images at a time (``SETTINGS.chunk_tokens``): every block is independent per
-  image, and smaller intermediates stay cache-resident and reuse allocator memory;
-* with autograd on CPU, the channel-MLP branch on a few images at a time (``SETTINGS.mlp_chunk_mib``), so
-  its hidden activations stay small enough for glibc to reuse heap memory instead of mapping (and
-  page-faulting) fresh memory on every step; only where the branch is per-image and draws no random
-  numbers but the drop-path factor, which is drawn once for the whole batch.
+* ``HierStage.run_blocks``: CPU inference a few whole images at a time (``SETTINGS.chunk_tokens``): in eval
+  mode every block is independent per image, and smaller intermediates stay cache-resident and reuse
+  allocator memory;
+* ``HierBlock.mlp_residual``: with autograd on CPU, the channel-MLP branch a few images at a time
+  (``SETTINGS.mlp_chunk_mib``), so its hidden activations stay small enough for glibc to reuse heap memory
+  instead of mapping (and page-faulting) fresh memory on every step; only where the branch is per image and
+  draws no random numbers but the drop-path factor, which is drawn once for the whole batch.
 
-Traced code (``torch.compile``, ``torch.export``, ONNX) takes the plain composition, which compilers fuse
-themselves, with the same mask rule; ``torch.fx`` symbolic tracing takes the plain block unchanged.
+Traced code (``torch.compile`` with symbolic sizes, ``torch.export``, ONNX, ``torch.fx``) is never split.
 """
 
 from __future__ import annotations
@@ -24,22 +21,9 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from hiermlp.accel import settings
-from hiermlp.accel.linear import FastMlp, hooked
+from hiermlp.accel.trace import hooked, is_exporting, is_fx_tracing, is_symbolic
 from hiermlp.models.block import HierBlock
-from hiermlp.ops import (
-    actual_window,
-    cached_window_index,
-    cached_window_mask,
-    crop_to,
-    cyclic_shift,
-    gather_windows,
-    is_exporting,
-    is_fx_tracing,
-    is_symbolic,
-    is_tracing,
-    pad_to_multiple,
-    scatter_windows,
-)
+from hiermlp.models.stage import HierStage
 
 
 def drops_paths(drop: nn.Module) -> bool:
@@ -57,19 +41,6 @@ def drop_path_factor(drop: DropPath, y: torch.Tensor) -> torch.Tensor:
     return factor
 
 
-def add_drop_path(x: torch.Tensor, y: torch.Tensor, drop: nn.Module) -> torch.Tensor:
-    """``x + drop(y)`` where ``drop`` is timm's ``DropPath`` (or ``nn.Identity``), in one pass when training.
-
-    Same distribution as ``DropPath``: each sample's branch is kept with probability ``1 - p`` and scaled by
-    ``1 / (1 - p)``; ``addcmul`` applies the per-sample factor and the residual add together.
-    """
-    if not isinstance(drop, DropPath):
-        return x + drop(y)
-    if not drops_paths(drop):
-        return x + y
-    return torch.addcmul(x, y, drop_path_factor(drop, y))
-
-
 def per_image_and_deterministic(*modules: nn.Module) -> bool:
     """Whether these modules compute each image on its own and draw no random numbers: no BatchNorm in
     training (batch statistics) and no active dropout."""
@@ -82,48 +53,36 @@ def per_image_and_deterministic(*modules: nn.Module) -> bool:
 
 
 class FastHierBlock(HierBlock):
-    """:class:`HierBlock` on the fast paths (see the module docstring)."""
+    """:class:`HierBlock` whose channel-MLP residual runs a few images at a time under CPU autograd."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_fx_tracing():
-            return super().forward(x)
-        b, h, w, _ = x.shape
-        chunk = settings.current().chunk_tokens
-        inference = not self.training and not torch.is_grad_enabled() and not is_exporting()
-        if inference and chunk and b > 1 and x.device.type == "cpu" and not is_symbolic(b, h, w) and b * h * w > chunk:
-            return torch.cat([self._forward(part) for part in x.split(max(1, chunk // (h * w)))])
-        return self._forward(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm_placement != "pre" or not isinstance(self.ls1, nn.Identity):
-            return super().forward(x)
-        x = add_drop_path(x, self.token_mix(self.norm1(x)), self.drop_path1)
-        if self.mlp is None:
-            return x
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
         images = self._mlp_chunk(x)
-        if images:
-            return self._chunked_mlp_branch(x, images)
-        return self._mlp_branch(x, None)
-
-    def _mlp_branch(self, x: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
-        """``x + drop_path2(mlp(norm2(x)))``; ``factor``: drop path's per-image factor, drawn already."""
-        if factor is not None:
-            return torch.addcmul(x, self.mlp(self.norm2(x)), factor)
-        if isinstance(self.mlp, FastMlp) and not drops_paths(self.drop_path2) and not hooked(self.mlp):
-            return self.mlp.forward_residual(self.norm2(x), x)
-        return add_drop_path(x, self.mlp(self.norm2(x)), self.drop_path2)
+        if not images:
+            return super().mlp_residual(x)
+        # drop path's factor is drawn for the whole batch, as the unsplit branch draws it (nothing else in the
+        # branch draws random numbers), so the result is the same function and the same draws
+        factor = drop_path_factor(self.drop_path2, x) if drops_paths(self.drop_path2) else None
+        parts = x.split(images)
+        factors = factor.split(images) if factor is not None else [None] * len(parts)
+        return torch.cat(
+            [
+                super(FastHierBlock, self).mlp_residual(part)
+                if f is None
+                else torch.addcmul(part, self.mlp_branch(part), f)
+                for part, f in zip(parts, factors)
+            ]
+        )
 
     def _mlp_chunk(self, x: torch.Tensor) -> int:
         """Images per channel-MLP call with autograd on CPU (``SETTINGS.mlp_chunk_mib``); 0: the whole batch."""
         budget = settings.current().mlp_chunk_mib * 2**20
+        if not budget or is_fx_tracing() or not torch.is_grad_enabled() or is_exporting():
+            return 0
         b, h, w, _ = x.shape
         fc1 = getattr(self.mlp, "fc1", None)
         if (
-            not budget
-            or b < 2
+            b < 2
             or x.device.type != "cpu"
-            or not torch.is_grad_enabled()
-            or is_exporting()
             or is_symbolic(b, h, w)
             or not isinstance(self.mlp, Mlp)
             or not isinstance(fc1, nn.Linear)
@@ -131,45 +90,34 @@ class FastHierBlock(HierBlock):
         ):
             return 0
         images = max(1, budget // (h * w * fc1.out_features * x.element_size()))
-        if images >= b or not per_image_and_deterministic(self.norm2, self.mlp):
+        if images >= b or not per_image_and_deterministic(self.norm2, self.mlp, self.ls2):
             return 0
         return images
 
-    def _chunked_mlp_branch(self, x: torch.Tensor, images: int) -> torch.Tensor:
-        # drop path's factor is drawn for the whole batch, as the unsplit branch draws it (nothing else in the
-        # branch draws random numbers), so the result is the same function and the same draws
-        factor = drop_path_factor(self.drop_path2, x) if drops_paths(self.drop_path2) else None
-        parts = x.split(images)
-        factors = factor.split(images) if factor is not None else [None] * len(parts)
-        return torch.cat([self._mlp_branch(part, f) for part, f in zip(parts, factors)])
 
-    def window_mix(self, x: torch.Tensor) -> torch.Tensor:
-        if is_fx_tracing():
-            return super().window_mix(x)
-        b, h, w, c = x.shape
-        if is_tracing() or is_symbolic(h, w) or not settings.current().gather:
-            return self._window_mix_traced(x)
-        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
-        if (h, w) == ws and not any(shift):  # one window covering the map, unshifted: no copy at all
-            return self.call_mixer(x.reshape(b, h * w, c), None, ws).view_as(x)
-        fwd, inv, padded_size, padded = cached_window_index((h, w), ws, shift, self.shift_mode, device=x.device)
-        mask = None
-        if self.shift_mode == "roll" and (any(shift) or padded):
-            mask = cached_window_mask(padded_size, ws, shift, (h, w), device=x.device)
-        windows = gather_windows(x, fwd, ws[0] * ws[1], padded=padded)
-        return scatter_windows(self.call_mixer(windows, mask, ws), inv, b, (h, w))
+class FastHierStage(HierStage):
+    """:class:`HierStage` whose blocks run CPU inference a few whole images at a time; the result is the
+    whole batch's."""
 
-    def _window_mix_traced(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain composition, with a mask only where one is needed (decided on static sizes)."""
-        if self.shift_mode != "roll":
-            return super().window_mix(x)
-        h, w = x.shape[1], x.shape[2]
-        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
-        x = pad_to_multiple(x, ws)
-        hp, wp = x.shape[1], x.shape[2]
-        needs_mask = is_symbolic(h, w) or any(shift) or (hp, wp) != (h, w)
-        mask = cached_window_mask((hp, wp), ws, shift, (h, w), device=x.device) if needs_mask else None
-        x = cyclic_shift(x, shift)
-        x = self.mix_windows(x, mask, ws)
-        x = cyclic_shift(x, (-shift[0], -shift[1]))
-        return crop_to(x, (h, w))
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        images = self._inference_chunk(x)
+        if not images:
+            return super().run_blocks(x)
+        parts = []
+        for part in x.split(images):
+            parts.append(super().run_blocks(part))
+        return torch.cat(parts)
+
+    def _inference_chunk(self, x: torch.Tensor) -> int:
+        """Images per call in CPU inference (``SETTINGS.chunk_tokens`` tokens at most); 0: the whole batch."""
+        chunk = settings.current().chunk_tokens
+        if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_exporting():
+            return 0
+        b, h, w, _ = x.shape
+        if b < 2 or x.device.type != "cpu" or is_symbolic(b, h, w) or b * h * w <= chunk:
+            return 0
+        # a hook on a block sees the whole batch, as on the plain stage; training-mode modules (batch
+        # statistics, random draws) are not per image
+        if hooked(*self.blocks) or any(m.training for m in self.blocks.modules()):
+            return 0
+        return max(1, chunk // (h * w))

@@ -1,6 +1,6 @@
 """Caches of tensors derived from parameters, validated by content so they can never go stale.
 
-A derived tensor (a folded attention bias, a masked token-map weight) is rebuilt whenever anything it is
+A derived tensor (the folded attention bias of :mod:`hiermlp.accel.attention`) is rebuilt whenever anything it is
 computed from may have changed. Identity and version counters cannot tell that: ``p.data = t``,
 ``load_state_dict(assign=True)``, ``torch.func.functional_call`` and ``.to()`` all change a parameter's
 values without touching one or the other (or reuse a freed address). So an entry keeps a copy of its source

@@ -12,22 +12,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hiermlp.mixers.wave_mlp import ConvCL
+from hiermlp.layers import ConvCL
 
 
 class FastConvCL(ConvCL):
-    """:class:`~hiermlp.mixers.wave_mlp.ConvCL`; a grouped conv with one output per group runs depthwise."""
+    """:class:`~hiermlp.layers.ConvCL` whose convolution (``nn.Conv2d``'s ``_conv_forward`` hook), where it has
+    one output per group, runs depthwise and sums."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         k = self.in_channels // self.groups
         if not (self.groups > 1 and self.out_channels == self.groups and k > 1 and self.padding_mode == "zeros"):
-            return super().forward(x)
-        w = self.weight.reshape(self.in_channels, 1, *self.kernel_size)  # (g, j) -> input channel g*k + j
-        y = F.conv2d(x.permute(0, 3, 1, 2), w, None, self.stride, self.padding, self.dilation, self.in_channels)
-        y = y.permute(0, 2, 3, 1)
+            return super()._conv_forward(x, weight, bias)
+        w = weight.reshape(self.in_channels, 1, *self.kernel_size)  # (g, j) -> input channel g*k + j
+        y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.in_channels)
         # the k outputs of a group are adjacent channels: add strided slices (one pass each; a sum over a
         # trailing dim of size k is a slow strided reduction on CPU)
-        out = y[..., 0::k] + y[..., 1::k]
+        out = y[:, 0::k] + y[:, 1::k]
         for j in range(2, k):
-            out = out + y[..., j::k]
-        return out if self.bias is None else out + self.bias
+            out = out + y[:, j::k]
+        return out if bias is None else out + bias[:, None, None]

@@ -1,10 +1,10 @@
-"""Fast CPU linears: float32 GEMMs on oneDNN with fused GELU / residual epilogues.
+"""Fast CPU linears: float32 GEMMs on oneDNN with a fused GELU epilogue (opt-in: ``SETTINGS.onednn``).
 
 On CPU, ``F.linear`` goes to MKL's ``sgemm`` through ``addmm``, which first broadcasts the bias into the
 output and then accumulates into it. oneDNN's inner-product primitive (``torch.ops.mkldnn._linear_pointwise``,
-the kernel ``torch.compile`` itself emits for CPU linears) adds the bias and, optionally, applies GELU or a
-residual add in the GEMM's epilogue; fusing GELU saves a full pass over the 4C-wide hidden activations
-(benchmarks/results/perf_cpu measures it).
+the kernel ``torch.compile`` itself emits for CPU linears) adds the bias and, optionally, applies GELU in
+the GEMM's epilogue, saving a full pass over the 4C-wide hidden activations. Whether that beats MKL depends
+on the machine: benchmarks/results/perf_cpu measures the lever both ways (on its AMD EPYC it costs).
 
 The results equal ``F.linear`` to float32 rounding (a different summation order; tests/test_linear.py checks
 values and gradients). The fast path is taken only where it applies:
@@ -15,10 +15,10 @@ values and gradients). The fast path is taken only where it applies:
 * no functorch transform (``vmap``, ``grad``) active.
 
 With autograd the forward and the input gradient run on oneDNN and the weight gradient on MKL, through the
-custom op; double backward works. Without gradients :class:`FastMlp` fuses GELU into ``fc1`` and the block's
-residual add into ``fc2``. A build whose kernel is missing or fails a one-time probe at import uses
-``F.linear``. FLOP formulas for these kernels are registered here, beside them, so
-``torch.utils.flop_counter`` counts them.
+custom op; double backward works. Without gradients :class:`FastMlp` fuses GELU into ``fc1``. A build whose
+kernel is missing or fails a one-time probe (run on first use, never at import) uses ``F.linear``.
+:func:`register_flop_formulas` teaches ``torch.utils.flop_counter`` these kernels (``hiermlp.bench.count_flops``
+calls it).
 """
 
 from __future__ import annotations
@@ -29,45 +29,58 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
-from torch.nn.modules import module as _module  # the global forward-hook registries
 from torch.utils import flop_counter
 
 from hiermlp.accel import settings
-from hiermlp.ops import functorch_active, is_exporting, is_fx_tracing
+from hiermlp.accel.trace import functorch_active, hooked, is_exporting, is_fx_tracing
+from hiermlp.errors import ConfigError
 
-_OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
-def _probe() -> bool:
-    """The kernel exists and runs here (a private op: a build or platform without it must not crash models)."""
-    if _OP is None or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
-        return bool(torch.equal(_OP(x, w, b, "none", [], ""), torch.full((2, 4), 3.0)))
-    except Exception:  # any failure means: not usable here, use F.linear
-        return False
-
-
-_AVAILABLE = _probe()
+# the kernel: torch.ops.mkldnn._linear_pointwise once the probe found it usable, else None
+_OP = None
+_AVAILABLE: bool | None = None  # the probe's answer, once it ran
 
 ACTIVATIONS = ("gelu",)
 
 
+def _pointwise_op():
+    """``torch.ops.mkldnn._linear_pointwise``, or None where this build lacks it (a private op)."""
+    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _probe() -> bool:
+    """The kernel exists and runs here (a private op: a build or platform without it must not crash models)."""
+    global _OP
+    op = _pointwise_op()
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+        usable = bool(torch.equal(op(x, w, b, "none", [], ""), torch.full((2, 4), 3.0)))
+    except Exception:  # any failure means: not usable here, use F.linear
+        return False
+    _OP = op if usable else None
+    return usable
+
+
+# a compiler tracing a model runs this once, eagerly, and takes its answer as a constant
+@torch.compiler.assume_constant_result
 def onednn_available() -> bool:
-    """Whether this PyTorch build has the oneDNN linear kernel (independent of the setting)."""
+    """Whether this PyTorch build has a working oneDNN linear kernel (independent of the setting); probed
+    once, on the first call."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _AVAILABLE = _probe()
     return _AVAILABLE
 
 
 def onednn_enabled() -> bool:
     """Whether eligible float32 CPU linears currently take the oneDNN path."""
-    return _AVAILABLE and settings.current().onednn
+    return settings.current().onednn and onednn_available()
 
 
 def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        _AVAILABLE
-        and settings.current().onednn
+        settings.current().onednn
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
@@ -76,21 +89,20 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and not is_exporting()
         and not functorch_active()
+        and onednn_available()
     )
 
 
 # The kernel as a custom op with a fake impl and autograd. torch.compile treats it as an opaque extern call
 # (inductor's own lowering of the mkldnn op needs frozen, pre-packed weights), so compiled models keep
-# oneDNN's speed and fused epilogues; eager autograd uses it too. Eager inference calls the kernel directly.
+# oneDNN's speed and fused epilogue; eager autograd uses it too. Eager inference calls the kernel directly.
 @torch.library.custom_op("hiermlp::onednn_linear", mutates_args=())
-def _compiled_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str, residual: torch.Tensor | None
-) -> torch.Tensor:
-    return _kernel(x, weight, bias, activation, residual)
+def _compiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    return _kernel(x, weight, bias, activation)
 
 
 @_compiled_linear.register_fake
-def _(x, weight, bias, activation, residual):  # the op's signature: output shape for fake tensors
+def _(x, weight, bias, activation):  # the op's signature: output shape for fake tensors
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
@@ -118,20 +130,16 @@ def _compiled_linear_backward(ctx, grad: torch.Tensor) -> tuple:
     # both are ops with autograd of their own, so create_graph=True (double backward) works
     x, weight = ctx.saved_tensors
     g2 = grad.reshape(-1, grad.shape[-1])
-    gx = _compiled_linear(grad, weight.t(), None, "none", None) if ctx.needs_input_grad[0] else None
+    gx = _compiled_linear(grad, weight.t(), None, "none") if ctx.needs_input_grad[0] else None
     gw = _weight_grad(g2, x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
     gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-    return gx, gw, gb, None, None
+    return gx, gw, gb, None
 
 
 _compiled_linear.register_autograd(_compiled_linear_backward, setup_context=_compiled_linear_setup)
 
 
-def _kernel(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str, residual: torch.Tensor | None
-) -> torch.Tensor:
-    if residual is not None:
-        return _OP.binary(x, residual.contiguous(), weight, bias, "add")
+def _kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
     if activation == "gelu":
         return _OP(x, weight, bias, "gelu", [], "none")
     return _OP(x, weight, bias, "none", [], "")
@@ -142,41 +150,29 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
 
 
 def linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    *,
-    activation: str | None = None,
-    residual: torch.Tensor | None = None,
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, activation: str | None = None
 ) -> torch.Tensor:
-    """``residual + activation(x @ weight.T + bias)``, on oneDNN where eligible, else plain PyTorch ops.
+    """``activation(x @ weight.T + bias)``, on oneDNN where eligible, else plain PyTorch ops.
 
     Args:
         x: ``(..., in)``.
         weight: ``(out, in)``.
         bias: ``(out,)`` or None.
         activation: None or ``"gelu"`` (exact, erf-based, as ``nn.GELU()``).
-        residual: A tensor of the output's shape to add, or None.
     """
     if activation is not None and activation not in ACTIVATIONS:
-        raise ValueError(f"linear: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
-    if residual is not None and activation is not None:
-        raise ValueError("linear: pass either activation or residual, not both")
+        raise ConfigError(f"linear: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
     if not _eligible(x, weight):
         y = F.linear(x, weight, bias)
-    elif _needs_grad(x, weight, bias, residual):
+    elif _needs_grad(x, weight, bias):
         # the custom op carries its own autograd (oneDNN forward and input gradient, MKL weight gradient);
-        # activation and residual stay outside, where autograd sees them
-        y = _compiled_linear(x, weight, bias, "none", None)
+        # the activation stays outside, where autograd sees it
+        y = _compiled_linear(x, weight, bias, "none")
     else:
-        fuse = residual is not None and residual.shape == (*x.shape[:-1], weight.shape[0]) and residual.dtype == x.dtype
         # eager calls the kernel directly (no dispatcher round trip); compiled graphs need the custom op
         kernel = _compiled_linear if torch.compiler.is_compiling() else _kernel
-        y = kernel(x, weight, bias, activation or "none", residual if fuse else None)
-        return y if residual is None or fuse else y + residual
-    if activation == "gelu":
-        y = F.gelu(y)
-    return y if residual is None else y + residual
+        return kernel(x, weight, bias, activation or "none")
+    return F.gelu(y) if activation == "gelu" else y
 
 
 class FastLinear(nn.Linear):
@@ -194,14 +190,6 @@ def _fusable_activation(act: nn.Module) -> str | None:
     return None
 
 
-def hooked(*modules: nn.Module) -> bool:
-    """Whether calling these modules would run forward hooks (then a fused path, which skips their
-    ``forward``, must not be taken: the hooks would silently not fire)."""
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
 def _fusable(*fcs: nn.Module) -> bool:
     # only the speed layer's own linears are fused: a wrapped or replaced Linear (LoRA, quantised) keeps
     # its own forward
@@ -217,44 +205,30 @@ def linear_act(fc: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class FastMlp(Mlp):
-    """timm's ``Mlp`` (same parameters and state dict) with fused epilogues in inference.
-
-    Without gradients ``fc1`` and an exact GELU run as one kernel, and :meth:`forward_residual` folds the
-    block's residual add into ``fc2``. A module with forward hooks on its parts, a replaced ``fc1``/``fc2``,
-    dropout in training or a norm inside the MLP take the plain path.
+    """timm's ``Mlp`` (same parameters and state dict) whose ``fc1`` and exact GELU run as one oneDNN kernel
+    in inference. A module with forward hooks on its parts, a replaced ``fc1``/``fc2`` or a norm inside the
+    MLP takes the plain path.
     """
 
-    def _plain(self) -> bool:
-        return is_fx_tracing() or not isinstance(self.norm, nn.Identity) or not _fusable(self.fc1, self.fc2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._plain():
+        if is_fx_tracing() or not isinstance(self.norm, nn.Identity) or not _fusable(self.fc1, self.fc2):
             return super().forward(x)
         return self.drop2(self.fc2(self.drop1(linear_act(self.fc1, self.act, x))))
 
-    def forward_residual(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """``shortcut + forward(x)``, the add fused into ``fc2``'s kernel where it can be."""
-        if self._plain():
-            return shortcut + super().forward(x)
-        h = self.drop1(linear_act(self.fc1, self.act, x))
-        if (self.training and self.drop2.p > 0) or hooked(self.fc2, self.drop2):
-            return shortcut + self.drop2(self.fc2(h))
-        return linear(h, self.fc2.weight, self.fc2.bias, residual=shortcut)
 
+def register_flop_formulas() -> None:
+    """Teach ``torch.utils.flop_counter`` the oneDNN linear kernels (call before a ``FlopCounterMode`` is
+    made: it copies the registry). Registers nothing twice; probes nothing."""
 
-def _register_flop_formulas() -> None:
     def formula(x, *args, out_shape=None, **kwargs) -> int:
-        # _linear_pointwise(x, W, B, attr, ...) and hiermlp::onednn_linear(x, W, B, activation, residual) carry
-        # a string third; _linear_pointwise.binary(x, other, W, B, attr) has the weight one place later
+        # _linear_pointwise(x, W, B, attr, ...) and hiermlp::onednn_linear(x, W, B, activation) carry a string
+        # third; _linear_pointwise.binary(x, other, W, B, attr) has the weight one place later
         weight = args[0] if isinstance(args[2], str) else args[1]
         return 2 * math.prod(x.shape) * weight.shape[0]
 
     packets = [torch.ops.hiermlp.onednn_linear]
-    if _OP is not None:
+    if _pointwise_op() is not None:
         packets.append(torch.ops.mkldnn._linear_pointwise)
     for packet in packets:
         if packet not in flop_counter.flop_registry:
             flop_counter.register_flop_formula(packet, get_raw=True)(formula)
-
-
-_register_flop_formulas()

@@ -24,13 +24,11 @@ ENV = "HIERMLP_ACCEL"
 class AccelSettings:
     # master switch: create_model applies the speed layer (accelerate) to the models it builds
     enabled: bool = True
-    # float32 CPU linears on oneDNN's inner product with fused GELU / residual epilogues. Off by default:
+    # float32 CPU linears on oneDNN's inner product with a fused GELU epilogue. Off by default:
     # whether it beats MKL's sgemm depends on the machine and its load (benchmarks/results/perf_cpu has the
     # lever measured both ways); a per-process timing choice would make runs irreproducible, so it is opt-in
     onednn: bool = False
-    # window geometry (pad + shift + partition and back) as one cached gather each way
-    gather: bool = True
-    # CPU inference runs a block on at most this many tokens at a time, whole images (0: never split)
+    # CPU inference runs a stage's blocks on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 4096
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
     # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd

@@ -1,9 +1,9 @@
 """FLOP counting with ``torch.utils.flop_counter``.
 
-The formulas PyTorch lacks are registered beside the ops they count, at import of hiermlp: CPU SDPA
-(``hiermlp.accel.attention``; PyTorch has formulas for the CUDA kernels only, so timm's Swin-T would count
-4.35 GMACs instead of 4.49) and the oneDNN linears (``hiermlp.accel.linear``). A plain ``FlopCounterMode``
-therefore counts hiermlp (and timm) models correctly; this module only adds the convenience wrappers.
+:func:`register_flop_formulas` adds the formulas PyTorch lacks, and :func:`count_flops` calls it before it
+counts: CPU SDPA (PyTorch has formulas for its CUDA kernels only, so timm's Swin-T would count 4.35 GMACs
+instead of 4.49) and the speed layer's oneDNN linears (:func:`hiermlp.accel.linear.register_flop_formulas`).
+Call it yourself before making a plain ``FlopCounterMode`` (which copies the registry when it is made).
 
 One convention for every family: a multiply-add of a tensor product counts one MAC (linear maps, every
 convolution, grouped and depthwise ones by their real kernel, (batched) matrix products such as sMLPNet's
@@ -23,9 +23,27 @@ import torch
 from torch import nn
 from torch.utils import flop_counter as fc
 
-import hiermlp.accel  # noqa: F401 - registers the FLOP formulas PyTorch lacks
+from hiermlp.accel.linear import register_flop_formulas as register_onednn_flop_formulas
 
-_aten = torch.ops.aten
+
+def register_flop_formulas() -> None:
+    """Register the FLOP formulas ``torch.utils.flop_counter`` lacks (CPU SDPA, the oneDNN linears); once."""
+    aten = torch.ops.aten
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd is not None and fwd not in fc.flop_registry:
+
+        @fc.register_flop_formula(fwd, get_raw=True)
+        def _sdpa_cpu_fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    if bwd is not None and bwd not in fc.flop_registry:
+
+        @fc.register_flop_formula(bwd, get_raw=True)
+        def _sdpa_cpu_bwd(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+    register_onednn_flop_formulas()
 
 
 def count_flops(
@@ -39,6 +57,7 @@ def count_flops(
 
     Runs the model under ``no_grad`` in eval mode on a zero input; the mode is restored after.
     """
+    register_flop_formulas()
     was_training = model.training
     model.eval()
     x = torch.zeros((batch_size, *input_size), device=device)

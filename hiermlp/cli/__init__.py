@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     # parse only the chosen subcommand's module so unrelated imports never slow or break a command
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser() if chosen not in COMMANDS else _parser_for(chosen)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _place_overrides(parser, args, extra)
     if getattr(args, "_missing", None):
         parser.error(args._missing)
     from hiermlp.errors import HiermlpError, one_line
@@ -59,6 +61,38 @@ def main(argv: list[str] | None = None) -> int:
     except HiermlpError as e:  # our errors already say what is wrong and how to fix it: no traceback
         print(f"hiermlp {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:  # an allocation no up-front check foresaw
+        if not _out_of_memory(e):
+            raise
+        print(
+            f"hiermlp {args.command}: error: out of memory ({one_line(e)[:200]}); lower the batch, the image size "
+            "or the model",
+            file=sys.stderr,
+        )
+        return 2
+
+
+# the list each subcommand collects key=value items in (train: after the preset; compare: after the preset;
+# eval: --set), so items given after an option land there too
+_OVERRIDE_LISTS = {"train": "items", "compare": "overrides", "eval": "overrides"}
+
+
+def _place_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Put ``key=value`` items argparse left over (they followed an option) into the command's override list;
+    anything else is argparse's usual error, saying where overrides go."""
+    target = _OVERRIDE_LISTS.get(args.command)
+    items = [a for a in extra if "=" in a and not a.startswith("-")]
+    others = [a for a in extra if a not in items]
+    if others or (items and target is None):
+        where = f"; key=value overrides go after the {args.command} arguments" if target else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{where}")
+    getattr(args, target).extend(items)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    oom = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(t in text for t in oom)
 
 
 def _parser_for(name: str) -> argparse.ArgumentParser:

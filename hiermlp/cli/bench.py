@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -175,14 +176,42 @@ _POSITIVE = {"min_sample_seconds": "seconds per timed sample", "max_point_second
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The one-line complaint about the first unusable option value, or None when all are usable."""
+    import math
+
+    from hiermlp.limits import check_bytes, check_threads
+
     for key, (lowest, meaning) in _LOWEST.items():
         value = getattr(args, key, None)
         if value is not None and value < lowest:
             return f"--{key.replace('_', '-')} {value} is invalid: it must be >= {lowest} ({meaning})"
     for key, meaning in _POSITIVE.items():
         value = getattr(args, key, None)
-        if value is not None and not value > 0:
+        if value is not None and not (value > 0 and math.isfinite(value)):
             return f"--{key.replace('_', '-')} {value} is invalid: it must be > 0 ({meaning})"
+    side = max(args.sweep) if getattr(args, "sweep", None) else getattr(args, "img_size", None)
+    try:
+        if getattr(args, "threads", None) is not None:
+            check_threads(args.threads, "--threads")
+        if side:
+            batch = args.batch or (4 if getattr(args, "sweep", None) else 32)
+            check_bytes(4 * batch * args.in_chans * side * side, f"--batch {batch} at image side {side}", "lower them")
+    except HiermlpError as e:
+        return str(e)
+    return check_out_dir(getattr(args, "out", None))
+
+
+def check_out_dir(out: str | None, flag: str = "--out") -> str | None:
+    """The one-line complaint about a reports directory that cannot be written, before any work is done."""
+    from hiermlp.io import ensure_writable_dir
+
+    if not out:
+        return None
+    if Path(out).exists() and not Path(out).is_dir():
+        return f"{flag} {out} is a file; {flag} names a directory the reports are written into, e.g. {flag} runs/x"
+    try:
+        ensure_writable_dir(out, what=f"{flag} directory")
+    except HiermlpError as e:
+        return str(e)
     return None
 
 

@@ -17,7 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from hiermlp.errors import HiermlpError
+from hiermlp.errors import ConfigError, HiermlpError, one_line
+from hiermlp.limits import check_threads
 from hiermlp.overrides import parse_value
 from hiermlp.study.plots import save_plots
 from hiermlp.study.preset import load_preset, parse_jobs
@@ -70,13 +71,18 @@ def run_compare(args: argparse.Namespace) -> int:
         args.out = str(Path("runs") / "compare" / Path(preset_name).stem)
     runs_dir = args.runs_dir or str(Path(args.out) / "runs")
     try:
+        if args.threads is not None:
+            check_threads(args.threads, "--threads")
+        for flag, path in (("--out", args.out), ("--runs-dir", runs_dir)):
+            if Path(path).exists() and not Path(path).is_dir():
+                raise ConfigError(f"{flag} {path} is a file; {flag} names a directory, e.g. {flag} runs/compare")
         preset = load_preset(preset_name, overrides)
         jobs = None if args.jobs is None else parse_jobs(parse_value(args.jobs, key="--jobs"), "--jobs")
         result = run_comparison(
             preset, progress=not args.no_progress, threads=args.threads, runs_dir=runs_dir, jobs=jobs
         )
     except (FileNotFoundError, HiermlpError) as e:
-        print(f"hiermlp compare: error: {e}", file=sys.stderr)
+        print(f"hiermlp compare: error: {one_line(e)}", file=sys.stderr)
         return 2
     command = shlex.join(
         ["hiermlp", "compare", preset_name, *overrides, "--out", args.out]

@@ -7,6 +7,7 @@ when every check is within ``--atol``, 1 when one is not, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from hiermlp.cli.info import add_set_argument, model_options
@@ -46,6 +47,17 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} {value} is invalid: it must be >= {0 if name == 'num_classes' else 1}"
     if args.opset < 7:
         return f"--opset {args.opset} is invalid: ONNX opsets start at 7 (default {DEFAULT_OPSET})"
+    if args.fmt == "onnx":
+        try:
+            import onnx
+
+            newest = onnx.defs.onnx_opset_version()
+        except ImportError:
+            newest = None
+        if newest is not None and args.opset > newest:
+            return f"--opset {args.opset} is invalid: the installed onnx knows opsets up to {newest}"
+    if not math.isfinite(args.atol):
+        return f"--atol {args.atol} is invalid: it must be a finite number, e.g. --atol 1e-4"
     return None
 
 
@@ -91,9 +103,11 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"verified: {len(result.checks)} checks, max|diff| = {result.max_abs_diff:.3e} <= atol {args.atol:g}")
         return 0
     bad = [c for c in result.checks if not c.ok]
+    kept = "an earlier file there is left as it was" if result.path.exists() else "no file was written"
     print(
         f"VERIFICATION FAILED: {len(bad)} of {len(result.checks)} checks exceed atol {args.atol:g} "
-        f"(worst max|diff| = {result.max_abs_diff:.3e}); {result.path} does not match the eager model",
+        f"(worst max|diff| = {result.max_abs_diff:.3e}): the export does not match the eager model, so "
+        f"{result.path} was not written ({kept}); --no-verify writes it unchecked",
         file=sys.stderr,
     )
     return 1

@@ -74,6 +74,22 @@ def _fail(command: str, e: BaseException) -> int:
     return 2
 
 
+def _model_options_given(args: argparse.Namespace, trained: object, cfg: object) -> list[str]:
+    """The eval options actually given that build another model than the checkpoint's (for its error)."""
+    given = []
+    for flag, key in (("--img-size", "img_size"), ("--in-chans", "in_chans"), ("--num-classes", "num_classes")):
+        value = getattr(args, key)
+        if value is not None and (trained is None or getattr(trained, key) != value):
+            given.append(f"{flag} {value}")
+    for item in args.overrides:
+        key = item.partition("=")[0].strip().lstrip("-").replace("-", "_").split(".")[0]
+        if key in ("model", "model_kwargs", "img_size", "in_chans", "num_classes", "drop_path_rate") and (
+            trained is None or getattr(trained, key, None) != getattr(cfg, key, None)
+        ):
+            given.append(f"--set {item}")
+    return given
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a training checkpoint (.pth), or a model name used with --checkpoint")
     parser.add_argument(
@@ -124,12 +140,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from hiermlp.errors import CheckpointError, ConfigError
-    from hiermlp.train import build_datasets, evaluate, load_training_checkpoint, model_from_config
+    from hiermlp.train import evaluate, load_training_checkpoint, model_from_config
+    from hiermlp.train.build import build_eval_dataset
     from hiermlp.train.config import apply_overrides, config_from_dict
     from hiermlp.train.distributed import _pick_device
 
     target = Path(args.target)
-    state = None
+    state, ckpt, trained = None, None, None
     for name in ("batch_size", "img_size", "in_chans"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -140,7 +157,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         if args.checkpoint is not None:
             raise CheckpointError("give either a training checkpoint or MODEL --checkpoint FILE, not both")
         ckpt = load_training_checkpoint(target, purpose="evaluate")
-        cfg = _as_trained(config_from_dict(ckpt["config"]), ckpt.get("data_config") or {})
+        cfg = trained = _as_trained(config_from_dict(ckpt["config"]), ckpt.get("data_config") or {})
         state = ckpt["model_ema"] if args.ema else ckpt["model"]
         if state is None:
             raise CheckpointError(f"{target} has no EMA weights")
@@ -170,8 +187,25 @@ def _run_eval(args: argparse.Namespace) -> int:
         updates["data_root"] = ""
     cfg = config_from_dict({k: v for k, v in updates.items() if v is not None}, base=cfg)
     cfg = apply_overrides(cfg, args.overrides)
-    _, test_ds, num_classes = build_datasets(cfg)
-    model = model_from_config(cfg, num_classes, weights=target if state is not None else weights, ema=args.ema)
+    # a trained checkpoint's class map labels the split (and sizes the head) whatever the split holds
+    classes = ckpt.get("classes") if ckpt is not None else None
+    test_ds, num_classes = build_eval_dataset(cfg, classes)
+    if ckpt is not None and args.num_classes is None and ckpt.get("num_classes"):
+        num_classes = int(ckpt["num_classes"])
+    try:
+        model = model_from_config(cfg, num_classes, weights=target if state is not None else weights, ema=args.ema)
+    except CheckpointError as e:
+        changed = _model_options_given(args, trained, cfg)
+        if not changed:
+            raise
+        raise CheckpointError(
+            f"{e} (the model was built with {', '.join(changed)}; drop them to evaluate the model as trained)"
+        ) from e
+    from hiermlp.limits import check_bytes
+
+    pixels = 4 * cfg.in_chans * cfg.img_size**2
+    batch = min(cfg.eval_batch_size, len(test_ds))
+    check_bytes(batch * pixels, f"--batch-size {cfg.eval_batch_size} --img-size {cfg.img_size}", "lower them")
     device = _pick_device(cfg.device, 0)
     model.to(device)
     loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)

@@ -8,9 +8,11 @@ from hiermlp.data.datasets import (
     ImageFolderDataset,
     PreparedDataset,
     build_dataset,
+    check_labels,
     collate_prepared,
     dataset_stats,
     folder_split,
+    known_labels,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
 from hiermlp.data.sampling import GlobalBatchSampler, SeededDataset, ShardSampler, mix_seed, subset_indices
@@ -28,9 +30,11 @@ __all__ = [
     "ShardSampler",
     "build_dataset",
     "build_transform",
+    "check_labels",
     "collate_prepared",
     "dataset_stats",
     "folder_split",
+    "known_labels",
     "load_idx_split",
     "mix_seed",
     "read_idx",

@@ -14,6 +14,11 @@ Spec strings accepted by :func:`build_dataset`:
 - ``idx``: any MNIST-layout directory of IDX files at ``root``.
 - ``folder``: an ImageFolder tree ``root/<split>/<class>/<image>`` (the ImageNet layout).
 - ``torchvision:NAME``: ``torchvision.datasets.NAME(root, train=... | split=..., download=False)``.
+
+One class map for every split: the training split's ``classes`` (names, in label order) are passed as
+``classes`` to every other split, whose labels are then indices into that list. A split that lacks a class
+keeps the training indices of the classes it has (an ImageFolder ``val`` without ``b`` still labels ``c``
+as 2); a split with a class the training split lacks is a :class:`~hiermlp.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from hiermlp.data.idx import load_idx_split
-from hiermlp.errors import HiermlpError
+from hiermlp.errors import ConfigError, HiermlpError, NotFoundError
 
 __all__ = [
     "DATASET_STATS",
@@ -41,9 +46,11 @@ __all__ = [
     "ImageFolderDataset",
     "PreparedDataset",
     "build_dataset",
+    "check_labels",
     "collate_prepared",
     "dataset_stats",
     "folder_split",
+    "known_labels",
 ]
 
 EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "fashion_mnist_subset.npz"
@@ -213,6 +220,8 @@ class ImageFolderDataset(Dataset):
         transform: applied to the PIL image.
         mode: PIL mode images are converted to (``"RGB"`` or ``"L"``).
         corrupt: ``"error"`` or ``"skip"``, see above.
+        classes: the class map (names in label order) of the training split; None: this tree's own folders.
+            Every folder must name one of them (a ConfigError names the one that does not).
     """
 
     def __init__(
@@ -222,6 +231,7 @@ class ImageFolderDataset(Dataset):
         transform: Callable | None = None,
         mode: str = "RGB",
         corrupt: str = "error",
+        classes: list[str] | None = None,
     ) -> None:
         from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
@@ -231,7 +241,10 @@ class ImageFolderDataset(Dataset):
         if corrupt not in ("error", "skip"):
             raise ValueError(f"corrupt must be 'error' or 'skip', got {corrupt!r}")
         try:
-            self.classes, self.class_to_idx = find_classes(str(root))
+            own, _ = find_classes(str(root))
+            self.classes = list(own) if classes is None else list(classes)
+            _check_subset(own, self.classes, f"{root}")
+            self.class_to_idx = {c: self.classes.index(c) for c in own}
             self.samples = make_dataset(str(root), self.class_to_idx, extensions=IMG_EXTENSIONS)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{root}: not an ImageFolder tree ({e})") from e
@@ -268,12 +281,25 @@ class ImageFolderDataset(Dataset):
 class _TorchvisionWrapper(Dataset):
     """A torchvision dataset whose images are converted to ``mode`` before ``transform``."""
 
-    def __init__(self, *, dataset: Dataset, transform: Callable | None, mode: str) -> None:
+    def __init__(
+        self, *, dataset: Dataset, transform: Callable | None, mode: str, classes: list[str] | None = None
+    ) -> None:
         self.dataset, self.transform, self.mode = dataset, transform, mode
         self.classes = list(getattr(dataset, "classes", []))
-        targets = getattr(dataset, "targets", None) or getattr(dataset, "labels", None)
-        if not self.classes and targets is not None:
-            self.classes = [str(c) for c in range(int(max(targets)) + 1)]
+        targets = getattr(dataset, "targets", None)
+        if targets is None:
+            targets = getattr(dataset, "labels", None)
+        self.targets = [int(t) for t in targets] if targets is not None else None
+        if not self.classes and self.targets:
+            self.classes = [str(c) for c in range(max(self.targets) + 1)]
+        self._index: list[int] | None = None  # this split's label -> the training map's
+        if classes is not None and self.classes and list(classes) != self.classes:
+            _check_subset(self.classes, list(classes), type(dataset).__name__)
+            self._index = [list(classes).index(c) for c in self.classes]
+            if self.targets is not None:
+                self.targets = [self._index[t] for t in self.targets]
+        if classes is not None:
+            self.classes = list(classes)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -284,7 +310,84 @@ class _TorchvisionWrapper(Dataset):
             img = Image.fromarray(np.asarray(img))
         if img.mode != self.mode:
             img = img.convert(self.mode)
-        return (self.transform(img) if self.transform else img), int(target)
+        target = int(target) if self._index is None else self._index[int(target)]
+        return (self.transform(img) if self.transform else img), target
+
+
+def _check_subset(own: list[str], classes: list[str], where: str) -> None:
+    """A split may have fewer classes than the training split, never another one."""
+    extra = [c for c in own if c not in classes]
+    if extra:
+        shown = ", ".join(repr(c) for c in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise ConfigError(
+            f"{where} has class(es) {shown} that the training split lacks (its classes: "
+            f"{', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}); evaluate on a split whose classes "
+            "the model was trained on, or train on data that has them"
+        )
+
+
+def _remap(labels: np.ndarray, own: list[str], classes: list[str] | None, where: str) -> tuple[np.ndarray, list[str]]:
+    """An array split's labels as indices into the training split's class map ``classes``."""
+    if classes is None or list(classes) == list(own):
+        return labels, list(own)
+    _check_subset([own[i] for i in np.unique(labels) if 0 <= i < len(own)], list(classes), where)
+    index = np.array([list(classes).index(c) if c in classes else -1 for c in own], dtype=np.int64)
+    return index[labels], list(classes)
+
+
+def known_labels(ds: Any) -> np.ndarray | None:
+    """Every label of a dataset when it knows them without loading images (None when it does not)."""
+    for base in (ds, getattr(ds, "dataset", None)):  # a SeededDataset wraps the dataset that knows them
+        for attr in ("labels", "targets"):
+            values = getattr(base, attr, None)
+            if values is not None and not callable(values):
+                return np.asarray(values, dtype=np.int64).reshape(-1)
+    return None
+
+
+def check_labels(ds: Any, num_classes: int, where: str) -> None:
+    """A ConfigError when a label of ``ds`` is outside the head's ``num_classes`` outputs (nothing when the
+    dataset cannot tell its labels without loading every image: the trainer checks each batch then)."""
+    labels = known_labels(ds)
+    if labels is None or labels.size == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ConfigError(
+            f"{where} has labels {lo}..{hi} but the head has num_classes={num_classes} outputs (labels "
+            f"0..{num_classes - 1}); set num_classes=0 to take the dataset's class count, or num_classes >= {hi + 1}"
+        )
+
+
+def _read_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(images, labels, classes)`` of ``split`` from an .npz in the embedded set's layout."""
+    want = [f"{split}_images", f"{split}_labels", "classes"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in want if k not in z.files]
+            if missing:
+                raise ConfigError(
+                    f"{path} lacks the array(s) {', '.join(missing)} (it has {', '.join(z.files) or 'none'}); "
+                    f"data=embedded reads an .npz with {', '.join(want)} (see hiermlp/data/make_embedded.py)"
+                )
+            images, labels, classes = z[want[0]], z[want[1]], z["classes"].tolist()
+    except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ConfigError(f"{path} is not a readable .npz file ({first}); give an .npz in the embedded layout") from e
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):
+        raise ConfigError(
+            f"{path}: {want[0]} must be uint8 (N, H, W) or (N, H, W, 3) with one label each, got {images.dtype} "
+            f"{images.shape} and {len(labels)} labels"
+        )
+    if not isinstance(classes, list) or (
+        labels.size and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes)
+    ):
+        raise ConfigError(
+            f"{path}: {want[1]} must index its {len(classes) if isinstance(classes, list) else 0} classes"
+        )
+    return images, np.asarray(labels, dtype=np.int64), [str(c) for c in classes]
 
 
 def _find_idx_root(name: str, root: str) -> Path:
@@ -330,6 +433,7 @@ def build_dataset(
     transform: Callable | None = None,
     mode: str = "L",
     corrupt: str = "error",
+    classes: list[str] | None = None,
 ) -> Dataset:
     """Build a dataset from its spec string (see the module docstring).
 
@@ -341,12 +445,16 @@ def build_dataset(
         transform: applied to each PIL image.
         mode: PIL mode (``"L"`` for in_chans=1, ``"RGB"`` for 3).
         corrupt: ImageFolder policy for undecodable files, ``"error"`` or ``"skip"``.
+        classes: the training split's class map (names in label order); None: this split's own.
 
     Returns:
-        A map-style dataset of ``(transform(image), label)`` with a ``classes`` attribute.
+        A map-style dataset of ``(transform(image), label)`` with a ``classes`` attribute (``classes`` when
+        given: labels index the training map).
 
     Raises:
         FileNotFoundError: the data path or its files do not exist (the message names the path).
+        ConfigError: a class the training map lacks, a file without the expected arrays, a torchvision
+            dataset hiermlp cannot build.
         ValueError: unknown spec or split.
     """
     root = str(root or "")
@@ -356,29 +464,35 @@ def build_dataset(
         path = Path(root) if root else EMBEDDED_PATH
         if not path.is_file():
             raise FileNotFoundError(f"embedded data file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
-            images, labels, classes = z[f"{split}_images"], z[f"{split}_labels"], z["classes"].tolist()
-        return ArrayImageDataset(images=images, labels=labels, classes=classes, transform=transform, mode=mode)
+        images, labels, own = _read_npz(path, split)
+        labels, own = _remap(labels, own, classes, f"split {split!r} of {path}")
+        return ArrayImageDataset(images=images, labels=labels, classes=own, transform=transform, mode=mode)
     if name in ("fashion_mnist", "mnist", "idx"):
         if name == "idx" and not root:
             raise ValueError("data=idx needs data_root=<directory of IDX files>")
         idx_root = _find_idx_root(name, root)
         images, labels = load_idx_split(idx_root, split)
-        classes = list(IDX_CLASSES.get(name, [str(c) for c in range(int(labels.max()) + 1)]))
-        return ArrayImageDataset(images=images, labels=labels, classes=classes, transform=transform, mode=mode)
+        own = list(IDX_CLASSES.get(name, [str(c) for c in range(int(labels.max()) + 1)]))
+        labels, own = _remap(labels, own, classes, f"split {split!r} of {idx_root}")
+        return ArrayImageDataset(images=images, labels=labels, classes=own, transform=transform, mode=mode)
     if name == "folder":
         if not root:
             raise ValueError("data=folder needs data_root=<ImageFolder root with one folder per split>")
         if not Path(root).is_dir():
             raise FileNotFoundError(f"data path not found: {root}")
-        return ImageFolderDataset(root=folder_split(root, split), transform=transform, mode=mode, corrupt=corrupt)
+        return ImageFolderDataset(
+            root=folder_split(root, split), transform=transform, mode=mode, corrupt=corrupt, classes=classes
+        )
     if name.startswith("torchvision:"):
         import torchvision.datasets as tvd
 
         cls_name = name.split(":", 1)[1]
         cls = getattr(tvd, cls_name, None)
-        if cls is None or not isinstance(cls, type):
-            raise ValueError(f"torchvision.datasets has no dataset {cls_name!r}")
+        if cls is None or not isinstance(cls, type) or not issubclass(cls, Dataset):
+            raise ConfigError(
+                f"data={name}: torchvision.datasets has no dataset {cls_name!r}; use a classification dataset "
+                "such as torchvision:CIFAR10, torchvision:MNIST or torchvision:Flowers102"
+            )
         root = root or "data"
         if not Path(root).is_dir():
             raise FileNotFoundError(f"data path for {name} not found: {root}")
@@ -390,9 +504,33 @@ def build_dataset(
             kwargs["train"] = split == "train"
         elif "split" in params:
             kwargs["split"] = split
+        required = [
+            p
+            for p in list(params)[1:]
+            if params[p].default is inspect.Parameter.empty and params[p].kind is not params[p].VAR_KEYWORD
+        ]
+        if required:
+            raise ConfigError(
+                f"data={name} is not supported: it needs {', '.join(required)}, which hiermlp does not pass "
+                "(it builds NAME(root, train=/split=, download=False)); use a classification dataset such as "
+                "torchvision:CIFAR10, or data=folder for an ImageFolder tree"
+            )
         try:
             ds = cls(root, **kwargs)
         except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
-            raise FileNotFoundError(f"{name} files not found under {root} (download=False): {e}") from e
-        return _TorchvisionWrapper(dataset=ds, transform=transform, mode=mode)
+            raise NotFoundError(f"{name} files not found under {root} (download=False): {e}") from e
+        except (TypeError, ValueError) as e:
+            first = (str(e).splitlines() or [""])[0][:200]
+            call = ", ".join([repr(root), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise ConfigError(
+                f"data={name} cannot be built as {cls_name}({call}): {first}; use a classification dataset such "
+                "as torchvision:CIFAR10"
+            ) from e
+        ds = _TorchvisionWrapper(dataset=ds, transform=transform, mode=mode, classes=classes)
+        if not ds.classes:
+            raise ConfigError(
+                f"data={name} is not supported: it exposes no classes or targets (not an image classification "
+                "dataset); use one such as torchvision:CIFAR10, or data=folder"
+            )
+        return ds
     raise ValueError(f"unknown dataset {name!r}; use embedded, fashion_mnist, mnist, idx, folder or torchvision:NAME")

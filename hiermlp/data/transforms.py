@@ -2,15 +2,49 @@
 
 Small images (28x28 Fashion-MNIST) are resized to ``img_size``: training uses RandomResizedCrop to
 ``img_size``, evaluation resizes to ``img_size / crop_pct`` and centre-crops ``img_size``.
+
+One repair of timm's auto-augment ops: at the top magnitudes timm's posterize keeps 0 bits (the "increasing"
+variant of ``rand-m9-mstd0.5-inc1`` at magnitude 10, the plain one at 0), which Pillow up to 12 turned into a
+black image and Pillow 13 refuses with "bits must be between or equal to 1 and 8". Every posterize op of a
+built transform gets :func:`posterize`, which keeps Pillow 12's result on any Pillow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from timm.data import create_transform
+from PIL import Image, ImageOps
+from timm.data import auto_augment, create_transform
 
-__all__ = ["build_transform"]
+__all__ = ["build_transform", "posterize"]
+
+
+def posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize op with Pillow 12's meaning at every bit count: >= 8 keeps the image, 0 (or fewer)
+    keeps no bit (a black image), 1..7 keep that many most significant bits."""
+    bits = int(bits_to_keep)
+    if bits >= 8:
+        return img
+    if bits <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits)
+
+
+def _repair_posterize(transform: Any) -> None:
+    """Give every timm posterize op inside ``transform`` (Compose, RandAugment, AutoAugment, AugMix)
+    :func:`posterize`."""
+    stack = [transform]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, auto_augment.AugmentOp):
+            if t.aug_fn is auto_augment.posterize:
+                t.aug_fn = posterize
+            continue
+        for attr in ("transforms", "ops", "policy"):
+            inner = getattr(t, attr, None)
+            if isinstance(inner, list | tuple):
+                stack.extend(inner)
 
 
 def build_transform(
@@ -56,7 +90,7 @@ def build_transform(
             crop_pct=crop_pct,
             crop_mode=crop_mode,
         )
-    return create_transform(
+    transform = create_transform(
         img_size,
         is_training=True,
         scale=tuple(scale),
@@ -69,3 +103,5 @@ def build_transform(
         re_prob=reprob,
         re_mode="pixel",  # random noise is on the normalized scale for any channel count
     )
+    _repair_posterize(transform)
+    return transform

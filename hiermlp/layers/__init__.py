@@ -1,7 +1,8 @@
-"""Generic modules shared by every model: stems, downsamplers, norms, position bias, head."""
+"""Generic modules shared by every model: stems, downsamplers, norms, position bias, channels-last convs, head."""
 
 from timm.layers import ClassifierHead, DropPath, GluMlp, LayerScale, Mlp
 
+from hiermlp.layers.conv import ConvCL
 from hiermlp.layers.cpb import ContinuousPositionBias
 from hiermlp.layers.embed import (
     DOWNSAMPLERS,
@@ -25,6 +26,7 @@ __all__ = [
     "BatchNormNHWC",
     "ClassifierHead",
     "ContinuousPositionBias",
+    "ConvCL",
     "ConvDownsample",
     "ConvStem",
     "DropPath",

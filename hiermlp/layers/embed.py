@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from hiermlp.errors import ConfigError, UnknownNameError, suggest
+from hiermlp.errors import ConfigError, ShapeError, UnknownNameError, suggest
 from hiermlp.ops import pad_to_multiple, padding_for
 
 # einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
 torch.fx.wrap("rearrange")
 torch.fx.wrap("pad_to_multiple")
 torch.fx.wrap("_pad_image")
+torch.fx.wrap("check_image_size")
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -78,6 +79,11 @@ def build_layer(table: dict, kind: str, spec: str | Callable[..., nn.Module], **
         if unknown:
             valid = sorted(set(params) - set(kwargs) - {"self"})
             raise ConfigError(f"unknown option(s) {unknown} for {kind} {spec!r}.{suggest(unknown[0], valid)}")
+    from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
+
+    check_arguments(
+        factory, kwargs, what=f"{kind} {spec if isinstance(spec, str) else getattr(spec, '__name__', spec)!r}"
+    )
     return factory(**kwargs)
 
 
@@ -212,3 +218,65 @@ class ConvDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = rearrange(self.proj(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c")
         return self.norm(x)
+
+
+# ---- sMLPNet's patch-conv stem and downsampler ----------------------------------------------------------
+def check_image_size(x: torch.Tensor, fixed_size: tuple[int, int] | None) -> torch.Tensor:
+    """``x`` (B, C, H, W), or a ShapeError naming the supported size if ``fixed_size`` is set and differs."""
+    if fixed_size is not None and tuple(x.shape[-2:]) != fixed_size:
+        h, w = fixed_size
+        raise ShapeError(
+            f"this sMLPNet is resolution-tied: its row/column MLPs are sized for {h}x{w} inputs, got "
+            f"{x.shape[-2]}x{x.shape[-1]}; resize the images to {h}x{w}, or build the model with "
+            f"img_size={x.shape[-2]} (new row/column weights: pretrained ones will not load)"
+        )
+    return x
+
+
+@register_stem("patch_conv")
+class PatchConvStem(nn.Module):
+    """``(B, C_in, H, W) -> (B, H/p, W/p, C)``: a ``p x p`` stride-``p`` convolution, by default without bias
+    (sMLPNet's ``to_patch_embedding.0``), then an optional norm. Sizes that are no multiple of ``p`` are
+    zero-padded bottom/right (the official model takes multiples only).
+
+    ``fixed_size`` (set by resolution-tied models such as :class:`SMLPNet`) makes any other input size an
+    error that names the supported one, before any layer sees it.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 3,
+        embed_dim: int = 80,
+        norm_layer: Any = None,
+        patch_size: int = 4,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.reduction = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size, bias=bias)
+        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+        self.fixed_size: tuple[int, int] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # bottom/right zero padding to a patch multiple, as the patch_embed stem does
+        x = _pad_image(check_image_size(x, self.fixed_size), (self.reduction, self.reduction))
+        return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
+
+
+@register_downsample("patch_conv")
+class PatchConvDownsample(nn.Module):
+    """``(B, H, W, C) -> (B, H/2, W/2, out_dim)``: a 2x2 stride-2 convolution, by default without bias and
+    without a norm (sMLPNet's ``to_patch_embedding.i``); an odd map is zero-padded bottom/right first."""
+
+    def __init__(
+        self, *, dim: int, out_dim: int | None = None, norm_layer: Any = None, norm: bool = False, bias: bool = False
+    ) -> None:
+        super().__init__()
+        self.out_dim = out_dim or 2 * dim
+        self.proj = nn.Conv2d(dim, self.out_dim, 2, 2, bias=bias)
+        self.norm = norm_layer(self.out_dim) if norm and norm_layer is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_to_multiple(x, (2, 2))  # odd maps: zero-padded bottom/right, as patch merging does
+        return self.norm(rearrange(self.proj(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c"))

@@ -104,7 +104,22 @@ class WindowAttention(nn.Module):
         q, k, v = rearrange(
             self.qkv(x), "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=self.num_heads
         )
-        x = F.scaled_dot_product_attention(
+        x = self.attend(q, k, v, mask, window_size)
+        x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", w=nw)
+        return self.proj_drop(self.proj(x))
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        window_size: tuple[int, int] | None,
+    ) -> torch.Tensor:
+        """``softmax(q k^T * scale + attn_bias) v`` with attention dropout, ``(B, nW*heads, N, d) -> same``.
+
+        The kernel (a hook: the speed layer picks one per device and caches the bias)."""
+        return F.scaled_dot_product_attention(
             q,
             k,
             v,
@@ -112,8 +127,6 @@ class WindowAttention(nn.Module):
             dropout_p=self.attn_drop if self.training else 0.0,
             scale=self.scale,
         )
-        x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", w=nw)
-        return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

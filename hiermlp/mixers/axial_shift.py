@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from hiermlp.errors import ConfigError
 from hiermlp.layers import GroupNorm1NHWC
 from hiermlp.mixers.base import register_mixer
 
@@ -50,6 +51,7 @@ def axial_shift(x: torch.Tensor, shift_size: int, axis: int) -> torch.Tensor:
     return out
 
 
+@register_mixer("axial_shift")
 class AxialShift(nn.Module):
     """AS-MLP's token mixer, ``(B, H, W, C) -> (B, H, W, C)``.
 
@@ -68,7 +70,9 @@ class AxialShift(nn.Module):
     def __init__(self, dim: int, *, shift_size: int = 5, as_bias: bool = True) -> None:
         super().__init__()
         if shift_size < 1 or shift_size % 2 == 0:
-            raise ValueError(f"shift_size must be odd and >= 1 (the official kernel's rule), got {shift_size}")
+            raise ConfigError(
+                f"axial_shift: shift_size must be odd and >= 1 (the official kernel's rule), got {shift_size}"
+            )
         self.dim = dim
         self.shift_size = shift_size
         self.conv1 = nn.Linear(dim, dim, bias=as_bias)
@@ -93,6 +97,3 @@ class AxialShift(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, shift_size={self.shift_size}"
-
-
-register_mixer("axial_shift", AxialShift)

@@ -50,6 +50,10 @@ def register_mixer(name: str, mixer: MixerFactory | None = None, *, overwrite: b
 
     Works as a call, ``register_mixer("mine", MyMixer)``, or as a class decorator,
     ``@register_mixer("mine")``. Re-registering a name raises unless ``overwrite=True``.
+
+    A registered class's constructor checks its arguments against its annotations
+    (:func:`hiermlp.schema.check_arguments`), however it is called: ``qkv_bias="False"`` is a
+    :class:`~hiermlp.errors.ConfigError`, not a truthy string.
     """
 
     def add(cls: MixerFactory) -> MixerFactory:
@@ -57,10 +61,38 @@ def register_mixer(name: str, mixer: MixerFactory | None = None, *, overwrite: b
             raise ConfigError(f"register_mixer({name!r}): expected a class or factory, got {cls!r}")
         if name in MIXERS and MIXERS[name] is not cls and not overwrite:
             raise ConfigError(f"a mixer named {name!r} is already registered; pass overwrite=True to replace it")
+        if isinstance(cls, type):
+            typed_init(cls, f"mixer {name!r}")
         MIXERS[name] = cls
         return cls
 
     return add(mixer) if mixer is not None else add
+
+
+def typed_init(cls: type, what: str) -> None:
+    """Make ``cls``'s own ``__init__`` check its arguments' types first (once; subclasses inherit it)."""
+    init = cls.__dict__.get("__init__")
+    if init is None or getattr(init, "_typed", False):
+        return
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
+
+        try:
+            bound = signature.bind(self, *args, **kwargs).arguments
+        except TypeError:  # a missing or extra argument: the constructor's own error says which
+            bound = {}
+        plain = {k: v for k, v in bound.items() if signature.parameters[k].kind not in _VARIADIC and k != "self"}
+        check_arguments(init, plain, what=what)
+        init(self, *args, **kwargs)
+
+    checked._typed = True  # type: ignore[attr-defined]
+    cls.__init__ = checked  # type: ignore[misc]
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def get_mixer(spec: str | MixerFactory) -> MixerFactory:
@@ -162,6 +194,12 @@ def build_mixer(
             f"Valid options: {valid or 'none'}"
         )
     passed = {k: v for k, v in offered.items() if k in params or takes_any}
+    if not getattr(getattr(factory, "__init__", None), "_typed", False):  # a class given directly, a function
+        from hiermlp.schema import check_arguments
+
+        check_arguments(
+            factory.func if isinstance(factory, functools.partial) else factory, options, what=f"mixer {name!r}"
+        )
     return _checked(factory(dim, **passed, **options), name)
 
 

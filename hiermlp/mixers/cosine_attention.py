@@ -61,7 +61,7 @@ class CosineWindowAttention(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int],
+        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
         num_heads: int,
         pretrained_window_size: int | tuple[int, int] = 0,
         qkv_bias: bool = True,

@@ -11,14 +11,17 @@ per-channel-group shift (one strided copy per residue ``i mod k``, :func:`cycle_
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
+from hiermlp.errors import ConfigError
 from hiermlp.layers import Mlp
 from hiermlp.mixers.base import register_mixer
 
 # the shift's slicing depends on the map size: an opaque call under torch.fx (timm's and torchvision's feature
 # extractors), where sizes are proxies
 torch.fx.wrap("cycle_shift")
+torch.fx.wrap("rearrange")
 
 
 def cycle_offsets(channels: int, kernel: int) -> list[int]:
@@ -59,6 +62,7 @@ def cycle_shift(x: torch.Tensor, kernel: int, axis: int) -> torch.Tensor:
     return out
 
 
+@register_mixer("cycle")
 class CycleMlp(nn.Module):
     """CycleMLP's token mixer, ``(B, H, W, C) -> (B, H, W, C)``.
 
@@ -80,7 +84,7 @@ class CycleMlp(nn.Module):
     def __init__(self, dim: int, *, kernel_size: int = 3, qkv_bias: bool = False) -> None:
         super().__init__()
         if kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+            raise ConfigError(f"cycle: kernel_size must be >= 1, got {kernel_size}")
         self.kernel_size = kernel_size
         self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
         self.sfc_h = nn.Linear(dim, dim)
@@ -89,16 +93,11 @@ class CycleMlp(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, _, c = x.shape
         k = self.kernel_size
         h, w, cc = self.sfc_h(cycle_shift(x, k, axis=2)), self.sfc_w(cycle_shift(x, k, axis=1)), self.mlp_c(x)
-        # (B, 3C) -> (3, B, 1, 1, C): the official reshape is channel-major, (c k) with k the branch
-        a = self.reweight((h + w + cc).mean((1, 2)))
-        a = a.view(b, c, 3).permute(2, 0, 1).softmax(dim=0)[:, :, None, None, :]
+        # per-channel weights over the three branches; the official reshape is channel-major, (c k)
+        a = rearrange(self.reweight((h + w + cc).mean((1, 2))), "b (c k) -> k b 1 1 c", k=3).softmax(dim=0)
         return self.proj(h * a[0] + w * a[1] + cc * a[2])
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
-
-
-register_mixer("cycle", CycleMlp)

@@ -105,7 +105,7 @@ class GatedMlp(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int],
+        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
         num_heads: int,
         ffn_ratio: float = 6.0,
         gate_norm_eps: float = 1e-5,

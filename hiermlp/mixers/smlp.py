@@ -11,15 +11,17 @@ are sized to the feature map, so a model is tied to its input resolution. Offici
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ConfigError, ShapeError
-from hiermlp.layers import BatchNormNHWC
+from hiermlp.layers import BatchNormNHWC, ConvCL
 from hiermlp.mixers.base import register_mixer
-from hiermlp.mixers.wave_mlp import ConvCL
 
 # the size check compares traced sizes: an opaque call under torch.fx (timm's and torchvision's feature extractors)
 torch.fx.wrap("check_feat_size")
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies)
+torch.fx.wrap("rearrange")
 
 
 def check_feat_size(x: torch.Tensor, feat_size: tuple[int, int]) -> torch.Tensor:
@@ -35,6 +37,7 @@ def check_feat_size(x: torch.Tensor, feat_size: tuple[int, int]) -> torch.Tensor
     return x
 
 
+@register_mixer("smlp")
 class SparseMlp(nn.Module):
     """sMLPNet's token mixing, ``(B, H, W, C) -> (B, H, W, C)`` for the ``feat_size`` it was built for.
 
@@ -51,7 +54,7 @@ class SparseMlp(nn.Module):
 
     kind = "map"
 
-    def __init__(self, dim: int, *, feat_size: tuple[int, int] | None) -> None:
+    def __init__(self, dim: int, *, feat_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         if feat_size is None or len(feat_size) != 2:
             raise ConfigError(
@@ -75,25 +78,15 @@ class SparseMlp(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fuse_parts(*self.parts(x))
-
-    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The three maps the fusion mixes: the convolved input, its row MLP and its column MLP."""
         x = self.act(self.norm(self.dwconv(self.act(check_feat_size(x, self.feat_size)))))
         b, h, w, _ = x.shape
         # along W within each row: one (W, W) @ (W, C) product per row, batched over the B*H rows
-        row = self.row_mlp.weight.expand(b * h, w, w)
-        x_row = torch.baddbmm(self.row_mlp.bias[:, None], row, x.reshape(b * h, w, -1)).view_as(x)
+        rows = rearrange(x, "b h w c -> (b h) w c")
+        x_row = torch.baddbmm(self.row_mlp.bias[:, None], self.row_mlp.weight.expand(b * h, w, w), rows)
         # along H within each column: one (H, H) @ (H, W*C) product per image
-        col = self.col_mlp.weight.expand(b, h, h)
-        x_col = torch.baddbmm(self.col_mlp.bias[:, None], col, x.reshape(b, h, -1)).view_as(x)
-        return x, x_row, x_col
-
-    def fuse_parts(self, x: torch.Tensor, x_row: torch.Tensor, x_col: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([x, x_row, x_col], dim=-1))
+        cols = rearrange(x, "b h w c -> b h (w c)")
+        x_col = torch.baddbmm(self.col_mlp.bias[:, None], self.col_mlp.weight.expand(b, h, h), cols)
+        return self.fuse(torch.cat([x, x_row.view_as(x), x_col.view_as(x)], dim=-1))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, feat_size={self.feat_size}"
-
-
-register_mixer("smlp", SparseMlp)

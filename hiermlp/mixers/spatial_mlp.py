@@ -48,7 +48,7 @@ class SpatialMlp(nn.Module):
     # tokens, plus their bias entries: the same function in both shift modes
     crop_modes = ("roll", "pad")
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int], num_heads: int) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, int] | None, num_heads: int) -> None:
         super().__init__()
         if window_size is None:
             raise ConfigError("spatial_mlp needs a fixed window_size: its weight is (heads, N, N)")

@@ -40,7 +40,7 @@ class TokenMlp(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int],
+        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
         token_mlp_ratio: float = 2.0,
         hidden_tokens: int | None = None,
         drop: float = 0.0,

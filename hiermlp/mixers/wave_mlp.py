@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-from hiermlp.layers import BatchNormNHWC, Mlp
+from hiermlp.errors import ConfigError
+from hiermlp.layers import BatchNormNHWC, ConvCL, Mlp
 from hiermlp.mixers.base import register_mixer
 
-
-class ConvCL(nn.Conv2d):
-    """``nn.Conv2d`` applied to a channels-last map ``(B, H, W, C_in) -> (B, H', W', C_out)``.
-
-    The NCHW view of a channels-last tensor is in ``torch.channels_last`` memory format, which the CPU and
-    GPU convolution kernels take directly, so neither permute copies.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+# einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
+torch.fx.wrap("rearrange")
 
 
+@register_mixer("wave")
 class PhaseAwareMixing(nn.Module):
     """Wave-MLP's PATM, ``(B, H, W, C) -> (B, H, W, C)``, with the official parameter names.
 
@@ -47,7 +42,7 @@ class PhaseAwareMixing(nn.Module):
     def __init__(self, dim: int, *, mode: str = "fc", qkv_bias: bool = False) -> None:
         super().__init__()
         if mode not in ("fc", "depthwise"):
-            raise ValueError(f"mode must be 'fc' or 'depthwise', got {mode!r}")
+            raise ConfigError(f"wave: mode must be 'fc' or 'depthwise', got {mode!r}")
         self.dim, self.mode = dim, mode
         self.fc_h = nn.Linear(dim, dim, bias=qkv_bias)
         self.fc_w = nn.Linear(dim, dim, bias=qkv_bias)
@@ -90,19 +85,15 @@ class PhaseAwareMixing(nn.Module):
         return y.split(self.dim, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, _, c = x.shape
         x_h, x_w, cc, theta_h, theta_w = self._linear_maps(x)
         theta_h = self.theta_h_conv[2](self.theta_h_conv[1](theta_h))
         theta_w = self.theta_w_conv[2](self.theta_w_conv[1](theta_w))
         # the official cat is (cos | sin) along channels, so group g of the grouped conv sees channels 2g, 2g+1
         h = self.tfc_h(torch.cat([x_h * torch.cos(theta_h), x_h * torch.sin(theta_h)], dim=-1))
         w = self.tfc_w(torch.cat([x_w * torch.cos(theta_w), x_w * torch.sin(theta_w)], dim=-1))
-        a = self.reweight((h + w + cc).mean((1, 2)))
-        a = a.view(b, c, 3).permute(2, 0, 1).softmax(dim=0)[:, :, None, None, :]
+        # per-channel weights over the three branches; the official reshape is channel-major, (c k)
+        a = rearrange(self.reweight((h + w + cc).mean((1, 2))), "b (c k) -> k b 1 1 c", k=3).softmax(dim=0)
         return self.proj(h * a[0] + w * a[1] + cc * a[2])
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, mode={self.mode!r}"
-
-
-register_mixer("wave", PhaseAwareMixing)

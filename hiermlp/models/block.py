@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from timm.layers import DropPath, LayerScale, Mlp
@@ -27,15 +27,31 @@ ShiftMode = Literal["auto", "roll", "pad"]
 NormPlacement = Literal["pre", "res_post"]
 
 # size-dependent geometry runs as opaque calls under torch.fx (timm's and torchvision's feature extractors):
-# their Python control flow on sizes cannot be traced symbolically, and none of them holds parameters
-# (the window rule itself depends on the map size: the window and shift are traced values, so every function
-# taking them is wrapped too)
-for _fn in ("pad_to_multiple", "crop_to", "cached_window_mask", "window_partition", "window_merge", "pad_shift"):
+# their Python control flow on sizes cannot be traced symbolically, and none of them holds parameters (the
+# window rule itself depends on the map size: window and shift are traced values, so every function taking
+# them is wrapped too). torch.fx.wrap patches the names of the module that calls it, so the wraps live here.
+for _fn in (
+    "actual_window",
+    "cached_window_mask",
+    "check_mixer_output",
+    "crop_to",
+    "cyclic_shift",
+    "pad_shift",
+    "pad_to_multiple",
+    "unpad_shift",
+    "window_merge",
+    "window_partition",
+):
     torch.fx.wrap(_fn)
-torch.fx.wrap("unpad_shift")
-torch.fx.wrap("actual_window")
-torch.fx.wrap("cyclic_shift")
-torch.fx.wrap("check_mixer_output")
+
+
+class WindowLayout(NamedTuple):
+    """How :meth:`HierBlock.to_windows` cut a map into windows: what :meth:`HierBlock.from_windows` needs."""
+
+    size: tuple[int, int]  # (H, W) of the map before any padding
+    window: tuple[int, int]  # the window run (the configured one, or the map's size where the mixer crops)
+    shift: tuple[int, int]  # the shift run (0 on an axis the window covers)
+    grid: tuple[int, int]  # windows per axis of the padded (and pad-shifted) map
 
 
 def check_mixer_output(out: torch.Tensor, x: torch.Tensor, mixer: str) -> torch.Tensor:
@@ -68,7 +84,12 @@ class HierBlock(nn.Module):
 
     ``auto`` picks ``roll`` when the mixer honours masks, else ``pad``. In ``roll`` mode the mask is always
     passed (all True for an unshifted window of an unpadded map), so the block has no branch on the input
-    size and traces symbolically; the speed layer drops masks that allow everything.
+    size and traces symbolically.
+
+    ``forward`` is written once, in terms of narrow steps a subclass (the speed layer, :mod:`hiermlp.accel`)
+    may override without restating the block: the window geometry (:meth:`to_windows`, :meth:`from_windows`),
+    the mixer call (:meth:`mix_windows`) and the channel-MLP residual (:meth:`mlp_residual`). A change to the
+    block's structure made here holds on both paths.
 
     The window rule follows the actual map (:func:`~hiermlp.ops.actual_window`): per axis, a map not larger
     than the window is not shifted there, and a mixer that can run on a smaller window in this shift mode
@@ -158,51 +179,69 @@ class HierBlock(nn.Module):
         else:
             self.norm2 = self.mlp = self.ls2 = self.drop_path2 = None
 
+    # ---- the block, written once: the speed layer overrides the steps below, never this ----------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``: the token-mixing residual, then the channel-MLP residual."""
         if self.norm_placement == "pre":
-            x = x + self.drop_path1(self.ls1(self.token_mix(self.norm1(x))))
-            if self.mlp is not None:
-                x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+            branch = self.mix_tokens(self.norm1(x))
         else:
-            x = x + self.drop_path1(self.ls1(self.norm1(self.token_mix(x))))
-            if self.mlp is not None:
-                x = x + self.drop_path2(self.ls2(self.norm2(self.mlp(x))))
+            branch = self.norm1(self.mix_tokens(x))
+        x = x + self.drop_path1(self.ls1(branch))
+        if self.mlp is not None:
+            x = self.mlp_residual(x)
         return x
 
-    def token_mix(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix tokens: the map mixer, or the window mixer within (shifted) windows, ``(B, H, W, C) -> same``."""
+    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``: a map mixer on the map, a window mixer on its (shifted) windows."""
         if self.kind == "map":
             return check_mixer_output(self.mixer(x), x, self.mixer_name)
-        if self.global_window:
-            b, h, w, c = x.shape
-            tokens = x.reshape(b, h * w, c)
-            return check_mixer_output(self.mixer(tokens, None), tokens, self.mixer_name).reshape(b, h, w, c)
-        return self.window_mix(x)
+        windows, mask, layout = self.to_windows(x)
+        return self.from_windows(self.mix_windows(windows, mask, layout.window), layout)
 
-    def window_mix(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad, roll (or pad-shift), partition, mix, merge, unroll, crop: ``(B, H, W, C) -> (B, H, W, C)``."""
-        h, w = x.shape[1], x.shape[2]
+    def mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``: ``ls2(mlp(norm2(x)))`` (``pre``) or ``ls2(norm2(mlp(x)))``."""
+        if self.norm_placement == "pre":
+            return self.ls2(self.mlp(self.norm2(x)))
+        return self.ls2(self.norm2(self.mlp(x)))
+
+    # ---- the overridable steps ----------------------------------------------------------------------
+    def to_windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, WindowLayout]:
+        """Pad, shift and partition a map, ``(B, H, W, C) -> (windows (B*nW, N, C), mask (nW, N, N) | None,
+        layout)``; a global-window mixer gets the whole map as one window and no mask."""
+        b, h, w, c = x.shape
+        if self.global_window:
+            return x.reshape(b, h * w, c), None, WindowLayout((h, w), (h, w), (0, 0), (1, 1))
         ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
         x = pad_to_multiple(x, ws)
         if self.shift_mode == "roll":
+            # always a mask, all True for an unshifted window of an unpadded map: no branch on the size
             mask = cached_window_mask((x.shape[1], x.shape[2]), ws, shift, (h, w), device=x.device)
             x = cyclic_shift(x, shift)
-            x = self.mix_windows(x, mask, ws)
-            x = cyclic_shift(x, (-shift[0], -shift[1]))
-        else:  # pad_shift and unpad_shift are the identity without a shift
-            x = unpad_shift(self.mix_windows(pad_shift(x, ws, shift), None, ws), ws, shift)
-        return crop_to(x, (h, w))
+        else:
+            mask = None
+            x = pad_shift(x, ws, shift)  # the identity without a shift
+        grid = (x.shape[1] // ws[0], x.shape[2] // ws[1])
+        return window_partition(x, ws), mask, WindowLayout((h, w), ws, shift, grid)
 
-    def mix_windows(self, x: torch.Tensor, mask: torch.Tensor | None, ws: tuple[int, int]) -> torch.Tensor:
-        """Partition a map into ``ws`` windows, call the mixer, merge back, ``(B, H, W, C) -> (B, H, W, C)``."""
-        windows = window_partition(x, ws)
-        out = self.call_mixer(windows, mask, ws)
-        return window_merge(out, ws, (x.shape[1] // ws[0], x.shape[2] // ws[1]))
+    def from_windows(self, windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+        """Inverse of :meth:`to_windows`: merge, unshift and crop, ``(B*nW, N, C) -> (B, H, W, C)``."""
+        if self.global_window:
+            return windows.reshape(-1, layout.size[0], layout.size[1], windows.shape[-1])
+        x = window_merge(windows, layout.window, layout.grid)
+        if self.shift_mode == "roll":
+            x = cyclic_shift(x, (-layout.shift[0], -layout.shift[1]))
+        else:
+            x = unpad_shift(x, layout.window, layout.shift)
+        return crop_to(x, layout.size)
 
-    def call_mixer(self, windows: torch.Tensor, mask: torch.Tensor | None, ws: tuple[int, int]) -> torch.Tensor:
-        """The window mixer on ``(B*nW, N, C)`` windows of size ``ws`` (told to a mixer that crops)."""
-        out = self.mixer(windows, mask, window_size=ws) if self.crops else self.mixer(windows, mask)
+    def mix_windows(self, windows: torch.Tensor, mask: torch.Tensor | None, window: tuple[int, int]) -> torch.Tensor:
+        """The window mixer on ``(B*nW, N, C)`` windows of size ``window`` (told to a mixer that crops)."""
+        out = self.mixer(windows, mask, window_size=window) if self.crops else self.mixer(windows, mask)
         return check_mixer_output(out, windows, self.mixer_name)
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel-MLP residual, ``x + drop_path2(mlp_branch(x))``."""
+        return x + self.drop_path2(self.mlp_branch(x))
 
     def extra_repr(self) -> str:
         if self.kind == "map":

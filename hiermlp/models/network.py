@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -24,6 +25,31 @@ NO_WEIGHT_DECAY_PARTS = ("cpb_mlp",)
 
 # the input check runs as one opaque node under torch.fx (it branches on the input's shape and dtype)
 torch.fx.wrap("check_images")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """What one stage is built from: :class:`HierNet`'s per-stage arguments resolved for stage ``i``, with the
+    network-wide ones it needs. Sizes are not part of it: the stage's map size follows the input size
+    (:meth:`HierNet.set_input_size` rebuilds the stages from the same specs)."""
+
+    dim: int
+    depth: int
+    num_heads: int
+    window_size: tuple[int, int]
+    shift: bool
+    mixer: Any
+    mixer_kwargs: dict[str, Any] | None
+    mlp_ratio: float
+    shift_mode: ShiftMode
+    norm_placement: NormPlacement
+    layer_scale_init: float | None
+    drop_path: tuple[float, ...]  # one rate per block
+    downsample: str | Callable[..., nn.Module] | None  # None in the first stage
+    downsample_kwargs: dict[str, Any] | None
+    norm_layer: Callable[[int], nn.Module]
+    mlp_norm_layer: Callable[[int], nn.Module] | None
+    act_layer: type[nn.Module]
 
 
 def per_stage(value: Any, n: int, name: str) -> tuple:
@@ -164,6 +190,9 @@ class HierNet(nn.Module):
         act_layer: str | type[nn.Module] = "gelu",
     ) -> None:
         super().__init__()
+        from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
+
+        check_arguments(HierNet, {k: v for k, v in locals().items() if k not in ("self", "__class__")}, what="HierNet")
         if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
             raise ConfigError(f"depths must be a list of block counts, one per stage, got {depths!r}")
         depths = tuple(depths)
@@ -227,16 +256,35 @@ class HierNet(nn.Module):
             **({"patch_size": patch_size} if stem == "patch_embed" else {}),
             **(stem_kwargs or {}),
         )
-        stem_stride = int(getattr(self.patch_embed, "reduction", patch_size))
-        self._stage_args = dict(
-            dims=dims, depths=depths, heads=heads, windows=windows, shifts=per_stage(shift, n, "shift"),
-            mixers=per_stage(mixer, n, "mixer"), mixer_kwargs=per_stage(mixer_kwargs, n, "mixer_kwargs"),
-            mlp_ratios=mlp_ratios, shift_modes=per_stage(shift_mode, n, "shift_mode"),
-            placements=per_stage(norm_placement, n, "norm_placement"), scales=scales,
-            downsample=downsample, downsample_kwargs=downsample_kwargs, norm=norm, act=act,
-            mlp_norm=make_norm(mlp_norm_layer, norm_eps) if mlp_norm_layer is not None else None,
-            drop_path_rate=drop_path_rate, stem_stride=stem_stride,
-        )  # fmt: skip
+        # the stem's total stride: the input check's minimum size and the first stage's reduction
+        self.stem_stride = int(getattr(self.patch_embed, "reduction", patch_size))
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
+        shifts, mixers = per_stage(shift, n, "shift"), per_stage(mixer, n, "mixer")
+        kwargs, shift_modes = per_stage(mixer_kwargs, n, "mixer_kwargs"), per_stage(shift_mode, n, "shift_mode")
+        placements = per_stage(norm_placement, n, "norm_placement")
+        mlp_norm = make_norm(mlp_norm_layer, norm_eps) if mlp_norm_layer is not None else None
+        self.stage_specs = tuple(
+            StageSpec(
+                dim=dims[i],
+                depth=depths[i],
+                num_heads=heads[i],
+                window_size=windows[i],
+                shift=shifts[i],
+                mixer=mixers[i],
+                mixer_kwargs=kwargs[i],
+                mlp_ratio=mlp_ratios[i],
+                shift_mode=shift_modes[i],
+                norm_placement=placements[i],
+                layer_scale_init=scales[i],
+                drop_path=tuple(dpr[sum(depths[:i]) : sum(depths[: i + 1])]),
+                downsample=downsample if i > 0 else None,
+                downsample_kwargs=downsample_kwargs,
+                norm_layer=norm,
+                mlp_norm_layer=mlp_norm,
+                act_layer=act,
+            )
+            for i in range(n)
+        )
         self.stages, self.feature_info = self._build_stages(img_size)
         self.norm = norm(self.num_features) if head_norm else nn.Identity()
         self.head = ClassifierHead(
@@ -252,41 +300,38 @@ class HierNet(nn.Module):
                             nn.init.zeros_(norm.bias)
 
     def _build_stages(self, img_size: tuple[int, int]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
-        a = self._stage_args
-        depths, dims = a["depths"], a["dims"]
-        dpr = torch.linspace(0, a["drop_path_rate"], sum(depths), device="cpu").tolist()
-        reduction = a["stem_stride"]
+        """The stages for a nominal input size (their window rule), from :attr:`stage_specs`."""
+        reduction = self.stem_stride
         feat = (math.ceil(img_size[0] / reduction), math.ceil(img_size[1] / reduction))
-        stages, info, in_dim = [], [], dims[0]
-        for i in range(len(depths)):
-            down = a["downsample"] if i > 0 else None
-            if down:
+        stages, info, in_dim = [], [], self.stage_specs[0].dim
+        for i, spec in enumerate(self.stage_specs):
+            if spec.downsample:
                 feat, reduction = (math.ceil(feat[0] / 2), math.ceil(feat[1] / 2)), reduction * 2
             stages.append(
                 HierStage(
                     in_dim=in_dim,
-                    dim=dims[i],
-                    depth=depths[i],
-                    downsample=down,
-                    downsample_kwargs=a["downsample_kwargs"],
+                    dim=spec.dim,
+                    depth=spec.depth,
+                    downsample=spec.downsample,
+                    downsample_kwargs=spec.downsample_kwargs,
                     feat_size=feat,
-                    num_heads=a["heads"][i],
-                    window_size=a["windows"][i],
-                    shift=a["shifts"][i],
-                    mixer=a["mixers"][i],
-                    mixer_kwargs=a["mixer_kwargs"][i],
-                    mlp_ratio=a["mlp_ratios"][i],
-                    drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
-                    norm_layer=a["norm"],
-                    mlp_norm_layer=a["mlp_norm"],
-                    act_layer=a["act"],
-                    norm_placement=a["placements"][i],
-                    layer_scale_init=a["scales"][i],
-                    shift_mode=a["shift_modes"][i],
+                    num_heads=spec.num_heads,
+                    window_size=spec.window_size,
+                    shift=spec.shift,
+                    mixer=spec.mixer,
+                    mixer_kwargs=spec.mixer_kwargs,
+                    mlp_ratio=spec.mlp_ratio,
+                    drop_path=spec.drop_path,
+                    norm_layer=spec.norm_layer,
+                    mlp_norm_layer=spec.mlp_norm_layer,
+                    act_layer=spec.act_layer,
+                    norm_placement=spec.norm_placement,
+                    layer_scale_init=spec.layer_scale_init,
+                    shift_mode=spec.shift_mode,
                 )
             )
-            info.append(dict(num_chs=dims[i], reduction=reduction, module=f"stages.{i}"))
-            in_dim = dims[i]
+            info.append(dict(num_chs=spec.dim, reduction=reduction, module=f"stages.{i}"))
+            in_dim = spec.dim
         return nn.Sequential(*stages), info
 
     @torch.jit.ignore
@@ -298,9 +343,10 @@ class HierNet(nn.Module):
         """
         img_size = to_2tuple(img_size, "img_size") if img_size is not None else self.img_size
         if window_size is not None:
-            n = len(self._stage_args["depths"])
-            self._stage_args["windows"] = tuple(
-                to_2tuple(w, "window_size") for w in per_stage(window_size, n, "window_size")
+            windows = per_stage(window_size, len(self.stage_specs), "window_size")
+            self.stage_specs = tuple(
+                dataclasses.replace(spec, window_size=to_2tuple(w, "window_size"))
+                for spec, w in zip(self.stage_specs, windows)
             )
         old = self.stages.state_dict()
         ref = next(self.parameters())
@@ -372,16 +418,13 @@ class HierNet(nn.Module):
             self.head.to(device=ref.device, dtype=ref.dtype)
         self.head.train(self.training)
 
-    def _check_images(self, x: torch.Tensor) -> torch.Tensor:
-        return check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H, W) -> (B, H/r, W/r, C)``: the images, checked (:func:`check_images`), through the stem."""
+        return self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters()), self.stem_stride))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, H/r, W/r, C)`` normalised last-stage map (channels-last)."""
-        x = self.patch_embed(
-            check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
-        )
-        x = self.stages(x)
-        return self.norm(x)
+        return self.norm(self.stages(self.embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``(B, h, w, C) -> (B, num_classes)`` (or pooled ``(B, C)`` with ``pre_logits``)."""
@@ -407,9 +450,7 @@ class HierNet(nn.Module):
         take = stage_indices(len(self.stages), indices)
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        x = self.patch_embed(
-            check_images(x, self.in_chans, next(self.patch_embed.parameters()), self._stage_args["stem_stride"])
-        )
+        x = self.embed(x)
         last = len(self.stages) - 1
         stages = self.stages[: max(take) + 1] if stop_early or intermediates_only else self.stages
         intermediates = []

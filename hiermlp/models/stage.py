@@ -119,7 +119,11 @@ class HierStage(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
+        return self.run_blocks(self.downsample(x))
+
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The blocks in order, ``(B, H', W', C) -> (B, H', W', C)``, each under activation checkpointing
+        while ``grad_checkpointing`` is on (a hook: the speed layer runs inference a few images at a time)."""
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
             for block in self.blocks:
                 x = checkpoint(block, x, use_reentrant=False)

@@ -15,91 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from einops import rearrange
-from torch import nn
-
-from hiermlp.errors import ShapeError
-from hiermlp.layers import register_downsample, register_stem
-from hiermlp.layers.embed import _pad_image
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import register_model
 from hiermlp.models.zoo import cfg
-from hiermlp.ops import pad_to_multiple
-
-# size checks and padding compare traced sizes, einops does not know fx proxies: opaque calls under torch.fx
-# (timm's and torchvision's feature extractors)
-for _fn in ("check_image_size", "_pad_image", "pad_to_multiple", "rearrange"):
-    torch.fx.wrap(_fn)
-
-
-# ---- sMLPNet's own stem, downsampler and channel-MLP norm ---------------------------------------------
-def check_image_size(x: torch.Tensor, fixed_size: tuple[int, int] | None) -> torch.Tensor:
-    """``x`` (B, C, H, W), or a ShapeError naming the supported size if ``fixed_size`` is set and differs."""
-    if fixed_size is not None and tuple(x.shape[-2:]) != fixed_size:
-        h, w = fixed_size
-        raise ShapeError(
-            f"this sMLPNet is resolution-tied: its row/column MLPs are sized for {h}x{w} inputs, got "
-            f"{x.shape[-2]}x{x.shape[-1]}; resize the images to {h}x{w}, or build the model with "
-            f"img_size={x.shape[-2]} (new row/column weights: pretrained ones will not load)"
-        )
-    return x
-
-
-@register_stem("patch_conv")
-class PatchConvStem(nn.Module):
-    """``(B, C_in, H, W) -> (B, H/p, W/p, C)``: a ``p x p`` stride-``p`` convolution, by default without bias
-    (sMLPNet's ``to_patch_embedding.0``), then an optional norm. Sizes that are no multiple of ``p`` are
-    zero-padded bottom/right (the official model takes multiples only).
-
-    ``fixed_size`` (set by resolution-tied models such as :class:`SMLPNet`) makes any other input size an
-    error that names the supported one, before any layer sees it.
-    """
-
-    def __init__(
-        self,
-        *,
-        in_chans: int = 3,
-        embed_dim: int = 80,
-        norm_layer: Any = None,
-        patch_size: int = 4,
-        bias: bool = False,
-    ) -> None:
-        super().__init__()
-        self.reduction = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size, bias=bias)
-        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
-        self.fixed_size: tuple[int, int] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # bottom/right zero padding to a patch multiple, as the patch_embed stem does
-        x = _pad_image(check_image_size(x, self.fixed_size), (self.reduction, self.reduction))
-        return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
-
-
-@register_downsample("patch_conv")
-class PatchConvDownsample(nn.Module):
-    """``(B, H, W, C) -> (B, H/2, W/2, out_dim)``: a 2x2 stride-2 convolution, by default without bias and
-    without a norm (sMLPNet's ``to_patch_embedding.i``); an odd map is zero-padded bottom/right first."""
-
-    def __init__(
-        self, *, dim: int, out_dim: int | None = None, norm_layer: Any = None, norm: bool = False, bias: bool = False
-    ) -> None:
-        super().__init__()
-        self.out_dim = out_dim or 2 * dim
-        self.proj = nn.Conv2d(dim, self.out_dim, 2, 2, bias=bias)
-        self.norm = norm_layer(self.out_dim) if norm and norm_layer is not None else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_to_multiple(x, (2, 2))  # odd maps: zero-padded bottom/right, as patch merging does
-        return self.norm(rearrange(self.proj(rearrange(x, "b h w c -> b c h w")), "b c h w -> b h w c"))
 
 
 class SMLPNet(HierNet):
-    """A :class:`HierNet` whose stem refuses input sizes other than ``img_size`` with an error naming it (the
-    sparse MLPs are sized to the maps). Its rows set ``mlp_norm_layer="layernorm"`` while ``norm_layer``
-    (BatchNorm) serves the token mixers and the final norm, as in sMLPNet (``token_mix`` starts with a
-    BatchNorm, ``channel_mix`` with a LayerNorm)."""
+    """A :class:`HierNet` whose stem (:class:`~hiermlp.layers.embed.PatchConvStem`) refuses input sizes other
+    than ``img_size`` with an error naming it (the sparse MLPs are sized to the maps). Its rows set
+    ``mlp_norm_layer="layernorm"`` while ``norm_layer`` (BatchNorm) serves the token mixers and the final norm,
+    as in sMLPNet (``token_mix`` starts with a BatchNorm, ``channel_mix`` with a LayerNorm)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

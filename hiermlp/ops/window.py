@@ -11,7 +11,6 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch.fx._symbolic_trace import is_fx_symbolic_tracing as _is_fx_symbolic_tracing
 
 from hiermlp.errors import ShapeError
 from hiermlp.ops.cache import geometry_cache
@@ -52,40 +51,10 @@ def cyclic_shift(x: torch.Tensor, shift: Size2) -> torch.Tensor:
     return torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
 
 
-def is_exporting() -> bool:
-    """True under ``torch.export`` (and the ONNX exporter built on it), TorchScript tracing or ONNX export."""
-    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-    return exporting() or torch.jit.is_tracing() or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
-
-
-def functorch_active() -> bool:
-    """True inside a functorch transform (``vmap``, ``grad``): hand-written kernels and autograd functions
-    step aside there for the plain ops the transforms know."""
-    return _functorch_transforms_active()
-
-
-_functorch_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
-
-
-def is_tracing() -> bool:
-    """True under ``torch.compile``/``torch.export``, TorchScript tracing or ONNX export.
-
-    Traced code takes the straightforward geometry (compilers fuse it themselves) and never reads or fills
-    the eager-mode caches, whose keys are Python values a graph cannot guard on.
-    """
-    return torch.compiler.is_compiling() or is_exporting()
-
-
-def is_fx_tracing() -> bool:
-    """True while ``torch.fx.symbolic_trace`` (or timm's / torchvision's feature extractors) traces a model:
-    fast paths step aside for the plain modules, whose size-dependent geometry runs as wrapped calls."""
-    return _is_fx_symbolic_tracing()
-
-
 def is_symbolic(*sizes: int) -> bool:
     """True when a size is symbolic (``torch.export`` / ``torch.compile`` with dynamic H, W).
 
-    Geometry then takes its branch-free path (pad by a possibly-zero amount, always build the mask):
+    Geometry then takes its branch-free path (pad by a possibly-zero amount, crop by a gather):
     branching on a symbolic size would specialise the traced graph to the example input's size.
     """
     return any(isinstance(s, torch.SymInt) for s in sizes)

@@ -43,11 +43,12 @@ from typing import Any
 import yaml
 
 from hiermlp.errors import ConfigError, suggest
+from hiermlp.limits import MAX_THREADS, check_threads
 from hiermlp.overrides import load_yaml, parse_overrides, split_item
 from hiermlp.schema import check_fields, field_types
 from hiermlp.train.config import TrainConfig, find_preset
 
-__all__ = ["BENCH_OPTIONS", "ComparePreset", "find_compare_preset", "load_preset", "parse_jobs"]
+__all__ = ["BENCH_OPTIONS", "ComparePreset", "find_compare_preset", "load_preset", "parse_jobs", "run_dir_name"]
 
 SECTIONS = ("title", "seeds", "jobs", "recipe", "defaults", "bench", "entries", "claims")
 # hiermlp.bench.benchmark_models options a preset's bench section may set, and skip (no timing at all)
@@ -117,14 +118,15 @@ def _seeds(value: Any, base: int, where: str) -> list[int]:
 
 
 def parse_jobs(value: Any, where: str) -> int | str:
-    """A preset's ``jobs``: a count >= 1 or ``"auto"``.
+    """A preset's ``jobs``: a count in ``[1, MAX_THREADS]`` or ``"auto"``.
 
     Raises:
         ConfigError: Anything else.
     """
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_THREADS):
         return value
-    raise ConfigError(f"{where}: jobs must be a count >= 1 or 'auto', got {value!r}")
+    bound = f" (at most {MAX_THREADS})" if isinstance(value, int) and not isinstance(value, bool) and value > 1 else ""
+    raise ConfigError(f"{where}: jobs must be a count >= 1 or 'auto', got {value!r}{bound}")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -171,7 +173,24 @@ def _entries(raw: Any, defaults: dict[str, Any], where: str) -> list[dict[str, A
     labels = [e["label"] for e in entries]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: entry labels must be unique, got {labels}")
+    dirs: dict[str, str] = {}
+    for label in labels:  # one run directory per label: two entries must never train into one
+        name = run_dir_name(label)
+        if not name.strip("."):
+            raise ConfigError(f"{where}: entry label {label!r} cannot name a run directory; use letters or digits")
+        other = dirs.setdefault(name.casefold(), label)  # casefold: case-insensitive file systems
+        if other != label:
+            raise ConfigError(
+                f"{where}: entry labels {other!r} and {label!r} would share the run directory {name!r}; give labels "
+                "that differ in letters, digits, '-', '_' or '.'"
+            )
     return entries
+
+
+def run_dir_name(label: str) -> str:
+    """The directory an entry's runs go to: the label with every character but letters, digits, ``-``, ``_``
+    and ``.`` replaced by ``_`` (:func:`load_preset` refuses labels that would share one)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 def _claims(raw: Any, labels: list[str], where: str) -> list[dict[str, Any]]:
@@ -210,6 +229,11 @@ def load_preset(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     only = data.pop("only", None)
     try:
         bench = check_fields(BENCH_OPTIONS, data.get("bench") or {}, what="bench option")
+        if bench.get("threads") is not None:
+            check_threads(bench["threads"], "bench.threads")
+        for key in ("batch", "repeats"):
+            if key in bench and bench[key] < 1:
+                raise ConfigError(f"bench.{key}={bench[key]} is invalid: it must be >= 1")
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     recipe = dict(data.get("recipe") or {})

@@ -121,6 +121,8 @@ class CompareResult:
     wall_s: float = 0.0
     jobs: int = 1  # runs trained at a time
     job_threads: int = 0  # torch threads of each run (0: not recorded)
+    # what a run's identity holds besides its config (a finished run is reused only when all of it matches)
+    run_identity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def train_time_total_s(self) -> float:
@@ -259,6 +261,15 @@ class CompareResult:
                     else ""
                 )
                 + ".",
+                *(
+                    [
+                        "",
+                        "A finished run is reused only when its whole config (recipe, model, seed) and its run "
+                        "environment match: " + ", ".join(f"{k}={v}" for k, v in self.run_identity.items()) + ".",
+                    ]
+                    if self.run_identity
+                    else []
+                ),
             ]
         )
 
@@ -290,6 +301,7 @@ class CompareResult:
             "wall_s": self.wall_s,
             "jobs": self.jobs,
             "job_threads": self.job_threads,
+            **({"run_identity": self.run_identity} if self.run_identity else {}),
             "train_time_total_s": self.train_time_total_s,
             "rows": rows,
             "findings": self.findings(),
@@ -396,6 +408,7 @@ def load_result(source: str | Path | dict[str, Any]) -> CompareResult:
         wall_s=data["wall_s"],
         jobs=data.get("jobs", 1),
         job_threads=data.get("job_threads", 0),
+        run_identity=data.get("run_identity", {}),
     )
     keys = ("claim", "family", "a", "b", "paper")
     return result.analyse([{k: c[k] for k in keys} for c in data.get("claims", [])])

@@ -1,17 +1,21 @@
 """Running a study: every (entry, seed) trained once in its own directory, resumable, optionally side by side.
 
 Every (entry, seed) is trained by :func:`hiermlp.train.train` in its own run directory
-(``RUNS/<label>/seed<k>``). Before training, the run's config (its fingerprint: what it computes, without
-where it writes or how it shows progress) is written there; once it has finished, its record. So a study
-that is killed and rerun with the same arguments reuses the finished runs, resumes the unfinished one from
-its last checkpoint, and retrains a run whose config changed. A lock file holding the training process's
-pid keeps two studies on one runs directory from training the same run; a lock whose process is gone is
-taken over.
+(``RUNS/<label>/seed<k>``, one per label: :func:`~hiermlp.study.preset.run_dir_name`). Before training, the
+run's identity is written there: its config without where it writes or how it shows progress, and its run
+environment (:func:`run_environment`: torch threads, device, the speed layer's settings and the versions of
+torch, timm, NumPy and Pillow), everything that changes what it computes; once it has finished, its record.
+So a study that is killed and rerun with the same arguments reuses the finished runs, resumes the
+unfinished one from its last checkpoint, and retrains a run whose identity changed. A file lock (the
+``filelock`` package: ``flock``, released by the kernel when its process dies) keeps two studies on one
+runs directory from training the same run.
 
 With ``jobs`` > 1 (CPU only) the runs are spread over worker processes with ``cores // jobs`` torch threads
 each: micro models keep one core busy far better than two, so two one-thread runs side by side finish
-sooner than the same two runs one after the other on two threads. What each run computes does not depend
-on it (the thread count is not part of a run's fingerprint). A worker dies with the study that started it.
+sooner than the same two runs one after the other on two threads. The thread count is part of a run's
+identity (reductions split over threads round differently). A worker dies with the study that started it;
+a worker that dies (killed by the system, e.g. out of memory) or a run that fails (diverged) stops the study
+with an error naming the entry and seed, and the runs that finished are kept for the rerun.
 
 Afterwards the trained architectures' inference and training throughput are measured together,
 round-robin, by :func:`hiermlp.bench.benchmark_models`, so speed is compared under the same conditions,
@@ -25,6 +29,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, fields, replace
@@ -34,25 +39,38 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from hiermlp.bench.env import available_cores, environment, finish_environment, set_threads
+from hiermlp.bench.env import available_cores, cpu_model, environment, finish_environment, set_threads
 from hiermlp.bench.flops import count_gmacs
 from hiermlp.bench.speed import BenchEntry, benchmark_models
-from hiermlp.errors import ConfigError
-from hiermlp.io import _alive, atomic_write_text
-from hiermlp.study.preset import ComparePreset
+from hiermlp.errors import ConfigError, HiermlpError, one_line
+from hiermlp.io import atomic_write_text
+from hiermlp.study.preset import ComparePreset, run_dir_name
 from hiermlp.study.report import CompareResult, CompareRow, RunRecord
 from hiermlp.study.stats import mean_interval
 from hiermlp.train import config_to_dict, model_from_config, train
 from hiermlp.train.config import TrainConfig, config_from_dict
 
-__all__ = ["FINGERPRINT_FILE", "LOCK_FILE", "RESULT_FILE", "resolve_jobs", "run_comparison"]
+__all__ = [
+    "FINGERPRINT_FILE",
+    "LOCK_FILE",
+    "RESULT_FILE",
+    "RunFailedError",
+    "resolve_jobs",
+    "run_comparison",
+    "run_environment",
+]
 
 # TrainConfig keys that do not change what a run computes: a finished or interrupted run is reused
-# whatever they are (the out_dir moves with --runs-dir, the rest is bookkeeping)
+# whatever they are (the out_dir moves with --runs-dir, the rest is bookkeeping). The thread count a run
+# uses is in its run environment instead (the config's threads is not what compare runs it with).
 _VOLATILE = ("out_dir", "resume", "overwrite", "progress", "tensorboard", "threads", "ckpt_every", "num_workers")
 RESULT_FILE = "compare_run.json"  # written into a run directory once its training has finished
-FINGERPRINT_FILE = "compare_config.json"  # the run's config, written before training starts
-LOCK_FILE = "compare.lock"  # the pid of the process training the run, while it does
+FINGERPRINT_FILE = "compare_config.json"  # the run's identity, written before training starts
+LOCK_FILE = "compare.lock"  # flock'd by the process training the run (it holds that process's pid)
+
+
+class RunFailedError(HiermlpError, RuntimeError):
+    """A run of a study failed or its worker died; the message names the entry and the seed."""
 
 
 def resolve_jobs(jobs: int | str, device: str, runs: int) -> int:
@@ -71,9 +89,40 @@ def resolve_jobs(jobs: int | str, device: str, runs: int) -> int:
     return int(jobs)
 
 
-def _fingerprint(cfg: Any) -> dict[str, Any]:
-    """What a run computes: its config without the keys that only say where and how it is shown."""
-    return {k: v for k, v in config_to_dict(cfg).items() if k not in _VOLATILE}
+def run_environment(device: str, threads: int) -> dict[str, Any]:
+    """Everything outside the config that changes what a run computes, down to the last bit.
+
+    The torch threads (reductions split over threads round differently), the device (CPU model or GPU name:
+    kernels differ between them), the speed layer's settings, the deterministic flag lives in the config,
+    and the versions of the libraries whose code runs in a step (torch, timm, NumPy; Pillow decodes and
+    resizes the images).
+    """
+    import numpy
+    import PIL
+    import timm
+
+    from hiermlp import accel
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    name = torch.cuda.get_device_name(torch.device(device if device.startswith("cuda") else "cuda")) if on_gpu else ""
+    return {
+        "threads": int(threads),
+        "device": f"cuda ({name})" if on_gpu else f"cpu ({cpu_model()})",
+        "accel": ",".join(f"{k}={v}" for k, v in asdict(accel.settings.current()).items()),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def _fingerprint(cfg: Any, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's identity: its config without the keys that only say where and how it is shown, and the run
+    environment it is trained in (:func:`run_environment`)."""
+    fp = {k: v for k, v in config_to_dict(cfg).items() if k not in _VOLATILE}
+    if environment is not None:
+        fp["environment"] = dict(environment)
+    return fp
 
 
 def _same_config(old: Any, new: dict[str, Any]) -> bool:
@@ -114,38 +163,40 @@ def is_main() -> bool:
 def _run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir`` for this process: two compares on one runs directory must not train the same run.
 
-    A lock left by a process that no longer exists (killed) is taken over.
+    An ``flock`` (the ``filelock`` package) on ``compare.lock``: atomic, and released by the kernel when the
+    holding process dies, so a killed compare's runs are free again at once. The holder writes its pid into
+    the file for the message of the one refused.
 
     Raises:
-        ConfigError: another live process holds it.
+        ConfigError: another process holds it.
     """
     if not is_main():
         yield
         return
+    import filelock
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK_FILE
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid > 0 and pid != os.getpid() and _alive(pid):
-                raise ConfigError(
-                    f"{run_dir} is being trained by process {pid} (another hiermlp compare on the same runs "
-                    "directory): wait for it to finish, or pass another --runs-dir"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
+    path = run_dir / LOCK_FILE
+
+    lock = filelock.FileLock(path, timeout=0, thread_local=False)
     try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            holder = f"process {int(path.read_text().strip())}"
+        except (OSError, ValueError):
+            holder = "another process"
+        raise ConfigError(
+            f"{run_dir} is being trained by {holder} (another hiermlp compare on the same runs directory): wait "
+            "for it to finish, or pass another --runs-dir"
+        ) from None
+    try:
+        with open(path, "r+") as f:  # the lock is the flock, not the content: the pid only names the holder
+            f.truncate(0)
+            f.write(str(os.getpid()))
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
 def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:
@@ -153,13 +204,15 @@ def _train_run(cfg: Any, run_dir: Path, progress: bool) -> Any:
     return train(cfg, out_dir=run_dir, progress=progress)
 
 
-def _run_one(cfg: Any, run_dir: Path, *, seed: int, progress: bool) -> tuple[RunRecord, Any, int]:
-    """Reuse a finished run of the same config, resume an interrupted one, or train afresh.
+def _run_one(
+    cfg: Any, run_dir: Path, *, seed: int, progress: bool, environment: dict[str, Any]
+) -> tuple[RunRecord, Any, int]:
+    """Reuse a finished run of the same identity, resume an interrupted one, or train afresh.
 
     Returns:
         The record, the trained model (None when reused) and its parameter count.
     """
-    fp = _fingerprint(cfg)
+    fp = _fingerprint(cfg, environment)
     done = _read_json(run_dir / RESULT_FILE)
     if done is not None and _same_config(done.get("config"), fp):
         rec = RunRecord(**{k: v for k, v in done["record"].items() if k != "reused"}, reused=True)
@@ -200,13 +253,19 @@ def _train_time(result: Any) -> float:
     return float(result.train_time_s)
 
 
-def _worker_init() -> None:
+_started: Any = None  # in a worker: the queue it announces (pid, entry, seed) on before each run
+
+
+def _worker_init(started: Any = None) -> None:
     """A worker dies with the compare that started it (Linux): a killed compare leaves no run training on.
 
-    Its run resumes from its checkpoint when the compare is run again.
+    Its run resumes from its checkpoint when the compare is run again. ``started``: a queue the worker
+    announces each run on, so the compare can name the run of a worker that dies.
     """
     import ctypes
-    import signal
+
+    global _started
+    _started = started
 
     # not Linux (no prctl): Ctrl-C still reaches the whole process group
     with contextlib.suppress(OSError, AttributeError):
@@ -216,64 +275,124 @@ def _worker_init() -> None:
         os._exit(1)
 
 
-def _train_job(cfg: Any, run_dir: str, seed: int, threads: int) -> tuple[RunRecord, int]:
+def _train_job(
+    cfg: Any, run_dir: str, seed: int, threads: int, index: int, environment: dict[str, Any]
+) -> tuple[RunRecord, int]:
     """One (entry, seed) in a worker process of ``jobs`` > 1 (module level: picklable for spawn)."""
+    if _started is not None:
+        _started.put((os.getpid(), index, seed))
     torch.set_num_threads(threads)
     with _run_lock(Path(run_dir)):
-        rec, _, params = _run_one(cfg, Path(run_dir), seed=seed, progress=False)
+        rec, _, params = _run_one(cfg, Path(run_dir), seed=seed, progress=False, environment=environment)
     return rec, params
+
+
+def _failed(label: str, seed: int, runs_dir: Path, e: BaseException) -> RunFailedError:
+    return RunFailedError(
+        f"entry {label!r} seed {seed} failed: {one_line(e)} (finished runs are kept in {runs_dir}; rerunning "
+        "the command reuses them)"
+    )
+
+
+def _died(procs: list[Any], started: Any, names: list[str], unfinished: set[tuple[int, int]], runs_dir: Path) -> str:
+    """The one-line account of a broken worker pool: the run whose worker died, and how it died."""
+    jobs: dict[int, tuple[int, int]] = {}  # worker pid -> the (entry, seed) it last started
+    with contextlib.suppress(Exception):
+        while not started.empty():
+            pid, i, seed = started.get()
+            jobs[pid] = (i, seed)
+    parts = []
+    for p in procs:  # the pool terminates the other workers (SIGTERM) once one has died
+        if p.exitcode in (None, 0, -signal.SIGTERM) or jobs.get(p.pid) not in unfinished:
+            continue
+        i, seed = jobs[p.pid]
+        how = f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit code {p.exitcode}"
+        oom = ", e.g. by the out-of-memory killer" if p.exitcode == -signal.SIGKILL else ""
+        parts.append(f"entry {names[i]!r} seed {seed} ({how}{oom})")
+    what = f"the worker training {' and '.join(parts)} died" if parts else "a compare worker died"
+    return (
+        f"{what}; finished runs are kept in {runs_dir} and a rerun reuses them (use fewer jobs or a smaller batch "
+        "if memory ran out)"
+    )
 
 
 def _train_all(
     preset: ComparePreset, configs: list[Any], runs_dir: Path, *, progress: bool, threads: int, jobs: int | str | None
-) -> tuple[list[list[tuple[RunRecord, int]]], int, int]:
+) -> tuple[list[list[tuple[RunRecord, int]]], int, int, dict[str, Any]]:
     """Every (entry, seed), one after the other or ``jobs`` at a time.
 
     Returns:
-        Per entry its (record, params) by seed; the jobs used and the torch threads of each run.
+        Per entry its (record, params) by seed; the jobs used, the torch threads of each run, and the run
+        environment every run's identity holds.
+
+    Raises:
+        RunFailedError: A run failed (diverged, bad data) or its worker died; the message names the entry
+            and seed. The runs that finished are kept.
     """
     todo = [(i, seed) for i in range(len(configs)) for seed in preset.seeds]
-    n_jobs = resolve_jobs(preset.jobs if jobs is None else jobs, configs[0].device, len(todo))
+    n_jobs = min(resolve_jobs(preset.jobs if jobs is None else jobs, configs[0].device, len(todo)), len(todo))
     per_run_threads = threads if n_jobs == 1 else max(1, threads // n_jobs)
+    environment = run_environment(configs[0].device, per_run_threads)
+    names = [e["label"] for e in preset.entries]
     done: dict[tuple[int, int], tuple[RunRecord, int]] = {}
     bar = tqdm(total=len(todo), desc="compare", disable=not progress, position=0)
 
     def report(i: int, seed: int, rec: RunRecord) -> None:
         bar.update()
         reused = " (reused)" if rec.reused else ""
-        bar.write(f"{preset.entries[i]['label']} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s{reused}")
+        bar.write(f"{names[i]} seed {seed}: top-1 {rec.top1:.2f}% | {rec.train_time_s:.0f}s{reused}")
 
     def run_dir(i: int, seed: int) -> Path:
-        return runs_dir / _slug(preset.entries[i]["label"]) / f"seed{seed}"
+        return runs_dir / run_dir_name(names[i]) / f"seed{seed}"
 
     if n_jobs == 1:
         for i, seed in todo:
-            bar.set_postfix_str(f"{preset.entries[i]['label']} seed {seed}")
+            bar.set_postfix_str(f"{names[i]} seed {seed}")
             cfg = replace(configs[i], seed=seed)
             with _run_lock(run_dir(i, seed)):
-                rec, model, params = _run_one(cfg, run_dir(i, seed), seed=seed, progress=progress)
+                try:
+                    rec, model, params = _run_one(
+                        cfg, run_dir(i, seed), seed=seed, progress=progress, environment=environment
+                    )
+                except (HiermlpError, FloatingPointError) as e:
+                    raise _failed(names[i], seed, runs_dir, e) from e
             del model
             done[i, seed] = rec, params
             report(i, seed, rec)
     else:
         # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=context, initializer=_worker_init) as pool:
+        started = context.SimpleQueue()
+        broken: BaseException | None = None
+        with cf.ProcessPoolExecutor(
+            max_workers=n_jobs, mp_context=context, initializer=_worker_init, initargs=(started,)
+        ) as pool:
             futures = {}
             for i, seed in todo:
                 cfg = replace(configs[i], seed=seed, progress=False)
-                futures[pool.submit(_train_job, cfg, str(run_dir(i, seed)), seed, per_run_threads)] = i, seed
+                args = (cfg, str(run_dir(i, seed)), seed, per_run_threads, i, environment)
+                futures[pool.submit(_train_job, *args)] = i, seed
+            procs = list(getattr(pool, "_processes", {}).values())  # their exit codes tell a killed worker
             try:
                 for future in cf.as_completed(futures):
                     i, seed = futures[future]
-                    done[i, seed] = future.result()
+                    try:
+                        done[i, seed] = future.result()
+                    except cf.process.BrokenProcessPool as e:
+                        broken = e  # told once the pool has shut down and every exit code is known
+                        break
+                    except (HiermlpError, FloatingPointError) as e:
+                        raise _failed(names[i], seed, runs_dir, e) from e
                     report(i, seed, done[i, seed][0])
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
+        if broken is not None:
+            unfinished = {key for key in todo if key not in done}
+            raise RunFailedError(_died(procs, started, names, unfinished, runs_dir)) from broken
     bar.close()
-    return [[done[i, seed] for seed in preset.seeds] for i in range(len(configs))], n_jobs, per_run_threads
+    return [[done[i, seed] for seed in preset.seeds] for i in range(len(configs))], n_jobs, per_run_threads, environment
 
 
 def run_comparison(
@@ -309,7 +428,7 @@ def run_comparison(
         cfg = config_from_dict({**recipe, "model": e["model"], "model_kwargs": e["model_kwargs"], "progress": progress})
         configs.append(cfg)
     env = environment(configs[0].device if configs[0].device != "auto" else "cpu")
-    runs_of, n_jobs, job_threads = _train_all(
+    runs_of, n_jobs, job_threads, run_env = _train_all(
         preset, configs, Path(runs_dir), progress=progress, threads=threads, jobs=jobs
     )
     rows: list[CompareRow] = []
@@ -358,8 +477,5 @@ def run_comparison(
     result.analyse(preset.claims)
     result.wall_s = time.perf_counter() - t_start
     result.jobs, result.job_threads = n_jobs, job_threads
+    result.run_identity = {"deterministic": configs[0].deterministic, **run_env}
     return result
-
-
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)

@@ -24,12 +24,14 @@ from hiermlp.data import (
     ShardSampler,
     build_dataset,
     build_transform,
+    check_labels,
     collate_prepared,
     dataset_stats,
     subset_indices,
 )
 from hiermlp.errors import CheckpointError, HiermlpError
 from hiermlp.errors import ConfigError as BaseConfigError
+from hiermlp.limits import check_bytes
 from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo
 from hiermlp.train.optim import build_optimizer, build_scheduler, scaled_lrs
@@ -39,6 +41,7 @@ __all__ = [
     "Optimization",
     "autocast",
     "build_datasets",
+    "build_eval_dataset",
     "build_loss",
     "build_optimization",
     "model_from_config",
@@ -167,10 +170,47 @@ def resolve_data_config(cfg: TrainConfig) -> dict[str, Any]:
 def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     """(train dataset, test dataset, num_classes) with the config's transforms (:func:`resolve_data_config`).
 
+    The test split's labels index the training split's class map (:func:`hiermlp.data.build_dataset`).
+
     Raises:
         FileNotFoundError: the data path does not exist (the message names it).
+        ConfigError: the test split has a class the training split lacks.
     """
-    mode = "L" if cfg.in_chans == 1 else "RGB"
+    train_tf, test_tf = _transforms(cfg)
+    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **_data_kw(cfg))
+    test_ds = build_dataset(
+        cfg.data, split=_test_split(cfg), transform=test_tf, classes=train_ds.classes, **_data_kw(cfg)
+    )
+    num_classes = cfg.num_classes or len(train_ds.classes)
+    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+
+
+def build_eval_dataset(cfg: TrainConfig, classes: list[str] | None) -> tuple[Any, int]:
+    """(test dataset, num_classes): labelled with ``classes``, the class map a trained checkpoint stores
+    (None: the training split's, as :func:`build_datasets`).
+
+    Raises:
+        ConfigError: the split has a class the map lacks.
+    """
+    if not classes:
+        _, test_ds, num_classes = build_datasets(cfg)
+        return test_ds, num_classes
+    _, test_tf = _transforms(cfg)
+    test_ds = build_dataset(cfg.data, split=_test_split(cfg), transform=test_tf, classes=list(classes), **_data_kw(cfg))
+    return test_ds, cfg.num_classes or len(classes)
+
+
+def _test_split(cfg: TrainConfig) -> str:
+    # a folder's split is found under timm's names too (val, validation): hiermlp.data.folder_split
+    return cfg.test_split or ("validation" if cfg.data == "folder" else "test")
+
+
+def _data_kw(cfg: TrainConfig) -> dict[str, Any]:
+    return {"root": cfg.data_root, "mode": "L" if cfg.in_chans == 1 else "RGB", "corrupt": cfg.corrupt}
+
+
+def _transforms(cfg: TrainConfig) -> tuple[Any, Any]:
+    """(train transform, test transform) of the config, both on :func:`resolve_data_config`'s eval geometry."""
     dc = resolve_data_config(cfg)
     common = {key: dc[key] for key in ("mean", "std", "interpolation", "crop_pct", "crop_mode")}
     common["img_size"] = cfg.img_size
@@ -185,12 +225,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
         **common,
     )
     test_tf = build_transform(is_training=False, **common)
-    test_split = cfg.test_split or ("validation" if cfg.data == "folder" else "test")
-    data_kw = {"root": cfg.data_root, "mode": mode, "corrupt": cfg.corrupt}
-    train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **data_kw)
-    test_ds = build_dataset(cfg.data, split=test_split, transform=test_tf, **data_kw)
-    num_classes = cfg.num_classes or len(train_ds.classes)
-    return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+    return train_tf, test_tf
 
 
 # an in-memory dataset without augmentation is transformed once up to this size (full Fashion-MNIST at
@@ -245,6 +280,7 @@ class Data:
     test_loader: DataLoader
     num_classes: int
     data_config: dict[str, Any]  # the eval transform (resolve_data_config), recorded in every checkpoint
+    classes: list[str]  # the training split's class names in label order (stored in checkpoints)
 
 
 def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
@@ -254,6 +290,8 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         ConfigError: the (limited) training set is smaller than one global batch.
     """
     train_ds, test_ds, num_classes = build_datasets(cfg)
+    check_labels(train_ds, num_classes, f"data={cfg.data} split {cfg.train_split!r}")
+    check_labels(test_ds, num_classes, f"data={cfg.data} split {_test_split(cfg)!r}")
     train_idx = subset_indices(len(train_ds), cfg.limit_train, cfg.seed)
     test_idx = subset_indices(len(test_ds), cfg.limit_test, cfg.seed)
     try:
@@ -267,6 +305,17 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         )
     except ValueError as e:
         raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
+    pixels = cfg.in_chans * cfg.img_size**2 * 4  # one float32 input image
+    check_bytes(
+        sampler.micro * pixels,
+        f"batch_size={cfg.batch_size} (accum_steps={cfg.accum_steps}) at img_size={cfg.img_size}",
+        "lower img_size or batch_size, or raise accum_steps",
+    )
+    check_bytes(
+        min(cfg.eval_batch_size, len(test_idx)) * pixels,
+        f"eval_batch_size={cfg.eval_batch_size} at img_size={cfg.img_size}",
+        "lower img_size or eval_batch_size",
+    )
     loader_kw: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": info.device.type == "cuda"}
     # the same tensors either way: the test transform never draws random numbers, the train one not under
     # no_aug (then SeededDataset's per-sample seeding has nothing to seed); batches are index lookups, so
@@ -286,6 +335,7 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
     train_loader = DataLoader(
         train_ds, batch_sampler=sampler, **(prepared_kw if train_prepared is not None else loader_kw)
     )
+    classes = list(getattr(train_ds, "classes", None) or getattr(getattr(train_ds, "dataset", None), "classes", []))
     return Data(
         train_ds=train_ds,
         sampler=sampler,
@@ -293,6 +343,7 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         test_loader=test_loader,
         num_classes=num_classes,
         data_config=resolve_data_config(cfg),
+        classes=classes,
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from hiermlp.errors import ConfigError, NotFoundError, suggest
+from hiermlp.limits import MAX_THREADS
 from hiermlp.overrides import format_value, load_yaml, parse_overrides, unknown_key
 from hiermlp.schema import check_fields, field_types
 
@@ -63,7 +64,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # options over the row's, e.g. {embed_dim: 48}
     pretrained: bool = False  # load the registry's pretrained weights (needs them cached / reachable)
     num_classes: int = 0  # 0 = take it from the dataset
-    in_chans: int = 1  # 1 keeps grayscale data as is; 3 repeats gray channels (or uses RGB data)
+    in_chans: int = 1  # 1 keeps grayscale data as is; 3 repeats gray channels (or uses RGB data); nothing else
     img_size: int = 32  # images are resized/cropped to img_size x img_size (Fashion-MNIST 28 -> 32)
     drop_path_rate: float = 0.05  # stochastic depth, grows linearly over the blocks
     grad_checkpointing: bool = False  # recompute activations in backward to save memory
@@ -129,6 +130,7 @@ class TrainConfig:
 
 
 _CHOICES = {
+    "in_chans": (1, 3),  # the data pipeline gives PIL "L" or "RGB" images
     "amp": ("bf16", "fp16", "none"),
     "corrupt": ("error", "skip"),
     "nan_policy": ("stop", "skip"),
@@ -138,7 +140,7 @@ _CHOICES = {
 # key -> (lowest, highest, low end included, high end included); None = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "seed": (0, 2**63 - 1, True, True),
-    "threads": (0, None, True, True),
+    "threads": (0, MAX_THREADS, True, True),
     "ckpt_every": (0, None, True, True),
     "num_classes": (0, None, True, True),
     "in_chans": (1, None, True, True),
@@ -146,8 +148,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "drop_path_rate": (0, 1, True, False),
     "limit_train": (0, None, True, True),
     "limit_test": (0, None, True, True),
-    "num_workers": (0, None, True, True),
-    "crop_pct": (0, 1, True, True),
+    "num_workers": (0, MAX_THREADS, True, True),
+    "crop_pct": (0, 1, True, True),  # 0 = the model cfg's
     "hflip": (0, 1, True, True),
     "color_jitter": (0, None, True, True),
     "reprob": (0, 1, True, True),
@@ -196,7 +198,7 @@ def _bad(key: str, value: Any, rule: str) -> ConfigError:
 def _validate(cfg: TrainConfig) -> None:
     for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            names = ", ".join(a or "'' (the model's)" for a in allowed)
+            names = ", ".join("'' (the model's)" if a == "" else str(a) for a in allowed)
             raise _bad(key, getattr(cfg, key), f"one of {names}")
     for key, bounds in _RANGES.items():
         if not _in_range(getattr(cfg, key), *bounds):

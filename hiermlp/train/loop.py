@@ -8,7 +8,10 @@ steps of one epoch. Reproducibility rests on three rules:
   randomness (drop path, mixup) by ``(seed, step, rank)``, so a run resumed at any step replays exactly;
 - global batches are cut from one permutation per epoch whatever the world size or accumulation
   (:class:`~hiermlp.data.sampling.GlobalBatchSampler`), so DDP and accumulation see the same samples;
-- checkpoints are written atomically (:mod:`hiermlp.io`) and read with ``weights_only=True``.
+- checkpoints are written atomically (:mod:`hiermlp.io`) and read with ``weights_only=True``;
+  the run directory's guarantees (resume only under the same config, ``overwrite`` that keeps the old run
+  until the new one has a checkpoint, a ``best.pth`` that a kill cannot leave stale) are
+  :mod:`hiermlp.train.rundir`'s.
 
 Nothing poisoned is kept: a non-finite loss, gradient or weight stops the run (or, with
 ``nan_policy=skip``, skips a step whose loss or gradients are non-finite) before the step's checkpoint or
@@ -21,6 +24,7 @@ import contextlib
 import math
 import random
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -35,8 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from hiermlp.data import mix_seed
-from hiermlp.errors import CheckpointError, NonFiniteError, OutputError
-from hiermlp.io import atomic_save, ensure_writable_dir, output_error, remove_stale_temps
+from hiermlp.errors import CheckpointError, ConfigError, NonFiniteError, one_line
+from hiermlp.io import atomic_save
 from hiermlp.train.build import (
     autocast,
     build_data,
@@ -49,13 +53,12 @@ from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoi
 from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from hiermlp.train.optim import restore_scheduler
-from hiermlp.train.progress import Progress, Writers, remove_run_outputs
+from hiermlp.train.progress import Progress, Writers
 from hiermlp.train.records import resolved_args
+from hiermlp.train.rundir import PreviousRun, check_resume, check_same_data, claim_out_dir, repair_best
 
 __all__ = ["TrainResult", "build_datasets", "evaluate", "model_from_config", "train"]
 
-# files that mark a directory as holding a run (metrics.jsonl only when it has a row)
-RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")
 # a run whose every step is skipped (diverged, or an fp16 scale that never recovers) stops instead of idling
 MAX_SKIPPED_IN_A_ROW = 25
 
@@ -115,6 +118,7 @@ def evaluate(
         with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
+        check_batch_labels(y, logits.shape[1])
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hit = top.eq(y[:, None])
@@ -127,6 +131,16 @@ def evaluate(
     if n == 0:
         raise ValueError("evaluation loader is empty")
     return {"loss": loss_sum / n, "top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "count": int(n)}
+
+
+def check_batch_labels(y: torch.Tensor, num_classes: int) -> None:
+    """A ConfigError when a batch has a label outside the head's outputs (a dataset that cannot list its
+    labels up front, see :func:`hiermlp.data.check_labels`), instead of an index error deep in torch."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ConfigError(
+            f"a batch has label {int(y.max()) if int(y.max()) >= num_classes else int(y.min())} but the head has "
+            f"num_classes={num_classes} outputs; set num_classes=0 to take the dataset's class count, or raise it"
+        )
 
 
 def _seed_all(seed: int) -> None:
@@ -142,57 +156,6 @@ def _set_deterministic(on: bool) -> None:
     torch.backends.cudnn.deterministic = on
     # warn_only: a few kernels have no deterministic version; we prefer a warning to a crash
     torch.use_deterministic_algorithms(on, warn_only=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the output directory
-
-
-def claim_out_dir(cfg: TrainConfig, info: DistInfo) -> Path | None:
-    """Decide (before anything is built or written) where this run resumes from, and check ``out_dir``.
-
-    On rank 0: remove temporary files of killed writes, check that the directory is writable, and refuse
-    a directory that holds another run's outputs unless ``resume`` continues it or ``overwrite=true``
-    replaces it. Every rank gets the same outcome.
-
-    Returns:
-        The checkpoint to resume from, or None to start afresh.
-
-    Raises:
-        OutputError: the directory holds a previous run, or cannot be written.
-    """
-    out = Path(cfg.out_dir)
-    resume = None
-    if cfg.resume == "auto":
-        resume = out / "last.pth" if (out / "last.pth").exists() else None
-    elif cfg.resume:
-        resume = Path(cfg.resume)
-    error: OutputError | None = None
-    if info.is_main:
-        try:
-            remove_stale_temps(out)
-            previous = _previous_outputs(out)
-            inside = resume is not None and resume.resolve().parent == out.resolve()
-            if previous and not cfg.overwrite and not inside:
-                raise OutputError(
-                    f"out_dir={str(out)!r} holds a previous run ({', '.join(previous)}); pass resume=auto to "
-                    "continue it, overwrite=true to replace it, or choose another out_dir"
-                )
-            ensure_writable_dir(out)
-        except OutputError as e:
-            error = e
-    if all_reduce_sum([float(error is not None)], info)[0] > 0:
-        raise error or OutputError(f"out_dir={str(out)!r} was refused on rank 0 (see its message)")
-    return resume
-
-
-def _previous_outputs(out: Path) -> list[str]:
-    found = []
-    for name in RUN_FILES:
-        p = out / name
-        if p.is_file() and (name != "metrics.jsonl" or p.stat().st_size > 0):
-            found.append(name)
-    return found
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -234,10 +197,17 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, progress: bool
         resume = claim_out_dir(cfg, info)
         # read (and validate) the checkpoint before anything is written, so a bad file costs nothing
         ckpt = load_training_checkpoint(resume) if resume is not None else None
+        notes = check_resume(ckpt, cfg, resume) if ckpt is not None else []
         run = _Run(cfg, info, progress=progress and cfg.progress)
         if ckpt is not None:
-            run.restore(ckpt)
+            run.restore(ckpt, resume)
             run.last_saved = (resume, run.state.step)
+            if info.is_main:
+                for note in notes:
+                    print(f"note: {note}", file=sys.stderr, flush=True)
+                reset = repair_best(run.out, ckpt, resume)
+                if reset is not None:
+                    run.state.best_top1, run.state.best_epoch = reset
         return run.fit()
     finally:
         cleanup_distributed(info)
@@ -269,6 +239,7 @@ class _Run:
         self.mixup_fn, self.criterion = build_loss(cfg, self.data.num_classes)
         self.state = _State()
         self.last_saved: tuple[Path, int] | None = None  # (file, step) of the latest checkpoint written
+        self.previous: PreviousRun | None = None  # overwrite=true: the replaced run, until our first checkpoint
         self.skipped_in_a_row = 0
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
@@ -283,8 +254,14 @@ class _Run:
 
     # --- resume -------------------------------------------------------------------------------------------
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Continue from a training checkpoint (model, optimizer, schedule position, scaler, EMA, RNG)."""
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Continue from a training checkpoint (model, optimizer, schedule position, scaler, EMA, RNG).
+
+        Raises:
+            ConfigError: the training data is not the data the checkpoint was trained on.
+            CheckpointError: the checkpoint does not fit the model or optimizer.
+        """
+        check_same_data(ckpt, steps_per_epoch=self.opt.steps_per_epoch, classes=self.data.classes, path=path)
         opt = self.opt
         try:
             self.model.load_state_dict(ckpt["model"])
@@ -297,9 +274,9 @@ class _Run:
                     raise CheckpointError("ema=true but the checkpoint has no EMA weights; resume with ema=false")
                 opt.ema.module.load_state_dict(ckpt["model_ema"])
         except (RuntimeError, KeyError, ValueError) as e:
-            first = (str(e).splitlines() or [""])[0][:300]
+            what = one_line(e)[:600]  # torch's message lists the missing, unexpected and mismatched keys
             raise CheckpointError(
-                f"checkpoint does not match this config/model: {first}; resume with the config it was written by"
+                f"{path} does not match this config/model: {what}; resume with the config it was written by"
             ) from e
         s = self.state
         s.epoch, s.epoch_step, s.step = int(ckpt["epoch"]), int(ckpt["epoch_step"]), int(ckpt["step"])
@@ -338,11 +315,16 @@ class _Run:
                 "config": config_to_dict(self.cfg),
                 "data_config": self.data.data_config,  # the eval transform, for every evaluator of the weights
                 "num_classes": self.data.num_classes,
+                "classes": self.data.classes,  # the class map every split and evaluation uses
+                "steps_per_epoch": opt.steps_per_epoch,
                 "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
             },
             self.out / name,
         )
         self.last_saved = (path, s.step)
+        if self.previous is not None and name == "last.pth":  # the new run is safe on disk: drop the old one
+            self.previous.commit()
+            self.previous = None
 
     # --- one optimizer step -------------------------------------------------------------------------------
 
@@ -455,6 +437,7 @@ class _Run:
             if j == 0:
                 _seed_all(mix_seed(cfg.seed, s.step, self.info.rank, 2))  # drop path / mixup of this step
                 losses = []
+            check_batch_labels(y, self.data.num_classes)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -537,11 +520,8 @@ class _Run:
     def _open_outputs(self) -> Writers | None:
         if not self.info.is_main:
             return None
-        try:
-            if self.cfg.overwrite and not self.cfg.resume:
-                remove_run_outputs(self.out)
-        except OSError as e:
-            raise output_error(self.out, e, what="previous run's files in") from e
+        if self.cfg.overwrite and self.last_saved is None:
+            self.previous = PreviousRun.set_aside(self.out)
         save_config(self.cfg, self.out / "config.yaml")
         run = resolved_args(self.cfg, self.data, self.opt, params=self.n_params, world_size=self.info.world_size)
         return Writers(self.out, history=self.state.history, cfg=self.cfg, resolved=run)
@@ -550,18 +530,27 @@ class _Run:
         """Train the remaining epochs, evaluating and checkpointing after each."""
         cfg, s = self.cfg, self.state
         model = self._wrap()
-        writers = self._open_outputs()
         bar = Progress(
             enabled=self.progress and self.info.is_main, total=self.opt.total_steps, initial=s.step, desc=cfg.model
         )
         train_time, train_images = 0.0, 0
         model.train()
+        writers = None
         try:
+            writers = self._open_outputs()  # overwrite=true sets the replaced run aside here
             while s.epoch < cfg.epochs:
                 stats = self.train_epoch(model, bar)
                 train_time += stats["time"]
                 train_images += stats["seen"]
                 self.end_epoch(stats, writers, bar)
+        except BaseException:
+            if self.previous is not None:  # failed before its first checkpoint: the replaced run comes back
+                if writers is not None:
+                    writers.close()
+                    writers = None
+                self.previous.restore()
+                self.previous = None
+            raise
         finally:
             bar.close()
             if writers is not None:

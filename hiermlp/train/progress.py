@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from tqdm.auto import tqdm
 
 from hiermlp.io import atomic_write_text
 from hiermlp.train.config import TrainConfig
-from hiermlp.train.records import RECORD_FILES, RunRecords
+from hiermlp.train.records import RunRecords
 
 __all__ = ["Progress", "Writers"]
 
@@ -110,11 +109,3 @@ class Writers:
     def close(self) -> None:
         if self.records is not None:
             self.records.close()
-
-
-def remove_run_outputs(out_dir: Path) -> None:
-    """``overwrite=true``: delete a previous run's checkpoints, metrics and events before the first write."""
-    for name in ("last.pth", "best.pth", "metrics.jsonl", *RECORD_FILES):
-        (out_dir / name).unlink(missing_ok=True)
-    if (out_dir / "tb").is_dir():
-        shutil.rmtree(out_dir / "tb")

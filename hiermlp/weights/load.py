@@ -79,6 +79,7 @@ class TrainedCheckpoint:
     # the eval transform the file records (timm's data-config keys: input_size, interpolation, crop_pct,
     # crop_mode, mean, std), as far as it records one
     data_config: dict[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # a hiermlp trainer's class names, in label order (the training split's)
 
 
 def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedCheckpoint:
@@ -104,8 +105,15 @@ def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedChe
             kwargs["in_chans"] = config["in_chans"]
         weights = _pick(obj, ("model_ema",) if ema else ("model",), source)
         data = _tuples(obj.get("data_config")) if isinstance(obj.get("data_config"), dict) else _data_config(config)
+        classes = tuple(str(c) for c in obj.get("classes") or ())
         return TrainedCheckpoint(
-            weights, "hiermlp-train", config.get("model"), kwargs, _tuples(config.get("img_size")), data
+            weights,
+            "hiermlp-train",
+            config.get("model"),
+            kwargs,
+            _tuples(config.get("img_size")),
+            data_config=data,
+            classes=classes,
         )
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and ("args" in obj or "arch" in obj):
         args = vars(obj["args"]) if isinstance(obj.get("args"), argparse.Namespace) else {}
@@ -215,17 +223,52 @@ def adapt_first_conv(model: nn.Module, sd: StateDict, target: StateDict) -> str 
     return key
 
 
-def prepare_state_dict(model: nn.Module, sd: StateDict, *, convert: bool = True) -> tuple[str, StateDict, LoadResult]:
-    """Detect and convert the layout (unless ``convert`` is off), resize position tables, adapt the first conv
-    to ``in_chans``."""
+def prepare_state_dict(
+    model: nn.Module, sd: StateDict, *, convert: bool = True, source: str = "state dict"
+) -> tuple[str, StateDict, LoadResult]:
+    """Detect and convert the layout (unless ``convert`` is off), check the values (:func:`check_values`),
+    resize position tables, adapt the first conv to ``in_chans``."""
     layout, sd = convert_state_dict(sd) if convert else ("as saved", dict(sd))
     target = model.state_dict()
+    check_values(sd, target, source)  # before resizing and adapting cast anything to the model's dtype
     result = LoadResult(layout)
     result.resized = _resize_tables(model, sd, target)
     adapted = adapt_first_conv(model, sd, target)
     if adapted:
         result.adapted.append(adapted)
     return layout, sd, result
+
+
+def check_values(sd: StateDict, target: StateDict, source: str) -> None:
+    """Refuse weights that cannot be what they claim: an integer (or bool) tensor where the model has a
+    floating-point weight (``load_state_dict`` would silently cast it), or NaN/inf values (a diverged run, a
+    corrupt file).
+
+    Raises:
+        CheckpointError: One line naming the first offending tensors and what is wrong with them.
+    """
+    ints = [
+        f"{k} ({v.dtype})"
+        for k, v in sd.items()
+        if k in target and target[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())
+    ]
+    if ints:
+        raise CheckpointError(
+            f"{source}: {len(ints)} tensor(s) hold integers where the model has floating-point weights: "
+            f"{', '.join(ints[:3])}{' ...' if len(ints) > 3 else ''}; this is not a weights file of this model "
+            "(or it was saved after a dtype conversion): save the float weights"
+        )
+    bad = []
+    for k, v in sd.items():
+        if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all()):
+            n_nan, n_inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+            bad.append(f"{k} ({n_nan} NaN, {n_inf} inf)")
+    if bad:
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensor(s) hold non-finite values: {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}; the weights are corrupt or from a diverged run: use an earlier "
+            "checkpoint"
+        )
 
 
 def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> StateDict:
@@ -236,7 +279,7 @@ def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> StateDict:
     :class:`~hiermlp.errors.CheckpointError` naming them (timm's own load would raise torch's multi-line error).
     """
     sd = unwrap(dict(state_dict), "pretrained weights")
-    layout, sd, result = prepare_state_dict(model, sd)
+    layout, sd, result = prepare_state_dict(model, sd, source="pretrained weights")
     target = model.state_dict()
     head = _classifier_prefix(model) + "."
     conv = _first_conv(model) + ".weight"
@@ -292,9 +335,11 @@ def load_checkpoint(
     The layout is detected and converted; relative-position tables are resized bicubically when the
     window differs; a 3-channel first conv is adapted to the model's ``in_chans`` (timm's
     ``adapt_input_conv``); a classifier with another number of classes is left at its initialisation (with a
-    log message naming it). With ``strict``, any other missing, unexpected or shape-mismatched key raises a
-    :class:`~hiermlp.errors.CheckpointError` naming them; without it, what matches loads and every skipped key
-    (missing, unexpected, shape-mismatched) is in the result and in one warning. Backbones
+    log message naming it). Integer tensors where the model has floating-point weights, and NaN/inf values, are
+    a :class:`~hiermlp.errors.CheckpointError` (:func:`check_values`). With ``strict``, any other missing,
+    unexpected or shape-mismatched key raises a :class:`~hiermlp.errors.CheckpointError` naming them; without
+    it, what matches loads and every skipped key (missing, unexpected, shape-mismatched) is in the result and
+    in one warning. Backbones
     (``features_only``) silently ignore the keys of the parts they dropped (final norm, head, later stages).
 
     ``new_head=False`` makes a classifier of another class count a shape mismatch like any other (evaluating
@@ -302,7 +347,8 @@ def load_checkpoint(
     with no layout detection.
     """
     sd = read_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else unwrap(dict(checkpoint))
-    layout, sd, result = prepare_state_dict(model, sd, convert=convert)
+    source = f"checkpoint {os.fspath(checkpoint)!r}" if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
+    layout, sd, result = prepare_state_dict(model, sd, convert=convert, source=source)
     target = model.state_dict()
 
     head = _classifier_prefix(model)
