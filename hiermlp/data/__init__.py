@@ -12,6 +12,7 @@ from hiermlp.data.datasets import (
     check_labels,
     collate_prepared,
     dataset_stats,
+    folder_split,
     known_labels,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
@@ -46,6 +47,7 @@ __all__ = [
     "collate_pairs",
     "collate_prepared",
     "dataset_stats",
+    "folder_split",
     "known_labels",
     "load_idx_split",
     "load_scenes",
