@@ -11,10 +11,7 @@ through ``hiermlp timm benchmark.py --model hiermlp_<name>``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hiermlp.bench.speed import BenchReport, BenchRow
+from typing import Any
 
 __all__ = ["BENCHMARK_PY_COLUMNS", "benchmark_py_rows"]
 
@@ -33,13 +30,18 @@ BENCHMARK_PY_COLUMNS = (
 )
 
 
-def timm_name(row: BenchRow) -> str:
-    """The name timm's registry (and so benchmark.py) knows the row's model by."""
+# rows and reports are hiermlp.bench.speed's BenchRow / BenchReport, typed Any here: speed.py calls this
+# module, so naming its classes would make the two modules import each other
+
+
+def timm_name(row: Any) -> str:
+    """The name timm's registry (and so benchmark.py) knows a ``BenchRow``'s model by."""
     return f"hiermlp_{row.model_name}" if row.source == "hiermlp" else row.model_name
 
 
-def benchmark_py_rows(report: BenchReport) -> list[dict[str, Any]]:
-    """One benchmark.py-style dict per row that was measured (unsupported or failed rows are left out)."""
+def benchmark_py_rows(report: Any) -> list[dict[str, Any]]:
+    """One benchmark.py-style dict per row of a ``BenchReport`` that was measured (unsupported or failed rows
+    are left out)."""
     s = report.settings
     out = []
     for row in report.rows:
