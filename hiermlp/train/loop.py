@@ -48,6 +48,7 @@ from hiermlp.train.build import (
     build_loss,
     build_optimization,
     model_from_config,
+    speed_record,
 )
 from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoint, restore_rng
 from hiermlp.train.config import TrainConfig, config_to_dict, save_config
@@ -316,6 +317,7 @@ class _Run:
                 "classes": self.data.classes,  # the class map every split and evaluation uses
                 "steps_per_epoch": opt.steps_per_epoch,
                 "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
+                "speed": speed_record(self.device, self.cfg.amp),  # the precision and GEMM path that ran
             },
             self.out / name,
         )
