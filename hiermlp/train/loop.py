@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from hiermlp.accel.compiling import compile_model
 from hiermlp.data import mix_seed
 from hiermlp.errors import CheckpointError, ConfigError, NonFiniteError, one_line
 from hiermlp.io import atomic_save
@@ -507,14 +508,15 @@ class _Run:
 
     def _wrap(self) -> nn.Module:
         """The module that runs forward: DDP around the model, then torch.compile around that (timm's order,
-        so DDP's bucketing sees the compiled graph's gradients)."""
+        so DDP's bucketing sees the compiled graph's gradients), with static sizes but the batch
+        (:func:`~hiermlp.accel.compiling.compile_model`: a new image size compiles a new graph quickly)."""
         model: nn.Module = self.model
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(self.model, device_ids=ids)
         self.ddp = model
         if self.cfg.compile:
-            model = torch.compile(model, backend=self.cfg.compile_backend)
+            model = compile_model(model, backend=self.cfg.compile_backend)
         return model
 
     def _open_outputs(self) -> Writers | None:
