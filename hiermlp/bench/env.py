@@ -91,17 +91,20 @@ def finish_environment(info: dict) -> dict:
 GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
 
 
+def _linears(info: dict) -> str:
+    if "gemm" in info:
+        return f"; hiermlp float32 CPU linears: {GEMM_NAMES.get(info['gemm'], info['gemm'])} ({info['gemm_choice']})"
+    if "onednn_linears" in info:  # a report recorded before the machine profile
+        return f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ACCEL)'}"
+    return ""
+
+
 def format_environment(info: dict) -> str:
     """The Markdown header lines of a report."""
     dev = info["device"] if info["device"] == "cpu" else f"{info['device']} ({info['device_name']})"
     lines = [
         f"- device: {dev}; dtype: {info['dtype']}; torch.compile: {'on' if info['compile'] else 'off'}",
-        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}"
-        + (
-            f"; hiermlp float32 CPU linears: {GEMM_NAMES.get(info['gemm'], info['gemm'])} ({info['gemm_choice']})"
-            if "gemm" in info
-            else ""
-        ),
+        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}" + _linears(info),
         f"- torch {info['torch']}, timm {info['timm']}, hiermlp {info['hiermlp']}, "
         f"Python {info['python']} on {info['platform']}",
     ]
