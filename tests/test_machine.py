@@ -230,3 +230,62 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch):
     assert machine.native_bf16("cpu")
     monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     assert machine.native_bf16(torch.device("cpu"))
+
+
+# --- CUDA: the window-attention kernel (timing faked; no GPU needed) --------------------------------------
+
+GPU = torch.device("cuda", 0)
+# seconds: explicit attention faster in training, SDPA faster in inference
+ATTENTION_SECONDS = dict(sdpa_infer=1.0, explicit_infer=1.2, sdpa_train=3.0, explicit_train=2.0)
+
+
+@pytest.fixture
+def gpu_timing(tmp_path, monkeypatch):
+    monkeypatch.setenv(machine.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(machine, "gpu_key", lambda device: {"gpu": "Fake GPU", "capability": [9, 0]})
+    calls = []
+
+    def fake(device, budget_s=machine.BUDGET_S):
+        calls.append(device)
+        return dict(ATTENTION_SECONDS)
+
+    monkeypatch.setattr(machine, "_measure_attention", fake)
+    machine.forget()
+    with accel.override(attention="auto"):
+        yield calls
+    machine.forget()
+
+
+def test_the_gpu_attention_choice_is_timed_once_per_gpu_and_cached(gpu_timing, tmp_path, monkeypatch):
+    assert machine.attention_choice(GPU) == {"infer": False, "train": True}
+    assert machine.attention_choice(GPU) == {"infer": False, "train": True} and len(gpu_timing) == 1
+    machine.forget()  # a new process: reads gpu.json
+    assert machine.attention_choice(GPU) == {"infer": False, "train": True} and len(gpu_timing) == 1
+    [entry] = json.loads((tmp_path / "gpu.json").read_text())["profiles"]
+    assert entry["seconds"] == ATTENTION_SECONDS
+    monkeypatch.setattr(machine, "gpu_key", lambda device: {"gpu": "Another GPU", "capability": [8, 0]})
+    machine.forget()
+    machine.attention_choice(GPU)
+    assert len(gpu_timing) == 2  # another GPU: measured again
+
+
+def test_use_explicit_follows_the_gpu_profile_in_eager_mode_only(gpu_timing):
+    from hiermlp.accel.attention import use_explicit
+
+    with torch.no_grad():
+        assert not use_explicit("cuda", 49, trains_bias=False, device=GPU)
+    with torch.enable_grad():
+        assert use_explicit("cuda", 49, trains_bias=True, device=GPU)
+    assert use_explicit("cuda", 49, trains_bias=False, tracing=True, device=GPU)  # compiled: the static rule
+    assert not use_explicit("cuda", 3136, trains_bias=False, device=GPU)  # global attention: never N x N logits
+    with accel.override(attention="sdpa"):
+        assert not use_explicit("cuda", 49, trains_bias=True, device=GPU)
+    assert len(gpu_timing) == 1
+
+
+def test_a_gpu_timing_that_fails_keeps_sdpa(gpu_timing, monkeypatch):
+    def broken(device, budget_s=machine.BUDGET_S):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(machine, "_measure_attention", broken)
+    assert machine.attention_choice(GPU) == {"infer": False, "train": False}

@@ -56,6 +56,7 @@ __all__ = [
     "native_bf16",
     "prefers_onednn",
     "profile",
+    "window_attention_explicit",
 ]
 
 CACHE_ENV = "HIERMLP_CACHE_DIR"
@@ -308,14 +309,15 @@ def _valid(entry: Any) -> bool:
     )
 
 
-def _read(path: Path) -> list[dict]:
+def _read(path: Path, valid: Callable[[Any], bool] | None = None) -> list[dict]:
     """The file's profiles; none where it is missing, unreadable or not a profile list (it is rewritten)."""
+    valid = valid or _valid
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
     entries = data.get("profiles") if isinstance(data, dict) and data.get("format") == FORMAT else None
-    if not isinstance(entries, list) or not all(_valid(e) for e in entries):
+    if not isinstance(entries, list) or not all(valid(e) for e in entries):
         return []
     return entries
 
@@ -394,5 +396,117 @@ def prefers_onednn() -> bool:
 
 
 def forget() -> None:
-    """Drop this process's profiles (the next use reads the cache file again); for tests and re-measuring."""
+    """Drop this process's profiles (the next use reads the cache files again); for tests and re-measuring."""
     _profiles.clear()
+    _attention.clear()
+
+
+# --- CUDA: the window-attention kernel ---------------------------------------------------------------------
+
+# Swin-T's stage-1 window batch at batch 8 (windows, heads, tokens, head dim), the shape that dominates its
+# attention time; bf16 as under autocast
+ATTENTION_SHAPE = (512, 3, 49, 32)
+
+
+def gpu_key(device: torch.device) -> dict[str, Any]:
+    """Everything an attention timing on ``device`` depends on."""
+    return {
+        "gpu": torch.cuda.get_device_name(device),
+        "capability": list(torch.cuda.get_device_capability(device)),
+        "torch": torch.__version__,
+        "cuda": str(torch.version.cuda),
+        "cudnn": str(torch.backends.cudnn.version()),
+        "shape": list(ATTENTION_SHAPE),
+    }
+
+
+def _valid_gpu(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("key"), dict)
+        and isinstance(entry.get("explicit"), dict)
+        and all(isinstance(entry["explicit"].get(m), bool) for m in ("infer", "train"))
+        and isinstance(entry.get("seconds"), dict)
+    )
+
+
+def _measure_attention(device: torch.device, budget_s: float = BUDGET_S) -> dict[str, float]:
+    """Median seconds of window attention with an additive bias on ``device``: SDPA and the explicit form,
+    forward alone (inference) and forward plus backward (training)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    b, h, n, d = ATTENTION_SHAPE
+    with _disable_current_modes(), torch.autocast("cuda", enabled=False), torch.enable_grad():
+        q, k, v = (torch.randn(b, h, n, d, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in "qkv")
+        bias = torch.randn(1, h, n, n, device=device, dtype=torch.bfloat16)
+        scale = d**-0.5
+
+        def sdpa() -> torch.Tensor:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+        def explicit() -> torch.Tensor:
+            return torch.matmul((torch.matmul(q, k.transpose(-2, -1)) * scale + bias).softmax(-1), v)
+
+        def step(fn: Callable[[], torch.Tensor], train: bool) -> Callable[[], None]:
+            def run() -> None:
+                if train:
+                    fn().sum().backward()
+                else:
+                    with torch.no_grad():
+                        fn()
+
+            return run
+
+        tasks = {
+            f"{name}_{mode}": step(fn, mode == "train")
+            for name, fn in (("sdpa", sdpa), ("explicit", explicit))
+            for mode in ("infer", "train")
+        }
+        samples: dict[str, list[float]] = {name: [] for name in tasks}
+        for fn in tasks.values():
+            fn()
+        start, rounds = time.perf_counter(), 0
+        while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < budget_s):
+            for name, fn in tasks.items():
+                torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                fn()
+                torch.cuda.synchronize(device)
+                samples[name].append(time.perf_counter() - t0)
+            rounds += 1
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# process-wide: CUDA device index -> {"infer": explicit?, "train": explicit?}
+_attention: dict[int, dict[str, bool]] = {}
+
+
+def attention_choice(device: torch.device) -> dict[str, bool]:
+    """Whether eager window attention on CUDA ``device`` runs explicitly (True) or on SDPA, per mode: measured
+    once per GPU key and cached beside the CPU profiles (``gpu.json``), SDPA on a tie or a failure."""
+    device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    if device.index in _attention:
+        return _attention[device.index]
+    path = cache_path().with_name("gpu.json")
+    choice = {"infer": False, "train": False}
+    try:
+        key = gpu_key(device)
+        with _locked(path):
+            entries = _read(path, _valid_gpu)
+            match = next((e for e in reversed(entries) if e["key"] == key), None)
+            if match is not None:
+                choice = dict(match["explicit"])
+            else:
+                seconds = _measure_attention(device)
+                choice = {m: seconds[f"explicit_{m}"] * MARGIN <= seconds[f"sdpa_{m}"] for m in ("infer", "train")}
+                entry = {"key": key, "explicit": choice, "seconds": seconds, "load": _load()}
+                _write(path, [e for e in entries if e["key"] != key] + [entry])
+    except Exception:  # a timing that cannot run here (a capture in progress, no memory): the static rule
+        choice = {"infer": False, "train": False}
+    _attention[device.index] = choice
+    return choice
+
+
+def window_attention_explicit(device: torch.device, train: bool) -> bool:
+    """The CUDA attention profile's choice for eager window attention in inference or training."""
+    return attention_choice(device)["train" if train else "infer"]

@@ -78,6 +78,10 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         info["device_name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
+        if settings.current().attention == "auto":  # the eager window-attention kernel this GPU measured faster
+            from hiermlp.accel.machine import attention_choice
+
+            info["attention_explicit"] = attention_choice(device)
     return info
 
 
@@ -122,4 +126,11 @@ def format_environment(info: dict) -> str:
         )
     if "cuda" in info:
         lines.append(f"- CUDA {info['cuda']}, cuDNN {info['cudnn']}")
+    if "attention_explicit" in info:
+        kernel = {True: "explicit", False: "SDPA"}
+        a = info["attention_explicit"]
+        lines.append(
+            f"- eager window attention (the GPU's attention profile): {kernel[a['infer']]} in inference, "
+            f"{kernel[a['train']]} in training"
+        )
     return "\n".join(lines)

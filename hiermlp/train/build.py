@@ -466,4 +466,6 @@ def speed_record(device: torch.device | str, amp: str) -> dict[str, Any]:
     }
     if device.type == "cpu":
         record.update(gemm_choice())
+    elif device.type == "cuda" and settings.current().attention == "auto":
+        record["attention_explicit"] = machine.attention_choice(device)
     return record
