@@ -5,9 +5,9 @@ import tempfile
 
 # Before hiermlp is imported (its settings are read at import): the suite never reads or writes the user's
 # machine-profile cache (it gets its own, removed at exit; subprocesses inherit it), and float32 CPU linears
-# run on MKL unless a test picks the path: the recorded logits (test_zoo_frozen) and every tolerance hold on
-# one GEMM path whatever this machine's profile would choose. The choice itself is tested with mocked timing
-# (tests/test_machine.py).
+# run on MKL unless a test picks the path, so every tolerance and recorded value holds on one GEMM path,
+# whatever this machine's profile would choose, and no test process spends a second timing GEMMs. The choice
+# itself is tested with a fake timing (tests/test_machine.py).
 _CACHE = tempfile.mkdtemp(prefix="hiermlp-test-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["HIERMLP_CACHE_DIR"] = _CACHE
