@@ -289,3 +289,35 @@ def test_a_gpu_timing_that_fails_keeps_sdpa(gpu_timing, monkeypatch):
 
     monkeypatch.setattr(machine, "_measure_attention", broken)
     assert machine.attention_choice(GPU) == {"infer": False, "train": False}
+
+
+def test_info_machine_prints_the_rates_the_peak_and_the_choice(timing, capsys):
+    from hiermlp.cli import main
+
+    assert main(["info", "--machine"]) == 0
+    out = capsys.readouterr().out
+    assert "MKL (F.linear) 100.0, oneDNN 220.0" in out and "peak      400.0 GFLOP/s" in out
+    in_force = "oneDNN: machine profile" if onednn_available() else "MKL (F.linear): this PyTorch build"
+    assert f"in force  {in_force}" in out and "HIERMLP_ACCEL=onednn=1" in out
+    machine.forget()  # as a later process
+    assert main(["info", "--machine", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["rates_gflops"] == FAST_ONEDNN and m["peak_gflops"] == 400.0 and m["source"] == "cache"
+    assert timing.calls == 1  # the second call read the cache
+    assert main(["info", "--machine", "--remeasure"]) == 0 and timing.calls == 2
+
+
+def test_info_without_a_model_or_machine_is_one_line(capsys):
+    from hiermlp.cli import main
+
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs a model name" in err and "--machine" in err
+
+
+def test_a_compare_run_identity_holds_the_gemm_path(timing):
+    from hiermlp.study import runner
+
+    assert runner.run_environment("cpu", 1)["gemm"] == ("onednn" if onednn_available() else "mkl")
+    with accel.override(onednn=False):
+        assert runner.run_environment("cpu", 1)["gemm"] == "mkl"

@@ -85,8 +85,9 @@ def onednn_enabled() -> bool:
     return choice is True or machine.prefers_onednn()
 
 
-def gemm_choice() -> dict[str, Any]:
-    """Which path float32 CPU linears of accelerated models take, and why (for reports and checkpoints):
+def gemm_choice(threads: int | None = None) -> dict[str, Any]:
+    """Which path float32 CPU linears of accelerated models take at ``threads`` torch threads (None: the
+    current count), and why (for reports and checkpoints):
     ``{"gemm": "onednn" | "mkl", "gemm_choice": reason, "gemm_rates": GFLOP/s measured or None}``."""
     s = settings.current()
     rates = None
@@ -97,7 +98,7 @@ def gemm_choice() -> dict[str, Any]:
     elif s.onednn is not None:
         gemm, why = ("onednn" if s.onednn else "mkl"), f"pinned (HIERMLP_ACCEL onednn={int(s.onednn)})"
     else:
-        p = machine.profile()
+        p = machine.profile(threads)
         gemm = "onednn" if p.onednn else "mkl"
         where = "measured by this process" if p.source == "measured" else f"read from {p.path}"
         why = f"machine profile ({where}, {p.key['threads']} threads)"
