@@ -81,7 +81,7 @@ SHAPES: tuple[tuple[int, int, int], ...] = (
 )
 PEAK_SIDE = 1024  # the square GEMM whose best rate is reported as the machine's float32 peak
 BF16_SHAPES = SHAPES[2:4]  # bf16 is timed on the stage-2 pair only: an emulating CPU runs it 5x slower
-BUDGET_S = 1.0  # timing rounds go on while under this budget, between MIN_ROUNDS and MAX_ROUNDS
+BUDGET_S = 0.5  # timing rounds go on while under this budget, between MIN_ROUNDS and MAX_ROUNDS
 MIN_ROUNDS, MAX_ROUNDS = 3, 9
 
 # native bf16 arithmetic in the CPU flags (x86: AVX512-BF16, AMX-BF16; Arm: the BF16 extension)
