@@ -194,7 +194,7 @@ def _onednn_kernel() -> Callable[..., torch.Tensor] | None:
     if op is None or not torch.backends.mkldnn.is_available():
         return None
     try:
-        x, w = torch.randn(8, 16), torch.randn(4, 16)
+        x, w = torch.randn(8, 16, device="cpu"), torch.randn(4, 16, device="cpu")
         if not torch.allclose(op(x, w, None, "none", [], ""), F.linear(x, w), atol=1e-4):
             return None
     except Exception:  # any failure means: not usable here
@@ -220,12 +220,10 @@ def _measure(budget_s: float = BUDGET_S) -> dict[str, float]:
     """GFLOP/s of each candidate path, timed round-robin (medians over rounds), in at most about ``budget_s``."""
     with _plain_eager():
         gen = torch.Generator().manual_seed(0)
-        data = [
-            (torch.randn(r, i, generator=gen), torch.randn(o, i, generator=gen), torch.randn(o, generator=gen))
-            for r, i, o in SHAPES
-        ]
+        cpu = {"generator": gen, "device": "cpu"}  # whatever default device the caller set
+        data = [(torch.randn(r, i, **cpu), torch.randn(o, i, **cpu), torch.randn(o, **cpu)) for r, i, o in SHAPES]
         half = data[2:4]
-        a, b = torch.randn(PEAK_SIDE, PEAK_SIDE, generator=gen), torch.randn(PEAK_SIDE, PEAK_SIDE, generator=gen)
+        a, b = torch.randn(PEAK_SIDE, PEAK_SIDE, **cpu), torch.randn(PEAK_SIDE, PEAK_SIDE, **cpu)
         paths = {"mkl": F.linear}
         kernel = _onednn_kernel()
         if kernel is not None:
