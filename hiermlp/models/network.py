@@ -243,6 +243,7 @@ class HierNet(nn.Module):
         self.patch_size = patch_size
         self.num_features = self.head_hidden_size = dims[-1]
         self.output_fmt = "NHWC"
+        self.feature_dim = -1  # the channel axis of forward_features' output (timm reads it for NHWC models)
         self.grad_checkpointing = False
 
         self.patch_embed = build_layer(
@@ -348,7 +349,10 @@ class HierNet(nn.Module):
                 for spec, w in zip(self.stage_specs, windows)
             )
         old = self.stages.state_dict()
-        stages, self.feature_info = self._build_stages(img_size)
+        ref = next(self.parameters())
+        with torch.device(ref.device):  # the model's device (meta too: nothing is allocated there)
+            stages, self.feature_info = self._build_stages(img_size)
+        stages.to(dtype=ref.dtype)
         new = stages.state_dict()
         for key, value in old.items():
             if key not in new:
@@ -363,7 +367,11 @@ class HierNet(nn.Module):
                 )
             new[key] = value
         stages.load_state_dict(new)
-        self.stages = stages.to(next(self.parameters()).device)
+        # the rebuilt stages keep what the old ones were: frozen parameters stay frozen, eval mode stays eval
+        frozen = {n for n, p in self.stages.named_parameters() if not p.requires_grad}
+        for n, p in stages.named_parameters():
+            p.requires_grad_(n not in frozen)
+        self.stages = stages.train(self.stages.training)
         self.img_size = img_size
 
     # ---- timm model API -------------------------------------------------------------------------------
@@ -405,6 +413,10 @@ class HierNet(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         self.head.reset(num_classes, pool_type=global_pool)
+        ref = next(self.parameters(), None)  # a new classifier lives where the model does, in its mode
+        if ref is not None:
+            self.head.to(device=ref.device, dtype=ref.dtype)
+        self.head.train(self.training)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W) -> (B, H/r, W/r, C)``: the images, checked (:func:`check_images`), through the stem."""

@@ -32,6 +32,10 @@ class UnknownTagError(UnknownModelError, RuntimeError):
     """A pretrained tag the architecture does not have (timm raises a RuntimeError for it, so this is one)."""
 
 
+class UnknownOptionError(ConfigError, TypeError):
+    """A model option the builder does not take (Python and timm raise a TypeError for one, so this is one)."""
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -175,7 +179,7 @@ def check_kwargs(name: str, builder: Callable[..., nn.Module], kwargs: dict[str,
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         valid = sorted(k for k in params if k != "self")
-        raise ConfigError(
+        raise UnknownOptionError(
             f"unknown model option(s) {unknown} for {name!r}.{suggest(unknown[0], valid)} Valid options: {valid}"
         )
 
