@@ -507,6 +507,18 @@ def median_ratio(xs: list[float]) -> str:
     return f"{statistics.median(xs):.2f}x (runs: {', '.join(f'{v:.2f}' for v in xs)})"
 
 
+LEVER_NOTE_OLD = (
+    "- The lever rows switch one part of hiermlp's speed layer off (or the opt-in oneDNN linears on); "
+    "'no speed layer' is the plain reference modules. The GEMM-floor row bounds what any change outside the "
+    "linear layers could buy."
+)
+LEVER_NOTE_NEW = (
+    "- The lever rows switch one part of hiermlp's speed layer off (or force a GEMM path); 'no speed layer' "
+    "is the plain reference modules. The GEMM-floor row bounds what any change outside the linear layers "
+    "could buy. perf.md also tabulates, per lever, its setting, its gain on the machine and its lines of code."
+)
+
+
 def perf_cpu_body(name: str, d: dict) -> list[str]:
     sw, mlp, g = d["swin_t"], d["swin_mlp"], d["gemm"]
     floor = "hiermlp's linears alone"
@@ -549,12 +561,21 @@ def perf_cpu_body(name: str, d: dict) -> list[str]:
         f"- GEMM rate: float32 `torch.matmul` (2048³) {g['gemm_gflops']:.0f} GFLOP/s"
         + (f", oneDNN's inner product {g['onednn_gflops']:.0f}" if g.get("onednn_gflops") else "")
         + f"; Swin-T inference runs at {g['swin_t_gflops']:.0f} GFLOP/s effective, {100 * g['fraction']:.0f}% of "
-        "the `torch.matmul` rate"
+        + (
+            f"the machine's best measured GEMM rate ({g['best_gflops']:.0f} GFLOP/s)"
+            if "best_gflops" in g
+            else "the `torch.matmul` rate"
+        )
+    )
+    env = d["env"]
+    default = (
+        f"the float32 GEMM path by default in this run: {env['gemm']} ({env['gemm_choice']})"
+        if "gemm" in env
+        else f"oneDNN linears {onoff(env.get('onednn_linears', False))} by default in this run"
     )
     lines += [
         "",
-        f"## One lever at a time (Swin-T, img/s and speed relative to timm; oneDNN linears "
-        f"{onoff(d['env'].get('onednn_linears', False))} by default in this run)",
+        f"## One lever at a time (Swin-T, img/s and speed relative to timm; {default})",
         "",
         *table(
             ["variant", "inference img/s", "vs timm", "training img/s", "vs timm"],
@@ -601,9 +622,7 @@ def perf_cpu_body(name: str, d: dict) -> list[str]:
         "say) changes the next one's timings. Within a run the models are timed round-robin, so a ratio compares "
         "implementations under the same conditions; between runs on a shared machine a ratio moves, which the "
         "per-run ratios show.",
-        "- The lever rows switch one part of hiermlp's speed layer off (or the opt-in oneDNN linears on); "
-        "'no speed layer' is the plain reference modules. The GEMM-floor row bounds what any change outside the "
-        "linear layers could buy.",
+        LEVER_NOTE_NEW if "gemm" in d["env"] else LEVER_NOTE_OLD,
     ]
     return lines
 

@@ -19,9 +19,16 @@ Sections:
   2. Swin-MLP-T/C24 256, batch 8: hiermlp's cyclic-shift + masked weights vs the reference code's
      formulation (zero pad-shift, view/permute partition, grouped Conv1d; the independent copy that the
      test suite checks against) and vs hiermlp's own pad-shift mode.
-  3. Swin-T inference's effective GFLOP/s as a fraction of this machine's float32 GEMM rate.
-  4. ``torch.compile(fullgraph=True)``: hiermlp vs timm, compiled, inference.
-  5. Section 1 again under ``WARM_MALLOC`` (big freed blocks kept by glibc), unless ``--no-warm-malloc``.
+  3. Swin-T inference's effective GFLOP/s as a fraction of this machine's best float32 GEMM rate (MKL's or
+     oneDNN's, whichever is faster here).
+  4. Swin-T inference under bf16 autocast, hiermlp vs timm, unless ``--no-bf16``.
+  5. ``torch.compile(fullgraph=True)``: hiermlp (``compile_model``) vs timm, compiled, inference, and
+     hiermlp's first compile and recompile at a new input size, unless ``--no-compile``.
+  6. Section 1 again under ``WARM_MALLOC`` (big freed blocks kept by glibc), unless ``--no-warm-malloc``.
+
+The report's lever table gives, per lever of the speed layer, its setting and default, the gain measured
+here (the default's time against the lever switched off, both in the same rounds) and its lines of code.
+The GEMM path is the machine profile's choice (``hiermlp info --machine``); both forced paths are timed.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ import torch
 
 import hiermlp
 from hiermlp.accel import override
-from hiermlp.accel.linear import linear, onednn_available
+from hiermlp.accel.compiling import compile_model
+from hiermlp.accel.linear import linear, onednn_available, onednn_enabled
+from hiermlp.accel.machine import native_bf16
 from hiermlp.bench import count_gmacs
 from hiermlp.bench.env import environment, finish_environment, format_environment, set_threads
 from hiermlp.bench.timing import Timed, round_robin
@@ -74,20 +83,28 @@ def timed(
     return out
 
 
-def variant(model: torch.nn.Module, step, *, use_onednn: bool = False, chunk: bool = True, accel: bool = True):
-    """``step`` with hiermlp's levers switched as asked (restored after every call: round-robin shares models).
-    The defaults are hiermlp's: chunking on (whole blocks in inference, the MLP branch with autograd), the
-    opt-in oneDNN linears off."""
+def variant(model: torch.nn.Module, step, *, accel: bool = True, **settings):
+    """``step`` with hiermlp's speed-layer settings changed as asked (``onednn=True``, ``chunk_tokens=0``, ...;
+    restored after every call: round-robin shares models), or with the speed layer off (``accel=False``)."""
 
     def run() -> object:
         set_fast(model, accel)
         try:
-            with override(onednn=use_onednn, **({} if chunk else {"chunk_tokens": 0, "mlp_chunk_mib": 0})):
+            with override(**settings):
                 return step()
         finally:
             set_fast(model, True)
 
     return run
+
+
+def other_path() -> dict:
+    """The setting that forces the GEMM path the default does not take (its lever's off switch)."""
+    return {"onednn": not onednn_enabled()}
+
+
+def forced(on: bool) -> str:
+    return f"hiermlp, forced onednn={int(on)} ({'oneDNN' if on else 'MKL'})"
 
 
 def linears_alone(model: torch.nn.Module, x: torch.Tensor, train: bool):
@@ -150,9 +167,9 @@ def swin_t(batch: int, repeats: int) -> dict:
         {
             "hiermlp": (fwd, batch),
             "timm": (infer_step(ref, x), batch),
-            "hiermlp, no chunking": (variant(ours, fwd, chunk=False), batch),
-            "hiermlp, with oneDNN": (variant(ours, fwd, use_onednn=True), batch),
-            "hiermlp, with oneDNN, no chunking": (variant(ours, fwd, use_onednn=True, chunk=False), batch),
+            forced(True): (variant(ours, fwd, onednn=True), batch),
+            forced(False): (variant(ours, fwd, onednn=False), batch),
+            "hiermlp, no chunking": (variant(ours, fwd, chunk_tokens=0), batch),
             "hiermlp, no speed layer": (variant(ours, fwd, accel=False), batch),
             "hiermlp's linears alone": (linears_alone(ours, x, train=False), batch),
         },
@@ -164,8 +181,10 @@ def swin_t(batch: int, repeats: int) -> dict:
         {
             "hiermlp": (step, batch),
             "timm": (train_step(ref, x, 1000), batch),
-            "hiermlp, no chunking": (variant(ours, step, chunk=False), batch),
-            "hiermlp, with oneDNN": (variant(ours, step, use_onednn=True), batch),
+            forced(True): (variant(ours, step, onednn=True), batch),
+            forced(False): (variant(ours, step, onednn=False), batch),
+            "hiermlp, no chunking": (variant(ours, step, mlp_chunk_mib=0), batch),
+            "hiermlp, attention=sdpa": (variant(ours, step, attention="sdpa"), batch),
             "hiermlp, no speed layer": (variant(ours, step, accel=False), batch),
             "hiermlp's linears alone": (linears_alone(ours, x, train=True), batch),
         },
@@ -189,8 +208,9 @@ def swin_mlp(batch: int, repeats: int) -> dict:
             "hiermlp (cyclic shift, masked weights)": (infer_step(ours, x), batch),
             "reference formulation (pad-shift, grouped Conv1d)": (infer_step(ref, x), batch),
             "hiermlp shift_mode=pad": (infer_step(pad, x), batch),
-            "hiermlp, with oneDNN": (variant(ours, infer_step(ours, x), use_onednn=True), batch),
-            "hiermlp, no chunking": (variant(ours, infer_step(ours, x), chunk=False), batch),
+            forced(True): (variant(ours, infer_step(ours, x), onednn=True), batch),
+            forced(False): (variant(ours, infer_step(ours, x), onednn=False), batch),
+            "hiermlp, no chunking": (variant(ours, infer_step(ours, x), chunk_tokens=0), batch),
             "hiermlp's linears alone": (linears_alone(ours, x, train=False), batch),
         },
         repeats,
@@ -206,7 +226,7 @@ def gemm_rates(repeats: int) -> dict:
         bt = b.t().contiguous()  # (out, in): the linear weight layout
 
         def onednn_gemm() -> torch.Tensor:
-            with override(onednn=True):  # opt-in: on for this product only
+            with override(onednn=True):  # forced on for this product only
                 return linear(a, bt)
 
         tasks["oneDNN linear"] = (onednn_gemm, 1)
@@ -216,24 +236,48 @@ def gemm_rates(repeats: int) -> dict:
 
 
 def gemm_efficiency(rates: dict, swin_infer_per_s: float) -> dict:
-    """Swin-T inference's effective GFLOP/s as a fraction of the ``torch.matmul`` rate."""
+    """Swin-T inference's effective GFLOP/s as a fraction of the machine's best measured GEMM rate."""
     gmacs = count_gmacs(hiermlp.create_model("swin_tiny_patch4_window7_224"))
     model_gflops = 2 * gmacs * swin_infer_per_s
-    return dict(**rates, swin_t_gflops=model_gflops, fraction=model_gflops / rates["gemm_gflops"])
+    best = max(v for v in (rates["gemm_gflops"], rates.get("onednn_gflops")) if v)
+    return dict(**rates, best_gflops=best, swin_t_gflops=model_gflops, fraction=model_gflops / best)
 
 
-def compiled(batch: int, repeats: int) -> dict:
+def bf16(batch: int, repeats: int) -> dict:
+    """Swin-T inference under bf16 autocast: hiermlp vs timm, same weights, same autocast."""
     torch.manual_seed(0)
     ref = timm.create_model("swin_tiny_patch4_window7_224").eval()
     ours = hiermlp.create_model("swin_tiny_patch4_window7_224").eval()
     hiermlp.load_checkpoint(ours, ref.state_dict())
     x = torch.randn(batch, 3, 224, 224)
-    t0 = time.perf_counter()
-    c_ours = torch.compile(ours, fullgraph=True)
+    infer = timed(
+        {
+            "hiermlp bf16": (infer_step(ours, x, "bfloat16"), batch),
+            "timm bf16": (infer_step(ref, x, "bfloat16"), batch),
+        },
+        repeats,
+    )
+    return dict(native=native_bf16("cpu"), infer=infer)
+
+
+def compiled(batch: int, repeats: int) -> dict:
+    """Compiled inference (hiermlp through compile_model, fullgraph; timm's torch.compile), and hiermlp's
+    first compile and its recompile at a new input size (256), each timed as the first call."""
+    torch.manual_seed(0)
+    ref = timm.create_model("swin_tiny_patch4_window7_224").eval()
+    ours = hiermlp.create_model("swin_tiny_patch4_window7_224").eval()
+    hiermlp.load_checkpoint(ours, ref.state_dict())
+    x = torch.randn(batch, 3, 224, 224)
+    c_ours = compile_model(ours, fullgraph=True)
     c_ref = torch.compile(ref)
     with torch.no_grad():
-        diff = (c_ours(x) - c_ref(x)).abs().max().item()
-    compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = c_ours(x)
+        compile_s = time.perf_counter() - t0
+        diff = (out - c_ref(x)).abs().max().item()
+        t0 = time.perf_counter()
+        c_ours(torch.randn(batch, 3, 256, 256))
+        recompile_s = time.perf_counter() - t0
     infer = timed(
         {
             "hiermlp compiled": (infer_step(ours, x, forward=c_ours), batch),
@@ -241,7 +285,7 @@ def compiled(batch: int, repeats: int) -> dict:
         },
         repeats,
     )
-    return dict(max_abs_diff=diff, compile_s=compile_s, infer=infer)
+    return dict(max_abs_diff=diff, compile_s=compile_s, recompile_s=recompile_s, infer=infer)
 
 
 def ratio(d: dict, a: str, b: str) -> float | None:
@@ -301,6 +345,105 @@ def warm_malloc_lines(res: dict) -> list[str]:
     ]
 
 
+# lever -> (HIERMLP_ACCEL setting, its default, the variant timed with it off per measure, the code it costs)
+LEVERS = {
+    "GEMM path per machine": (
+        "onednn",
+        "auto",
+        {"infer": "other path", "train": "other path"},
+        ["hiermlp.accel.machine", "hiermlp.accel.linear"],
+    ),
+    "inference chunking": (
+        "chunk_tokens",
+        "4096",
+        {"infer": "hiermlp, no chunking"},
+        ["hiermlp.accel.block:FastHierStage"],
+    ),
+    "training MLP chunking": (
+        "mlp_chunk_mib",
+        "24",
+        {"train": "hiermlp, no chunking"},
+        [f"hiermlp.accel.block:{name}" for name in ("FastHierBlock", "drop_path_factor", "drops_paths")],
+    ),
+    "explicit attention for a trainable bias": (
+        "attention",
+        "auto",
+        {"train": "hiermlp, attention=sdpa"},
+        ["hiermlp.accel.attention:use_explicit", "hiermlp.accel.attention:probs"],
+    ),
+    "the whole speed layer": (
+        "HIERMLP_ACCEL=0",
+        "1",
+        {"infer": "hiermlp, no speed layer", "train": "hiermlp, no speed layer"},
+        ["hiermlp.accel"],
+    ),
+}
+
+
+def code_lines(specs: list[str]) -> int:
+    """Non-blank source lines of modules (a package: all its modules) or ``module:object`` items."""
+    import importlib
+    import inspect
+
+    total = 0
+    for spec in specs:
+        module_name, _, obj = spec.partition(":")
+        module = importlib.import_module(module_name)
+        if obj:
+            sources = [inspect.getsource(getattr(module, obj))]
+        elif hasattr(module, "__path__"):
+            sources = [p.read_text() for p in sorted(Path(module.__path__[0]).glob("*.py"))]
+        else:
+            sources = [inspect.getsource(module)]
+        total += sum(1 for src in sources for line in src.splitlines() if line.strip())
+    return total
+
+
+def lever_lines(res: dict) -> list[str]:
+    """Per lever: its setting (default), the gain measured here in inference and training, its code."""
+    s = res["swin_t"]
+    default_onednn = res["env"].get("gemm") == "onednn"
+    rows = []
+    for lever, (setting, default, off, code) in LEVERS.items():
+        gains = []
+        for m in ("infer", "train"):
+            name = off.get(m)
+            if name == "other path":
+                name = forced(not default_onednn)
+            gains.append(f"{ratio(s[m], 'hiermlp', name):.2f}x" if name in s.get(m, {}) else "-")
+        shown = setting if setting.startswith("HIERMLP") else f"{setting}={default}"
+        rows.append(f"| {lever} | `{shown}` | {gains[0]} | {gains[1]} | {code_lines(code)} |")
+    path = "oneDNN" if default_onednn else "MKL"
+    return [
+        "## Levers: what each pays on this machine",
+        "",
+        "Gain = the time with the lever switched off over the default's, Swin-T batch "
+        f"{res['batch']}, same rounds (> 1: the lever pays; '-': it does not act there). The GEMM path's 'off' "
+        f"is the path the machine profile did not choose (it chose {path}). Lines: non-blank source lines.",
+        "",
+        "| lever | setting (default) | inference gain | training gain | lines of code |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def default_vs_forced_lines(res: dict) -> list[str]:
+    """The default against both forced GEMM paths: within 5% of the best, never slower than MKL (the default
+    before the machine profile)."""
+    s, parts = res["swin_t"], []
+    for m, label in (("infer", "inference"), ("train", "training step")):
+        on, off = forced(True), forced(False)
+        if on not in s[m] or off not in s[m]:
+            continue
+        best = min(s[m][on]["median_s"], s[m][off]["median_s"])
+        parts.append(
+            f"{label}: the default runs at {100 * best / s[m]['hiermlp']['median_s']:.0f}% of the best forced "
+            f"setting's speed and {ratio(s[m], 'hiermlp', off):.2f}x forced MKL"
+        )
+    return ["Default vs forced GEMM paths (" + "; ".join(parts) + ").", ""] if parts else []
+
+
 FLOOR = "hiermlp's linears alone"
 
 
@@ -350,8 +493,8 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         "medians over runs of each run's median; the ratio is the median of the runs' own ratios (in brackets). "
         "The lever table compares those median times.",
         "",
-        "What each lever pays (hiermlp's default: chunking on, whole blocks in inference and the MLP branch in "
-        "training; the opt-in oneDNN linears off; '-': the lever does not apply there):",
+        "Every variant timed (hiermlp's default: the machine profile's GEMM path, chunking on, whole blocks in "
+        "inference and the MLP branch in training; '-': not timed in that mode):",
         "",
         "| variant | inference img/s | vs timm | training img/s | vs timm |",
         "|---|---|---|---|---|",
@@ -369,6 +512,8 @@ def markdown(res: dict, env_text: str, command: str) -> str:
             for k in {**s["infer"], **s["train"]}
         ),
         "",
+        *default_vs_forced_lines(res),
+        *lever_lines(res),
         *floor_lines(s),
         *warm_malloc_lines(res),
         *before_after_lines(res),
@@ -393,14 +538,28 @@ def markdown(res: dict, env_text: str, command: str) -> str:
         f"float32 `torch.matmul` 2048^3: {g['gemm_gflops']:.1f} GFLOP/s"
         + (f" (oneDNN's linear kernel on the same product: {g['onednn_gflops']:.1f})" if g.get("onednn_gflops") else "")
         + f". Swin-T inference: {g['swin_t_gflops']:.1f} GFLOP/s effective = **{100 * g['fraction']:.0f}%** of "
-        "the `torch.matmul` rate.",
+        f"the machine's best measured GEMM rate ({g['best_gflops']:.1f} GFLOP/s).",
     ]
+    if "bf16" in res:
+        b = res["bf16"]
+        lines += [
+            "",
+            f"## bf16 autocast, Swin-T 224, batch {res['batch']} ({'native' if b['native'] else 'emulated'} bf16 "
+            "on this CPU)",
+            "",
+            "| model | img/s |",
+            "|---|---|",
+            *(f"| {k} | {v['per_s']:.1f} |" for k, v in b["infer"].items()),
+            "",
+            f"hiermlp / timm under the same autocast: **{ratio(b['infer'], 'hiermlp bf16', 'timm bf16'):.2f}x**",
+        ]
     if "compiled" in res:
         c = res["compiled"]
         lines += [
             "",
-            f"## torch.compile, Swin-T 224, batch {res['batch']} (hiermlp with fullgraph=True; compile "
-            f"{c['compile_s']:.0f} s; max |diff| {c['max_abs_diff']:.1e})",
+            f"## torch.compile, Swin-T 224, batch {res['batch']} (hiermlp: compile_model, fullgraph=True; first "
+            f"compile {c['compile_s']:.0f} s, recompile at 256x256 {c['recompile_s']:.0f} s; max |diff| "
+            f"{c['max_abs_diff']:.1e})",
             "",
             "| model | img/s |",
             "|---|---|",
@@ -506,6 +665,8 @@ def section(name: str, batch: int, repeats: int) -> dict:
         return compiled(batch, repeats)
     if name == "gemm":
         return gemm_rates(repeats)
+    if name == "bf16":
+        return bf16(batch, repeats)
     raise SystemExit(f"unknown section {name!r}")
 
 
@@ -516,6 +677,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--runs", type=int, default=3, help="fresh-process runs of the Swin-T and Swin-MLP sections")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast inference section")
     p.add_argument("--no-warm-malloc", action="store_true", help="skip the Swin-T rerun under WARM_MALLOC")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/perf_cpu"))
     p.add_argument(
@@ -548,6 +710,8 @@ def main() -> None:
         ).stdout.strip()
         res["before"] = {"commit": commit or str(args.before), "swin_t": before_swin, "swin_mlp": before_mlp}
     res["gemm"] = gemm_efficiency(run_section("gemm", args), res["swin_t"]["infer"]["hiermlp"]["per_s"])
+    if not args.no_bf16:
+        res["bf16"] = run_section("bf16", args)
     if not args.no_compile:
         res["compiled"] = run_section("compiled", args)
     env = finish_environment(env)

@@ -1,7 +1,8 @@
-"""What a model is, without training anything: params, GMACs, output and stage shapes, mixers and windows.
+"""What a model is, without training anything: params, GMACs, output and stage shapes, mixers and windows;
+and what this machine's fast path is.
 
-:func:`model_info` is the library entry point; ``hiermlp info`` and ``hiermlp list`` (:mod:`hiermlp.cli.info`)
-print it.
+:func:`model_info` and :func:`machine_info` are the library entry points; ``hiermlp info``, ``hiermlp info
+--machine`` and ``hiermlp list`` (:mod:`hiermlp.cli.info`) print them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,35 @@ from hiermlp.errors import ConfigError
 from hiermlp.factory import create_model
 from hiermlp.limits import check_bytes
 
-__all__ = ["model_info"]
+__all__ = ["machine_info", "model_info"]
+
+
+def machine_info(*, remeasure: bool = False) -> dict[str, Any]:
+    """This machine's profile (measured once per machine and cached, or measured again with ``remeasure``),
+    the float32 GEMM path in force and why, and what ``amp: auto`` means here."""
+    from hiermlp.accel import machine
+    from hiermlp.accel.linear import gemm_choice
+    from hiermlp.train.build import resolve_amp
+
+    p = machine.profile(remeasure=remeasure)
+    choice = gemm_choice()
+    return {
+        "machine": {k: v for k, v in p.key.items() if k not in ("flags", "shapes")},
+        "bf16_flags": sorted(machine.cpu_flags() & machine.BF16_FLAGS),
+        "native_bf16": machine.native_bf16("cpu"),
+        "amp_auto": resolve_amp("auto", "cpu"),
+        "rates_gflops": {k: round(v, 1) for k, v in p.rates.items()},
+        "peak_gflops": round(p.peak, 1),
+        "bf16_slowdown": None if p.bf16_slowdown is None else round(p.bf16_slowdown, 2),
+        "profile_onednn": p.onednn,
+        "margin": machine.MARGIN,
+        "gemm": choice["gemm"],
+        "gemm_choice": choice["gemm_choice"],
+        "measured": p.measured,
+        "measured_load": p.load,
+        "source": p.source,
+        "cache": None if p.path is None else str(p.path),
+    }
 
 
 def model_info(

@@ -49,7 +49,7 @@ def test_unknown_key_suggests_closest():
         ("epochs=abc", "epochs expects int"),
         ("ema=3", "ema expects bool"),
         ("betas=[0.9]", "betas needs 2 values"),
-        ("amp=fp8", "amp='fp8' is invalid: amp must be one of bf16, fp16, none"),
+        ("amp=fp8", "amp='fp8' is invalid: amp must be one of auto, bf16, fp16, none"),
         ("epochs", "not of the form key=value"),
         ("lr.x=1", "'lr' is not a dict field"),
         ("batch_size=10", None),  # fine

@@ -179,6 +179,8 @@ def test_benchmark_reports_say_whether_onednn_is_on():
 
     info = environment()
     assert info["onednn_linears"] is onednn_enabled()
-    assert "hiermlp oneDNN linears: on" in format_environment(info)
+    assert info["gemm"] == "onednn"
+    assert "hiermlp float32 CPU linears: oneDNN (pinned (HIERMLP_ACCEL onednn=1))" in format_environment(info)
     with onednn(False):
-        assert "hiermlp oneDNN linears: off (HIERMLP_ACCEL)" in format_environment(environment())
+        text = format_environment(environment())
+        assert "hiermlp float32 CPU linears: MKL (F.linear) (pinned (HIERMLP_ACCEL onednn=0))" in text

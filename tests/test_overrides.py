@@ -196,7 +196,8 @@ def test_accel_keeps_its_switch_shorthands():
 
     assert from_env("onednn=1,enabled=0") == AccelSettings(onednn=True, enabled=False)
     assert not from_env("0").enabled and from_env("1") == from_env("") == from_env(None) == AccelSettings()
-    with pytest.raises(ConfigError, match="onednn expects bool, got int 2"):
+    assert from_env("onednn=auto").onednn is None and AccelSettings().onednn is None  # the machine decides
+    with pytest.raises(ConfigError, match="onednn expects bool or auto, got int 2"):
         from_env("onednn=2")
 
 
@@ -235,8 +236,9 @@ def test_bool_fields_take_only_bools(value, tmp_path):
         with pytest.raises(ConfigError, match=r"ema expects bool, got ") as info:
             check("ema", value)
         assert "\n" not in str(info.value) and "e.g. ema=false (the default)" in str(info.value)
-    with pytest.raises(ConfigError, match="onednn expects bool"), accel.override(onednn=value):
-        pass
+    if value is not None:  # None is onednn's "auto" (the machine profile decides)
+        with pytest.raises(ConfigError, match="onednn expects bool"), accel.override(onednn=value):
+            pass
 
 
 def test_other_fields_refuse_bools_and_strings():

@@ -44,7 +44,7 @@ def test_accumulation_and_two_processes_see_the_same_batches_under_the_default_r
     # the default recipe's augmentation (random resized crop, flip) is seeded per sample, so each global
     # batch is the same images, bit for bit, however it is split over micro-steps and ranks
     cfg = small(tmp_path, "no_aug=false")
-    assert cfg.amp == "bf16" and cfg.drop_path_rate == 0.05  # the defaults
+    assert cfg.amp == "auto" and cfg.drop_path_rate == 0.05  # the defaults
     one = _step_batches(cfg, DistInfo())
     acc = _step_batches(small(tmp_path, "no_aug=false", "accum_steps=2"), DistInfo())
     ranks = [_step_batches(cfg, DistInfo(rank=r, world_size=2)) for r in (0, 1)]

@@ -12,7 +12,9 @@ replaced module (LoRA, quantisation) keeps its own forward. :func:`plain` swaps 
 ``hiermlp.create_model`` accelerates the models it builds unless ``SETTINGS.enabled`` is off
 (``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one, forward and backward
 (tests/test_fast_paths.py, tests/test_linear.py). Each lever is kept only where a measurement shows it pays
-(benchmarks/perf_cpu.py, benchmarks/perf_gpu.py). Nothing runs at import: the oneDNN probe runs on first use.
+(benchmarks/perf_cpu.py, benchmarks/perf_gpu.py). Nothing runs at import: the oneDNN probe and the machine
+profile (:mod:`hiermlp.accel.machine`: which float32 GEMM path is fastest here) run on first use.
+:func:`compile_model` is ``torch.compile`` with static sizes and the batch marked dynamic.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from hiermlp.accel import settings
 from hiermlp.accel.attention import FastGlobalAttention, FastWindowAttention
 from hiermlp.accel.block import FastHierBlock, FastHierStage
+from hiermlp.accel.compiling import compile_model
 from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
@@ -88,6 +91,7 @@ __all__ = [
     "FastMlp",
     "FastWindowAttention",
     "accelerate",
+    "compile_model",
     "is_accelerated",
     "onednn_available",
     "onednn_enabled",

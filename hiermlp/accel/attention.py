@@ -7,7 +7,9 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
 * the bias and the shift mask are folded into one additive ``(1, heads or nW*heads, N, N)`` tensor, cached
   when no gradient flows to the table (inference, or a frozen table): :mod:`hiermlp.accel.cache`;
 * CUDA, eager: SDPA's memory-efficient kernel with the bias in the autocast dtype and row-aligned
-  (``SETTINGS.align_mask``), in training too (the kernel differentiates the bias);
+  (``SETTINGS.align_mask``), in training too (the kernel differentiates the bias), unless the GPU's attention
+  profile measured explicit attention faster on Swin-T's window shape (:mod:`hiermlp.accel.machine`, per GPU,
+  cached);
 * CUDA, compiled: explicit attention for windows, which the compiler fuses (traced SDPA lowers to a
   slower cuDNN kernel);
 * a trainable position bias off CUDA: explicit attention (two matmuls and a softmax), since the other
@@ -20,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hiermlp.accel import settings
+from hiermlp.accel import machine, settings
 from hiermlp.accel.cache import derived
 from hiermlp.accel.trace import is_exporting, is_fx_tracing, is_tracing
 from hiermlp.mixers.attention import WindowAttention
@@ -35,14 +37,23 @@ MAX_EXPLICIT_TOKENS = 256
 SDPA_BIAS_GRAD_DEVICES: frozenset[str] = frozenset({"cuda"})
 
 
-def use_explicit(device_type: str, tokens: int, trains_bias: bool, tracing: bool = False) -> bool:
-    """Explicit GEMMs + softmax (True) or ``F.scaled_dot_product_attention`` (False) for one window batch."""
+def use_explicit(
+    device_type: str, tokens: int, trains_bias: bool, tracing: bool = False, device: torch.device | None = None
+) -> bool:
+    """Explicit GEMMs + softmax (True) or ``F.scaled_dot_product_attention`` (False) for one window batch.
+
+    With ``device`` given, eager CUDA windows take the kernel the GPU's attention profile measured faster
+    (:func:`hiermlp.accel.machine.attention_choice`: timed once per GPU and cached, SDPA on a tie)."""
     choice = settings.current().attention
     if choice != "auto":
         return choice == "explicit"
     if trains_bias and device_type not in SDPA_BIAS_GRAD_DEVICES:
         return True
-    return tracing and device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS
+    if tracing:
+        return device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS
+    if device is not None and device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS:
+        return machine.window_attention_explicit(device, train=torch.is_grad_enabled())
+    return False
 
 
 def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
@@ -102,7 +113,7 @@ class FastAttentionMixin:
         device = q.device.type
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
-        explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing)
+        explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing, q.device)
         if explicit or device != "cuda":
             bias = self.folded_bias(mask, q.dtype, window_size=window_size)
         else:

@@ -1,15 +1,17 @@
-"""Fast CPU linears: float32 GEMMs on oneDNN with a fused GELU epilogue (opt-in: ``SETTINGS.onednn``).
+"""Fast CPU linears: float32 GEMMs on oneDNN with a fused GELU epilogue, where this machine runs them faster.
 
 On CPU, ``F.linear`` goes to MKL's ``sgemm`` through ``addmm``, which first broadcasts the bias into the
 output and then accumulates into it. oneDNN's inner-product primitive (``torch.ops.mkldnn._linear_pointwise``,
 the kernel ``torch.compile`` itself emits for CPU linears) adds the bias and, optionally, applies GELU in
 the GEMM's epilogue, saving a full pass over the 4C-wide hidden activations. Whether that beats MKL depends
-on the machine: benchmarks/results/perf_cpu measures the lever both ways (on its AMD EPYC it costs).
+on the machine (MKL runs AVX2 code on AMD CPUs, oneDNN AVX-512; elsewhere MKL can win), so the path is the
+machine profile's decision (:mod:`hiermlp.accel.machine`: timed once per machine and cached) unless
+``SETTINGS.onednn`` pins it (``HIERMLP_ACCEL=onednn=1`` or ``0``).
 
 The results equal ``F.linear`` to float32 rounding (a different summation order; tests/test_linear.py checks
 values and gradients). The fast path is taken only where it applies:
 
-* a float32 CPU input and weight, no autocast, a oneDNN-enabled PyTorch, ``SETTINGS.onednn`` on;
+* a float32 CPU input and weight, no autocast, a oneDNN-enabled PyTorch, :func:`onednn_enabled`;
 * not while exporting: ``torch.export``, TorchScript and ONNX see plain ``F.linear``. ``torch.compile``
   calls the kernel through the custom op ``hiermlp::onednn_linear``;
 * no functorch transform (``vmap``, ``grad``) active.
@@ -24,6 +26,7 @@ calls it).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +34,7 @@ from timm.layers import Mlp
 from torch import nn
 from torch.utils import flop_counter
 
-from hiermlp.accel import settings
+from hiermlp.accel import machine, settings
 from hiermlp.accel.trace import functorch_active, hooked, is_exporting, is_fx_tracing
 from hiermlp.errors import ConfigError
 
@@ -74,13 +77,38 @@ def onednn_available() -> bool:
 
 
 def onednn_enabled() -> bool:
-    """Whether eligible float32 CPU linears currently take the oneDNN path."""
-    return settings.current().onednn and onednn_available()
+    """Whether eligible float32 CPU linears currently take the oneDNN path: ``SETTINGS.onednn`` where it is
+    pinned, else the machine profile's decision (measured on the first call per machine, then cached)."""
+    choice = settings.current().onednn
+    if choice is False or not onednn_available():
+        return False
+    return choice is True or machine.prefers_onednn()
+
+
+def gemm_choice(threads: int | None = None) -> dict[str, Any]:
+    """Which path float32 CPU linears of accelerated models take at ``threads`` torch threads (None: the
+    current count), and why (for reports and checkpoints):
+    ``{"gemm": "onednn" | "mkl", "gemm_choice": reason, "gemm_rates": GFLOP/s measured or None}``."""
+    s = settings.current()
+    rates = None
+    if not s.enabled:
+        gemm, why = "mkl", "speed layer off (HIERMLP_ACCEL=0): F.linear"
+    elif not onednn_available():
+        gemm, why = "mkl", "this PyTorch build has no usable oneDNN linear kernel"
+    elif s.onednn is not None:
+        gemm, why = ("onednn" if s.onednn else "mkl"), f"pinned (HIERMLP_ACCEL onednn={int(s.onednn)})"
+    else:
+        p = machine.profile(threads)
+        gemm = "onednn" if p.onednn else "mkl"
+        where = "measured by this process" if p.source == "measured" else f"read from {p.path}"
+        why = f"machine profile ({where}, {p.key['threads']} threads)"
+        rates = {k: round(v, 1) for k, v in p.rates.items()}
+    return {"gemm": gemm, "gemm_choice": why, "gemm_rates": rates}
 
 
 def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        settings.current().onednn
+        settings.current().onednn is not False
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
@@ -89,7 +117,7 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and not is_exporting()
         and not functorch_active()
-        and onednn_available()
+        and onednn_enabled()
     )
 
 

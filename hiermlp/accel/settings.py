@@ -2,8 +2,8 @@
 
 ``HIERMLP_ACCEL`` is ``1`` (the default: every lever at its measured default), ``0`` (no speed layer:
 ``create_model`` returns the plain reference modules), or a comma list of overrides such as
-``onednn=0,chunk_tokens=0,attention=sdpa``. In code: ``hiermlp.accel.SETTINGS`` and the
-:func:`override` context manager.
+``onednn=1,chunk_tokens=0,attention=sdpa`` (``onednn=auto``, the default, leaves the GEMM path to the
+machine profile). In code: ``hiermlp.accel.SETTINGS`` and the :func:`override` context manager.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ ENV = "HIERMLP_ACCEL"
 class AccelSettings:
     # master switch: create_model applies the speed layer (accelerate) to the models it builds
     enabled: bool = True
-    # float32 CPU linears on oneDNN's inner product with a fused GELU epilogue. Off by default:
-    # whether it beats MKL's sgemm depends on the machine and its load (benchmarks/results/perf_cpu has the
-    # lever measured both ways); a per-process timing choice would make runs irreproducible, so it is opt-in
-    onednn: bool = False
+    # float32 CPU linears on oneDNN's inner product with a fused GELU epilogue (True) or MKL's F.linear (False);
+    # None: whichever the machine profile measured faster on this machine (accel/machine.py), cached per
+    # machine so that its runs stay reproducible
+    onednn: bool | None = None
     # CPU inference runs a stage's blocks on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 4096
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
@@ -42,6 +42,12 @@ class AccelSettings:
     def replace(self, **changes: Any) -> AccelSettings:
         from hiermlp.schema import check_fields  # pydantic: imported when a setting changes, not by import hiermlp
 
+        onednn = changes.get("onednn")
+        if onednn is not None and not isinstance(onednn, bool):  # strict: a string or a number is no switch
+            raise ConfigError(
+                f"onednn expects bool or auto, got {type(onednn).__name__} {onednn!r}; "
+                "e.g. onednn=auto (the default: the machine profile decides), onednn=1 or onednn=0"
+            )
         changes = check_fields(AccelSettings, changes, what="speed-layer setting")
         if changes.get("attention", self.attention) not in ("auto", "sdpa", "explicit"):
             raise ConfigError(f"attention must be 'auto', 'sdpa' or 'explicit', got {changes['attention']!r}")
@@ -73,9 +79,12 @@ def from_env(text: str | None) -> AccelSettings:
     types = field_types(AccelSettings)
     try:
         changes = parse_overrides(split_list(text), types, what="speed-layer setting")
-        for key, value in changes.items():  # the 0/1 shorthand of a switch
-            if types[key] is bool and type(value) is int and value in (0, 1):
+        for key, value in changes.items():  # the 0/1 shorthand of a switch; auto for a per-machine choice
+            switch = types[key] in (bool, bool | None)
+            if switch and type(value) is int and value in (0, 1):
                 changes[key] = bool(value)
+            elif types[key] == bool | None and value == "auto":
+                changes[key] = None
         return base.replace(**changes)
     except ConfigError as e:
         raise ConfigError(f"{ENV}={text!r}: {e}") from None

@@ -10,19 +10,9 @@ from typing import Any
 
 import torch
 
+from hiermlp.accel.machine import cpu_model
+
 __all__ = ["cpu_model", "environment", "finish_environment", "format_environment", "set_threads"]
-
-
-def cpu_model() -> str:
-    """CPU model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _version(dist: str) -> str:
@@ -72,9 +62,13 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    from hiermlp.accel import onednn_enabled
+    from hiermlp.accel import settings
+    from hiermlp.accel.linear import gemm_choice, onednn_enabled
 
-    info["onednn_linears"] = onednn_enabled()  # hiermlp's float32 CPU linears on oneDNN (HIERMLP_ACCEL)
+    # hiermlp's float32 CPU linears: which GEMM path ran and why (the machine profile or HIERMLP_ACCEL)
+    if device.type == "cpu":
+        info["onednn_linears"] = settings.current().enabled and onednn_enabled()
+        info.update(gemm_choice())
     with contextlib.suppress(AttributeError):  # sched_getaffinity is Linux-only
         info["cpu_affinity"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(AttributeError, OSError):
@@ -84,6 +78,10 @@ def environment(device: str | torch.device = "cpu", dtype: str = "float32", comp
         info["device_name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
+        if settings.current().attention == "auto":  # the eager window-attention kernel this GPU measured faster
+            from hiermlp.accel.machine import attention_choice
+
+            info["attention_explicit"] = attention_choice(device)
     return info
 
 
@@ -94,17 +92,23 @@ def finish_environment(info: dict) -> dict:
     return info
 
 
+GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
+
+
+def _linears(info: dict) -> str:
+    if "gemm" in info:
+        return f"; hiermlp float32 CPU linears: {GEMM_NAMES.get(info['gemm'], info['gemm'])} ({info['gemm_choice']})"
+    if "onednn_linears" in info:  # a report recorded before the machine profile
+        return f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ACCEL)'}"
+    return ""
+
+
 def format_environment(info: dict) -> str:
     """The Markdown header lines of a report."""
     dev = info["device"] if info["device"] == "cpu" else f"{info['device']} ({info['device_name']})"
     lines = [
         f"- device: {dev}; dtype: {info['dtype']}; torch.compile: {'on' if info['compile'] else 'off'}",
-        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}"
-        + (
-            f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ACCEL)'}"
-            if "onednn_linears" in info
-            else ""
-        ),
+        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores visible); torch threads: {info['threads']}" + _linears(info),
         f"- torch {info['torch']}, timm {info['timm']}, hiermlp {info['hiermlp']}, "
         f"Python {info['python']} on {info['platform']}",
     ]
@@ -113,6 +117,20 @@ def format_environment(info: dict) -> str:
         if "loadavg_end" in info:
             load += f", at end: {'/'.join(map(str, info['loadavg_end']))}"
         lines.append(load + " (above 0 = other processes shared the CPU)")
+    if info.get("gemm_rates"):
+        r = info["gemm_rates"]
+        lines.append(
+            f"- machine profile, float32 GFLOP/s on Swin-T's MLP shapes: MKL {r['mkl']}"
+            + (f", oneDNN {r['onednn']}" if "onednn" in r else "")
+            + f"; peak (1024^3): {max(v for k, v in r.items() if k.startswith('peak_'))}"
+        )
     if "cuda" in info:
         lines.append(f"- CUDA {info['cuda']}, cuDNN {info['cudnn']}")
+    if "attention_explicit" in info:
+        kernel = {True: "explicit", False: "SDPA"}
+        a = info["attention_explicit"]
+        lines.append(
+            f"- eager window attention (the GPU's attention profile): {kernel[a['infer']]} in inference, "
+            f"{kernel[a['train']]} in training"
+        )
     return "\n".join(lines)

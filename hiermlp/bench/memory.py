@@ -177,6 +177,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
+    from hiermlp.accel.compiling import compile_model
     from hiermlp.bench.env import set_threads
     from hiermlp.bench.resolve import ImageSizeError, build_at_size, is_oom
     from hiermlp.bench.workload import infer_step, train_step
@@ -203,7 +204,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         model = model.to(device)
         size = spec["img_size"] or _default_size(model)
         x = torch.randn(spec["batch"], spec["in_chans"], size, size, device=device)
-        fwd = torch.compile(model) if spec["compile"] else None
+        fwd = compile_model(model) if spec["compile"] else None
         if spec["mode"] == "train":
             step, n_steps = train_step(model, x, spec["num_classes"], spec["dtype"], fwd, spec.get("opt", "adamw")), 2
         else:

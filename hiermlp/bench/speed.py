@@ -9,6 +9,7 @@ any timing: a model that would exhaust memory is recorded as OOM instead of taki
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hiermlp.accel.compiling import compile_model
 from hiermlp.bench.env import environment, finish_environment, set_threads
 from hiermlp.bench.flops import count_gmacs
 from hiermlp.bench.memory import measure_peak_memory
@@ -40,8 +42,8 @@ from hiermlp.bench.resolve import (
     is_oom,
     resolve_model,
 )
-from hiermlp.bench.timing import Stats, Timed, round_robin
-from hiermlp.bench.workload import infer_step, train_step
+from hiermlp.bench.timing import Stats, Timed, round_robin, synchronize
+from hiermlp.bench.workload import autocast, infer_step, train_step
 
 __all__ = ["BenchEntry", "BenchReport", "BenchRow", "benchmark_model", "benchmark_models"]
 
@@ -93,6 +95,12 @@ class BenchRow:
     mem_infer_mb: float | None = None
     mem_train_mb: float | None = None
     mem_method: str = ""
+    # with compile: seconds of the first compiled forward (compiling included), of the first forward at a
+    # new spatial size (the recompile) and of one at a new batch size (batch 1 is always specialised: a
+    # compile of its own); None where not measured
+    compile_s: float | None = None
+    recompile_size_s: float | None = None
+    recompile_batch_s: float | None = None
     status: str = "ok"
     error: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -197,6 +205,28 @@ class BenchReport:
             f"backward + {s.get('opt', 'adamw')} step (timm's create_optimizer_v2; benchmark.py's default is sgd).",
             f"Peak memory: {mem}; weights and activations (+ gradients and AdamW state for training).",
         ]
+        compiled = [r for r in self.rows if r.compile_s is not None]
+        if compiled:
+            lines += [
+                "",
+                "torch.compile (hiermlp.accel.compile_model: static sizes, the batch marked dynamic), seconds of "
+                f"the first forward in eval mode (compiling included); a new size is {NEW_SIZE_STEP} pixels more "
+                "per side, a new batch half the batch ('-': the model does not take that input):",
+                "",
+                markdown_table(
+                    ["model", "first compile s", "new size s", "new batch s"],
+                    [
+                        [
+                            f"`{r.model}`",
+                            fmt_num(r.compile_s),
+                            fmt_num(r.recompile_size_s),
+                            fmt_num(r.recompile_batch_s),
+                        ]
+                        for r in compiled
+                    ],
+                    "lrrr",
+                ),
+            ]
         lines += [f"- **{r.model}**: {r.status}: {r.error}" for r in self.rows if r.error]
         return "\n".join(lines)
 
@@ -452,8 +482,11 @@ def _prepare(
                 row.status, row.error = "oom", f"{mode} at batch {batch}: {res.error}"
             else:
                 row.error = f"memory ({mode}): {res.status}: {res.error}"
-    fwd = torch.compile(model) if compile else None
     x = torch.randn(batch, *input_size, device=dev)
+    fwd = None
+    if compile:
+        fwd = compile_model(model)
+        row.compile_s, row.recompile_size_s, row.recompile_batch_s = compile_times(model, fwd, x, dtype)
     key = str(id(row))
     tasks = []
     if "infer" not in oom_modes:
@@ -464,6 +497,38 @@ def _prepare(
     if train and "train" not in oom_modes:
         tasks.append(Timed((key, "train"), train_step(model, x, num_classes, dtype, fwd, opt), dev, items=batch))
     return row, tasks
+
+
+# a "new input size" for the recompile measurement: this many pixels more per side (a multiple of every
+# zoo model's patch size, so the model takes it wherever it takes other sizes)
+NEW_SIZE_STEP = 32
+
+
+def compile_times(
+    model: nn.Module, fwd: nn.Module, x: torch.Tensor, dtype: str = "float32"
+) -> tuple[float | None, float | None, float | None]:
+    """Seconds of the first compiled forward of ``x`` (eval mode, no grad; the compile included), of the
+    first at a new spatial size and of the first at half the batch (None: the model refused that input)."""
+    model.eval()
+    dev = x.device
+
+    def seconds(inp: torch.Tensor) -> float | None:
+        synchronize(dev)
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad(), autocast(dev, dtype):
+                fwd(inp)
+        except Exception:  # a model fixed to one input size: nothing to recompile for
+            return None
+        synchronize(dev)
+        return time.perf_counter() - t0
+
+    first = seconds(x)  # None: it failed; the timed calls fail again and report why
+    h, w = x.shape[-2:]
+    bigger = torch.randn(*x.shape[:-2], h + NEW_SIZE_STEP, w + NEW_SIZE_STEP, device=dev)
+    new_size = seconds(bigger)
+    new_batch = seconds(x[: max(1, x.shape[0] // 2)].clone()) if x.shape[0] > 1 else None
+    return first, new_size, new_batch
 
 
 def _relative(rows: list[BenchRow]) -> None:

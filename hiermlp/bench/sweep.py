@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hiermlp.accel.compiling import compile_model
 from hiermlp.bench.env import environment, finish_environment, set_threads
 from hiermlp.bench.flops import count_gmacs
 from hiermlp.bench.memory import measure_peak_memory
@@ -457,7 +458,7 @@ def _prepare_point(
             raise
         point.status, point.error = "oom", str(e).splitlines()[0][:200]
         return None
-    fwd = torch.compile(model) if compile else None
+    fwd = compile_model(model) if compile else None
     x = torch.randn(batch, *input_size, device=dev)
     task = Timed((entry.name, str(size)), infer_step(model, x, dtype, fwd), dev, items=batch)
     if max_point_s is not None:

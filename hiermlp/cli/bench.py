@@ -90,7 +90,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch size of throughput runs (default 32; sweep: 4)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--compile", action="store_true", help="time the torch.compile'd model")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the compiled model (static sizes, the batch dynamic) and report its first compile and recompiles",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     parser.add_argument("--repeats", type=int, default=None, help="timed samples (median reported; default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up calls (default 2)")

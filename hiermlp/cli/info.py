@@ -1,4 +1,5 @@
-"""``hiermlp info MODEL`` (params, GMACs, output and stage shapes) and ``hiermlp list`` (models or mixers)."""
+"""``hiermlp info MODEL`` (params, GMACs, output and stage shapes), ``hiermlp info --machine`` (this machine's
+GEMM paths, the one chosen and why) and ``hiermlp list`` (models or mixers)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,54 @@ __all__ = ["add_info_arguments", "add_list_arguments", "add_set_argument", "mode
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="registered model name, e.g. swin_tiny_patch4_window7_224")
+    p.add_argument("model", nargs="?", help="registered model name, e.g. swin_tiny_patch4_window7_224")
+    p.add_argument(
+        "--machine",
+        action="store_true",
+        help="print this machine's profile instead: the measured GEMM rates, its peak, the float32 GEMM path "
+        "chosen and why, and what amp=auto means here",
+    )
+    p.add_argument("--remeasure", action="store_true", help="with --machine: measure again and replace the cache")
     p.add_argument("--img-size", type=int, nargs="+", default=None, help="H [W] of the probe input (default: cfg)")
     p.add_argument("--batch", type=int, default=1, help="batch of the probe input")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--in-chans", type=int, default=None)
     add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
+
+
+def run_machine(args: argparse.Namespace) -> int:
+    from hiermlp.info import machine_info
+
+    m = machine_info(remeasure=args.remeasure)
+    if args.json:
+        print(json.dumps(m))
+        return 0
+    k, r = m["machine"], m["rates_gflops"]
+    print(
+        f"machine   {k['cpu']}, {k['cores']} cores, {k['threads']} torch threads, CPU capability {k['capability']}; "
+        f"torch {k['torch']}, MKL {k['mkl']}, oneDNN {k['onednn']}"
+    )
+    shapes = f"MKL (F.linear) {r['mkl']}" + (f", oneDNN {r['onednn']}" if "onednn" in r else " (no oneDNN kernel)")
+    print(f"float32   GFLOP/s on Swin-T's channel-MLP linears: {shapes}")
+    peaks = ", ".join(f"{GEMM_NAMES[n[5:]]} {v}" for n, v in r.items() if n.startswith("peak_"))
+    print(f"peak      {m['peak_gflops']} GFLOP/s float32 (1024^3 GEMM: {peaks})")
+    profile = GEMM_NAMES["onednn" if m["profile_onednn"] else "mkl"]
+    print(f"profile   {profile} (oneDNN is chosen where it is {m['margin']:.2f}x MKL's rate or more)")
+    print(f"in force  {GEMM_NAMES[m['gemm']]}: {m['gemm_choice']}")
+    bf16 = (
+        f"native ({', '.join(m['bf16_flags'])})" if m["native_bf16"] else "emulated (no avx512_bf16 or amx_bf16 flag)"
+    )
+    slow = f"; bf16 autocast GEMMs ran {m['bf16_slowdown']}x the float32 time" if m["bf16_slowdown"] else ""
+    print(f"bf16      {bf16}{slow}; amp=auto trains in {'bf16' if m['amp_auto'] == 'bf16' else 'float32'}")
+    where = f"cached in {m['cache']}" if m["cache"] else "kept in this process only (the cache is not writable)"
+    load = f" at load {m['measured_load'][0]}" if m["measured_load"] else ""
+    print(f"measured  {m['measured']}{load} ({'now' if m['source'] == 'measured' else 'earlier'}; {where})")
+    print("pin it    HIERMLP_ACCEL=onednn=1 (oneDNN) or onednn=0 (MKL); measure again: --machine --remeasure")
+    return 0
 
 
 def add_set_argument(p: argparse.ArgumentParser, dest: str = "overrides") -> None:
@@ -40,7 +82,15 @@ def model_options(items: list[str] | None) -> dict:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from hiermlp.errors import ConfigError
     from hiermlp.info import model_info
+
+    if args.machine:
+        return run_machine(args)
+    if args.remeasure:
+        raise ConfigError("--remeasure goes with --machine: hiermlp info --machine --remeasure")
+    if args.model is None:
+        raise ConfigError("hiermlp info needs a model name (hiermlp info swin_tiny_patch4_window7_224) or --machine")
     from hiermlp.models.registry import get_entry
 
     info = model_info(

@@ -42,6 +42,15 @@ from hiermlp.study.stats import (
 
 __all__ = ["CompareResult", "CompareRow", "RunRecord", "load_result"]
 
+# what the recipe's amp means for a comparison's numbers
+PRECISION = {
+    "none": "Precision: float32 (amp=none): the same arithmetic on every machine, so results compare across machines.",
+    "auto": "Precision: amp=auto, bf16 autocast where the device computes bf16 natively and float32 elsewhere: "
+    "results from machines of the two kinds differ in precision.",
+    "bf16": "Precision: bf16 autocast (amp=bf16).",
+    "fp16": "Precision: fp16 autocast with loss scaling (amp=fp16).",
+}
+
 
 @dataclass
 class RunRecord:
@@ -283,6 +292,8 @@ class CompareResult:
         return "\n".join(
             [
                 f"Recipe (shared by every entry): {recipe}. Seeds: {self.seeds}.",
+                "",
+                PRECISION.get(rc.get("amp"), f"Precision: amp={rc.get('amp')}."),
                 "",
                 f"{self.metric} = {_METRIC_TEXT[self.task]}, mean ± sample std over the seeds; CI = 95% Student-t "
                 f"interval of the mean; best-epoch = the best epoch's test {self.metric} of each run (an optimistic "

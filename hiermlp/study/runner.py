@@ -93,7 +93,8 @@ def run_environment(device: str, threads: int) -> dict[str, Any]:
     """Everything outside the config that changes what a run computes, down to the last bit.
 
     The torch threads (reductions split over threads round differently), the device (CPU model or GPU name:
-    kernels differ between them), the speed layer's settings, the deterministic flag lives in the config,
+    kernels differ between them), the speed layer's settings and the float32 CPU GEMM path they resolve to
+    (MKL or oneDNN), the deterministic flag lives in the config,
     and the versions of the libraries whose code runs in a step (torch, timm, NumPy; Pillow decodes and
     resizes the images).
     """
@@ -105,10 +106,14 @@ def run_environment(device: str, threads: int) -> dict[str, Any]:
 
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     name = torch.cuda.get_device_name(torch.device(device if device.startswith("cuda") else "cuda")) if on_gpu else ""
+    from hiermlp.accel.linear import gemm_choice
+
     return {
         "threads": int(threads),
         "device": f"cuda ({name})" if on_gpu else f"cpu ({cpu_model()})",
         "accel": ",".join(f"{k}={v}" for k, v in asdict(accel.settings.current()).items()),
+        # the float32 CPU GEMM path the runs take (the machine profile's, at the runs' thread count, or pinned)
+        **({} if on_gpu else {"gemm": gemm_choice(int(threads) or None)["gemm"]}),
         "torch": torch.__version__,
         "timm": timm.__version__,
         "numpy": numpy.__version__,

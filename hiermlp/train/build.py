@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hiermlp.accel import machine
+from hiermlp.accel.machine import native_bf16
 from hiermlp.data import (
     SEG_DATASETS,
     ArrayImageDataset,
@@ -472,8 +475,61 @@ def build_loss(cfg: TrainConfig, num_classes: int) -> tuple[Any, nn.Module]:
 
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_warned_emulated_bf16 = False
+
+
+def resolve_amp(amp: str, device: torch.device | str) -> str:
+    """The precision ``amp`` means on ``device``: ``"auto"`` is ``"bf16"`` where the device computes bf16
+    natively (a CPU with AVX512-BF16 or AMX, a CUDA GPU of compute capability 8.0 or later) and ``"none"``
+    (float32) elsewhere; the others are themselves. An explicit ``"bf16"`` on a CPU that emulates it warns
+    once, quoting the machine profile's measured slowdown."""
+    device = torch.device(device)
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "none"
+    if amp == "bf16" and device.type == "cpu" and not native_bf16(device):
+        _warn_emulated_bf16()
+    return amp
+
+
+def _warn_emulated_bf16() -> None:
+    global _warned_emulated_bf16
+    if _warned_emulated_bf16:
+        return
+    _warned_emulated_bf16 = True
+    slowdown = machine.profile().bf16_slowdown
+    cost = f"its bf16 GEMMs ran {slowdown:.1f}x slower than float32's (the machine profile)" if slowdown else ""
+    warnings.warn(
+        f"amp=bf16 on a CPU without native bf16 (no avx512_bf16 or amx_bf16): emulated, {cost}; "
+        "amp=auto (the presets' default) trains in float32 here",
+        stacklevel=3,
+    )
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast on ``device``, or nothing for ``amp="none"``."""
+    """bf16 / fp16 autocast on ``device``, or nothing for float32 (``amp="none"``, or ``"auto"`` where the
+    device has no native bf16: :func:`resolve_amp`)."""
+    amp = resolve_amp(amp, device)
     return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES.get(amp, torch.bfloat16), enabled=amp != "none")
+
+
+def speed_record(device: torch.device | str, amp: str) -> dict[str, Any]:
+    """Which exact fast path a run takes on ``device`` (every training checkpoint stores it): the precision
+    ``amp`` resolved to, the speed layer's settings and, on CPU, the float32 GEMM path and why."""
+    from dataclasses import asdict
+
+    from hiermlp.accel import settings
+    from hiermlp.accel.linear import gemm_choice
+
+    device = torch.device(device)
+    record: dict[str, Any] = {
+        "device": str(device),
+        "amp": resolve_amp(amp, device),
+        "amp_config": amp,
+        "native_bf16": native_bf16(device),
+        "accel": ",".join(f"{k}={v}" for k, v in asdict(settings.current()).items()),
+    }
+    if device.type == "cpu":
+        record.update(gemm_choice())
+    elif device.type == "cuda" and settings.current().attention == "auto":
+        record["attention_explicit"] = machine.attention_choice(device)
+    return record

@@ -123,7 +123,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
     clip_grad: float = 5.0  # max global grad norm (0 = no clipping)
-    amp: str = "bf16"  # "bf16" autocast (CPU and GPU), "fp16" autocast with GradScaler, or "none"
+    # "auto": bf16 autocast where the device computes bf16 natively, float32 elsewhere; "bf16" autocast
+    # (CPU and GPU), "fp16" autocast with GradScaler, or "none" (float32)
+    amp: str = "auto"
     nan_policy: str = "stop"  # a NaN/inf loss or gradient: "stop" the run, or "skip" that optimizer step
     ema: bool = False  # keep an exponential moving average of the weights (timm ModelEmaV3)
     ema_decay: float = 0.9998  # EMA decay per optimizer step
@@ -141,7 +143,7 @@ _CHOICES = {
     "task": ("classify", "segment"),
     "inference": ("whole", "slide"),
     "in_chans": (1, 3),  # the data pipeline gives PIL "L" or "RGB" images
-    "amp": ("bf16", "fp16", "none"),
+    "amp": ("auto", "bf16", "fp16", "none"),
     "corrupt": ("error", "skip"),
     "nan_policy": ("stop", "skip"),
     "interpolation": ("", "bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),

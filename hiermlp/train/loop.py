@@ -39,10 +39,18 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from hiermlp.accel.compiling import compile_model
 from hiermlp.data import mix_seed
 from hiermlp.errors import CheckpointError, NonFiniteError, one_line
 from hiermlp.io import atomic_save
-from hiermlp.train.build import autocast, build_data, build_datasets, build_optimization, model_from_config
+from hiermlp.train.build import (
+    autocast,
+    build_data,
+    build_datasets,
+    build_optimization,
+    model_from_config,
+    speed_record,
+)
 from hiermlp.train.checkpoint import FORMAT, capture_rng, load_training_checkpoint, restore_rng
 from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
@@ -274,6 +282,7 @@ class _Run:
                 "classes": self.data.classes,  # the class map every split and evaluation uses
                 "steps_per_epoch": opt.steps_per_epoch,
                 "epoch_partial_loss": list(partial),  # (sum, count) of a mid-epoch checkpoint's epoch
+                "speed": speed_record(self.device, self.cfg.amp),  # the precision and GEMM path that ran
             },
             self.out / name,
         )
@@ -460,14 +469,15 @@ class _Run:
 
     def _wrap(self) -> nn.Module:
         """The module that runs forward: DDP around the model, then torch.compile around that (timm's order,
-        so DDP's bucketing sees the compiled graph's gradients)."""
+        so DDP's bucketing sees the compiled graph's gradients), with static sizes but the batch
+        (:func:`~hiermlp.accel.compiling.compile_model`: a new image size compiles a new graph quickly)."""
         model: nn.Module = self.model
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(self.model, device_ids=ids)
         self.ddp = model
         if self.cfg.compile:
-            model = torch.compile(model, backend=self.cfg.compile_backend)
+            model = compile_model(model, backend=self.cfg.compile_backend)
         return model
 
     def _open_outputs(self) -> Writers | None:
