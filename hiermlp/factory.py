@@ -32,7 +32,7 @@ from torch import nn
 
 from hiermlp import accel
 from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, suggest
-from hiermlp.models.features import resolve_feature_cls
+from hiermlp.models.features import HierFeatures, resolve_feature_cls
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import (
     ModelEntry,
@@ -47,7 +47,7 @@ from hiermlp.models.registry import (
     split_tag,
 )
 from hiermlp.weights import convert_state_dict, load_checkpoint, read_checkpoint
-from hiermlp.weights.load import checkpoint_filter_fn
+from hiermlp.weights.load import checkpoint_filter_fn, load_pretrained
 
 __all__ = [
     "PREFIX",
@@ -141,6 +141,17 @@ def build_entry(
         raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
     check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
     check_arguments(entry.builder, {**entry.kwargs, **kwargs}, what=entry.name)  # shift="False" is no bool
+    if {**entry.kwargs, **kwargs}.get("spatial_dims", 2) != 2 or not is_classifier(entry):
+        cfg = pretrained_cfg if isinstance(pretrained_cfg, dict) else resolve_cfg(entry.name)
+        return _build_spatial(
+            entry,
+            pretrained,
+            {**cfg, **(pretrained_cfg_overlay or {})},
+            checkpoint_path,
+            features_only,
+            feature_args,
+            kwargs,
+        )
     feature_cfg = None
     if features_only:
         if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
@@ -153,6 +164,10 @@ def build_entry(
         kwargs["out_indices"] = feature_cfg.pop("out_indices")
     resolved = pretrained_cfg if isinstance(pretrained_cfg, dict) else None
     model_cls = functools.partial(_construct, entry.builder, checkpoint_path, resolved or {})
+    d = {**entry.kwargs, **kwargs}.get("spatial_dims", 2)
+    full_size = resolved.get("input_size") if resolved is not None and d != 2 else None
+    if full_size is not None:  # timm's builder asserts an image's (C, H, W); the clip's size is put back below
+        pretrained_cfg = {**resolved, "input_size": (full_size[0], *full_size[-2:])}
     try:
         model = build_model_with_cfg(
             model_cls,
@@ -178,16 +193,52 @@ def build_entry(
         ) from e
     # the cfg describes the model as built (after loading, which reads the source's class count and channels)
     built = model.pretrained_cfg
+    if full_size is not None:
+        built["input_size"] = tuple(full_size)
     if not features_only:
         built["num_classes"] = getattr(model, "num_classes", built.get("num_classes"))
     if "img_size" in kwargs:
         size = kwargs["img_size"]
-        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * d
         built["input_size"] = (kwargs.get("in_chans", 3), *size)
         built["pool_size"] = nominal_pool_size({**entry.kwargs, **kwargs}, built["input_size"])
     elif "in_chans" in kwargs and "input_size" in built:
         built["input_size"] = (kwargs["in_chans"], *built["input_size"][1:])
     return model
+
+
+def is_classifier(entry: ModelEntry) -> bool:
+    """Whether a row's builder makes ``(B, classes)`` logits (its class attribute ``task``, default classify)."""
+    return getattr(entry.builder, "task", "classify") == "classify"
+
+
+def _build_spatial(
+    entry: ModelEntry,
+    pretrained: bool,
+    cfg: dict[str, Any],
+    checkpoint_path: str | Path | None,
+    features_only: bool,
+    feature_args: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> nn.Module:
+    """A video/volume (3-D) or sequence (1-D) row, or a segmentation network, built by hiermlp itself: timm's
+    builder takes image classifiers only (it asserts a ``(C, H, W)`` input size). The same steps: the builder,
+    the speed layer, the checkpoint or the cfg's pretrained weights (any known layout, non-strict for an
+    encoder-only file), then :class:`~hiermlp.models.features.HierFeatures`."""
+    if feature_args.get("feature_cls", "hiermlp") not in ("hiermlp", None):
+        raise ConfigError(
+            f"{entry.name} has {entry.kwargs.get('spatial_dims')} spatial axes: timm's feature wrappers take images; "
+            "use feature_cls='hiermlp' (the default)"
+        )
+    model = _construct(entry.builder, checkpoint_path, cfg, **{**entry.kwargs, **kwargs})
+    model.pretrained_cfg = cfg
+    if pretrained:
+        load_pretrained(model, cfg)
+    if not features_only:
+        return model
+    if not isinstance(model, HierNet):
+        raise ConfigError(f"features_only is supported for hierarchical classifiers; {entry.name!r} is not one")
+    return HierFeatures(model, feature_args.get("out_indices"), feature_args.get("output_fmt", "NCHW"))
 
 
 def _construct(builder: Any, checkpoint_path: str | Path | None, cfg: dict[str, Any], **kwargs: Any) -> nn.Module:
@@ -287,7 +338,15 @@ default_cfgs: dict[str, Any] = {}  # read by timm's register_model: one DefaultC
 
 
 def _mirror(entry: ModelEntry) -> None:
-    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``."""
+    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``.
+
+    Only image classifiers (2 spatial axes): timm's registry, data config, transforms, feature wrappers and
+    its own model tests take ``(B, C, H, W)`` images to ``(B, classes)`` logits, so a video/volume (3-D) or
+    sequence (1-D) row, and a segmentation network (SwinUNETR, whose output is a map), stay in hiermlp's
+    registry only (``hiermlp.create_model``), where nothing assumes either.
+    """
+    if entry.kwargs.get("spatial_dims", 2) != 2 or not is_classifier(entry):
+        return
     timm_name = PREFIX + entry.name
 
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -53,18 +53,23 @@ _ALIASES: dict[str, str] = {}  # other names of a registered model (e.g. the Mic
 _listeners: list[Callable[[ModelEntry], None]] = []
 
 
-def nominal_pool_size(kwargs: dict[str, Any], input_size: Sequence[int]) -> tuple[int, int] | None:
-    """The unpooled last-stage map ``(h, w)`` of a :class:`HierNet` row at ``input_size`` (C, H, W).
+def nominal_pool_size(kwargs: dict[str, Any], input_size: Sequence[int]) -> tuple[int, ...] | None:
+    """The unpooled last-stage map ``(h, w)`` of a :class:`HierNet` row at ``input_size`` (C, H, W); one size
+    per spatial axis for a row with ``spatial_dims`` 1 or 3 (``input_size`` (C, T, H, W)).
 
-    The stem's stride (``patch_size``, or ``stem_kwargs["stride"]``) times 2 per downsampling stage, each
-    step rounding up as the padded stem and merging do. tests/test_timm_citizen.py checks it against the
-    built models.
+    The stem's stride (``patch_size``, or ``stem_kwargs["stride"]``) times the downsampling factors (2, or
+    ``downsample_kwargs["factors"]``) per downsampling stage, each step rounding up as the padded stem and
+    merging do. tests/test_timm_citizen.py checks it against the built models.
     """
+    d = kwargs.get("spatial_dims", 2)
     depths = kwargs.get("depths", (2, 2, 6, 2))
     stride = (kwargs.get("stem_kwargs") or {}).get("stride", kwargs.get("patch_size", 4))
-    size = [math.ceil(s / stride) for s in input_size[-2:]]
+    strides = tuple(stride) if isinstance(stride, (list, tuple)) else (stride,) * d
+    factors = (kwargs.get("downsample_kwargs") or {}).get("factors", 2)
+    factors = tuple(factors) if isinstance(factors, (list, tuple)) else (factors,) * d
+    size = [math.ceil(s / r) for s, r in zip(input_size[-d:], strides)]
     for _ in range(len(depths) - 1 if kwargs.get("downsample", True) else 0):
-        size = [math.ceil(s / 2) for s in size]
+        size = [math.ceil(s / f) for s, f in zip(size, factors)]
     return tuple(size)
 
 
