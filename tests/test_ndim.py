@@ -290,3 +290,38 @@ def test_region_labels_give_padding_its_own_region_in_3d():
     # the padded time slice (original index 3) sits at rolled position 2
     assert (labels[2] == -1).all() and (labels[[0, 1, 3]] >= 0).all()
     assert labels.max() < 27
+
+
+@pytest.mark.slow
+def test_3d_export_with_dynamic_batch_and_sizes_and_fx():
+    """torch.export with a symbolic batch, T, H and W: the program equals eager at other clip sizes (padded and
+    shifted differently); torchvision's FX feature extractor traces the 3-D stages."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    torch.manual_seed(0)
+    net = HierNet(
+        spatial_dims=3,
+        img_size=(8, 32, 32),
+        patch_size=(2, 4, 4),
+        embed_dim=16,
+        depths=(2, 2),
+        num_heads=(2, 4),
+        window_size=(2, 3, 3),
+        downsample_kwargs=dict(factors=(1, 2, 2)),
+        num_classes=5,
+    ).eval()
+    dyn = torch.export.Dim.DYNAMIC
+    with torch.no_grad():
+        program = torch.export.export(
+            net,
+            (torch.randn(2, 3, 8, 40, 36),),
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64), 2: dyn, 3: dyn, 4: dyn},),
+            strict=False,
+        )
+        for y in (torch.randn(3, 3, 11, 45, 37), torch.randn(1, 3, 6, 29, 50)):
+            assert torch.allclose(program.module()(y), net(y), atol=1e-5)
+        extractor = create_feature_extractor(net, {"stages.0": "s0", "stages.1": "s1"})
+        y = torch.randn(2, 3, 11, 45, 37)
+        maps = extractor(y)
+        for key, ref in zip(("s0", "s1"), net.forward_intermediates(y, output_fmt="NHWC", intermediates_only=True)):
+            assert torch.equal(maps[key], ref)
