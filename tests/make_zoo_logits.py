@@ -52,7 +52,8 @@ def model_and_input(name: str) -> tuple[nn.Module, torch.Tensor]:
     b, h, w = INPUT
     fixed = get_entry(name).pretrained_cfg.get("fixed_input_size", False)
     model = hiermlp.create_model(name, num_classes=10, **(dict(img_size=(h, w)) if fixed else {}))
-    fill_(model).eval()
+    # the plain modules, the reference formulation: the speed layer is checked against them in test_fast_paths
+    hiermlp.accel.plain(fill_(model)).eval()
     c = model.pretrained_cfg["input_size"][0]
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     return model, torch.randn(b, c, h, w, generator=g)

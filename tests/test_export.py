@@ -41,6 +41,17 @@ def test_dynamic_batch_export_matches_eager(mixer, fmt, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+def test_a_registered_model_exports_through_the_speed_layer(fmt, tmp_path):
+    # create_model hands out the speed layer's twins; at 16x16 the second stage is one 4x4 window, where the
+    # fused CPU attention's output layout differs from the exporter's math replacement
+    kwargs = {k: v for k, v in SMALL.items() if k != "img_size"}
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", **kwargs).eval()
+    assert any(type(m).__module__.startswith("hiermlp.accel") for m in model.modules())
+    res = export_model(model, fmt, (16, 16), dynamic_batch=True, out=tmp_path / f"m.{fmt}")
+    assert res.ok and res.max_abs_diff <= 1e-4, [str(c) for c in res.checks]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
 def test_dynamic_size_export_matches_eager_at_a_second_size(fmt, tmp_path):
     model = hiermlp.HierNet(**{**SMALL, "img_size": (36, 44)}, mixer="attention").eval()
     res = export_model(model, fmt, (36, 44), dynamic_size=True, out=tmp_path / f"m.{fmt}")

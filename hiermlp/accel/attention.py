@@ -122,8 +122,9 @@ class FastAttentionMixin:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
         if tracing and (device == "cpu" or is_exporting()):
             # the fused CPU kernel returns a (b, n, heads, d) memory layout, the exporters' math replacement
-            # (b, heads, n, d): a view recorded against one cannot replay on the other
-            out = out.contiguous()
+            # (b, heads, n, d): a view recorded against one cannot replay on the other. An exporter records
+            # contiguous() only where the traced layout needs it, so it gets a copy it always keeps.
+            out = out.clone(memory_format=torch.contiguous_format) if is_exporting() else out.contiguous()
         return out
 
 
