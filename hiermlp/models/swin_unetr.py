@@ -208,7 +208,13 @@ class SwinUNETR(nn.Module):
         weight = self.swinViT.patch_embed.proj.weight
         return self.swinViT(check_images(x, self.in_chans, weight, self.patch_size, self.spatial_dims))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, None]:
+        """``(B, C_in, *spatial) -> (B, num_classes, *spatial)``; ``aux=True`` returns ``(logits, None)``, the
+        segmentation task's contract for models with an auxiliary head (SwinUNETR has none)."""
+        logits = self.segment(x)
+        return (logits, None) if aux else logits
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.forward_features(x)
         enc0 = self.encoder1(x)
         enc1 = self.encoder2(hidden[0])
