@@ -325,3 +325,15 @@ def test_3d_export_with_dynamic_batch_and_sizes_and_fx():
         maps = extractor(y)
         for key, ref in zip(("s0", "s1"), net.forward_intermediates(y, output_fmt="NHWC", intermediates_only=True)):
             assert torch.equal(maps[key], ref)
+
+
+def test_info_reports_3d_rows_per_axis():
+    from hiermlp.info import model_info
+
+    info = model_info("swin3d_t", img_size=(4, 64, 64))
+    assert info["input"] == [1, 3, 4, 64, 64] and info["output"] == [1, 400]
+    assert (
+        info["stages"][0] == [1, 96, 2, 16, 16] and info["windows"][3] == [8, 7, 7] and info["shifts"][3] == [4, 0, 0]
+    )
+    seg = model_info("swin_unetr_2d_small", img_size=64)
+    assert seg["output"] == [1, 14, 64, 64] and [s[1] for s in seg["stages"]] == [24, 48, 96, 192]
