@@ -16,6 +16,7 @@ from hiermlp.errors import (
     UnknownNameError,
 )
 from hiermlp.factory import create_any_model, create_model, model_from_checkpoint
+from hiermlp.hub import push_to_hf_hub, save_for_hf
 from hiermlp.mixers import MIXERS, register_mixer
 from hiermlp.models import HierNet, list_models, register_model
 from hiermlp.weights import load_checkpoint, save_checkpoint
@@ -40,7 +41,9 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "model_from_checkpoint",
+    "push_to_hf_hub",
     "register_mixer",
     "register_model",
     "save_checkpoint",
+    "save_for_hf",
 ]

@@ -20,18 +20,21 @@ and the speed layer (:mod:`hiermlp.accel`), which do not know it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import timm
 import timm.models
+import torch
 from torch import nn
 
 from hiermlp import accel
-from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, suggest
+from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, NotFoundError, suggest
 from hiermlp.models.features import HierFeatures, resolve_feature_cls
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import (
@@ -39,6 +42,7 @@ from hiermlp.models.registry import (
     UnknownModelError,
     check_kwargs,
     get_entry,
+    is_image_classifier,
     is_model,
     list_models,
     nominal_pool_size,
@@ -47,7 +51,7 @@ from hiermlp.models.registry import (
     split_tag,
 )
 from hiermlp.weights import convert_state_dict, load_checkpoint, read_checkpoint
-from hiermlp.weights.load import checkpoint_filter_fn, load_pretrained
+from hiermlp.weights.load import checkpoint_filter_fn, convert_on_load, load_pretrained
 
 __all__ = [
     "PREFIX",
@@ -55,7 +59,10 @@ __all__ = [
     "create_any_model",
     "create_model",
     "model_from_checkpoint",
+    "registered_cfg",
     "resolve_source",
+    "source_config",
+    "split_source",
     "translate_timm_kwargs",
 ]
 
@@ -74,7 +81,9 @@ def create_model(
 
     Args:
         name: A registered name, e.g. ``"swin_tiny_patch4_window7_224"`` (see :func:`hiermlp.list_models`),
-            optionally with a pretrained tag as in timm: ``"swin_tiny_patch4_window7_224.ms_in22k"``.
+            optionally with a pretrained tag as in timm: ``"swin_tiny_patch4_window7_224.ms_in22k"``; or, as
+            in timm, ``"hf-hub:ORG/REPO"`` / ``"local-dir:PATH"``: the model a config.json written by
+            :func:`hiermlp.save_for_hf` (or timm's) describes, with the options it was built with.
         pretrained: Load the tag's weights: ``file`` if the cfg (overlay) names one, else ``hf_hub_id`` through
             huggingface_hub (its cache and ``HF_HUB_OFFLINE`` apply), else ``url``.
         checkpoint_path: Load a local checkpoint (reference, timm, mmpretrain, HF or hiermlp layout).
@@ -86,8 +95,21 @@ def create_model(
         **kwargs: Builder overrides: ``num_classes``, ``in_chans``, ``img_size``, ``window_size``, ``mixer``...,
             and timm's ``qkv_bias``, ``attn_drop_rate``, ``proj_drop_rate``, ``dynamic_img_size``, ...
     """
-    cfg = resolve_cfg(name)
-    entry = get_entry(cfg["architecture"])
+    source, model_id = split_source(name)
+    if source is None:
+        cfg = resolve_cfg(name)
+        entry = get_entry(cfg["architecture"])
+    else:  # a hub repo or a directory written by save_for_hf: its cfg, and the options it was built with
+        cfg, arch, saved_args = source_config(source, model_id, cache_dir=kwargs.get("cache_dir"))
+        bare = arch[len(PREFIX) :] if arch.startswith(PREFIX) else arch
+        if not is_model(bare):
+            raise UnknownModelError(
+                f"{name}: its config.json names architecture {arch!r}, which is not a hiermlp model; "
+                f"build it with timm.create_model({name!r})"
+            )
+        entry = get_entry(bare)
+        cfg = {**cfg, "architecture": entry.name}
+        kwargs = {**saved_args, **kwargs, "pretrained_model_args": dict(saved_args)}
     return build_entry(
         entry,
         entry.name,
@@ -99,6 +121,49 @@ def create_model(
         feature_defaults=dict(feature_cls="hiermlp", output_fmt="NCHW"),
         **kwargs,
     )
+
+
+# ---- hub repos and local directories (timm's "hf-hub:" and "local-dir:" names) ---------------------------
+SOURCES = ("hf-hub", "local-dir")
+
+
+def split_source(name: str) -> tuple[str | None, str]:
+    """``"hf-hub:org/repo"`` -> ``("hf-hub", "org/repo")``, ``"local-dir:PATH"`` likewise; a registry name ->
+    ``(None, name)``. timm's spelling ``hf_hub:`` is accepted too."""
+    source, sep, rest = name.partition(":")
+    source = source.lower().replace("_", "-")
+    if not sep or source not in SOURCES:
+        return None, name
+    if not rest:
+        raise ConfigError(f"{name!r} names no repo or directory after {source}:; e.g. {source}:org/name")
+    return source, rest
+
+
+def source_config(source: str, model_id: str, *, cache_dir: Any = None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """``(pretrained cfg, architecture, model args)`` of the config.json of a hub repo (``hf-hub``, through
+    huggingface_hub: its cache and ``HF_HUB_OFFLINE`` apply) or a directory (``local-dir``), as timm's
+    ``save_for_hf`` writes it. The cfg points at the weights beside it (``hf_hub_id`` or ``file``)."""
+    if source == "hf-hub":
+        found = timm.models.load_model_config_from_hf(model_id, **({"cache_dir": cache_dir} if cache_dir else {}))
+        cfg, arch, *rest = found  # older timm returns no model args
+        return dict(cfg), arch, dict(rest[0] if rest else {})
+    path = Path(model_id) / "config.json"
+    if not path.is_file():
+        raise NotFoundError(
+            f"local-dir:{model_id} has no config.json; write one with hiermlp.save_for_hf(model, {model_id!r}) "
+            "(or timm.models.save_for_hf)"
+        )
+    data = json.loads(path.read_text())
+    if "pretrained_cfg" not in data:  # timm's older single-dict layout
+        data = {"architecture": data.pop("architecture"), "pretrained_cfg": data}
+    cfg = dict(data["pretrained_cfg"], file=str(Path(model_id)), source="local-dir")
+    for key in ("num_classes", "label_names", "label_descriptions"):
+        if key in data:
+            cfg[key] = data[key]
+    args = dict(data.get("model_args") or {})
+    if args.get("in_chans") is not None and cfg.get("input_size"):
+        cfg["input_size"] = (args["in_chans"], *cfg["input_size"][1:])
+    return cfg, data["architecture"], args
 
 
 def build_entry(
@@ -134,6 +199,11 @@ def build_entry(
     )
     if pretrained and checkpoint_path is not None:
         raise ConfigError("pass pretrained=True or checkpoint_path=, not both: the checkpoint would replace them")
+    kwargs = {k: v for k, v in kwargs.items() if not (k in _NONE_MEANS_DEFAULT and v is None)}
+    placement = {k: kwargs.pop(k) for k in PLACEMENT_ARGS if k in kwargs}
+    builder_args = {k: kwargs.pop(k) for k in TIMM_BUILDER_ARGS if k in kwargs}
+    builder_args = {k: v for k, v in builder_args.items() if k in inspect.signature(build_model_with_cfg).parameters}
+    recorded = {k: v for k, v in kwargs.items() if k not in ("out_indices", "feature_cls", "output_fmt")}
     kwargs = translate_timm_kwargs(entry, kwargs)
     feature_keys = ("out_indices", "feature_cls", "output_fmt")
     feature_args = {k: kwargs.pop(k) for k in feature_keys if k in kwargs}
@@ -141,16 +211,11 @@ def build_entry(
         raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
     check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
     check_arguments(entry.builder, {**entry.kwargs, **kwargs}, what=entry.name)  # shift="False" is no bool
-    if {**entry.kwargs, **kwargs}.get("spatial_dims", 2) != 2 or not is_classifier(entry):
-        cfg = pretrained_cfg if isinstance(pretrained_cfg, dict) else resolve_cfg(entry.name)
+    if not is_image_classifier(entry, kwargs):
+        cfg = {**(pretrained_cfg if isinstance(pretrained_cfg, dict) else resolve_cfg(entry.name))}
+        features = feature_args if features_only else None
         return _build_spatial(
-            entry,
-            pretrained,
-            {**cfg, **(pretrained_cfg_overlay or {})},
-            checkpoint_path,
-            features_only,
-            feature_args,
-            kwargs,
+            entry, pretrained, cfg | (pretrained_cfg_overlay or {}), checkpoint_path, placement, kwargs, features
         )
     feature_cfg = None
     if features_only:
@@ -163,11 +228,7 @@ def build_entry(
         kwargs.update(features_only=True, feature_cls=feature_cfg.pop("feature_cls"))
         kwargs["out_indices"] = feature_cfg.pop("out_indices")
     resolved = pretrained_cfg if isinstance(pretrained_cfg, dict) else None
-    model_cls = functools.partial(_construct, entry.builder, checkpoint_path, resolved or {})
-    d = {**entry.kwargs, **kwargs}.get("spatial_dims", 2)
-    full_size = resolved.get("input_size") if resolved is not None and d != 2 else None
-    if full_size is not None:  # timm's builder asserts an image's (C, H, W); the clip's size is put back below
-        pretrained_cfg = {**resolved, "input_size": (full_size[0], *full_size[-2:])}
+    model_cls = functools.partial(_construct, entry.builder, checkpoint_path, resolved or {}, placement)
     try:
         model = build_model_with_cfg(
             model_cls,
@@ -178,6 +239,7 @@ def build_entry(
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=feature_cfg,
             cache_dir=cache_dir,
+            **builder_args,
             **{**entry.kwargs, **kwargs},
         )
     except HiermlpError:
@@ -193,58 +255,61 @@ def build_entry(
         ) from e
     # the cfg describes the model as built (after loading, which reads the source's class count and channels)
     built = model.pretrained_cfg
-    if full_size is not None:
-        built["input_size"] = tuple(full_size)
     if not features_only:
         built["num_classes"] = getattr(model, "num_classes", built.get("num_classes"))
     if "img_size" in kwargs:
         size = kwargs["img_size"]
-        size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * d
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
         built["input_size"] = (kwargs.get("in_chans", 3), *size)
         built["pool_size"] = nominal_pool_size({**entry.kwargs, **kwargs}, built["input_size"])
     elif "in_chans" in kwargs and "input_size" in built:
         built["input_size"] = (kwargs["in_chans"], *built["input_size"][1:])
+    # the options it was built with over the row's, as timm's create_model records them: what save_for_hf writes
+    # into config.json so the hub and local-dir copies rebuild this very architecture
+    model._model_args = {**getattr(model, "_model_args", {}), **recorded}
     return model
 
 
-def is_classifier(entry: ModelEntry) -> bool:
-    """Whether a row's builder makes ``(B, classes)`` logits (its class attribute ``task``, default classify)."""
-    return getattr(entry.builder, "task", "classify") == "classify"
-
-
 def _build_spatial(
-    entry: ModelEntry,
-    pretrained: bool,
-    cfg: dict[str, Any],
-    checkpoint_path: str | Path | None,
-    features_only: bool,
-    feature_args: dict[str, Any],
-    kwargs: dict[str, Any],
-) -> nn.Module:
-    """A video/volume (3-D) or sequence (1-D) row, or a segmentation network, built by hiermlp itself: timm's
-    builder takes image classifiers only (it asserts a ``(C, H, W)`` input size). The same steps: the builder,
-    the speed layer, the checkpoint or the cfg's pretrained weights (any known layout, non-strict for an
-    encoder-only file), then :class:`~hiermlp.models.features.HierFeatures`."""
-    if feature_args.get("feature_cls", "hiermlp") not in ("hiermlp", None):
-        raise ConfigError(
-            f"{entry.name} has {entry.kwargs.get('spatial_dims')} spatial axes: timm's feature wrappers take images; "
-            "use feature_cls='hiermlp' (the default)"
-        )
-    model = _construct(entry.builder, checkpoint_path, cfg, **{**entry.kwargs, **kwargs})
+    entry: ModelEntry, pretrained: bool, cfg: dict, path: Any, placement: dict, kwargs: dict, features: Any
+):
+    """A video/volume/sequence row or a segmentation network, built by hiermlp itself (timm's builder asserts a
+    ``(C, H, W)`` image): the builder, the speed layer, the checkpoint or pretrained weights, ``HierFeatures``."""
+    model = _construct(entry.builder, path, cfg, placement, **{**entry.kwargs, **kwargs})
     model.pretrained_cfg = cfg
     if pretrained:
         load_pretrained(model, cfg)
-    if not features_only:
+    if features is None:
         return model
-    if not isinstance(model, HierNet):
-        raise ConfigError(f"features_only is supported for hierarchical classifiers; {entry.name!r} is not one")
-    return HierFeatures(model, feature_args.get("out_indices"), feature_args.get("output_fmt", "NCHW"))
+    if not isinstance(model, HierNet) or features.get("feature_cls", "hiermlp") not in ("hiermlp", None):
+        raise ConfigError(f"{entry.name}: features_only takes feature_cls='hiermlp' and a hierarchical classifier")
+    return HierFeatures(model, features.get("out_indices"), features.get("output_fmt", "NCHW"))
 
 
-def _construct(builder: Any, checkpoint_path: str | Path | None, cfg: dict[str, Any], **kwargs: Any) -> nn.Module:
-    """The builder, the speed layer, then ``checkpoint_path`` loaded (any known layout), before timm wraps
-    features around it."""
-    model = builder(**kwargs)
+# what timm's create_model passes besides model options: the device and dtype to build on (timm's models take
+# them), and the reconstruction arguments of a hub or local-dir source (for its builder)
+PLACEMENT_ARGS = ("device", "dtype")
+TIMM_BUILDER_ARGS = ("pretrained_model_args",)
+_NONE_MEANS_DEFAULT = PLACEMENT_ARGS  # timm drops None kwargs; hiermlp's own callers may pass device=None
+
+
+def _construct(
+    builder: Any, checkpoint_path: str | Path | None, cfg: dict[str, Any], placement: dict[str, Any], **kwargs: Any
+) -> nn.Module:
+    """The builder (on ``placement``'s device, in its dtype), the speed layer, the layout converter of
+    ``load_state_dict``, then ``checkpoint_path`` loaded (any known layout), before timm wraps features around it."""
+    device, dtype = placement.get("device"), placement.get("dtype")
+    if isinstance(dtype, str):  # "bfloat16" or "torch.bfloat16", as configs spell it
+        dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise ConfigError(f"dtype={dtype!r} is not a torch dtype; e.g. dtype=torch.bfloat16 or dtype='float32'")
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = builder(**kwargs)
+    if dtype is not None:
+        model.to(dtype=dtype)
+    # timm's loaders (load_checkpoint, create_model(checkpoint_path=...), validate.py --checkpoint) call
+    # load_state_dict directly: the hook converts every layout hiermlp detects on the way in
+    model.register_load_state_dict_pre_hook(convert_on_load)
     if accel.settings.current().enabled:
         accel.accelerate(model)
     if checkpoint_path is not None:
@@ -338,14 +403,9 @@ default_cfgs: dict[str, Any] = {}  # read by timm's register_model: one DefaultC
 
 
 def _mirror(entry: ModelEntry) -> None:
-    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``.
-
-    Only image classifiers (2 spatial axes): timm's registry, data config, transforms, feature wrappers and
-    its own model tests take ``(B, C, H, W)`` images to ``(B, classes)`` logits, so a video/volume (3-D) or
-    sequence (1-D) row, and a segmentation network (SwinUNETR, whose output is a map), stay in hiermlp's
-    registry only (``hiermlp.create_model``), where nothing assumes either.
-    """
-    if entry.kwargs.get("spatial_dims", 2) != 2 or not is_classifier(entry):
+    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``;
+    image classifiers only (timm's builder, data config, wrappers and tests take (B, C, H, W) to class logits)."""
+    if not is_image_classifier(entry):
         return
     timm_name = PREFIX + entry.name
 
@@ -421,7 +481,10 @@ def model_from_checkpoint(
       so ``name`` is required.
 
     The class count and input channels are read from the weights (classifier rows, first conv) unless given.
-    Weights of a hiermlp model load in any layout hiermlp converts; a timm model's load as saved.
+    Weights of a hiermlp model load in any layout hiermlp converts; a timm model's load as saved. The eval
+    transform a trainer checkpoint records (``data_config``: interpolation, crop_pct, mean, std, input size)
+    goes into the model's ``pretrained_cfg`` (unless ``finetune``), so timm's ``resolve_data_config`` and
+    ``hiermlp eval`` evaluate it as the trainer did.
 
     Args:
         checkpoint: The file (.pth/.pt/.bin or .safetensors).
@@ -462,9 +525,13 @@ def model_from_checkpoint(
     img_size = ckpt.img_size if stored and "img_size" not in kwargs else None
     model = _create_sized(f"{source}:{bare}", kwargs, img_size)
     load_checkpoint(model, ckpt.state_dict, strict=strict, new_head=finetune, convert=convert)
-    if ckpt.classes and not finetune and len(ckpt.classes) == getattr(model, "num_classes", None):
-        # the class names of the trained head (timm's cfg key), for eval and export
-        model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}), "label_names": list(ckpt.classes)}
+    if not finetune:
+        # evaluated as it was trained: timm's resolve_data_config(model=...) gives the trainer's eval transform,
+        # and the trained head's class names travel under timm's cfg key for eval and export
+        cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **ckpt.data_config}
+        if ckpt.classes and len(ckpt.classes) == getattr(model, "num_classes", None):
+            cfg["label_names"] = list(ckpt.classes)
+        model.pretrained_cfg = cfg
     return model
 
 
@@ -485,13 +552,22 @@ def _same_model(name: str, stored: str | None) -> bool:
         return False
 
 
+def registered_cfg(name: str) -> dict[str, Any]:
+    """The pretrained cfg a name builds with (hiermlp's or timm's, as :func:`resolve_source` picks; ``{}`` for a
+    name neither registry has, whose build reports it), read from the registry without building anything."""
+    try:
+        source, bare = _hiermlp_first(name)
+        if source == "hiermlp":
+            return resolve_cfg(bare)
+    except UnknownModelError:  # also an unknown tag
+        return {}
+    found = timm.models.get_pretrained_cfg(bare)
+    return found.to_dict() if found is not None else {}
+
+
 def _head_and_stem(source: str, name: str) -> tuple[str, str]:
     """The classifier and first-conv module names of a model, from its pretrained cfg."""
-    if source == "hiermlp":
-        cfg = resolve_cfg(name)
-    else:
-        found = timm.models.get_pretrained_cfg(name)
-        cfg = found.to_dict() if found is not None else {}
+    cfg = registered_cfg(f"{source}:{name}")
     classifier, first_conv = cfg.get("classifier") or "head.fc", cfg.get("first_conv") or "patch_embed.proj"
     # a distilled model names two classifiers; the first is the class token's
     return next(iter(classifier)) if isinstance(classifier, (list, tuple)) else classifier, str(first_conv)

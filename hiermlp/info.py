@@ -27,8 +27,10 @@ def model_info(
     batch: int = 1,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the registered model ``name`` and run one random probe batch ``(batch, C, H, W)`` through it.
+    """Build the registered model ``name`` (with ``model_kwargs`` over its row's options) and run one random
+    probe batch ``(batch, C, H, W)`` through it.
 
     Returns ``model``, ``params``, ``params_m``, ``gmacs`` (at the probe size), ``input``, ``output`` and
     ``stages`` (shapes), per stage the ``mixers``, ``windows`` and ``shifts`` (None for a map mixer, which sees
@@ -46,7 +48,8 @@ def model_info(
         raise ConfigError(f"--num-classes {num_classes} is invalid: it must be >= 0 (0 = no head)")
     if in_chans is not None and in_chans < 1:
         raise ConfigError(f"--in-chans {in_chans} is invalid: it must be >= 1")
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+    kwargs = dict(model_kwargs or {})
+    kwargs.update({k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None})
     model = create_model(name, **kwargs).eval()
     c, *spatial = model.pretrained_cfg["input_size"]  # (C, H, W), or (C, T, H, W) / (C, L) for 3-D / 1-D rows
     if size and len(spatial) == 2:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from hiermlp.models.registry import get_entry
 from hiermlp.train import ConfigError, TrainConfig, load_config, save_config
 from hiermlp.train.config import config_from_dict
 
@@ -13,7 +14,8 @@ PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glo
 def test_defaults_are_the_demo():
     cfg = load_config(None, [])
     assert cfg == TrainConfig()
-    assert cfg.data == "embedded" and cfg.model_kwargs["embed_dim"] > 0
+    assert cfg.data == "embedded" and cfg.model == "swin_micro_patch2_window4_32" and cfg.model_kwargs == {}
+    assert get_entry(cfg.model).kwargs["embed_dim"] > 0  # a named micro model: no options needed
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
@@ -24,10 +26,8 @@ def test_presets_load(preset):
 
 
 def test_overrides_are_parsed_and_typed():
-    cfg = load_config(
-        None,
-        ["lr=5e-4", "epochs=3", "ema=true", "scale=[0.5, 1]", "mean=0.5", "model_kwargs.embed_dim=48", "data=folder"],
-    )
+    model = ["model_kwargs={depths: [2, 2, 2]}", "model_kwargs.embed_dim=48"]  # a dotted key sets inside
+    cfg = load_config(None, ["lr=5e-4", "epochs=3", "ema=true", "scale=[0.5, 1]", "mean=0.5", *model, "data=folder"])
     assert cfg.lr == 5e-4 and isinstance(cfg.lr, float)  # YAML 1.1 reads 5e-4 as a string
     assert cfg.epochs == 3 and cfg.ema is True
     assert cfg.scale == (0.5, 1.0) and cfg.mean == (0.5,)

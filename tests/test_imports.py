@@ -26,7 +26,7 @@ MAX_LINES = 600
 # itself (its __init__: the public API re-exported), above every library module and below the command line;
 # testing (references shared by tests and benchmarks) sits on top, so no library module may import it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hiermlp.errors", "hiermlp.io", "hiermlp.limits", "hiermlp.overrides", "hiermlp.schema"),
+    ("hiermlp.errors", "hiermlp.io", "hiermlp.limits", "hiermlp.overrides", "hiermlp.schema", "hiermlp._timm_hook"),
     ("hiermlp.ops",),
     ("hiermlp.layers",),
     ("hiermlp.mixers",),
@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hiermlp.train",),
     ("hiermlp.bench",),
     ("hiermlp.study",),
-    ("hiermlp.export", "hiermlp.detection", "hiermlp.info"),
+    ("hiermlp.export", "hiermlp.detection", "hiermlp.info", "hiermlp.hub", "hiermlp.timm_plugin"),
     ("hiermlp",),
     ("hiermlp.cli", "hiermlp.__main__"),
     ("hiermlp.testing",),

@@ -131,5 +131,5 @@ def test_config_errors():
         SwinUNETR(feature_size=20)
     with pytest.raises(ConfigError, match="MONAI's names"):
         SwinUNETR(feature_size=12, downsample="conv")
-    with pytest.raises(ConfigError, match="hierarchical classifiers"):
+    with pytest.raises(ConfigError, match="hierarchical classifier"):
         create_model("swin_unetr_small", features_only=True)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import hiermlp
+from hiermlp.data import subset_indices
 from hiermlp.errors import CheckpointError
 from hiermlp.train import ConfigError, evaluate, load_config, train
 from hiermlp.train import loop as train_loop
@@ -52,9 +53,11 @@ def test_short_run_learns_and_writes_outputs(tmp_path):
     for k, v in res.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
     _, test_ds, _ = train_loop.build_datasets(res.config)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_ds, range(500)), batch_size=250)
+    picked = subset_indices(len(test_ds), res.config.limit_test, res.config.seed)  # the trainer's test subset
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_ds, picked), batch_size=250)
     m = evaluate(model, loader, "cpu", amp=res.config.amp)
-    assert m["count"] == 500 and abs(m["top1"] - res.top1) < 1.5  # limit_test picks another 500
+    # the same weights on the same images; batching may flip a near-tie under bf16, never more than two
+    assert m["count"] == len(picked) == 500 and abs(m["top1"] - res.top1) <= 0.4
 
 
 def test_accumulation_gives_the_same_updates(tmp_path):

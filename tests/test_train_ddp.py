@@ -12,6 +12,7 @@ import torch
 import hiermlp
 from hiermlp.train import load_config, train
 from hiermlp.train.loop import model_from_config
+from hiermlp.train.records import RECORD_FILES
 
 from .test_train import TINY
 
@@ -47,4 +48,7 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     hiermlp.load_checkpoint(model, out / "last.pth")
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(ckpt["model"][k], v, atol=1e-4, rtol=1e-3, msg=k)
-    assert sorted(p.name for p in out.iterdir()) == ["best.pth", "config.yaml", "last.pth", "metrics.jsonl"]
+    # rank 0 alone writes: the run files and the run records, no other rank's copy
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best.pth", "config.yaml", "last.pth", "metrics.jsonl", *RECORD_FILES]
+    )

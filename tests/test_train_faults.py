@@ -15,6 +15,7 @@ import hiermlp.io
 from hiermlp.errors import NonFiniteError, OutputError
 from hiermlp.train import load_config, train
 from hiermlp.train import loop as train_loop
+from hiermlp.train.records import RECORD_FILES
 
 from .test_train import TINY
 
@@ -112,7 +113,7 @@ def test_temp_files_of_killed_writes_are_removed_by_the_next_run(tmp_path):
     train(small(tmp_path, "epochs=1"))
     assert not any(p.exists() for p in stale) and live.exists()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [live.name, "best.pth", "config.yaml", "last.pth", "metrics.jsonl"]
+    assert names == sorted([live.name, "best.pth", "config.yaml", "last.pth", "metrics.jsonl", *RECORD_FILES])
 
 
 def test_a_new_run_refuses_a_previous_runs_out_dir(tmp_path):

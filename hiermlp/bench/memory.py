@@ -70,6 +70,7 @@ def measure_peak_memory(
     num_classes: int = 1000,
     model_kwargs: dict[str, Any] | None = None,
     compile: bool = False,
+    opt: str = "adamw",
     timeout_s: float = 600.0,
 ) -> MemoryResult:
     """Measure the peak memory of ``mode`` (``infer`` or ``train``) for a model in a fresh subprocess.
@@ -78,7 +79,7 @@ def measure_peak_memory(
         name: Model name (resolved as in :func:`hiermlp.bench.resolve.resolve_model`).
         img_size: Image side (None: the model's default).
         batch: Batch size.
-        mode: ``infer`` (one forward under no_grad) or ``train`` (two forward/backward/AdamW
+        mode: ``infer`` (one forward under no_grad) or ``train`` (two forward/backward/``opt``
             steps; the second one holds the optimizer state, so the peak is the steady-state one).
         device: ``cpu`` or ``cuda``.
         dtype: ``float32`` or an autocast dtype.
@@ -87,6 +88,7 @@ def measure_peak_memory(
         num_classes: Classifier outputs.
         model_kwargs: Extra constructor options.
         compile: Run the model through ``torch.compile``.
+        opt: The training step's optimizer (a timm name).
         timeout_s: Give up (status ``timeout``) after this many seconds.
 
     Returns:
@@ -104,6 +106,7 @@ def measure_peak_memory(
         "num_classes": num_classes,
         "model_kwargs": model_kwargs or {},
         "compile": compile,
+        "opt": opt,
     }
     env = dict(os.environ)
     # the child must import this very hiermlp even when it is run from a source tree, not installed
@@ -202,7 +205,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         x = torch.randn(spec["batch"], spec["in_chans"], size, size, device=device)
         fwd = torch.compile(model) if spec["compile"] else None
         if spec["mode"] == "train":
-            step, n_steps = train_step(model, x, spec["num_classes"], spec["dtype"], fwd), 2
+            step, n_steps = train_step(model, x, spec["num_classes"], spec["dtype"], fwd, spec.get("opt", "adamw")), 2
         else:
             step, n_steps = infer_step(model, x, spec["dtype"], fwd), 1
         reset = cuda or reset_peak_rss()

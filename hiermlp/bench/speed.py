@@ -69,10 +69,10 @@ class BenchEntry:
 class BenchRow:
     """One model's measurements.
 
-    Throughputs are images per second, latency is milliseconds per batch-1 forward; each is a
-    :class:`Stats` over ``repeats`` samples (median with quartiles and extremes). ``*_rel`` are speeds
-    relative to the first row (>1: faster than the first model). Peak memory is in MiB, measured as
-    ``mem_method`` says; None when not measured.
+    Throughputs are images per second, latency is milliseconds per batch-1 forward, step times milliseconds
+    per batch or optimizer step; each is a :class:`Stats` over ``repeats`` samples (median with quartiles and
+    extremes). ``*_rel`` are speeds relative to the first row (>1: faster than the first model). Peak memory
+    is in MiB, measured as ``mem_method`` says; None when not measured.
     """
 
     model: str
@@ -85,6 +85,8 @@ class BenchRow:
     infer_img_s: Stats | None = None
     latency_ms: Stats | None = None
     train_img_s: Stats | None = None
+    infer_step_ms: Stats | None = None  # milliseconds per batch (benchmark.py's infer_step_time)
+    train_step_ms: Stats | None = None  # milliseconds per optimizer step (benchmark.py's train_step_time)
     infer_rel: float | None = None
     latency_rel: float | None = None
     train_rel: float | None = None
@@ -106,7 +108,7 @@ class BenchRow:
         """One CSV row: each Stats becomes ``<name>_median``, ``_q1``, ``_q3``, ``_min``, ``_max``."""
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
-            if k in ("infer_img_s", "latency_ms", "train_img_s"):
+            if k in _STATS:
                 for s in ("median", "q1", "q3", "min", "max"):
                     out[f"{k}_{s}"] = getattr(v, s) if v is not None else None
             elif k == "model_kwargs":
@@ -114,6 +116,9 @@ class BenchRow:
             else:
                 out[k] = v
         return out
+
+
+_STATS = ("infer_img_s", "latency_ms", "train_img_s", "infer_step_ms", "train_step_ms")
 
 
 @dataclass
@@ -133,7 +138,7 @@ class BenchReport:
         rows = []
         for d in data["rows"]:
             d = dict(d)
-            for key in ("infer_img_s", "latency_ms", "train_img_s"):
+            for key in _STATS:
                 d[key] = Stats(**d[key]) if d.get(key) else None
             rows.append(BenchRow(**d))
         return cls(rows, data["env"], data["settings"])
@@ -147,10 +152,12 @@ class BenchReport:
             "params (M)",
             "GMACs",
             f"infer img/s @{self.settings['batch']}",
+            "ms/step",
             "×1st",
             "latency ms @1",
             "×1st",
             f"train img/s @{self.settings['batch']}",
+            "ms/step",
             "×1st",
             "peak MiB infer",
             "peak MiB train",
@@ -166,10 +173,12 @@ class BenchReport:
                     fmt_num(r.params / 1e6 if r.params else None),
                     fmt_num(r.gmacs),
                     fmt_stats(r.infer_img_s),
+                    fmt_num(r.infer_step_ms.median if r.infer_step_ms else None),
                     rel(r.infer_rel),
                     fmt_stats(r.latency_ms),
                     rel(r.latency_rel),
                     fmt_stats(r.train_img_s),
+                    fmt_num(r.train_step_ms.median if r.train_step_ms else None),
                     rel(r.train_rel),
                     fmt_num(r.mem_infer_mb),
                     fmt_num(r.mem_train_mb),
@@ -184,7 +193,8 @@ class BenchReport:
         lines = [
             f"Median of {s['repeats']} timed samples after {s['warmup']} warm-up calls, models interleaved "
             "round-robin; (q1–q3) is the interquartile range. ×1st = speed relative to the first row "
-            "(>1 is faster). Training = forward + cross-entropy + backward + AdamW step.",
+            f"(>1 is faster). ms/step = milliseconds per batch (median). Training = forward + cross-entropy + "
+            f"backward + {s.get('opt', 'adamw')} step (timm's create_optimizer_v2; benchmark.py's default is sgd).",
             f"Peak memory: {mem}; weights and activations (+ gradients and AdamW state for training).",
         ]
         lines += [f"- **{r.model}**: {r.status}: {r.error}" for r in self.rows if r.error]
@@ -195,11 +205,14 @@ class BenchReport:
         return "\n".join([environment_header(title, self.env, command), self.table(), "", self.notes()])
 
     def save(self, out_dir: str | Path, *, command: str | None = None, stem: str = "bench") -> list[Path]:
-        """Write ``{stem}.md``, ``.csv``, ``.json`` and ``.png`` into ``out_dir``.
+        """Write ``{stem}.md``, ``.csv``, ``.json``, ``.png`` and ``benchmark.csv`` (timm's benchmark.py columns,
+        :mod:`hiermlp.bench.timm_format`) into ``out_dir``.
 
         Returns:
             The paths written.
         """
+        from hiermlp.bench.timm_format import benchmark_py_rows
+
         out = Path(out_dir)
         data = self.as_dict() | {"command": command}
         paths = [
@@ -207,6 +220,9 @@ class BenchReport:
             write_csv(out / f"{stem}.csv", [r.flat() for r in self.rows]),
             write_json(out / f"{stem}.json", data),
         ]
+        timm_rows = benchmark_py_rows(self)
+        if timm_rows:  # benchmark.py's --results-file columns, to join with its results
+            paths.append(write_csv(out / "benchmark.csv", timm_rows))
         paths.append(self.plot(out / f"{stem}.png"))
         return paths
 
@@ -263,6 +279,7 @@ def benchmark_models(
     latency: bool = True,
     memory: bool = True,
     progress: bool = False,
+    opt: str = "adamw",
 ) -> BenchReport:
     """Measure several models under identical conditions, timed round-robin.
 
@@ -280,10 +297,11 @@ def benchmark_models(
         min_sample_s: A sample repeats fast calls until it lasts this long.
         in_chans: Input channels.
         num_classes: Classifier outputs.
-        train: Measure training steps (forward + backward + AdamW step).
+        train: Measure training steps (forward + backward + ``opt`` step).
         latency: Measure batch-1 inference latency.
         memory: Measure peak memory (one fresh subprocess per model and mode).
         progress: Show a tqdm progress bar.
+        opt: The training step's optimizer, a timm name (``timm.optim.create_optimizer_v2``).
 
     Returns:
         The report. A model that cannot take the image size, or runs out of memory, gets a row with
@@ -308,6 +326,7 @@ def benchmark_models(
         "memory": memory,
         "in_chans": in_chans,
         "num_classes": num_classes,
+        "opt": opt,
     }
     rows: list[BenchRow] = []
     tasks: list[Timed] = []
@@ -327,6 +346,7 @@ def benchmark_models(
             train=train,
             latency=latency,
             memory=memory,
+            opt=opt,
         )
         rows.append(row)
         tasks.extend(row_tasks)
@@ -351,10 +371,12 @@ def benchmark_models(
             row.error = f"{kind} at batch {task.items}: {str(task.error).splitlines()[0][:200]}"
         elif kind == "infer":
             row.infer_img_s = task.throughput_stats()
+            row.infer_step_ms = task.time_stats().map(lambda s: s * 1e3)
         elif kind == "latency":
             row.latency_ms = task.time_stats().map(lambda s: s * 1e3)
         else:
             row.train_img_s = task.throughput_stats()
+            row.train_step_ms = task.time_stats().map(lambda s: s * 1e3)
     _relative(rows)
     return BenchReport(rows, finish_environment(env), settings)
 
@@ -383,6 +405,7 @@ def _prepare(
     train: bool,
     latency: bool,
     memory: bool,
+    opt: str = "adamw",
 ) -> tuple[BenchRow, list[Timed]]:
     """Build one model, count it, measure its memory and return its timing tasks."""
     row = BenchRow(entry.name, ref.source, ref.model_name, img_size or 0, batch, model_kwargs=entry.model_kwargs)
@@ -419,6 +442,7 @@ def _prepare(
                 num_classes=num_classes,
                 model_kwargs=entry.model_kwargs,
                 compile=compile,
+                opt=opt,
             )
             row.mem_method = res.method
             if res.status == "ok":
@@ -438,7 +462,7 @@ def _prepare(
             x1 = x[:1].clone()
             tasks.append(Timed((key, "latency"), infer_step(model, x1, dtype, fwd), dev, items=1))
     if train and "train" not in oom_modes:
-        tasks.append(Timed((key, "train"), train_step(model, x, num_classes, dtype, fwd), dev, items=batch))
+        tasks.append(Timed((key, "train"), train_step(model, x, num_classes, dtype, fwd, opt), dev, items=batch))
     return row, tasks
 
 

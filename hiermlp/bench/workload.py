@@ -56,16 +56,21 @@ def train_step(
     num_classes: int,
     dtype: str = "float32",
     forward: nn.Module | None = None,
+    opt: str = "adamw",
 ) -> Callable[[], object]:
-    """One optimisation step: forward, cross-entropy, backward and an AdamW update.
+    """One optimisation step: forward, cross-entropy, backward and an update by ``opt``.
 
-    AdamW is the optimizer of the Swin recipe; its two moment buffers are created by the first step,
-    so a warm-up step is needed before memory or time is representative.
+    ``opt`` is a timm optimizer name (``timm.optim.create_optimizer_v2``, as the trainer and timm's
+    benchmark.py build theirs): AdamW, the Swin recipe's, by default; benchmark.py's default is ``sgd``.
+    Stateful optimizers create their buffers on the first step, so a warm-up step is needed before memory or
+    time is representative.
     """
+    from timm.optim import create_optimizer_v2
+
     fwd = forward if forward is not None else model
     y = torch.randint(0, num_classes, (x.shape[0],), device=x.device)
     # small lr: random data must not drive the weights to inf/nan (denormals would skew CPU timings)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.05)
+    opt = create_optimizer_v2(model, opt=opt, lr=1e-5, weight_decay=0.05)
 
     def step() -> object:
         model.train()

@@ -19,8 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("hiermlp.cli.train", "evaluate a checkpoint or a model on a dataset"),
     "bench": ("hiermlp.cli.bench", "measure params, GMACs, speed and memory of models"),
     "compare": ("hiermlp.cli.compare", "train several models under one recipe and compare them"),
+    "plot": ("hiermlp.cli.plot", "overlay the learning curves of runs (hiermlp train's or timm train.py's)"),
     "export": ("hiermlp.cli.export", "export a model to ONNX or torch.export and verify it"),
     "convert": ("hiermlp.cli.convert", "save a checkpoint in another layout (hiermlp, timm, microsoft)"),
+    "timm": ("hiermlp.cli.timm", "run timm's scripts (train.py, validate.py, ...) with hiermlp's models registered"),
 }
 
 

@@ -110,6 +110,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="constructor option for every model, e.g. -k mixer=gmlp (repeatable; YAML-typed, a.b=value sets "
         "inside a mapping)",
     )
+    from hiermlp.cli.info import add_set_argument
+
+    add_set_argument(parser, dest="model_kwarg")  # -k's spelling in info and export: the same items
+    parser.add_argument(
+        "--opt",
+        default="adamw",
+        help="the training step's optimizer, a timm name (default adamw, the Swin recipe's; benchmark.py: sgd)",
+    )
     parser.add_argument("--no-train", action="store_true", help="skip training-step throughput")
     parser.add_argument("--no-latency", action="store_true", help="skip batch-1 latency")
     parser.add_argument("--no-memory", action="store_true", help="skip peak memory (subprocess per model)")
@@ -134,7 +142,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args`` (written into every report)."""
     parts = ["hiermlp", "bench", *args.models]
-    defaults = {"warmup": 2, "min_sample_seconds": 0.05, "in_chans": 3, "num_classes": 1000}
+    defaults = {"warmup": 2, "min_sample_seconds": 0.05, "in_chans": 3, "num_classes": 1000, "opt": "adamw"}
     defaults |= {"device": "cpu", "dtype": "float32"}
     for key, value in vars(args).items():
         if key in ("models", "command", "model_kwarg") or key.startswith("_") or value in (None, False):
@@ -258,6 +266,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 repeats=args.repeats or 10,
                 train=not args.no_train,
                 latency=not args.no_latency,
+                opt=args.opt,
                 **common,
             )
             failed = any(r.status != "ok" for r in report.rows)

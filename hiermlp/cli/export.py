@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 
+from hiermlp.cli.info import add_set_argument, model_options
 from hiermlp.errors import HiermlpError, one_line
 from hiermlp.export import DEFAULT_OPSET, FORMATS, export_model
 
@@ -28,6 +29,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model name for a checkpoint that is a bare state dict")
     parser.add_argument("--num-classes", type=int, default=None, help="classifier size (default: model/checkpoint)")
     parser.add_argument("--in-chans", type=int, default=None, help="input channels (default: model/checkpoint)")
+    add_set_argument(parser)
     parser.add_argument("--atol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
@@ -81,6 +83,7 @@ def run_export(args: argparse.Namespace) -> int:
             seed=args.seed,
             model_name=args.model,
             num_classes=args.num_classes,
+            model_kwargs=model_options(args.overrides),
             log=print,
         )
     except HiermlpError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["add_info_arguments", "add_list_arguments", "run_info", "run_list"]
+__all__ = ["add_info_arguments", "add_list_arguments", "add_set_argument", "model_options", "run_info", "run_list"]
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,7 +14,29 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch of the probe input")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--in-chans", type=int, default=None)
+    add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_set_argument(p: argparse.ArgumentParser, dest: str = "overrides") -> None:
+    """``--set KEY=VALUE ...``: model options in hiermlp's one grammar (info, bench, export)."""
+    p.add_argument(
+        "--set",
+        dest=dest,
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="KEY=VALUE",
+        help="model options over the row's, e.g. --set embed_dim=48 'depths=[2, 2]' mixer=gmlp "
+        "(YAML-typed; a.b=value sets inside a mapping)",
+    )
+
+
+def model_options(items: list[str] | None) -> dict:
+    """``--set`` items -> model options (:func:`hiermlp.overrides.parse_overrides`)."""
+    from hiermlp.overrides import parse_overrides
+
+    return parse_overrides(items or [], what="model option")
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -22,7 +44,12 @@ def run_info(args: argparse.Namespace) -> int:
     from hiermlp.models.registry import get_entry
 
     info = model_info(
-        args.model, img_size=args.img_size, batch=args.batch, num_classes=args.num_classes, in_chans=args.in_chans
+        args.model,
+        img_size=args.img_size,
+        batch=args.batch,
+        num_classes=args.num_classes,
+        in_chans=args.in_chans,
+        model_kwargs=model_options(args.overrides),
     )
     if args.json:
         print(json.dumps({k: v for k, v in info.items() if k != "img_size"}))

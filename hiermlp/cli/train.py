@@ -16,6 +16,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hiermlp.train import TrainConfig
 
 __all__ = ["add_eval_arguments", "add_train_arguments", "run_eval", "run_train"]
 
@@ -110,6 +114,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line")
 
 
+def _as_trained(cfg: TrainConfig, data_config: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with the eval transform a checkpoint records (input size, interpolation, crop, mean, std), so
+    the weights are scored as their trainer scored them; options given on the command line still win."""
+    from dataclasses import replace
+
+    dc = data_config
+    changes: dict[str, Any] = {k: dc[k] for k in ("interpolation", "crop_pct", "mean", "std") if dc.get(k)}
+    if dc.get("input_size"):
+        changes.update(in_chans=int(dc["input_size"][0]), img_size=int(dc["input_size"][-1]))
+    return replace(cfg, **changes) if changes else cfg
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from hiermlp.errors import HiermlpError
 
@@ -141,7 +157,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         if args.checkpoint is not None:
             raise CheckpointError("give either a training checkpoint or MODEL --checkpoint FILE, not both")
         ckpt = load_training_checkpoint(target, purpose="evaluate")
-        cfg = trained = config_from_dict(ckpt["config"])
+        cfg = trained = _as_trained(config_from_dict(ckpt["config"]), ckpt.get("data_config") or {})
         state = ckpt["model_ema"] if args.ema else ckpt["model"]
         if state is None:
             raise CheckpointError(f"{target} has no EMA weights")
@@ -153,7 +169,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise CheckpointError(f"--checkpoint {weights} does not exist; give the weights file to evaluate")
         if weights.stat().st_size == 0:
             raise CheckpointError(f"--checkpoint {weights} is empty (0 bytes); give a complete weights file")
-        cfg = config_from_dict({"model": str(target), "model_kwargs": {}})
+        from hiermlp.weights import read_checkpoint
+
+        recorded = read_checkpoint(weights).data_config  # a trainer's (hiermlp's or timm's train.py) eval transform
+        cfg = _as_trained(config_from_dict({"model": str(target), "model_kwargs": {}}), recorded)
     updates = {
         "data": args.data,
         "data_root": args.data_root,

@@ -11,6 +11,7 @@ from hiermlp.data.datasets import (
     check_labels,
     collate_prepared,
     dataset_stats,
+    folder_split,
     known_labels,
 )
 from hiermlp.data.idx import load_idx_split, read_idx
@@ -32,6 +33,7 @@ __all__ = [
     "check_labels",
     "collate_prepared",
     "dataset_stats",
+    "folder_split",
     "known_labels",
     "load_idx_split",
     "mix_seed",

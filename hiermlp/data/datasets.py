@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "check_labels",
     "collate_prepared",
     "dataset_stats",
+    "folder_split",
     "known_labels",
 ]
 
@@ -91,9 +92,12 @@ class CorruptImageError(HiermlpError, RuntimeError):
     """An image file of an ImageFolder could not be decoded; the message names the file."""
 
 
-def dataset_stats(name: str, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Normalization (mean, std) for dataset ``name`` with ``in_chans`` channels (ImageNet's otherwise)."""
-    mean, std = DATASET_STATS.get(name, _IMAGENET_STATS)
+def dataset_stats(
+    name: str, in_chans: int, default: tuple[Sequence[float], Sequence[float]] | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalization (mean, std) for dataset ``name`` with ``in_chans`` channels; for a dataset hiermlp has no
+    statistics of (an ImageFolder), ``default`` (a model's pretrained cfg's), else ImageNet's."""
+    mean, std = DATASET_STATS.get(name, default or _IMAGENET_STATS)
     if len(mean) != in_chans:
         # gray stats repeated for RGB; RGB stats averaged for a gray conversion
         mean, std = (float(np.mean(mean)),) * in_chans, (float(np.mean(std)),) * in_chans
@@ -396,6 +400,31 @@ def _find_idx_root(name: str, root: str) -> Path:
     raise FileNotFoundError(f"data path for {name!r} not found: tried {', '.join(map(str, candidates))}{hint}")
 
 
+# timm's split names (timm.data.create_dataset): a split is found under any name of its group
+TRAIN_SPLITS = ("train", "training")
+EVAL_SPLITS = ("validation", "val", "valid", "eval", "evaluation")
+
+
+def folder_split(root: str | os.PathLike, split: str) -> Path:
+    """The folder of ``split`` under an ImageFolder ``root``: ``root/split`` if it exists, else the first of
+    timm's other names for it (``validation``, ``val``, ``valid``, ``eval``, ``evaluation``; ``train``,
+    ``training``), as timm's scripts search.
+
+    Raises:
+        FileNotFoundError: no folder of that split; the message lists the folders there are.
+    """
+    root = Path(root)
+    group = next((g for g in (TRAIN_SPLITS, EVAL_SPLITS) if split in g), (split,))
+    for name in (split, *group):
+        if (root / name).is_dir():
+            return root / name
+    there = sorted(p.name for p in root.iterdir() if p.is_dir())
+    raise FileNotFoundError(
+        f"ImageFolder {root} has no {split!r} split (looked for {', '.join(dict.fromkeys((split, *group)))}); "
+        f"its folders: {', '.join(there) or 'none'}; pass the split's folder name (test_split=NAME / --split NAME)"
+    )
+
+
 def build_dataset(
     name: str,
     *,
@@ -410,7 +439,8 @@ def build_dataset(
 
     Args:
         name: ``embedded``, ``fashion_mnist``, ``mnist``, ``idx``, ``folder`` or ``torchvision:NAME``.
-        split: ``train``/``test`` for array datasets, the sub-folder for ``folder`` (e.g. ``val``).
+        split: ``train``/``test`` for array datasets, the sub-folder for ``folder`` (e.g. ``validation``, found
+            under any of timm's names for it: :func:`folder_split`).
         root: dataset directory ("" = the dataset's default location).
         transform: applied to each PIL image.
         mode: PIL mode (``"L"`` for in_chans=1, ``"RGB"`` for 3).
@@ -451,7 +481,7 @@ def build_dataset(
         if not Path(root).is_dir():
             raise FileNotFoundError(f"data path not found: {root}")
         return ImageFolderDataset(
-            root=Path(root) / split, transform=transform, mode=mode, corrupt=corrupt, classes=classes
+            root=folder_split(root, split), transform=transform, mode=mode, corrupt=corrupt, classes=classes
         )
     if name.startswith("torchvision:"):
         import torchvision.datasets as tvd

@@ -55,6 +55,7 @@ def build_transform(
     std: tuple[float, ...],
     interpolation: str = "bilinear",
     crop_pct: float = 1.0,
+    crop_mode: str = "center",
     no_aug: bool = False,
     scale: tuple[float, float] = (0.08, 1.0),
     hflip: float = 0.5,
@@ -71,6 +72,7 @@ def build_transform(
         std: per-channel std.
         interpolation: resize interpolation name.
         crop_pct: eval crop fraction.
+        crop_mode: eval crop (timm's ``center``, ``squash`` or ``border``).
         no_aug: use the eval transform for training too.
         scale: RandomResizedCrop area range.
         hflip: horizontal flip probability.
@@ -80,7 +82,13 @@ def build_transform(
     """
     if not is_training or no_aug:
         return create_transform(
-            img_size, is_training=False, interpolation=interpolation, mean=mean, std=std, crop_pct=crop_pct
+            img_size,
+            is_training=False,
+            interpolation=interpolation,
+            mean=mean,
+            std=std,
+            crop_pct=crop_pct,
+            crop_mode=crop_mode,
         )
     transform = create_transform(
         img_size,

@@ -273,6 +273,7 @@ class HierNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.num_features = self.head_hidden_size = dims[-1]
         self.output_fmt = "NHWC"
+        self.feature_dim = -1  # the channel axis of forward_features' output (timm reads it for NHWC models)
         self.grad_checkpointing = False
 
         self.patch_embed = build_layer(
@@ -394,7 +395,10 @@ class HierNet(nn.Module):
                 dataclasses.replace(spec, window_size=w) for spec, w in zip(self.stage_specs, windows)
             )
         old, old_windows = self.stages.state_dict(), _table_windows(self.stages)
-        stages, self.feature_info = self._build_stages(img_size)
+        ref = next(self.parameters())
+        with torch.device(ref.device):  # the model's device (meta too: nothing is allocated there)
+            stages, self.feature_info = self._build_stages(img_size)
+        stages.to(dtype=ref.dtype)
         new, new_windows = stages.state_dict(), _table_windows(stages)
         for key, value in old.items():
             if key not in new:
@@ -408,7 +412,11 @@ class HierNet(nn.Module):
                 )
             new[key] = value
         stages.load_state_dict(new)
-        self.stages = stages.to(next(self.parameters()).device)
+        # the rebuilt stages keep what the old ones were: frozen parameters stay frozen, eval mode stays eval
+        frozen = {n for n, p in self.stages.named_parameters() if not p.requires_grad}
+        for n, p in stages.named_parameters():
+            p.requires_grad_(n not in frozen)
+        self.stages = stages.train(self.stages.training)
         self.img_size = img_size
 
     # ---- timm model API -------------------------------------------------------------------------------
@@ -450,6 +458,10 @@ class HierNet(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         self.head.reset(num_classes, pool_type=global_pool)
+        ref = next(self.parameters(), None)  # a new classifier lives where the model does, in its mode
+        if ref is not None:
+            self.head.to(device=ref.device, dtype=ref.dtype)
+        self.head.train(self.training)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *spatial) -> (B, *spatial/r, C)``: the input, checked (:func:`check_images`), then the stem."""

@@ -32,6 +32,10 @@ class UnknownTagError(UnknownModelError, RuntimeError):
     """A pretrained tag the architecture does not have (timm raises a RuntimeError for it, so this is one)."""
 
 
+class UnknownOptionError(ConfigError, TypeError):
+    """A model option the builder does not take (Python and timm raise a TypeError for one, so this is one)."""
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -147,6 +151,13 @@ def register_alias(alias: str, name: str) -> None:
     _ALIASES[alias] = name
 
 
+def is_image_classifier(entry: ModelEntry, overrides: dict[str, Any] | None = None) -> bool:
+    """Whether a row builds a 2-D image classifier (not a video/volume/sequence model, nor a segmentation
+    network: its builder's class attribute ``task``), the kind timm's registry and builder take."""
+    spatial_dims = {**entry.kwargs, **(overrides or {})}.get("spatial_dims", 2)
+    return spatial_dims == 2 and getattr(entry.builder, "task", "classify") == "classify"
+
+
 def is_model(name: str) -> bool:
     return name in _MODELS or name in _ALIASES
 
@@ -180,7 +191,7 @@ def check_kwargs(name: str, builder: Callable[..., nn.Module], kwargs: dict[str,
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         valid = sorted(k for k in params if k != "self")
-        raise ConfigError(
+        raise UnknownOptionError(
             f"unknown model option(s) {unknown} for {name!r}.{suggest(unknown[0], valid)} Valid options: {valid}"
         )
 

@@ -45,6 +45,7 @@ __all__ = [
     "build_loss",
     "build_optimization",
     "model_from_config",
+    "resolve_data_config",
 ]
 
 
@@ -132,8 +133,42 @@ def _create(cfg: TrainConfig, target: str, kwargs: dict[str, Any], path: Any, *,
     return create_any_model(target, pretrained=cfg.pretrained, **kwargs)
 
 
+def resolve_data_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's eval transform in timm's data-config keys: ``input_size``, ``interpolation``, ``crop_pct``,
+    ``crop_mode``, ``mean``, ``std``.
+
+    What the config leaves unset (``interpolation=""``, ``crop_pct=0``, no ``mean``) is the model's pretrained
+    cfg's, as timm's train.py resolves it; ``mean``/``std`` default to the dataset's own statistics where hiermlp
+    has them (Fashion-MNIST, CIFAR). Checkpoints record the result, and a model rebuilt from one carries it in
+    its pretrained cfg, so ``hiermlp eval`` and timm's ``resolve_data_config`` reproduce the trainer's transform.
+
+    Raises:
+        ConfigError: ``mean``/``std`` have neither one value nor one per input channel.
+    """
+    from hiermlp.factory import registered_cfg
+
+    model_cfg = registered_cfg(cfg.model)
+    default = (model_cfg["mean"], model_cfg["std"]) if model_cfg.get("mean") and model_cfg.get("std") else None
+    mean, std = dataset_stats(cfg.data, cfg.in_chans, default)
+    if cfg.mean:
+        mean = cfg.mean * cfg.in_chans if len(cfg.mean) == 1 else cfg.mean
+        std = (cfg.std * cfg.in_chans if len(cfg.std) == 1 else cfg.std) if cfg.std else mean
+    if len(mean) != cfg.in_chans or len(std) != cfg.in_chans:
+        raise ConfigError(
+            f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
+        )
+    return dict(
+        input_size=(cfg.in_chans, cfg.img_size, cfg.img_size),
+        interpolation=cfg.interpolation or model_cfg.get("interpolation") or "bilinear",
+        crop_pct=cfg.crop_pct or model_cfg.get("crop_pct") or 1.0,
+        crop_mode=model_cfg.get("crop_mode") or "center",
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(v) for v in std),
+    )
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
-    """(train dataset, test dataset, num_classes) with the config's transforms.
+    """(train dataset, test dataset, num_classes) with the config's transforms (:func:`resolve_data_config`).
 
     The test split's labels index the training split's class map (:func:`hiermlp.data.build_dataset`).
 
@@ -166,7 +201,8 @@ def build_eval_dataset(cfg: TrainConfig, classes: list[str] | None) -> tuple[Any
 
 
 def _test_split(cfg: TrainConfig) -> str:
-    return cfg.test_split or ("val" if cfg.data == "folder" else "test")
+    # a folder's split is found under timm's names too (val, validation): hiermlp.data.folder_split
+    return cfg.test_split or ("validation" if cfg.data == "folder" else "test")
 
 
 def _data_kw(cfg: TrainConfig) -> dict[str, Any]:
@@ -174,19 +210,12 @@ def _data_kw(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _transforms(cfg: TrainConfig) -> tuple[Any, Any]:
-    """(train transform, test transform) of the config."""
-    mean, std = dataset_stats(cfg.data, cfg.in_chans)
-    if cfg.mean:
-        mean = cfg.mean * cfg.in_chans if len(cfg.mean) == 1 else cfg.mean
-        std = (cfg.std * cfg.in_chans if len(cfg.std) == 1 else cfg.std) if cfg.std else mean
-    if len(mean) != cfg.in_chans or len(std) != cfg.in_chans:
-        raise ConfigError(
-            f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
-        )
-    common = {"img_size": cfg.img_size, "mean": mean, "std": std, "interpolation": cfg.interpolation}
+    """(train transform, test transform) of the config, both on :func:`resolve_data_config`'s eval geometry."""
+    dc = resolve_data_config(cfg)
+    common = {key: dc[key] for key in ("mean", "std", "interpolation", "crop_pct", "crop_mode")}
+    common["img_size"] = cfg.img_size
     train_tf = build_transform(
         is_training=True,
-        crop_pct=cfg.crop_pct,
         no_aug=cfg.no_aug,
         scale=cfg.scale,
         hflip=cfg.hflip,
@@ -195,7 +224,7 @@ def _transforms(cfg: TrainConfig) -> tuple[Any, Any]:
         reprob=cfg.reprob,
         **common,
     )
-    test_tf = build_transform(is_training=False, crop_pct=cfg.crop_pct, **common)
+    test_tf = build_transform(is_training=False, **common)
     return train_tf, test_tf
 
 
@@ -206,9 +235,6 @@ PREPARE_MAX_BYTES = 1 << 30
 # seeds' subsets and the same test set), least recently used first out
 PREPARED_CACHE_BYTES = 512 << 20
 _prepared_cache: OrderedDict[tuple, PreparedDataset] = OrderedDict()
-
-# every config field the deterministic (eval / no_aug) transform is built from, see build_datasets
-_TRANSFORM_FIELDS = ("data", "in_chans", "img_size", "crop_pct", "interpolation", "mean", "std")
 
 
 def _digest(a: np.ndarray) -> str:
@@ -229,9 +255,10 @@ def _prepare(ds: Any, indices: Any, cfg: TrainConfig) -> PreparedDataset | None:
     size = PreparedDataset.nbytes(base, len(indices))
     if size > PREPARE_MAX_BYTES:
         return None
-    fields = tuple((f, tuple(v) if isinstance(v, list) else v) for f in _TRANSFORM_FIELDS for v in [getattr(cfg, f)])
+    # the deterministic (eval / no_aug) transform is the resolved data config's (the model's cfg fills it in)
+    fields = tuple(sorted(resolve_data_config(cfg).items()))
     indices = np.asarray(indices, dtype=np.int64)
-    key = (fields, base.mode, _digest(base.images), _digest(base.labels), _digest(indices))
+    key = (cfg.data, fields, base.mode, _digest(base.images), _digest(base.labels), _digest(indices))
     if key in _prepared_cache:
         _prepared_cache.move_to_end(key)
         return _prepared_cache[key]
@@ -252,6 +279,7 @@ class Data:
     train_loader: DataLoader
     test_loader: DataLoader
     num_classes: int
+    data_config: dict[str, Any]  # the eval transform (resolve_data_config), recorded in every checkpoint
     classes: list[str]  # the training split's class names in label order (stored in checkpoints)
 
 
@@ -314,6 +342,7 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         train_loader=train_loader,
         test_loader=test_loader,
         num_classes=num_classes,
+        data_config=resolve_data_config(cfg),
         classes=classes,
     )
 

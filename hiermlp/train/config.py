@@ -1,12 +1,13 @@
 """The training configuration: one flat dataclass, YAML presets, ``key=value`` overrides.
 
-A run is described by a :class:`TrainConfig`. Its defaults are the demo preset (a micro Swin on the
-embedded Fashion-MNIST subset), so ``hiermlp train`` with no arguments trains something useful. A preset
-(``configs/train/*.yaml``) sets any subset of the fields; command-line overrides ``key=value`` come last,
-in hiermlp's one grammar (:mod:`hiermlp.overrides`: YAML-typed values, dotted keys into dict fields such as
-``model_kwargs.embed_dim=48``). Every value, from a file, an override or Python, is checked against its
-field's type (:mod:`hiermlp.schema`: ``ema="False"`` is an error, not a truthy string) and then against the
-ranges and choices below. An unknown key is an error that names the closest valid keys.
+A run is described by a :class:`TrainConfig`. Its defaults are the demo preset (the micro Swin
+``swin_micro_patch2_window4_32`` on the embedded Fashion-MNIST subset), so ``hiermlp train`` with no
+arguments trains something useful. A preset (``configs/train/*.yaml``) sets any subset of the fields;
+command-line overrides ``key=value`` come last, in hiermlp's one grammar (:mod:`hiermlp.overrides`: YAML-typed
+values, dotted keys into dict fields such as ``model_kwargs.embed_dim=48``). Every value, from a file, an
+override or Python, is checked against its field's type (:mod:`hiermlp.schema`: ``ema="False"`` is an error,
+not a truthy string) and then against the ranges and choices below. An unknown key is an error that names the
+closest valid keys.
 
 Batch semantics: ``batch_size`` is the *global* batch of one optimizer step. It is split over the
 processes (DDP) and the accumulation steps, so a run gives the same updates whatever the world size or
@@ -45,7 +46,7 @@ class TrainConfig:
     """Everything a training run needs. Each field's comment says what it controls."""
 
     # --- run ---
-    out_dir: str = "runs/train"  # where checkpoints, metrics.jsonl, config.yaml (and TensorBoard) go
+    out_dir: str = "runs/train"  # checkpoints, config.yaml, metrics.jsonl, summary.csv, args.yaml, curves.png
     seed: int = 0  # seeds data order, augmentation, init and drop path
     deterministic: bool = True  # ask PyTorch for deterministic kernels (warn-only where none exist)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
@@ -54,20 +55,13 @@ class TrainConfig:
     overwrite: bool = False  # start afresh in an out_dir that holds another run (its outputs are replaced)
     ckpt_every: int = 0  # also write last.pth every N optimizer steps (0 = only at epoch ends)
     progress: bool = True  # rank 0: a tqdm bar on a terminal, else one line per epoch
-    tensorboard: bool = True  # write TensorBoard events when the tensorboard package is importable
+    tensorboard: bool = True  # TensorBoard events in out_dir/tb (the tensorboard extra; one line when missing)
+    log_wandb: bool = False  # log to Weights & Biases (the wandb extra; WANDB_MODE=offline keeps it local)
+    wandb_project: str = "hiermlp"  # the W&B project of log_wandb
 
     # --- model ---
-    model: str = "swin_tiny_patch4_window7_224"  # hiermlp registry name first, else any timm name
-    model_kwargs: dict[str, Any] = field(
-        # shrink the Swin-T geometry to a micro model for 32x32 inputs (about 0.4M params)
-        default_factory=lambda: {
-            "patch_size": 2,
-            "embed_dim": 32,
-            "depths": [2, 2, 2],
-            "num_heads": [2, 4, 8],
-            "window_size": 4,
-        }
-    )
+    model: str = "swin_micro_patch2_window4_32"  # hiermlp registry name first, else any timm name
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # options over the row's, e.g. {embed_dim: 48}
     pretrained: bool = False  # load the registry's pretrained weights (needs them cached / reachable)
     num_classes: int = 0  # 0 = take it from the dataset
     in_chans: int = 1  # 1 keeps grayscale data as is; 3 repeats gray channels (or uses RGB data); nothing else
@@ -82,16 +76,18 @@ class TrainConfig:
     # --- data ---
     data: str = "embedded"  # embedded | fashion_mnist | mnist | idx | folder | torchvision:NAME
     data_root: str = ""  # dataset directory ("" = the dataset's default location, if any)
-    train_split: str = "train"  # split/sub-folder used for training
-    test_split: str = ""  # split/sub-folder used for evaluation ("" = test, or val for folder)
+    train_split: str = "train"  # split/sub-folder used for training (folder: also found as "training")
+    test_split: str = ""  # split/sub-folder for evaluation ("" = test; folder: validation, found as val/valid/eval too)
     limit_train: int = 0  # use only the first N training samples of a fixed permutation (0 = all)
     limit_test: int = 0  # evaluate on only the first N test samples (0 = all)
     num_workers: int = 0  # DataLoader worker processes per rank (in-memory sets prepared once load in-process)
     corrupt: str = "error"  # ImageFolder files that fail to decode: "error" (naming the file) or "skip"
-    mean: tuple[float, ...] = ()  # normalization mean ("" = the dataset's own, else ImageNet)
+    # the eval transform: unset values ("", 0, empty) are the model's pretrained cfg's, as timm's train.py resolves
+    # them, so the checkpoint (which records the result) is scored the same by hiermlp eval and timm's validate.py
+    mean: tuple[float, ...] = ()  # normalization mean (empty = the dataset's own, else the model cfg's)
     std: tuple[float, ...] = ()  # normalization std (empty = as mean)
-    interpolation: str = "bilinear"  # resize interpolation
-    crop_pct: float = 1.0  # eval: resize to img_size / crop_pct then centre-crop (ImageNet: 0.875)
+    interpolation: str = ""  # resize interpolation ("" = the model cfg's, e.g. bicubic for Swin)
+    crop_pct: float = 0.0  # eval: resize to img_size / crop_pct, centre-crop (0 = the model cfg's; 1.0 = no crop)
     no_aug: bool = False  # train with the eval transform (no random crop, flip or augmentation)
     scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
     hflip: float = 0.5  # horizontal flip probability
@@ -138,7 +134,7 @@ _CHOICES = {
     "amp": ("bf16", "fp16", "none"),
     "corrupt": ("error", "skip"),
     "nan_policy": ("stop", "skip"),
-    "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
+    "interpolation": ("", "bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
 }
 
 # key -> (lowest, highest, low end included, high end included); None = unbounded
@@ -153,7 +149,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "limit_train": (0, None, True, True),
     "limit_test": (0, None, True, True),
     "num_workers": (0, MAX_THREADS, True, True),
-    "crop_pct": (0, 1, False, True),
+    "crop_pct": (0, 1, True, True),  # 0 = the model cfg's
     "hflip": (0, 1, True, True),
     "color_jitter": (0, None, True, True),
     "reprob": (0, 1, True, True),
@@ -202,7 +198,8 @@ def _bad(key: str, value: Any, rule: str) -> ConfigError:
 def _validate(cfg: TrainConfig) -> None:
     for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            raise _bad(key, getattr(cfg, key), f"one of {', '.join(map(str, allowed))}")
+            names = ", ".join("'' (the model's)" if a == "" else str(a) for a in allowed)
+            raise _bad(key, getattr(cfg, key), f"one of {names}")
     for key, bounds in _RANGES.items():
         if not _in_range(getattr(cfg, key), *bounds):
             raise _bad(key, getattr(cfg, key), _bounds_text(*bounds))

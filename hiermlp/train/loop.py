@@ -54,6 +54,7 @@ from hiermlp.train.config import TrainConfig, config_to_dict, save_config
 from hiermlp.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from hiermlp.train.optim import restore_scheduler
 from hiermlp.train.progress import Progress, Writers
+from hiermlp.train.records import resolved_args
 from hiermlp.train.rundir import PreviousRun, check_resume, check_same_data, claim_out_dir, repair_best
 
 __all__ = ["TrainResult", "build_datasets", "evaluate", "model_from_config", "train"]
@@ -312,6 +313,7 @@ class _Run:
                 "skipped_steps": s.skipped,
                 "rng": capture_rng(),
                 "config": config_to_dict(self.cfg),
+                "data_config": self.data.data_config,  # the eval transform, for every evaluator of the weights
                 "num_classes": self.data.num_classes,
                 "classes": self.data.classes,  # the class map every split and evaluation uses
                 "steps_per_epoch": opt.steps_per_epoch,
@@ -521,7 +523,8 @@ class _Run:
         if self.cfg.overwrite and self.last_saved is None:
             self.previous = PreviousRun.set_aside(self.out)
         save_config(self.cfg, self.out / "config.yaml")
-        return Writers(self.out, tensorboard=self.cfg.tensorboard, history=self.state.history)
+        run = resolved_args(self.cfg, self.data, self.opt, params=self.n_params, world_size=self.info.world_size)
+        return Writers(self.out, history=self.state.history, cfg=self.cfg, resolved=run)
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs, evaluating and checkpointing after each."""

@@ -1,4 +1,4 @@
-"""What a run shows and records on rank 0: the progress display, metrics.jsonl and TensorBoard."""
+"""What a run shows and records on rank 0: the progress display, metrics.jsonl and the run records."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hiermlp.io import atomic_write_text
+from hiermlp.train.config import TrainConfig
+from hiermlp.train.records import RunRecords
 
 __all__ = ["Progress", "Writers"]
 
@@ -60,27 +62,36 @@ class Progress:
 
 
 class Writers:
-    """Rank-0 records: metrics.jsonl (rewritten atomically each epoch) and, when importable, TensorBoard.
+    """Rank-0 records: metrics.jsonl (rewritten atomically each epoch) and the run records of
+    :class:`~hiermlp.train.records.RunRecords` (summary.csv, args.yaml, curves.png, TensorBoard, W&B).
 
     Args:
         out_dir: the run directory (None: write nothing).
-        tensorboard: write events under ``out_dir/tb``.
         history: the rows of the epochs already done (a resumed run starts from its checkpoint's rows, so
             no line of a lost epoch survives).
+        cfg: the run's config: its ``tensorboard``, ``log_wandb`` and ``wandb_project`` (None: neither).
+        resolved: the resolved run, for args.yaml.
     """
 
-    def __init__(self, out_dir: Path | None, *, tensorboard: bool, history: list[dict[str, Any]]) -> None:
-        self.out_dir, self.tb, self.rows = out_dir, None, list(history)
+    def __init__(
+        self,
+        out_dir: Path | None,
+        *,
+        history: list[dict[str, Any]],
+        cfg: TrainConfig | None = None,
+        resolved: dict[str, Any] | None = None,
+    ) -> None:
+        self.out_dir, self.rows, self.records = out_dir, list(history), None
         if out_dir is None:
             return
         self._write()
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional dependency
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self.tb = SummaryWriter(log_dir=str(out_dir / "tb"))
+        self.records = RunRecords(
+            out_dir,
+            resolved=resolved or {},
+            history=self.rows,
+            tensorboard=cfg is not None and cfg.tensorboard,
+            wandb_project=cfg.wandb_project if cfg is not None and cfg.log_wandb else None,
+        )
 
     def _write(self) -> None:
         assert self.out_dir is not None
@@ -92,12 +103,9 @@ class Writers:
             return
         self.rows.append(row)
         self._write()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, int | float):
-                    self.tb.add_scalar(k, v, row["epoch"])
-            self.tb.flush()
+        if self.records is not None:
+            self.records.epoch(self.rows)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        if self.records is not None:
+            self.records.close()

@@ -34,6 +34,7 @@ from hiermlp.io import _alive, _fsync_dir, atomic_save, ensure_writable_dir, out
 from hiermlp.overrides import format_value
 from hiermlp.train.config import TrainConfig, config_to_dict
 from hiermlp.train.distributed import DistInfo, all_reduce_sum
+from hiermlp.train.records import RECORD_FILES
 
 __all__ = [
     "RESUMABLE",
@@ -48,7 +49,7 @@ __all__ = [
 # files that mark a directory as holding a run (metrics.jsonl only when it has a row)
 RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")
 # everything overwrite=true replaces
-_REPLACED = ("last.pth", "best.pth", "metrics.jsonl", "config.yaml", "tb")
+_REPLACED = ("last.pth", "best.pth", "metrics.jsonl", "config.yaml", "tb", *RECORD_FILES)
 _ASIDE = re.compile(r"^\.previous-run\.tmp-(?P<pid>\d+)$")
 
 # config keys that may differ between a run and its resume. Where and how it runs (numerics equal up to
@@ -62,6 +63,8 @@ RESUMABLE = (
     "overwrite",
     "progress",
     "tensorboard",
+    "log_wandb",
+    "wandb_project",
     "ckpt_every",
     "device",
     "threads",

@@ -76,6 +76,9 @@ class TrainedCheckpoint:
     model: str | None = None  # the model name the file records (a trainer's config, timm's ``args.model``)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor options the file records
     img_size: Any = None  # a hiermlp trainer's input size: passed to models that take ``img_size``
+    # the eval transform the file records (timm's data-config keys: input_size, interpolation, crop_pct,
+    # crop_mode, mean, std), as far as it records one
+    data_config: dict[str, Any] = field(default_factory=dict)
     classes: tuple[str, ...] = ()  # a hiermlp trainer's class names, in label order (the training split's)
 
 
@@ -101,9 +104,16 @@ def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedChe
         if config.get("in_chans") is not None and "in_chans" not in kwargs:
             kwargs["in_chans"] = config["in_chans"]
         weights = _pick(obj, ("model_ema",) if ema else ("model",), source)
+        data = _tuples(obj.get("data_config")) if isinstance(obj.get("data_config"), dict) else _data_config(config)
         classes = tuple(str(c) for c in obj.get("classes") or ())
         return TrainedCheckpoint(
-            weights, "hiermlp-train", config.get("model"), kwargs, _tuples(config.get("img_size")), classes
+            weights,
+            "hiermlp-train",
+            config.get("model"),
+            kwargs,
+            _tuples(config.get("img_size")),
+            data_config=data,
+            classes=classes,
         )
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and ("args" in obj or "arch" in obj):
         args = vars(obj["args"]) if isinstance(obj.get("args"), argparse.Namespace) else {}
@@ -111,12 +121,28 @@ def read_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> TrainedChe
         if args.get("in_chans") is not None and "in_chans" not in kwargs:
             kwargs["in_chans"] = args["in_chans"]
         weights = _pick(obj, ("state_dict_ema",) if ema else ("state_dict",), source)
-        return TrainedCheckpoint(weights, "timm-train", args.get("model") or obj.get("arch"), kwargs)
+        model = args.get("model") or obj.get("arch")
+        return TrainedCheckpoint(weights, "timm-train", model, kwargs, data_config=_data_config(args))
     if ema:
         return TrainedCheckpoint(_pick(obj, ("model_ema", "state_dict_ema"), source), "weights")
     if isinstance(obj, dict) and not _is_flat(obj):
         obj = _pick(obj, ("model", "state_dict", "module"), source)
     return TrainedCheckpoint(unwrap(obj, source), "weights")
+
+
+def _data_config(args: dict[str, Any]) -> dict[str, Any]:
+    """The eval-transform settings a run's options (a hiermlp config, timm train.py's args) set explicitly;
+    those left unset were the model's pretrained cfg's."""
+    out: dict[str, Any] = {}
+    side = args.get("img_size")
+    if args.get("input_size"):
+        out["input_size"] = tuple(args["input_size"])
+    elif side:
+        out["input_size"] = (args.get("in_chans") or 3, *((side, side) if isinstance(side, int) else side))
+    for key in ("interpolation", "crop_pct", "crop_mode", "mean", "std"):
+        if args.get(key):
+            out[key] = tuple(args[key]) if isinstance(args[key], list | tuple) else args[key]
+    return out
 
 
 def _pick(obj: Any, keys: tuple[str, ...], source: str) -> StateDict:
@@ -267,6 +293,33 @@ def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> StateDict:
     if result.missing or result.unexpected or result.mismatched:
         raise CheckpointError(_mismatch_message(model, layout, result))
     return sd
+
+
+def convert_on_load(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    local_metadata: dict[str, Any],
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """``load_state_dict`` pre-hook: the module's keys in any layout hiermlp detects -> its own, in place.
+
+    The factory registers it on every model it builds, so timm's loaders, which call ``model.load_state_dict``
+    on whatever the file holds (``timm.models.load_checkpoint``, ``create_model(checkpoint_path=...)``,
+    validate.py ``--checkpoint``), read Microsoft, timm, mmpretrain and transformers files as
+    :func:`load_checkpoint` does. Nothing else is relaxed: a key the converter does not map onto the model, or
+    a shape that differs, still fails a strict load.
+    """
+    own = [k for k in state_dict if k.startswith(prefix)]
+    layout, converted = convert_state_dict({k[len(prefix) :]: state_dict[k] for k in own})
+    if layout in ("hiermlp", "unknown"):
+        return
+    for k in own:
+        del state_dict[k]
+    state_dict.update({prefix + k: v for k, v in converted.items()})
 
 
 def load_checkpoint(
