@@ -35,13 +35,14 @@ from torch import nn
 
 from hiermlp import accel
 from hiermlp.errors import CheckpointError, ConfigError, HiermlpError, NotFoundError, suggest
-from hiermlp.models.features import resolve_feature_cls
+from hiermlp.models.features import HierFeatures, resolve_feature_cls
 from hiermlp.models.network import HierNet
 from hiermlp.models.registry import (
     ModelEntry,
     UnknownModelError,
     check_kwargs,
     get_entry,
+    is_image_classifier,
     is_model,
     list_models,
     nominal_pool_size,
@@ -50,7 +51,7 @@ from hiermlp.models.registry import (
     split_tag,
 )
 from hiermlp.weights import convert_state_dict, load_checkpoint, read_checkpoint
-from hiermlp.weights.load import checkpoint_filter_fn, convert_on_load
+from hiermlp.weights.load import checkpoint_filter_fn, convert_on_load, load_pretrained
 
 __all__ = [
     "PREFIX",
@@ -210,6 +211,12 @@ def build_entry(
         raise ConfigError(f"{sorted(feature_args)} only mean something with features_only=True")
     check_kwargs(entry.name, entry.builder, {**entry.kwargs, **kwargs})
     check_arguments(entry.builder, {**entry.kwargs, **kwargs}, what=entry.name)  # shift="False" is no bool
+    if not is_image_classifier(entry, kwargs):
+        cfg = {**(pretrained_cfg if isinstance(pretrained_cfg, dict) else resolve_cfg(entry.name))}
+        features = feature_args if features_only else None
+        return _build_spatial(
+            entry, pretrained, cfg | (pretrained_cfg_overlay or {}), checkpoint_path, placement, kwargs, features
+        )
     feature_cfg = None
     if features_only:
         if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
@@ -261,6 +268,22 @@ def build_entry(
     # into config.json so the hub and local-dir copies rebuild this very architecture
     model._model_args = {**getattr(model, "_model_args", {}), **recorded}
     return model
+
+
+def _build_spatial(
+    entry: ModelEntry, pretrained: bool, cfg: dict, path: Any, placement: dict, kwargs: dict, features: Any
+):
+    """A video/volume/sequence row or a segmentation network, built by hiermlp itself (timm's builder asserts a
+    ``(C, H, W)`` image): the builder, the speed layer, the checkpoint or pretrained weights, ``HierFeatures``."""
+    model = _construct(entry.builder, path, cfg, placement, **{**entry.kwargs, **kwargs})
+    model.pretrained_cfg = cfg
+    if pretrained:
+        load_pretrained(model, cfg)
+    if features is None:
+        return model
+    if not isinstance(model, HierNet) or features.get("feature_cls", "hiermlp") not in ("hiermlp", None):
+        raise ConfigError(f"{entry.name}: features_only takes feature_cls='hiermlp' and a hierarchical classifier")
+    return HierFeatures(model, features.get("out_indices"), features.get("output_fmt", "NCHW"))
 
 
 # what timm's create_model passes besides model options: the device and dtype to build on (timm's models take
@@ -380,9 +403,9 @@ default_cfgs: dict[str, Any] = {}  # read by timm's register_model: one DefaultC
 
 
 def _mirror(entry: ModelEntry) -> None:
-    """Register a classifier ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through
-    ``generate_default_cfgs`` (timm's registry, and its model tests, are for classifiers)."""
-    if entry.task != "classify":
+    """Register ``entry`` in timm's registry as ``hiermlp_<name>``, its cfgs through ``generate_default_cfgs``;
+    image classifiers only (timm's builder, data config, wrappers and tests take (B, C, H, W) to class logits)."""
+    if not is_image_classifier(entry):
         return
     timm_name = PREFIX + entry.name
 

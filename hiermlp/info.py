@@ -7,6 +7,7 @@ and what this machine's fast path is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,8 +72,8 @@ def model_info(
     size = None if img_size is None else ([img_size] if isinstance(img_size, int) else list(img_size))
     if batch < 1:
         raise ConfigError(f"--batch {batch} is invalid: it must be >= 1")
-    if size is not None and (len(size) not in (1, 2) or min(size) < 1):
-        raise ConfigError(f"--img-size {' '.join(map(str, size))} is invalid: give H or H W, each >= 1")
+    if size is not None and (len(size) not in (1, 2, 3) or min(size) < 1):
+        raise ConfigError(f"--img-size {' '.join(map(str, size))} is invalid: give H or H W (T H W), each >= 1")
     if num_classes is not None and num_classes < 0:
         raise ConfigError(f"--num-classes {num_classes} is invalid: it must be >= 0 (0 = no head)")
     if in_chans is not None and in_chans < 1:
@@ -80,17 +81,25 @@ def model_info(
     kwargs = dict(model_kwargs or {})
     kwargs.update({k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None})
     model = create_model(name, **kwargs).eval()
-    c, h, w = model.pretrained_cfg["input_size"]
-    if size:
-        h, w = size[0], size[-1]
-    check_bytes(4 * batch * c * h * w, f"--batch {batch} --img-size {h} {w}", "lower --batch or --img-size")
-    x = torch.randn(batch, c, h, w)
+    c, *spatial = model.pretrained_cfg["input_size"]  # (C, H, W), or (C, T, H, W) / (C, L) for 3-D / 1-D rows
+    if size and len(spatial) == 2:
+        spatial = [size[0], size[-1]]
+    elif size:
+        if len(size) not in (1, len(spatial)):
+            raise ConfigError(f"--img-size: {name} has {len(spatial)} spatial axes; give 1 or {len(spatial)} sizes")
+        spatial = size * len(spatial) if len(size) == 1 else size
+    shown = f"--batch {batch} --img-size {' '.join(map(str, spatial))}"
+    check_bytes(4 * batch * c * math.prod(spatial), shown, "lower --batch or --img-size")
+    x = torch.randn(batch, c, *spatial)
     net = getattr(model, "backbone", model)  # a segmentor's stages are its backbone's
-    stages = list(getattr(net, "stages", []))  # none for the baselines without a hierarchy
+    encoder = getattr(model, "swinViT", None)  # SwinUNETR's encoder
+    stages = list(getattr(encoder if encoder is not None else net, "stages", []))  # none without a hierarchy
     with torch.inference_mode():
         logits = model(x)
         if net is not model:
             feats = list(net(x).values())
+        elif encoder is not None:  # the encoder's maps; stage i's blocks run on map i (MONAI merges after each)
+            feats = model.forward_features(x)[: len(stages)]
         else:
             feats = model.forward_intermediates(x, intermediates_only=True) if stages else []
     params = sum(p.numel() for p in model.parameters())
@@ -98,8 +107,8 @@ def model_info(
         model=name,
         params=params,
         params_m=round(params / 1e6, 2),
-        gmacs=round(count_gmacs(model, (c, h, w)), 3),
-        img_size=[h, w],
+        gmacs=round(count_gmacs(model, (c, *spatial)), 3),
+        img_size=list(spatial),
         input=list(x.shape),
         output=list(logits.shape),
         stages=[list(f.shape) for f in feats],

@@ -1,6 +1,8 @@
 """Every registered model: reference figures, and the registry contract (through hiermlp and through timm).
 
-Parametrized over ``hiermlp.list_models()``, so a newly registered model is covered without edits.
+Parametrized over ``hiermlp.list_models()``, so a newly registered model is covered without edits: image
+classifiers here (through hiermlp and timm's mirror), videos, volumes, sequences and segmentation networks,
+which timm's mirror leaves out, in ``test_non_image_rows_*`` below.
 """
 
 import json
@@ -22,6 +24,15 @@ SWIN_REFERENCE = {
     "swin_large_patch4_window12_384": (196.74, 103.95, 384),
     "swin_tiny_c24_patch4_window8_256": (28.31, 5.93, 256),
 }
+
+
+def is_image_classifier(name) -> bool:
+    entry = hiermlp.models.registry.get_entry(name)
+    return entry.kwargs.get("spatial_dims", 2) == 2 and getattr(entry.builder, "task", "classify") == "classify"
+
+
+IMAGE_MODELS = [n for n in hiermlp.list_models() if is_image_classifier(n)]
+OTHER_MODELS = [n for n in hiermlp.list_models() if not is_image_classifier(n)]
 
 
 def meta_model(name, **kwargs):
@@ -76,7 +87,7 @@ def n_params(name) -> int:
     return sum(p.numel() for p in meta_model(name).parameters())
 
 
-@pytest.mark.parametrize("name", hiermlp.list_models())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_registry_model_builds_forwards_backwards(name):
     if n_params(name) > REAL_RUN_PARAMS:
         model = meta_model(name, num_classes=7, drop_path_rate=0.0, **sized(name))
@@ -89,7 +100,7 @@ def test_registry_model_builds_forwards_backwards(name):
     assert model.get_classifier().out_features == 7
 
 
-@pytest.mark.parametrize("name", hiermlp.list_models())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_registry_model_through_timm(name):
     # the architecture timm builds is exactly hiermlp's (checked on the meta device: free for any size) ...
     with torch.device("meta"):
@@ -110,11 +121,40 @@ def test_registry_model_through_timm(name):
 
 def test_timm_mirror_is_prefixed_and_complete():
     mirrored = set(timm.list_models("hiermlp_*"))
-    assert mirrored == {f"hiermlp_{n}" for n in hiermlp.list_models()}
+    assert mirrored == {f"hiermlp_{n}" for n in IMAGE_MODELS}
+    assert OTHER_MODELS and not mirrored & {f"hiermlp_{n}" for n in OTHER_MODELS}
     # timm's own swin is untouched
     assert type(timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)).__module__.startswith("timm.")
     cfg = timm.models.get_pretrained_cfg("hiermlp_swin_tiny_patch4_window7_224")
     assert cfg.url.endswith("swin_tiny_patch4_window7_224.pth")
+
+
+def small_clip(model) -> torch.Tensor:
+    """A small input of the row's own rank, no axis a window multiple: every model pads."""
+    c, *spatial = model.pretrained_cfg["input_size"]
+    return torch.randn(1, c, *(35, 41, 38)[-len(spatial) :]) if len(spatial) < 3 else torch.randn(1, c, 5, 41, 38)
+
+
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_non_image_rows_build_forward_backward(name):
+    """Video, volume, sequence and segmentation rows through hiermlp's registry (small widths: the full rows'
+    parameter counts are pinned by tests/test_video_swin.py and tests/test_swin_unetr.py)."""
+    entry = hiermlp.models.registry.get_entry(name)
+    small = dict(depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2))
+    if entry.builder is hiermlp.models.HierNet:
+        model = hiermlp.create_model(name, num_classes=3, embed_dim=8, drop_path_rate=0.0, **small)
+        out = model(small_clip(model))
+        assert out.shape == (1, 3)
+    else:  # segmentation: logits per voxel, at the input's own size
+        model = hiermlp.create_model(name, num_classes=3, feature_size=12, **small)
+        x = small_clip(model)
+        out = model(x)
+        assert out.shape == (1, 3, *x.shape[2:])
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    cfg = model.pretrained_cfg
+    assert cfg["architecture"] == name and cfg["input_size"] == entry.pretrained_cfg["input_size"]
 
 
 def test_info_shows_window_geometry_only_for_window_mixers(capsys):

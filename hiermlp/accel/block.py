@@ -16,6 +16,8 @@ Traced code (``torch.compile`` with symbolic sizes, ``torch.export``, ONNX, ``to
 
 from __future__ import annotations
 
+import math
+
 import torch
 from timm.layers import DropPath, Mlp
 from torch import nn
@@ -78,18 +80,18 @@ class FastHierBlock(HierBlock):
         budget = settings.current().mlp_chunk_mib * 2**20
         if not budget or is_fx_tracing() or not torch.is_grad_enabled() or is_exporting():
             return 0
-        b, h, w, _ = x.shape
+        b, spatial = x.shape[0], tuple(x.shape[1:-1])  # any number of spatial axes
         fc1 = getattr(self.mlp, "fc1", None)
         if (
             b < 2
             or x.device.type != "cpu"
-            or is_symbolic(b, h, w)
+            or is_symbolic(b, *spatial)
             or not isinstance(self.mlp, Mlp)
             or not isinstance(fc1, nn.Linear)
             or not isinstance(self.drop_path2, (DropPath, nn.Identity))
         ):
             return 0
-        images = max(1, budget // (h * w * fc1.out_features * x.element_size()))
+        images = max(1, budget // (math.prod(spatial) * fc1.out_features * x.element_size()))
         if images >= b or not per_image_and_deterministic(self.norm2, self.mlp, self.ls2):
             return 0
         return images
@@ -113,11 +115,11 @@ class FastHierStage(HierStage):
         chunk = settings.current().chunk_tokens
         if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_exporting():
             return 0
-        b, h, w, _ = x.shape
-        if b < 2 or x.device.type != "cpu" or is_symbolic(b, h, w) or b * h * w <= chunk:
+        b, spatial = x.shape[0], tuple(x.shape[1:-1])  # any number of spatial axes
+        if b < 2 or x.device.type != "cpu" or is_symbolic(b, *spatial) or b * math.prod(spatial) <= chunk:
             return 0
         # a hook on a block sees the whole batch, as on the plain stage; training-mode modules (batch
         # statistics, random draws) are not per image
         if hooked(*self.blocks) or any(m.training for m in self.blocks.modules()):
             return 0
-        return max(1, chunk // (h * w))
+        return max(1, chunk // math.prod(spatial))

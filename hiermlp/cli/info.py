@@ -18,7 +18,7 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
         "chosen and why, and what amp=auto means here",
     )
     p.add_argument("--remeasure", action="store_true", help="with --machine: measure again and replace the cache")
-    p.add_argument("--img-size", type=int, nargs="+", default=None, help="H [W] of the probe input (default: cfg)")
+    p.add_argument("--img-size", type=int, nargs="+", default=None, help="H [W], or T H W, of the probe (default: cfg)")
     p.add_argument("--batch", type=int, default=1, help="batch of the probe input")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--in-chans", type=int, default=None)
@@ -104,10 +104,10 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in info.items() if k != "img_size"}))
         return 0
-    h, w = info["img_size"]
+    size = "x".join(map(str, info["img_size"]))
     print(f"model    {info['model']}  ({get_entry(args.model).notes})")
     print(f"params   {info['params']:,} ({info['params_m']} M)")
-    print(f"GMACs    {info['gmacs']} at {h}x{w}")
+    print(f"GMACs    {info['gmacs']} at {size}")
     print(f"input    {tuple(info['input'])} -> output {tuple(info['output'])}")
     for i, shape in enumerate(info["stages"]):
         geometry = (

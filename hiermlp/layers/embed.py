@@ -7,6 +7,10 @@ Contracts:
 * a downsampler is built ``Down(*, dim, out_dim, norm_layer, **options)`` and maps ``(B, H, W, C) ->
   (B, H', W', out_dim)``, halving the map.
 
+Stems and downsamplers that take ``spatial_dims`` (``patch_embed``, ``patch_merging``, ``patch_merging_v2``)
+also run on sequences ``(B, C, L)`` and videos/volumes ``(B, C, T, H, W)``, with per-axis patches (``strides``)
+and per-axis merging ``factors``; the others are 2-D.
+
 Sizes that do not divide evenly are zero-padded bottom/right first (what the reference detection code does),
 so any input size runs.
 """
@@ -14,6 +18,7 @@ so any input size runs.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +28,7 @@ from einops import rearrange
 from torch import nn
 
 from hiermlp.errors import ConfigError, ShapeError, UnknownNameError, suggest
-from hiermlp.ops import pad_to_multiple, padding_for
+from hiermlp.ops import axis_names, pad_to_multiple, padding_for
 
 # einops calls run as opaque nodes under torch.fx (it does not know fx proxies): timm/torchvision feature extractors
 torch.fx.wrap("rearrange")
@@ -87,18 +92,38 @@ def build_layer(table: dict, kind: str, spec: str | Callable[..., nn.Module], **
     return factory(**kwargs)
 
 
-def _pad_image(x: torch.Tensor, multiple: tuple[int, int]) -> torch.Tensor:
-    """Zero-pad an NCHW image bottom/right up to a multiple (by zero where it already is one)."""
-    pad_h, pad_w = padding_for(x.shape[-2:], multiple)
-    return F.pad(x, (0, pad_w, 0, pad_h))
+def _pad_image(x: torch.Tensor, multiple: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad a channels-first input at the end of each spatial axis up to a multiple (by zero where it
+    already is one)."""
+    pads: list[int] = []
+    for p in reversed(padding_for(x.shape[2:], multiple)):
+        pads += [0, p]
+    return F.pad(x, tuple(pads))
+
+
+def spatial_pattern(spatial_dims: int) -> tuple[str, str]:
+    """The channels-first and channels-last einops layouts of a map, e.g. ``("b c h w", "b h w c")``."""
+    axes = " ".join(axis_names(spatial_dims))
+    return f"b c {axes}", f"b {axes} c"
+
+
+CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _ntuple(v: int | tuple[int, ...], n: int, name: str) -> tuple[int, ...]:
+    t = tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+    if len(t) != n or any(not isinstance(i, int) or i < 1 for i in t):
+        raise ConfigError(f"{name} must be an int >= 1 or one per spatial axis ({n}), got {v!r}")
+    return t
 
 
 @register_stem("patch_embed")
 class PatchEmbed(nn.Module):
-    """Image to patch tokens, ``(B, C_in, H, W) -> (B, ceil(H/p), ceil(W/p), C)``.
+    """Input to patch tokens, ``(B, C_in, *spatial) -> (B, *ceil(spatial/p), C)``.
 
-    A strided convolution (kernel = stride = patch) then an optional norm, as in Swin. H and W need not be
-    multiples of the patch: the image is zero-padded bottom/right up to the next multiple.
+    A strided convolution (kernel = stride = patch, per axis: Video Swin's ``(2, 4, 4)`` Conv3d) then an
+    optional norm, as in Swin. Sizes need not be multiples of the patch: the input is zero-padded at the end
+    of each axis up to the next multiple (as torchvision's and MONAI's patch embeddings do).
     """
 
     def __init__(
@@ -107,17 +132,21 @@ class PatchEmbed(nn.Module):
         in_chans: int = 3,
         embed_dim: int = 96,
         norm_layer: NormFactory | None = nn.LayerNorm,
-        patch_size: int = 4,
+        patch_size: int | tuple[int, ...] = 4,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        self.patch_size = (patch_size, patch_size)
-        self.reduction = patch_size
+        axis_names(spatial_dims)
+        self.patch_size = _ntuple(patch_size, spatial_dims, "patch_size")
+        self.strides = self.patch_size
+        self.reduction = self.patch_size[-1]
         self.in_chans = in_chans
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = CONVS[spatial_dims](in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+        self._to_last = " -> ".join(spatial_pattern(spatial_dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(self.proj(_pad_image(x, self.patch_size)), "b c h w -> b h w c")
+        x = rearrange(self.proj(_pad_image(x, self.patch_size)), self._to_last)
         return self.norm(x)
 
 
@@ -149,45 +178,108 @@ class ConvStem(nn.Module):
         return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
 
 
+def merge_pattern(factors: tuple[int, ...], order: str = "swin") -> tuple[str, dict[str, int]]:
+    """The einops pattern (and sizes) that concatenates each ``factors`` neighbourhood into the channels.
+
+    ``order="swin"``: the reference channel order, the first axis's offset varying fastest (2-D:
+    ``x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]``; an axis with factor 1 is kept as it is,
+    Video Swin's time). ``order="product"``: the last axis's offset fastest (``itertools.product`` over the
+    offsets, MONAI's ``PatchMergingV2``).
+    """
+    axes = axis_names(len(factors))
+    merged = [x for x, f in zip(axes, factors) if f > 1]
+    left = " ".join(f"({x} s{x})" if f > 1 else x for x, f in zip(axes, factors))
+    offsets = merged[::-1] if order == "swin" else merged
+    right = f"b {' '.join(axes)} ({' '.join('s' + x for x in offsets)} c)"
+    return f"b {left} c -> {right}", {f"s{x}": f for x, f in zip(axes, factors) if f > 1}
+
+
+MERGE_ORDERS = ("swin", "product", "monai")
+
+# MONAI's PatchMerging (SwinUNETR's default "merging") concatenates the 8 offsets of a 2x2x2 cube in its own
+# order; as positions in the product order (t offset slowest) of :func:`merge_pattern`
+MONAI_MERGE_GROUPS = (0, 4, 2, 1, 6, 5, 3, 7)
+
+
+class _Merging(nn.Module):
+    """The concatenation of :class:`PatchMerging` and :class:`PatchMergingV2` (their norm placement differs)."""
+
+    def _setup(self, dim: int, out_dim: int | None, factors: Any, spatial_dims: int, order: str) -> int:
+        self.dim = dim
+        self.out_dim = out_dim or 2 * dim
+        self.factors = _ntuple(factors, spatial_dims, "factors")
+        if order not in MERGE_ORDERS:
+            raise ConfigError(f"patch merging order must be one of {', '.join(MERGE_ORDERS)}, got {order!r}")
+        self.order = order
+        # MONAI's order differs from the product order only for a 2x2x2 cube (its 2-D merging is Swin's)
+        self._groups = MONAI_MERGE_GROUPS if order == "monai" and self.factors == (2, 2, 2) else None
+        base = "swin" if order == "monai" and self._groups is None else ("product" if order == "monai" else order)
+        self._pattern, self._sizes = merge_pattern(self.factors, base)
+        return dim * math.prod(self.factors)
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, *spatial, C) -> (B, *ceil(spatial / factors), prod(factors) * C)``, odd sizes zero-padded."""
+        x = rearrange(pad_to_multiple(x, self.factors), self._pattern, **self._sizes)
+        if self._groups is None:
+            return x
+        groups = x.unflatten(-1, (len(self._groups), -1))  # (..., 8, C) in the product order
+        return groups[..., list(self._groups), :].flatten(-2)
+
+
 @register_downsample("patch_merging")
-class PatchMerging(nn.Module):
-    """Swin's 2x downsampling, ``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)``.
+class PatchMerging(_Merging):
+    """Swin's 2x downsampling, ``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)`` (any number of axes).
 
     Concatenates each 2x2 neighbourhood in the reference channel order (x[0::2, 0::2], x[1::2, 0::2],
     x[0::2, 1::2], x[1::2, 1::2]), then the norm over 4C and a bias-free Linear(4C, out_dim). Odd sizes are
-    zero-padded.
+    zero-padded. ``factors`` per axis: Video Swin merges ``(1, 2, 2)`` (H and W only, 4C), SwinUNETR all
+    three axes (8C); ``order`` the channel order (:func:`merge_pattern`).
     """
 
-    def __init__(self, *, dim: int, out_dim: int | None = None, norm_layer: NormFactory = nn.LayerNorm) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int,
+        out_dim: int | None = None,
+        norm_layer: NormFactory = nn.LayerNorm,
+        factors: int | tuple[int, ...] = 2,
+        spatial_dims: int = 2,
+        order: str = "swin",
+    ) -> None:
         super().__init__()
-        self.dim = dim
-        self.out_dim = out_dim or 2 * dim
-        self.norm = norm_layer(4 * dim)
-        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
+        merged = self._setup(dim, out_dim, factors, spatial_dims, order)
+        self.norm = norm_layer(merged)
+        self.reduction = nn.Linear(merged, self.out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(pad_to_multiple(x, (2, 2)), "b (h s1) (w s2) c -> b h w (s2 s1 c)", s1=2, s2=2)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(self.merge(x)))
 
 
 @register_downsample("patch_merging_v2")
-class PatchMergingV2(nn.Module):
+class PatchMergingV2(_Merging):
     """Swin V2's downsampling, ``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)``: reduce, then norm.
 
-    The same 2x2 concatenation as :class:`PatchMerging`, then Linear(4C, out_dim, bias=False) and the norm
-    over ``out_dim``.
+    The same concatenation as :class:`PatchMerging` (same ``factors``, ``spatial_dims``, ``order``), then
+    Linear(4C, out_dim, bias=False) and the norm over ``out_dim``.
     """
 
-    def __init__(self, *, dim: int, out_dim: int | None = None, norm_layer: NormFactory = nn.LayerNorm) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int,
+        out_dim: int | None = None,
+        norm_layer: NormFactory = nn.LayerNorm,
+        factors: int | tuple[int, ...] = 2,
+        spatial_dims: int = 2,
+        order: str = "swin",
+    ) -> None:
         super().__init__()
-        self.dim = dim
-        self.out_dim = out_dim or 2 * dim
-        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
+        merged = self._setup(dim, out_dim, factors, spatial_dims, order)
+        self.reduction = nn.Linear(merged, self.out_dim, bias=False)
         self.norm = norm_layer(self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(pad_to_multiple(x, (2, 2)), "b (h s1) (w s2) c -> b h w (s2 s1 c)", s1=2, s2=2)
-        return self.norm(self.reduction(x))
+        return self.norm(self.reduction(self.merge(x)))
 
 
 @register_downsample("conv")

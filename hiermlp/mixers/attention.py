@@ -57,7 +57,7 @@ class WindowAttention(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int] | None,
+        window_size: tuple[int, ...] | None,
         num_heads: int,
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
@@ -82,7 +82,7 @@ class WindowAttention(nn.Module):
         )
 
     def attn_bias(
-        self, mask: torch.Tensor | None, dtype: torch.dtype, window_size: tuple[int, int] | None = None
+        self, mask: torch.Tensor | None, dtype: torch.dtype, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor | None:
         """Position bias plus shift mask, ``-> (1, nW*heads, N, N)`` (``nW = 1`` without a mask) or None.
 
@@ -97,7 +97,7 @@ class WindowAttention(nn.Module):
         return rearrange(bias.expand(-1, self.num_heads, -1, -1), "w heads n m -> 1 (w heads) n m")
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
         nw = 1 if mask is None else mask.shape[0]
         # windows are batch-major: (B*nW) splits as (B, nW), and the (nW*heads) bias broadcasts over B
@@ -114,7 +114,7 @@ class WindowAttention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         mask: torch.Tensor | None,
-        window_size: tuple[int, int] | None,
+        window_size: tuple[int, ...] | None,
     ) -> torch.Tensor:
         """``softmax(q k^T * scale + attn_bias) v`` with attention dropout, ``(B, nW*heads, N, d) -> same``.
 

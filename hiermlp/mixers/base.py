@@ -23,6 +23,11 @@ the class attribute ``kind``:
   (cycle and axial shifts, depthwise convolutions, row/column MLPs: mixers whose reach crosses window
   borders). Built ``Mixer(dim, **options)``.
 
+Class attribute ``spatial_dims`` (default ``(1, 2, 3)`` for window mixers, ``(2,)`` for map mixers): the
+numbers of spatial axes a mixer runs on. A window mixer's ``window_size`` then has one entry per axis and
+``N = prod(window_size)`` (a video window ``(wt, wh, ww)``, a sequence window ``(wl,)``); the block refuses a
+mixer in a dimension it does not declare with a ConfigError.
+
 The block offers ``num_heads``, ``window_size`` and ``feat_size`` (the stage's nominal map size, for
 resolution-tied mixers) and passes each only to a constructor that declares it. Unknown options are an
 error (no ``**kwargs`` swallowing). Initialisation: a mixer (or any module) with an ``init_weights()``
@@ -149,6 +154,19 @@ def mixer_crop_modes(spec: str | MixerFactory) -> tuple[str, ...]:
             f"mixer {mixer_name(spec)!r} has crop_modes={modes!r}; each must be one of {', '.join(SHIFT_MODES)}"
         )
     return modes
+
+
+def mixer_spatial_dims(spec: str | MixerFactory) -> tuple[int, ...]:
+    """The numbers of spatial axes a mixer runs on (class attribute ``spatial_dims``).
+
+    A window mixer sees only the tokens of a window, so by default it runs in 1, 2 and 3 dims; a map mixer
+    sees the map, and its shifts and convolutions are written for images, so by default it is 2-D only.
+    """
+    default = (1, 2, 3) if mixer_kind(spec) == "window" else (2,)
+    dims = tuple(mixer_attr(spec, "spatial_dims", default))
+    if not dims or any(d not in (1, 2, 3) for d in dims):
+        raise ConfigError(f"mixer {mixer_name(spec)!r} has spatial_dims={dims!r}; each must be 1, 2 or 3")
+    return dims
 
 
 def build_mixer(

@@ -28,12 +28,12 @@ class IdentityMixer(nn.Module):
     honours_mask = True  # nothing crosses any boundary
     crop_modes = ("roll", "pad")  # per token: any window is the same function
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, ...] | None) -> None:
         super().__init__()
         self.dim = dim
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
         return x
 
@@ -55,12 +55,12 @@ class PoolMixer(nn.Module):
     # cropped window; zero padding (pad mode) would enter the average, so no crop there
     crop_modes = ("roll",)
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int] | None) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, ...] | None) -> None:
         super().__init__()
         self.dim = dim
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
         if mask is None:
             return x.mean(dim=1, keepdim=True) - x
@@ -93,7 +93,7 @@ class GlobalAttention(WindowAttention):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int] | None,
+        window_size: tuple[int, ...] | None,
         num_heads: int,
         qkv_bias: bool = True,
         attn_drop: float = 0.0,

@@ -25,8 +25,8 @@ LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 MASK_VALUE = -100.0
 
 
-def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+def _ntuple(v: int | tuple[int, ...] | list[int], n: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
 @register_mixer("cosine_attention")
@@ -46,9 +46,9 @@ class CosineWindowAttention(nn.Module):
 
     Args:
         dim: Channels C.
-        window_size: ``(wh, ww)``.
+        window_size: ``(wh, ww)``, or one size per spatial axis (the CPB MLP then takes that many coordinates).
         num_heads: Heads; must divide ``dim``.
-        pretrained_window_size: Window the weights were trained at (an int or pair); 0 = this window.
+        pretrained_window_size: Window the weights were trained at (an int or one per axis); 0 = this window.
         qkv_bias: Learn q and v biases.
         attn_drop: Dropout on attention weights.
         proj_drop: Dropout after the output projection.
@@ -61,9 +61,9 @@ class CosineWindowAttention(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
+        window_size: tuple[int, ...] | None,  # None (a global window) is refused with its own message
         num_heads: int,
-        pretrained_window_size: int | tuple[int, int] = 0,
+        pretrained_window_size: int | tuple[int, ...] = 0,
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
@@ -73,10 +73,11 @@ class CosineWindowAttention(nn.Module):
             raise ConfigError(f"cosine_attention: num_heads={num_heads} must be >= 1 and divide dim={dim}")
         if window_size is None:
             raise ConfigError("cosine_attention needs a window: its position bias is defined over window offsets")
-        pretrained = _pair(pretrained_window_size)
-        if len(pretrained) != 2 or any(not isinstance(p, int) or p < 0 for p in pretrained):
+        ndim = len(window_size)
+        pretrained = _ntuple(pretrained_window_size, ndim)
+        if len(pretrained) != ndim or any(not isinstance(p, int) or p < 0 for p in pretrained):
             raise ConfigError(
-                f"cosine_attention: pretrained_window_size must be an int or pair of ints >= 0, "
+                f"cosine_attention: pretrained_window_size must be an int or {ndim} ints >= 0 (one per axis), "
                 f"got {pretrained_window_size!r}"
             )
         self.dim = dim
@@ -87,7 +88,7 @@ class CosineWindowAttention(nn.Module):
         self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
         self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
-        self.cpb_mlp = ContinuousPositionBias(num_heads=num_heads)
+        self.cpb_mlp = ContinuousPositionBias(num_heads=num_heads, spatial_dims=ndim)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)

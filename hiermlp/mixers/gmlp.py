@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import einsum, rearrange
 from torch import nn
@@ -51,7 +53,7 @@ class SpatialGatingUnit(nn.Module):
         self,
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
-        crop: tuple[tuple[int, int], tuple[int, int] | None] | None = None,
+        crop: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None,
     ) -> torch.Tensor:
         """``crop = (window, sub_window)``: the tokens are those of the top-left ``sub_window`` of a ``window``
         (for a map smaller than the window), so the map is the weight's rows and columns for them."""
@@ -88,7 +90,7 @@ class GatedMlp(nn.Module):
 
     Args:
         dim: Channels C.
-        window_size: ``(wh, ww)``, ``N = wh*ww``.
+        window_size: ``(wh, ww)`` (one size per spatial axis), ``N = prod(window_size)``.
         num_heads: Heads of the spatial gating map (1 in the gMLP paper); must divide ``ffn_ratio*C/2``.
         ffn_ratio: ``fc1`` width / C (gMLP-S: 6); half of it is gated, half gates.
         gate_norm_eps: Epsilon of the gate LayerNorm.
@@ -105,7 +107,7 @@ class GatedMlp(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
+        window_size: tuple[int, ...] | None,  # None (a global window) is refused with its own message
         num_heads: int,
         ffn_ratio: float = 6.0,
         gate_norm_eps: float = 1e-5,
@@ -121,7 +123,7 @@ class GatedMlp(nn.Module):
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
         self.gate = SpatialGatingUnit(
-            hidden, num_tokens=window_size[0] * window_size[1], num_heads=num_heads, norm_eps=gate_norm_eps
+            hidden, num_tokens=math.prod(window_size), num_heads=num_heads, norm_eps=gate_norm_eps
         )
         self.fc2 = nn.Linear(hidden // 2, dim)
         self.drop2 = nn.Dropout(drop)
@@ -136,7 +138,7 @@ class GatedMlp(nn.Module):
         self.gate.init_weights()
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))
         x = self.gate(x, mask, crop=(self.window_size, window_size))  # (B*nW, N, hidden/2)

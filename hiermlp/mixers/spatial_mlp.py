@@ -35,7 +35,7 @@ class SpatialMlp(nn.Module):
 
     Args:
         dim: Channels C.
-        window_size: ``(wh, ww)``, ``N = wh*ww``.
+        window_size: ``(wh, ww)`` (one size per spatial axis: Swin-MLP in 1-D or 3-D), ``N = prod(window_size)``.
         num_heads: Heads; must divide ``dim``.
 
     ``forward(x, mask, window_size)``: ``window_size`` is the window the block actually partitioned (see
@@ -48,7 +48,7 @@ class SpatialMlp(nn.Module):
     # tokens, plus their bias entries: the same function in both shift modes
     crop_modes = ("roll", "pad")
 
-    def __init__(self, dim: int, *, window_size: tuple[int, int] | None, num_heads: int) -> None:
+    def __init__(self, dim: int, *, window_size: tuple[int, ...] | None, num_heads: int) -> None:
         super().__init__()
         if window_size is None:
             raise ConfigError("spatial_mlp needs a fixed window_size: its weight is (heads, N, N)")
@@ -57,7 +57,7 @@ class SpatialMlp(nn.Module):
         self.dim = dim
         self.window_size = tuple(window_size)
         self.num_heads = num_heads
-        n = self.window_size[0] * self.window_size[1]
+        n = math.prod(self.window_size)
         self.weight = nn.Parameter(torch.empty(num_heads, n, n))
         self.bias = nn.Parameter(torch.empty(num_heads, n))
         self.reset_parameters()
@@ -68,16 +68,16 @@ class SpatialMlp(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def token_weight(self, window_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def token_weight(self, window_size: tuple[int, ...] | None = None) -> torch.Tensor:
         """The token map of the window actually run (the top-left ``window_size`` part), ``(heads, N, N)``."""
         return crop_tokens(self.weight, self.window_size, window_size, dims=(1, 2))
 
-    def masked_weight(self, mask: torch.Tensor, window_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def masked_weight(self, mask: torch.Tensor, window_size: tuple[int, ...] | None = None) -> torch.Tensor:
         """``weight * mask`` per window, ``(nW, N, N) -> (nW, heads, N, N)``."""
         return self.token_weight(window_size) * mask[:, None].to(self.weight.dtype)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, int] | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
         bias = crop_tokens(self.bias, self.window_size, window_size, dims=(1,))
         bias = repeat(bias, "heads n -> n (heads d)", d=self.dim // self.num_heads)  # (N, C)

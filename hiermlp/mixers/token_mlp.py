@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -26,7 +28,7 @@ class TokenMlp(nn.Module):
 
     Args:
         dim: Channels C.
-        window_size: ``(wh, ww)``, ``N = wh*ww``.
+        window_size: ``(wh, ww)`` (one size per spatial axis), ``N = prod(window_size)``.
         token_mlp_ratio: Hidden size / N, when ``hidden_tokens`` is not given.
         hidden_tokens: Hidden size of the token MLP (timm's Mixer-B/16: 384 for 196 tokens).
         drop: Dropout after each layer.
@@ -40,7 +42,7 @@ class TokenMlp(nn.Module):
         self,
         dim: int,
         *,
-        window_size: tuple[int, int] | None,  # None (a global window) is refused with its own message
+        window_size: tuple[int, ...] | None,  # None (a global window) is refused with its own message
         token_mlp_ratio: float = 2.0,
         hidden_tokens: int | None = None,
         drop: float = 0.0,
@@ -48,7 +50,7 @@ class TokenMlp(nn.Module):
         super().__init__()
         if window_size is None:
             raise ConfigError("token_mlp needs a fixed window_size: its layers are Linear(N, hidden)")
-        n = window_size[0] * window_size[1]
+        n = math.prod(window_size)
         hidden = hidden_tokens if hidden_tokens is not None else round(token_mlp_ratio * n)
         if hidden < 1:
             raise ConfigError(f"token_mlp: hidden size must be >= 1, got {hidden}")

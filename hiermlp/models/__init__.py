@@ -7,6 +7,8 @@ from hiermlp.models import zoo_literature as _zoo_literature  # noqa: F401  (Cyc
 from hiermlp.models import zoo_micro as _zoo_micro  # noqa: F401  (micro, pico and nano rows)
 from hiermlp.models import zoo_segment as _zoo_segment  # noqa: F401  (UPerNet / Semantic FPN rows, task "segment")
 from hiermlp.models import zoo_swinv2 as _zoo_swinv2  # noqa: F401  (Swin V2 rows)
+from hiermlp.models import zoo_video as _zoo_video  # noqa: F401  (Video Swin rows, 3-D)
+from hiermlp.models import zoo_volume as _zoo_volume  # noqa: F401  (SwinUNETR rows, 1-D rows)
 from hiermlp.models.block import HierBlock
 from hiermlp.models.features import HierFeatures
 from hiermlp.models.network import HierNet

@@ -10,7 +10,14 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 from hiermlp.errors import ConfigError, ShapeError
-from hiermlp.mixers.base import build_mixer, mixer_attr, mixer_crop_modes, mixer_kind, mixer_name
+from hiermlp.mixers.base import (
+    build_mixer,
+    mixer_attr,
+    mixer_crop_modes,
+    mixer_kind,
+    mixer_name,
+    mixer_spatial_dims,
+)
 from hiermlp.ops import (
     actual_window,
     cached_window_mask,
@@ -46,12 +53,14 @@ for _fn in (
 
 
 class WindowLayout(NamedTuple):
-    """How :meth:`HierBlock.to_windows` cut a map into windows: what :meth:`HierBlock.from_windows` needs."""
+    """How :meth:`HierBlock.to_windows` cut a map into windows: what :meth:`HierBlock.from_windows` needs.
 
-    size: tuple[int, int]  # (H, W) of the map before any padding
-    window: tuple[int, int]  # the window run (the configured one, or the map's size where the mixer crops)
-    shift: tuple[int, int]  # the shift run (0 on an axis the window covers)
-    grid: tuple[int, int]  # windows per axis of the padded (and pad-shifted) map
+    Every field has one entry per spatial axis."""
+
+    size: tuple[int, ...]  # the map's spatial size before any padding
+    window: tuple[int, ...]  # the window run (the configured one, or the map's size where the mixer crops)
+    shift: tuple[int, ...]  # the shift run (0 on an axis the window covers)
+    grid: tuple[int, ...]  # windows per axis of the padded (and pad-shifted) map
 
 
 def check_mixer_output(out: torch.Tensor, x: torch.Tensor, mixer: str) -> torch.Tensor:
@@ -65,7 +74,7 @@ def check_mixer_output(out: torch.Tensor, x: torch.Tensor, mixer: str) -> torch.
 
 
 class HierBlock(nn.Module):
-    """A residual block around any token mixer, ``(B, H, W, C) -> (B, H, W, C)``.
+    """A residual block around any token mixer, ``(B, *spatial, C) -> (B, *spatial, C)`` (1, 2 or 3 axes).
 
     Norm placement ``pre`` (Swin V1, MetaFormer): ``x = x + drop_path(ls1(mix(norm1(x))))``; ``res_post``
     (Swin V2): ``x = x + drop_path(ls1(norm1(mix(x))))``. Then the channel MLP in the same form, unless
@@ -101,8 +110,11 @@ class HierBlock(nn.Module):
         dim: Channels C.
         mixer: Registered mixer name or class (see :mod:`hiermlp.mixers.base`); ``mixer_kwargs`` its options.
         num_heads: Heads, passed to mixers that declare them.
-        window_size: ``(wh, ww)`` for window mixers (ignored for global-window and map mixers).
-        shift_size: ``(sh, sw)``, 0 for an unshifted block; each must be < the window.
+        window_size: One size per spatial axis (``(wh, ww)``, ``(wt, wh, ww)``) for window mixers (ignored for
+            global-window and map mixers).
+        shift_size: One shift per axis, 0 for an unshifted block; each must be < the window.
+        spatial_dims: Spatial axes of the map (1, 2 or 3); a mixer declares the ones it supports
+            (``spatial_dims``; map mixers are 2-D unless they say otherwise).
         feat_size: The stage's nominal map size, passed to mixers that declare it (resolution-tied mixers).
         mlp_ratio: Channel MLP hidden size / C; 0 disables the channel MLP.
         drop_path: Stochastic depth rate of both residual branches.
@@ -122,9 +134,9 @@ class HierBlock(nn.Module):
         mixer: Any = "attention",
         mixer_kwargs: dict[str, Any] | None = None,
         num_heads: int = 1,
-        window_size: tuple[int, int] = (7, 7),
-        shift_size: tuple[int, int] = (0, 0),
-        feat_size: tuple[int, int] | None = None,
+        window_size: tuple[int, ...] = (7, 7),
+        shift_size: tuple[int, ...] = (0, 0),
+        feat_size: tuple[int, ...] | None = None,
         mlp_ratio: float = 4.0,
         drop_path: float = 0.0,
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
@@ -133,17 +145,28 @@ class HierBlock(nn.Module):
         norm_placement: NormPlacement = "pre",
         layer_scale_init: float | None = None,
         shift_mode: ShiftMode = "auto",
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         self.kind = mixer_kind(mixer)
+        supported = mixer_spatial_dims(mixer)
+        if spatial_dims not in supported:
+            raise ConfigError(
+                f"mixer {mixer_name(mixer)!r} works on {'/'.join(f'{d}-D' for d in supported)} maps only, not "
+                f"{spatial_dims}-D; use a window mixer (attention, spatial_mlp, token_mlp, gmlp, pool, ...) there"
+            )
+        self.spatial_dims = spatial_dims
         self.global_window = self.kind == "window" and bool(mixer_attr(mixer, "global_window", False))
         honours_mask = bool(mixer_attr(mixer, "honours_mask", False))
         if self.kind == "map" or self.global_window:
-            window_size, shift_size = None, (0, 0)
+            window_size, shift_size = None, (0,) * spatial_dims
         else:
             window_size, shift_size = tuple(window_size), tuple(shift_size)
-            if len(window_size) != 2 or any(w < 1 for w in window_size):
-                raise ConfigError(f"window_size must be a pair of ints >= 1, got {window_size}")
+            if len(window_size) != spatial_dims or len(shift_size) != spatial_dims or any(w < 1 for w in window_size):
+                raise ConfigError(
+                    f"window_size and shift_size must have one int (window >= 1) per spatial axis ({spatial_dims}), "
+                    f"got {window_size} and {shift_size}"
+                )
             if any(s < 0 or s >= w for s, w in zip(shift_size, window_size)):
                 raise ConfigError(
                     f"shift {shift_size} cannot fit window {window_size}: each shift must be in [0, window)"
@@ -181,7 +204,7 @@ class HierBlock(nn.Module):
 
     # ---- the block, written once: the speed layer overrides the steps below, never this ----------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C) -> (B, H, W, C)``: the token-mixing residual, then the channel-MLP residual."""
+        """``(B, *spatial, C) -> (B, *spatial, C)``: the token-mixing residual, then the channel-MLP residual."""
         if self.norm_placement == "pre":
             branch = self.mix_tokens(self.norm1(x))
         else:
@@ -192,49 +215,52 @@ class HierBlock(nn.Module):
         return x
 
     def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C) -> (B, H, W, C)``: a map mixer on the map, a window mixer on its (shifted) windows."""
+        """``(B, *spatial, C) -> same``: a map mixer on the map, a window mixer on its (shifted) windows."""
         if self.kind == "map":
             return check_mixer_output(self.mixer(x), x, self.mixer_name)
         windows, mask, layout = self.to_windows(x)
         return self.from_windows(self.mix_windows(windows, mask, layout.window), layout)
 
     def mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C) -> (B, H, W, C)``: ``ls2(mlp(norm2(x)))`` (``pre``) or ``ls2(norm2(mlp(x)))``."""
+        """``(B, *spatial, C) -> same``: ``ls2(mlp(norm2(x)))`` (``pre``) or ``ls2(norm2(mlp(x)))``."""
         if self.norm_placement == "pre":
             return self.ls2(self.mlp(self.norm2(x)))
         return self.ls2(self.norm2(self.mlp(x)))
 
     # ---- the overridable steps ----------------------------------------------------------------------
     def to_windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, WindowLayout]:
-        """Pad, shift and partition a map, ``(B, H, W, C) -> (windows (B*nW, N, C), mask (nW, N, N) | None,
+        """Pad, shift and partition a map, ``(B, *spatial, C) -> (windows (B*nW, N, C), mask (nW, N, N) | None,
         layout)``; a global-window mixer gets the whole map as one window and no mask."""
-        b, h, w, c = x.shape
+        axes = range(1, self.spatial_dims + 1)  # indexed, not iterated: sizes are proxies under torch.fx
+        size = tuple(x.shape[i] for i in axes)
         if self.global_window:
-            return x.reshape(b, h * w, c), None, WindowLayout((h, w), (h, w), (0, 0), (1, 1))
-        ws, shift = actual_window((h, w), self.window_size, self.shift_size, self.crops)
+            zeros, ones = (0,) * len(size), (1,) * len(size)
+            return x.reshape(x.shape[0], -1, x.shape[-1]), None, WindowLayout(size, size, zeros, ones)
+        ws, shift = actual_window(size, self.window_size, self.shift_size, self.crops)
         x = pad_to_multiple(x, ws)
+        padded = tuple(x.shape[i] for i in axes)
         if self.shift_mode == "roll":
             # always a mask, all True for an unshifted window of an unpadded map: no branch on the size
-            mask = cached_window_mask((x.shape[1], x.shape[2]), ws, shift, (h, w), device=x.device)
+            mask = cached_window_mask(padded, ws, shift, size, device=x.device)
             x = cyclic_shift(x, shift)
         else:
             mask = None
             x = pad_shift(x, ws, shift)  # the identity without a shift
-        grid = (x.shape[1] // ws[0], x.shape[2] // ws[1])
-        return window_partition(x, ws), mask, WindowLayout((h, w), ws, shift, grid)
+        grid = tuple(x.shape[i] // ws[i - 1] for i in axes)
+        return window_partition(x, ws), mask, WindowLayout(size, ws, shift, grid)
 
     def from_windows(self, windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
-        """Inverse of :meth:`to_windows`: merge, unshift and crop, ``(B*nW, N, C) -> (B, H, W, C)``."""
+        """Inverse of :meth:`to_windows`: merge, unshift and crop, ``(B*nW, N, C) -> (B, *spatial, C)``."""
         if self.global_window:
-            return windows.reshape(-1, layout.size[0], layout.size[1], windows.shape[-1])
+            return windows.reshape(-1, *layout.size, windows.shape[-1])
         x = window_merge(windows, layout.window, layout.grid)
         if self.shift_mode == "roll":
-            x = cyclic_shift(x, (-layout.shift[0], -layout.shift[1]))
+            x = cyclic_shift(x, tuple(-layout.shift[i] for i in range(self.spatial_dims)))
         else:
             x = unpad_shift(x, layout.window, layout.shift)
         return crop_to(x, layout.size)
 
-    def mix_windows(self, windows: torch.Tensor, mask: torch.Tensor | None, window: tuple[int, int]) -> torch.Tensor:
+    def mix_windows(self, windows: torch.Tensor, mask: torch.Tensor | None, window: tuple[int, ...]) -> torch.Tensor:
         """The window mixer on ``(B*nW, N, C)`` windows of size ``window`` (told to a mixer that crops)."""
         out = self.mixer(windows, mask, window_size=window) if self.crops else self.mixer(windows, mask)
         return check_mixer_output(out, windows, self.mixer_name)

@@ -20,7 +20,8 @@ from hiermlp.models.network import HierNet, stage_indices
 
 
 def _nchw(x: torch.Tensor, fmt: str) -> torch.Tensor:
-    return x.permute(0, 3, 1, 2).contiguous() if fmt == "NCHW" else x
+    # channels first for any number of spatial axes ("NCHW" names the 2-D case, as timm does)
+    return x.movedim(-1, 1).contiguous() if fmt == "NCHW" else x
 
 
 class HierFeatures(nn.Module):

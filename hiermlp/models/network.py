@@ -13,7 +13,7 @@ from timm.layers import get_act_layer
 from torch import nn
 
 from hiermlp.errors import ConfigError, ShapeError
-from hiermlp.layers import STEMS, ClassifierHead, build_layer, make_norm
+from hiermlp.layers import STEMS, ClassifierHead, RelativePositionBias, build_layer, make_norm
 from hiermlp.models.block import NormPlacement, ShiftMode
 from hiermlp.models.stage import HierStage
 from hiermlp.ops import resize_rel_pos_table
@@ -36,7 +36,7 @@ class StageSpec:
     dim: int
     depth: int
     num_heads: int
-    window_size: tuple[int, int]
+    window_size: tuple[int, ...]  # one size per spatial axis
     shift: bool
     mixer: Any
     mixer_kwargs: dict[str, Any] | None
@@ -61,11 +61,21 @@ def per_stage(value: Any, n: int, name: str) -> tuple:
     return (value,) * n
 
 
-def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
-    t = tuple(v) if isinstance(v, (list, tuple)) else (v, v)
-    if len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
-        raise ConfigError(f"{name} must be an int or a pair of ints, got {v!r}")
+def to_ntuple(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    """An int for every one of ``n`` spatial axes, or one int per axis, as a tuple; else a ConfigError."""
+    t = tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+    if len(t) != n or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
+        what = {1: "an int", 2: "a pair of ints", 3: "a triple of ints"}.get(n, f"{n} ints")
+        raise ConfigError(f"{name} must be an int or {what} (one per spatial axis), got {v!r}")
     return t
+
+
+def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
+    return to_ntuple(v, 2, name)
+
+
+# how the input of a model with 1, 2 or 3 spatial axes is written in messages
+INPUT_AXES = {1: "L", 2: "H, W", 3: "T, H, W"}
 
 
 def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False, strict_low=False):
@@ -79,22 +89,30 @@ def _number(value: Any, name: str, *, low: float, high: float = math.inf, intege
     return value
 
 
-def check_images(x: torch.Tensor, in_chans: int, weight: torch.Tensor, patch: int = 1) -> torch.Tensor:
+def check_images(
+    x: torch.Tensor, in_chans: int, weight: torch.Tensor, patch: int | tuple[int, ...] = 1, spatial_dims: int = 2
+) -> torch.Tensor:
     # ``weight``: any parameter of the model, for its dtype
-    """``x`` if it is a batch of images this model can take, else a ShapeError that names the fix."""
+    """``x`` if it is a batch of images (clips, volumes, sequences) this model can take, else a ShapeError
+    that names the fix."""
+    axes = INPUT_AXES.get(spatial_dims, "...")
     if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"expected a tensor of images (B, {in_chans}, H, W), got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ShapeError(f"expected a tensor of images (B, {in_chans}, {axes}), got {type(x).__name__}")
+    if x.ndim != spatial_dims + 2 or x.shape[1] != in_chans:
+        channels = x.shape[1] if x.ndim == spatial_dims + 2 else "..."
         raise ShapeError(
-            f"expected images of shape (B, {in_chans}, H, W), got {tuple(x.shape)}; build the model "
-            f"with in_chans={x.shape[1] if x.ndim == 4 else '...'} or convert the images"
+            f"expected {'images' if spatial_dims == 2 else f'{spatial_dims}-D inputs'} of shape "
+            f"(B, {in_chans}, {axes}), got {tuple(x.shape)}; build the model "
+            f"with in_chans={channels} (and spatial_dims={x.ndim - 2 if x.ndim > 2 else '...'}) or convert the input"
         )
     if x.shape[0] == 0:
         raise ShapeError("got an empty batch (0 images); pass at least one image")
-    if x.shape[-2] < patch or x.shape[-1] < patch:
+    patch = (patch,) * spatial_dims if isinstance(patch, int) else tuple(patch)
+    if any(s < p for s, p in zip(x.shape[2:], patch)):
+        size, need = "x".join(str(s) for s in x.shape[2:]), "x".join(map(str, patch))
         raise ShapeError(
-            f"image {x.shape[-2]}x{x.shape[-1]} is smaller than one {patch}x{patch} patch; resize it to at "
-            f"least {patch}x{patch} (the model was trained near its pretrained_cfg input_size)"
+            f"input {size} is smaller than one {need} patch; resize it to at "
+            f"least {need} (the model was trained near its pretrained_cfg input_size)"
         )
     if not x.is_floating_point():
         raise ShapeError(
@@ -121,21 +139,26 @@ def init_tree(module: nn.Module, init: Callable[[nn.Module], None]) -> None:
 
 
 class HierNet(nn.Module):
-    """A Swin-style hierarchical network for any token mixer, ``(B, C_in, H, W) -> (B, num_classes)``.
+    """A Swin-style hierarchical network for any token mixer, ``(B, C_in, *spatial) -> (B, num_classes)``.
+
+    ``spatial_dims`` sets the number of spatial axes: 2 for images ``(B, C, H, W)`` (the default), 3 for
+    videos and volumes ``(B, C, T, H, W)`` (Video Swin, SwinUNETR's encoder), 1 for sequences ``(B, C, L)``.
+    Sizes, patches, windows and downsampling factors are per axis (an int means the same on every axis).
 
     Per-stage arguments take a scalar (same in every stage) or a tuple with one entry per stage, so a
     hybrid is one line: ``mixer=("spatial_mlp", "spatial_mlp", "attention", "attention")``.
 
     Args:
-        img_size: Nominal input size; sets the window rule (clamp, no shift) per stage. Other sizes run too.
-        patch_size: Patch size of the ``patch_embed`` stem.
+        img_size: Nominal input size (per axis); sets the window rule (clamp, no shift) per stage. Other sizes
+            run too.
+        patch_size: Patch size of the ``patch_embed`` stem, per axis (Video Swin: ``(2, 4, 4)``).
         in_chans: Input channels.
         num_classes: Classes of the head (0: no classifier, features are pooled).
         global_pool: Head pooling (``"avg"``, ``"max"``, ``""`` for none).
         embed_dim: Channels of stage 0 (doubling per stage when downsampling), or one value per stage.
         depths: Blocks per stage.
         num_heads: Heads per stage (passed to mixers that take heads).
-        window_size: Window per stage (int, square).
+        window_size: Window per stage: an int (the same on every axis) or one int per axis.
         shift: Use shifted windows (per stage).
         mixer: Mixer name or class per stage; ``mixer_kwargs`` its options per stage.
         mlp_ratio: Channel MLP ratio per stage (0: the mixer block carries its own).
@@ -144,7 +167,8 @@ class HierNet(nn.Module):
             options.
         downsample: Downsampler at the start of stages 1.. : True (``"patch_merging"``), a registered name
             (``"patch_merging_v2"``, ``"conv"``, ...) or class, or False/None for an isotropic network;
-            ``downsample_kwargs`` its options.
+            ``downsample_kwargs`` its options; ``downsample_kwargs["factors"]`` (patch merging) the per-axis
+            factors, e.g. ``(1, 2, 2)`` to keep time (Video Swin), 2 on every axis by default.
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth, growing linearly over all blocks.
         norm_layer: ``"layernorm"``, ``"batchnorm"``, ``"groupnorm"`` or a norm class, for blocks, stem,
@@ -155,13 +179,14 @@ class HierNet(nn.Module):
         norm_placement: ``"pre"`` or ``"res_post"`` per stage.
         layer_scale_init: Layer-scale init value per stage, None for none.
         act_layer: Activation of the channel MLPs (a name timm knows, or a class).
+        spatial_dims: Spatial axes of the input: 1, 2 or 3.
     """
 
     def __init__(
         self,
         *,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int = 4,
+        img_size: int | tuple[int, ...] = 224,
+        patch_size: int | tuple[int, ...] = 4,
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = "avg",
@@ -188,6 +213,7 @@ class HierNet(nn.Module):
         norm_placement: NormPlacement | Sequence[NormPlacement] = "pre",
         layer_scale_init: float | Sequence[float | None] | None = None,
         act_layer: str | type[nn.Module] = "gelu",
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         from hiermlp.schema import check_arguments  # pydantic loads on first construction, not with hiermlp
@@ -201,13 +227,19 @@ class HierNet(nn.Module):
             raise ConfigError(f"depths must list at least one stage of >= 1 block (integers), got {depths}")
         _number(num_classes, "num_classes", low=0, integer=True)
         _number(in_chans, "in_chans", low=1, integer=True)
-        _number(patch_size, "patch_size", low=1, integer=True)
+        if spatial_dims not in (1, 2, 3):
+            raise ConfigError(
+                f"spatial_dims must be 1, 2 or 3 (sequences, images, videos/volumes), got {spatial_dims!r}"
+            )
+        patch = to_ntuple(patch_size, spatial_dims, "patch_size")
+        for p in patch:
+            _number(p, "patch_size", low=1, integer=True)
         _number(drop_rate, "drop_rate", low=0.0, high=1.0)
         _number(drop_path_rate, "drop_path_rate", low=0.0, high=1.0)
         _number(norm_eps, "norm_eps", low=0.0, strict_low=True)
-        img_size = to_2tuple(img_size, "img_size")
-        if img_size[0] < patch_size or img_size[1] < patch_size:
-            raise ConfigError(f"img_size {img_size} is smaller than one {patch_size}x{patch_size} patch")
+        img_size = to_ntuple(img_size, spatial_dims, "img_size")
+        if any(s < p for s, p in zip(img_size, patch)):
+            raise ConfigError(f"img_size {img_size} is smaller than one {'x'.join(map(str, patch))} patch")
         downsample = "patch_merging" if downsample is True else (downsample or None)
         if isinstance(embed_dim, (list, tuple)):
             dims = per_stage(embed_dim, n, "embed_dim")
@@ -219,10 +251,7 @@ class HierNet(nn.Module):
         heads = per_stage(num_heads, n, "num_heads")
         for h in heads:
             _number(h, "num_heads", low=1, integer=True)
-        windows = tuple(to_2tuple(w, "window_size") for w in per_stage(window_size, n, "window_size"))
-        for w in windows:
-            if min(w) < 1:
-                raise ConfigError(f"window_size must be >= 1, got {w}")
+        windows = per_stage_windows(window_size, n, spatial_dims)
         mlp_ratios = per_stage(mlp_ratio, n, "mlp_ratio")
         for r in mlp_ratios:
             _number(r, "mlp_ratio", low=0.0)
@@ -241,6 +270,7 @@ class HierNet(nn.Module):
         self.global_pool = global_pool
         self.img_size = img_size
         self.patch_size = patch_size
+        self.spatial_dims = spatial_dims
         self.num_features = self.head_hidden_size = dims[-1]
         self.output_fmt = "NHWC"
         self.feature_dim = -1  # the channel axis of forward_features' output (timm reads it for NHWC models)
@@ -254,10 +284,19 @@ class HierNet(nn.Module):
             embed_dim=dims[0],
             norm_layer=norm if patch_norm else None,
             **({"patch_size": patch_size} if stem == "patch_embed" else {}),
+            **({"spatial_dims": spatial_dims} if spatial_dims != 2 else {}),
             **(stem_kwargs or {}),
         )
-        # the stem's total stride: the input check's minimum size and the first stage's reduction
-        self.stem_stride = int(getattr(self.patch_embed, "reduction", patch_size))
+        # the stem's total stride per axis: the input check's minimum size and the first stage's reduction
+        strides = getattr(self.patch_embed, "strides", None)
+        self.stem_strides = (
+            tuple(strides)
+            if strides is not None
+            else (int(getattr(self.patch_embed, "reduction", patch[0])),) * spatial_dims
+        )
+        self.stem_stride = self.stem_strides[-1]
+        factors = (downsample_kwargs or {}).get("factors", 2) if downsample else 1
+        self.downsample_factors = to_ntuple(factors, spatial_dims, "downsample factors")
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         shifts, mixers = per_stage(shift, n, "shift"), per_stage(mixer, n, "mixer")
         kwargs, shift_modes = per_stage(mixer_kwargs, n, "mixer_kwargs"), per_stage(shift_mode, n, "shift_mode")
@@ -278,7 +317,10 @@ class HierNet(nn.Module):
                 layer_scale_init=scales[i],
                 drop_path=tuple(dpr[sum(depths[:i]) : sum(depths[: i + 1])]),
                 downsample=downsample if i > 0 else None,
-                downsample_kwargs=downsample_kwargs,
+                downsample_kwargs=(downsample_kwargs or {})
+                | ({"spatial_dims": spatial_dims} if spatial_dims != 2 else {})
+                if downsample
+                else None,
                 norm_layer=norm,
                 mlp_norm_layer=mlp_norm,
                 act_layer=act,
@@ -299,14 +341,15 @@ class HierNet(nn.Module):
                             nn.init.zeros_(norm.weight)
                             nn.init.zeros_(norm.bias)
 
-    def _build_stages(self, img_size: tuple[int, int]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
+    def _build_stages(self, img_size: tuple[int, ...]) -> tuple[nn.Sequential, list[dict[str, Any]]]:
         """The stages for a nominal input size (their window rule), from :attr:`stage_specs`."""
-        reduction = self.stem_stride
-        feat = (math.ceil(img_size[0] / reduction), math.ceil(img_size[1] / reduction))
+        reduction = self.stem_strides
+        feat = tuple(math.ceil(s / r) for s, r in zip(img_size, reduction))
         stages, info, in_dim = [], [], self.stage_specs[0].dim
         for i, spec in enumerate(self.stage_specs):
             if spec.downsample:
-                feat, reduction = (math.ceil(feat[0] / 2), math.ceil(feat[1] / 2)), reduction * 2
+                feat = tuple(math.ceil(f / k) for f, k in zip(feat, self.downsample_factors))
+                reduction = tuple(r * k for r, k in zip(reduction, self.downsample_factors))
             stages.append(
                 HierStage(
                     in_dim=in_dim,
@@ -328,38 +371,40 @@ class HierNet(nn.Module):
                     norm_placement=spec.norm_placement,
                     layer_scale_init=spec.layer_scale_init,
                     shift_mode=spec.shift_mode,
+                    spatial_dims=self.spatial_dims,
                 )
             )
-            info.append(dict(num_chs=spec.dim, reduction=reduction, module=f"stages.{i}"))
+            # timm's int reduction is the last axis's (W); other dims also list every axis's
+            per_axis = {} if self.spatial_dims == 2 else {"reductions": reduction}
+            info.append(dict(num_chs=spec.dim, reduction=reduction[-1], module=f"stages.{i}", **per_axis))
             in_dim = spec.dim
         return nn.Sequential(*stages), info
 
     @torch.jit.ignore
-    def set_input_size(self, img_size: int | tuple[int, int] | None = None, window_size: Any = None) -> None:
+    def set_input_size(self, img_size: int | tuple[int, ...] | None = None, window_size: Any = None) -> None:
         """Re-apply the window rule for a new nominal input size (and optionally a new window), timm API.
 
-        Window-tied parameters (relative position tables) are resized by bicubic interpolation, spatial MLP
-        weights cannot be and raise; other weights are kept.
+        Window-tied parameters (relative position tables) are resized by interpolation (bicubic in 2-D,
+        trilinear in 3-D), spatial MLP weights cannot be and raise; other weights are kept.
         """
-        img_size = to_2tuple(img_size, "img_size") if img_size is not None else self.img_size
+        d = self.spatial_dims
+        img_size = to_ntuple(img_size, d, "img_size") if img_size is not None else self.img_size
         if window_size is not None:
-            windows = per_stage(window_size, len(self.stage_specs), "window_size")
+            windows = per_stage_windows(window_size, len(self.stage_specs), d)
             self.stage_specs = tuple(
-                dataclasses.replace(spec, window_size=to_2tuple(w, "window_size"))
-                for spec, w in zip(self.stage_specs, windows)
+                dataclasses.replace(spec, window_size=w) for spec, w in zip(self.stage_specs, windows)
             )
-        old = self.stages.state_dict()
+        old, old_windows = self.stages.state_dict(), _table_windows(self.stages)
         ref = next(self.parameters())
         with torch.device(ref.device):  # the model's device (meta too: nothing is allocated there)
             stages, self.feature_info = self._build_stages(img_size)
         stages.to(dtype=ref.dtype)
-        new = stages.state_dict()
+        new, new_windows = stages.state_dict(), _table_windows(stages)
         for key, value in old.items():
             if key not in new:
                 continue
-            if key.endswith("relative_position_bias_table") and value.shape != new[key].shape:
-                side = new[key].shape[0]
-                value = resize_rel_pos_table(value, _table_window(side))
+            if key in new_windows and value.shape != new[key].shape:
+                value = resize_rel_pos_table(value, new_windows[key], old_windows[key])
             if value.shape != new[key].shape:
                 raise ConfigError(
                     f"set_input_size: {key} is {tuple(value.shape)} for the old size and {tuple(new[key].shape)} "
@@ -419,15 +464,22 @@ class HierNet(nn.Module):
         self.head.train(self.training)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W) -> (B, H/r, W/r, C)``: the images, checked (:func:`check_images`), through the stem."""
-        return self.patch_embed(check_images(x, self.in_chans, next(self.patch_embed.parameters()), self.stem_stride))
+        """``(B, C_in, *spatial) -> (B, *spatial/r, C)``: the input, checked (:func:`check_images`), then the stem."""
+        if self.spatial_dims == 2:
+            return self.patch_embed(
+                check_images(x, self.in_chans, next(self.patch_embed.parameters()), self.stem_stride)
+            )
+        weight = next(self.patch_embed.parameters())
+        return self.patch_embed(check_images(x, self.in_chans, weight, self.stem_strides, self.spatial_dims))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W) -> (B, H/r, W/r, C)`` normalised last-stage map (channels-last)."""
+        """``(B, C_in, *spatial) -> (B, *spatial/r, C)`` normalised last-stage map (channels-last)."""
         return self.norm(self.stages(self.embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``(B, h, w, C) -> (B, num_classes)`` (or pooled ``(B, C)`` with ``pre_logits``)."""
+        """``(B, *spatial, C) -> (B, num_classes)`` (or pooled ``(B, C)`` with ``pre_logits``)."""
+        if self.spatial_dims != 2:  # timm's head pools the two axes of an NHWC map: pool every token the same
+            x = x.reshape(x.shape[0], -1, 1, x.shape[-1])
         return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -458,7 +510,7 @@ class HierNet(nn.Module):
             x = stage(x)
             if i in take:
                 y = self.norm(x) if norm and i == last else x
-                intermediates.append(y.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else y)
+                intermediates.append(y.movedim(-1, 1).contiguous() if output_fmt == "NCHW" else y)
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
@@ -501,6 +553,26 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def _table_window(rows: int) -> tuple[int, int]:
-    side = math.isqrt(rows)
-    return ((side + 1) // 2, (side + 1) // 2)
+def _table_windows(stages: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The window of every relative position table under ``stages``, by state-dict key."""
+    return {
+        f"{name}.relative_position_bias_table": tuple(m.window_size)
+        for name, m in stages.named_modules()
+        if isinstance(m, RelativePositionBias)
+    }
+
+
+def per_stage_windows(window_size: Any, n: int, spatial_dims: int) -> tuple[tuple[int, ...], ...]:
+    """One window per stage, each with one size >= 1 per spatial axis.
+
+    In 1-D and 3-D a flat tuple of ``spatial_dims`` ints is one window for every stage (``(8, 7, 7)``); in 2-D
+    a flat tuple lists one window per stage (hiermlp's 2-D convention). Otherwise a tuple has one entry (an
+    int or a per-axis tuple) per stage."""
+    flat = isinstance(window_size, (list, tuple)) and all(isinstance(w, int) for w in window_size)
+    if flat and spatial_dims != 2 and len(window_size) == spatial_dims:
+        window_size = (tuple(window_size),) * n
+    windows = tuple(to_ntuple(w, spatial_dims, "window_size") for w in per_stage(window_size, n, "window_size"))
+    for w in windows:
+        if min(w) < 1:
+            raise ConfigError(f"window_size must be >= 1, got {w}")
+    return windows

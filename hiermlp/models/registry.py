@@ -59,18 +59,23 @@ _ALIASES: dict[str, str] = {}  # other names of a registered model (e.g. the Mic
 _listeners: list[Callable[[ModelEntry], None]] = []
 
 
-def nominal_pool_size(kwargs: dict[str, Any], input_size: Sequence[int]) -> tuple[int, int] | None:
-    """The unpooled last-stage map ``(h, w)`` of a :class:`HierNet` row at ``input_size`` (C, H, W).
+def nominal_pool_size(kwargs: dict[str, Any], input_size: Sequence[int]) -> tuple[int, ...] | None:
+    """The unpooled last-stage map ``(h, w)`` of a :class:`HierNet` row at ``input_size`` (C, H, W); one size
+    per spatial axis for a row with ``spatial_dims`` 1 or 3 (``input_size`` (C, T, H, W)).
 
-    The stem's stride (``patch_size``, or ``stem_kwargs["stride"]``) times 2 per downsampling stage, each
-    step rounding up as the padded stem and merging do. tests/test_timm_citizen.py checks it against the
-    built models.
+    The stem's stride (``patch_size``, or ``stem_kwargs["stride"]``) times the downsampling factors (2, or
+    ``downsample_kwargs["factors"]``) per downsampling stage, each step rounding up as the padded stem and
+    merging do. tests/test_timm_citizen.py checks it against the built models.
     """
+    d = kwargs.get("spatial_dims", 2)
     depths = kwargs.get("depths", (2, 2, 6, 2))
     stride = (kwargs.get("stem_kwargs") or {}).get("stride", kwargs.get("patch_size", 4))
-    size = [math.ceil(s / stride) for s in input_size[-2:]]
+    strides = tuple(stride) if isinstance(stride, (list, tuple)) else (stride,) * d
+    factors = (kwargs.get("downsample_kwargs") or {}).get("factors", 2)
+    factors = tuple(factors) if isinstance(factors, (list, tuple)) else (factors,) * d
+    size = [math.ceil(s / r) for s, r in zip(input_size[-d:], strides)]
     for _ in range(len(depths) - 1 if kwargs.get("downsample", True) else 0):
-        size = [math.ceil(s / 2) for s in size]
+        size = [math.ceil(s / f) for s, f in zip(size, factors)]
     return tuple(size)
 
 
@@ -104,7 +109,7 @@ def register_model(
     builder: Callable[..., nn.Module] = HierNet,
     notes: str = "",
     overwrite: bool = False,
-    task: str = "classify",
+    task: str | None = None,
     **kwargs: Any,
 ) -> ModelEntry:
     """Add a named variant: ``register_model("my_swin", embed_dim=64, depths=(2, 2, 2), ...)``.
@@ -113,8 +118,10 @@ def register_model(
     ``hiermlp_<name>`` to ``timm.create_model``. ``pretrained_cfgs`` maps pretrained tags to cfgs
     (``{"ms_in1k": cfg(...), ...}``, the default first), as timm's ``arch.tag`` keys; ``pretrained_cfg`` is one
     untagged cfg. ``task`` is ``"classify"`` or ``"segment"`` (per-pixel logits; not mirrored into timm, whose
-    registry and model tests are for classifiers).
+    registry and model tests are for classifiers); by default the builder's class attribute ``task``, else
+    ``"classify"``.
     """
+    task = task or getattr(builder, "task", "classify")
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is unknown; use one of {', '.join(TASKS)}")
     if name in _MODELS and not overwrite:
@@ -151,6 +158,13 @@ def register_alias(alias: str, name: str) -> None:
     if alias in _MODELS or _ALIASES.get(alias, name) != name:
         raise ConfigError(f"{alias!r} already names a model; pick another alias")
     _ALIASES[alias] = name
+
+
+def is_image_classifier(entry: ModelEntry, overrides: dict[str, Any] | None = None) -> bool:
+    """Whether a row builds a 2-D image classifier (not a video/volume/sequence model, nor a segmentation
+    network), the kind timm's registry and builder take."""
+    spatial_dims = {**entry.kwargs, **(overrides or {})}.get("spatial_dims", 2)
+    return spatial_dims == 2 and entry.task == "classify"
 
 
 def is_model(name: str) -> bool:

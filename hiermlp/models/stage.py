@@ -14,8 +14,8 @@ from hiermlp.models.block import HierBlock, NormPlacement, ShiftMode
 
 
 def stage_window(
-    feat_size: tuple[int, int], window_size: tuple[int, int], shift: bool
-) -> tuple[tuple[int, int], tuple[int, int]]:
+    feat_size: tuple[int, ...], window_size: tuple[int, ...], shift: bool
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The reference rule at the stage's nominal size: clamp the window to a map not larger than it, and
     then do not shift.
 
@@ -31,7 +31,8 @@ def stage_window(
 
 
 class HierStage(nn.Module):
-    """``(B, H, W, C_in) -> (B, H', W', C)`` with ``H' = ceil(H/2)`` when downsampling (timm's layout).
+    """``(B, *spatial, C_in) -> (B, *spatial', C)`` with ``ceil(size / factor)`` per axis when downsampling
+    (timm's layout: the downsampler at the start of the stage).
 
     Args:
         in_dim: Channels coming in.
@@ -52,6 +53,7 @@ class HierStage(nn.Module):
         norm_placement: ``"pre"`` or ``"res_post"``.
         layer_scale_init: Layer-scale init value, or None.
         shift_mode: See :class:`HierBlock`.
+        spatial_dims: Spatial axes of the maps (1, 2 or 3); sizes and windows have one entry per axis.
     """
 
     def __init__(
@@ -62,9 +64,9 @@ class HierStage(nn.Module):
         depth: int,
         downsample: str | Callable[..., nn.Module] | None,
         downsample_kwargs: dict[str, Any] | None = None,
-        feat_size: tuple[int, int],
+        feat_size: tuple[int, ...],
         num_heads: int,
-        window_size: tuple[int, int],
+        window_size: tuple[int, ...],
         shift: bool = True,
         mixer: Any = "attention",
         mixer_kwargs: dict[str, Any] | None = None,
@@ -76,6 +78,7 @@ class HierStage(nn.Module):
         norm_placement: NormPlacement = "pre",
         layer_scale_init: float | None = None,
         shift_mode: ShiftMode = "auto",
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
@@ -103,7 +106,7 @@ class HierStage(nn.Module):
                     mixer_kwargs=mixer_kwargs,
                     num_heads=num_heads,
                     window_size=ws,
-                    shift_size=ss if j % 2 else (0, 0),
+                    shift_size=ss if j % 2 else (0,) * len(ss),
                     feat_size=feat_size,
                     mlp_ratio=mlp_ratio,
                     drop_path=drop_path[j],
@@ -113,6 +116,7 @@ class HierStage(nn.Module):
                     norm_placement=norm_placement,
                     layer_scale_init=layer_scale_init,
                     shift_mode=shift_mode,
+                    spatial_dims=spatial_dims,
                 )
                 for j in range(depth)
             )
@@ -122,7 +126,7 @@ class HierStage(nn.Module):
         return self.run_blocks(self.downsample(x))
 
     def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocks in order, ``(B, H', W', C) -> (B, H', W', C)``, each under activation checkpointing
+        """The blocks in order, ``(B, *spatial', C) -> same``, each under activation checkpointing
         while ``grad_checkpointing`` is on (a hook: the speed layer runs inference a few images at a time)."""
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
             for block in self.blocks:

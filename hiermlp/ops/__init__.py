@@ -2,7 +2,9 @@
 
 from hiermlp.ops.cache import GEOMETRY_CACHE_SIZE, cache_context, geometry_cache
 from hiermlp.ops.window import (
+    AXES,
     actual_window,
+    axis_names,
     cached_sub_window_tokens,
     cached_window_mask,
     crop_to,
@@ -12,6 +14,7 @@ from hiermlp.ops.window import (
     pad_shift,
     pad_to_multiple,
     padding_for,
+    partition_pattern,
     region_labels,
     relative_position_index,
     resize_rel_pos_table,
@@ -23,8 +26,10 @@ from hiermlp.ops.window import (
 )
 
 __all__ = [
+    "AXES",
     "GEOMETRY_CACHE_SIZE",
     "actual_window",
+    "axis_names",
     "cache_context",
     "cached_sub_window_tokens",
     "cached_window_mask",
@@ -36,6 +41,7 @@ __all__ = [
     "pad_shift",
     "pad_to_multiple",
     "padding_for",
+    "partition_pattern",
     "region_labels",
     "relative_position_index",
     "resize_rel_pos_table",
