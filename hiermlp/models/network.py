@@ -23,6 +23,16 @@ from hiermlp.ops import resize_rel_pos_table
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "logit_scale")
 NO_WEIGHT_DECAY_PARTS = ("cpb_mlp",)
 
+
+def no_weight_decay_names(module: nn.Module) -> set[str]:
+    """Names of ``module``'s position tables and V2 scale/bias-MLP parameters, excluded from weight decay."""
+    return {
+        n
+        for n, _ in module.named_parameters()
+        if n.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES or any(f".{p}." in f".{n}" for p in NO_WEIGHT_DECAY_PARTS)
+    }
+
+
 # the input check runs as one opaque node under torch.fx (it branches on the input's shape and dtype)
 torch.fx.wrap("check_images")
 
@@ -423,11 +433,7 @@ class HierNet(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Names of parameters excluded from weight decay (position tables)."""
-        return {
-            n
-            for n, _ in self.named_parameters()
-            if n.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES or any(f".{p}." in f".{n}" for p in NO_WEIGHT_DECAY_PARTS)
-        }
+        return no_weight_decay_names(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from torch import nn
 from hiermlp.errors import ConfigError, ShapeError, suggest
 from hiermlp.models.backbone import HierBackbone
 from hiermlp.models.decode import FCNHead, FPNHead, FPNNeck, UPerHead, resize
-from hiermlp.models.network import NO_WEIGHT_DECAY_NAMES, NO_WEIGHT_DECAY_PARTS, HierNet, check_images
+from hiermlp.models.network import HierNet, check_images, no_weight_decay_names
 
 __all__ = ["HEADS", "ConvEncoderDecoder", "HierSegmentor", "PixelLinear", "segment_logits", "slide_logits"]
 
@@ -158,11 +158,7 @@ class HierSegmentor(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """The backbone's position tables (1-D tensors, norms and biases are skipped by rule)."""
-        return {
-            n
-            for n, _ in self.named_parameters()
-            if n.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES or any(f".{p}." in f".{n}" for p in NO_WEIGHT_DECAY_PARTS)
-        }
+        return no_weight_decay_names(self)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
