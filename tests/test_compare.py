@@ -250,3 +250,22 @@ def test_committed_reports_reproduce_from_their_runs(folder, tmp_path):
     load_result(data).save(tmp_path, command=data["command"])
     for name in ("compare.md", "compare.csv", "runs.csv", "pairs.csv", "claims.csv", "compare.json"):
         assert (tmp_path / name).read_text() == (src / name).read_text(), name
+
+
+def test_a_segmentation_study_records_no_top5_and_a_rerun_reads_back_the_same_runs(tmp_path):
+    """A segmentation run has no top-5: the fresh record says None (not NaN, which JSON cannot hold), so the report
+    written now, the report of a rerun that reuses the finished runs and the report rebuilt from compare.json agree."""
+    args = ["compare", "dense", "only=pixel", "seeds=1", "epochs=1", "limit_train=16", "limit_test=8"]
+    args += ["batch_size=8", "bench.skip=true", "--no-progress"]
+    fresh, rerun = tmp_path / "fresh", tmp_path / "rerun"
+    assert main([*args, "--out", str(fresh), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert main([*args, "--out", str(rerun), "--runs-dir", str(tmp_path / "runs")]) == 0
+    (row,) = json.loads((rerun / "compare.json").read_text())["rows"]
+    assert row["runs"][0]["reused"] and row["runs"][0]["top5"] is None
+    (run,) = csv.DictReader((fresh / "runs.csv").open())
+    assert run["top5"] == "" and float(run["top1"]) >= 0
+    reused = (rerun / "runs.csv").read_text()  # the reused flag is its one difference
+    assert reused.replace(",True\n", ",False\n") == (fresh / "runs.csv").read_text()
+    data = json.loads((fresh / "compare.json").read_text())
+    load_result(data).save(tmp_path / "rebuilt", command=data["command"])
+    assert (tmp_path / "rebuilt" / "runs.csv").read_text() == (fresh / "runs.csv").read_text()

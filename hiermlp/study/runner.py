@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -238,7 +239,7 @@ def _run_one(
         top1=result.score,  # the task's score: top-1, or mIoU for a segmentation study
         best_top1=result.best_score,
         best_epoch=result.best_epoch,
-        top5=result.top5,
+        top5=result.top5 if math.isfinite(result.top5) else None,  # a segmentation run has none (NaN)
         test_loss=result.loss,
         train_time_s=_train_time(result),
         train_img_s=result.img_s,
