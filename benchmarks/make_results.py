@@ -8,7 +8,8 @@ committed pages are what this script renders.
     python benchmarks/make_results.py --pages       # render every page from the committed JSON (no timing)
     python benchmarks/make_results.py               # re-measure the four CPU results, then render the pages
     python benchmarks/make_results.py sweep_cpu     # one of bench_cpu, sweep_cpu, compare_default,
-                                                    # compare_literature, bench_gpu (CUDA: only when named)
+                                                    # compare_literature, compare_dense, compare_video,
+                                                    # bench_gpu (CUDA: only when named)
 
 The other results come from their own scripts (perf_cpu.py, perf_gpu.py, literature_cpu.py, cache_rss.py;
 each page gives its command); ``--pages`` renders their pages too. Measure on an otherwise idle machine: the
@@ -72,6 +73,7 @@ RUNS: dict[str, list[str]] = {
     "compare_default": ["compare", "default", "--runs-dir", "runs/compare/compare_default"],
     "compare_literature": ["compare", "literature", "--runs-dir", "runs/compare/compare_literature"],
     "compare_dense": ["compare", "dense", "--runs-dir", "runs/compare/compare_dense"],
+    "compare_video": ["compare", "video", "--runs-dir", "runs/compare/compare_video"],
     # needs a CUDA device: only when named (python benchmarks/make_results.py bench_gpu)
     "bench_gpu": [
         "bench",
@@ -88,7 +90,7 @@ RUNS: dict[str, list[str]] = {
     ],
 }
 # what a bare make_results.py runs
-CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature", "compare_dense"]
+CPU_RUNS = ["bench_cpu", "sweep_cpu", "compare_default", "compare_literature", "compare_dense", "compare_video"]
 
 
 # ---- formatting ----------------------------------------------------------------------------------------------
@@ -317,7 +319,10 @@ def compare_body(name: str, d: dict) -> list[str]:
     rows, recipe = d["rows"], d["recipe"]
     dense = recipe.get("task") == "segment"
     metric = "mIoU" if dense else "top-1"
-    images = "training scenes" if dense else "training images"
+    clips = recipe.get("data") == "clips"
+    images = "training scenes" if dense else "training clips" if clips else "training images"
+    # a clip's frames (the dataset's fixed 8) before its side
+    size = f"{'8x' if clips else ''}{recipe['img_size']}x{recipe['img_size']}"
     runs = [run for r in rows for run in r["runs"]]
     steps = max((run["history"][-1]["step"] for run in runs if run.get("history")), default=0)
     reused = sum(bool(run.get("reused")) for run in runs)
@@ -335,7 +340,7 @@ def compare_body(name: str, d: dict) -> list[str]:
         f"({', '.join(map(str, d['seeds']))}) = {len(runs)} runs, {d['jobs']} at a time with "
         f"{d['job_threads']} torch thread{'s' if d['job_threads'] != 1 else ''} each",
         f"- one recipe for every entry: {recipe['epochs']} epochs over {recipe['limit_train'] or 'all'} "
-        f"`{recipe['data']}` {images} at {recipe['img_size']}x{recipe['img_size']} ({steps} optimizer steps), "
+        f"`{recipe['data']}` {images} at {size} ({steps} optimizer steps), "
         f"batch {recipe['batch_size']}, {recipe['opt']} with lr {recipe['lr']:g} per {recipe['lr_base_batch']} "
         f"images ({recipe['lr'] * scale:.2e} at this batch), warmup {recipe['warmup_epochs']:g} epochs, "
         + ("then constant" if recipe["min_lr"] == recipe["lr"] else f"cosine to {recipe['min_lr'] * scale:.2e}")
@@ -847,6 +852,15 @@ PAGES: dict[str, Page] = {
         "compare.md",
         compare_body,
         DENSE_PLOTS,
+    ),
+    "compare_video": Page(
+        "Clips where motion matters: window attention and window MLP in 3-D, and two baselines (CPU)",
+        "`hiermlp compare video`: micro Video Swin with attention and with Swin-MLP's token map, each with and "
+        "without shifted windows, on the embedded 8x32x32 clips against a per-pixel linear model and a 3-D CNN",
+        "compare.json",
+        "compare.md",
+        compare_body,
+        COMPARE_PLOTS,
     ),
     "perf_cpu": Page(
         "hiermlp against timm and the reference formulations (CPU)",

@@ -1,4 +1,4 @@
-"""Every committed compare preset builds every entry's model and runs it on one image of the preset's size."""
+"""Every committed compare preset builds every entry's model and runs it on one image (or clip) of the preset's size."""
 
 from pathlib import Path
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hiermlp.study.preset import load_preset
+from hiermlp.train.build import input_shape
 from hiermlp.train.config import config_from_dict
 from hiermlp.train.loop import model_from_config
 
@@ -19,7 +20,7 @@ def test_every_entry_of_every_preset_builds_and_runs(name):
         cfg = config_from_dict({**preset.recipe, "model": e["model"], "model_kwargs": e["model_kwargs"]})
         model = model_from_config(cfg, cfg.num_classes or 10).eval()
         with torch.no_grad():
-            out = model(torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size))
+            out = model(torch.randn(1, *input_shape(cfg)))
         # a classifier's logits per image; a segmentor's per pixel
         want = (1, cfg.num_classes or 10) + ((cfg.img_size,) * 2 if cfg.task == "segment" else ())
         assert out.shape == want and torch.isfinite(out).all(), (name, e["label"])

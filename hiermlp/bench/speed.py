@@ -44,6 +44,7 @@ from hiermlp.bench.resolve import (
 )
 from hiermlp.bench.timing import Stats, Timed, round_robin, synchronize
 from hiermlp.bench.workload import autocast, infer_step, train_step
+from hiermlp.errors import ConfigError
 
 __all__ = ["BenchEntry", "BenchReport", "BenchRow", "benchmark_model", "benchmark_models"]
 
@@ -310,6 +311,7 @@ def benchmark_models(
     memory: bool = True,
     progress: bool = False,
     opt: str = "adamw",
+    input_size: tuple[int, ...] | None = None,
 ) -> BenchReport:
     """Measure several models under identical conditions, timed round-robin.
 
@@ -332,6 +334,9 @@ def benchmark_models(
         memory: Measure peak memory (one fresh subprocess per model and mode).
         progress: Show a tqdm progress bar.
         opt: The training step's optimizer, a timm name (``timm.optim.create_optimizer_v2``).
+        input_size: One sample's whole shape ``(C, *spatial)``, for inputs that are not square images (a
+            clip's ``(C, T, H, W)``); then ``img_size`` must be None and each entry's ``model_kwargs`` size the
+            model, and peak memory is not measured (its subprocess builds square-image inputs).
 
     Returns:
         The report. A model that cannot take the image size, or runs out of memory, gets a row with
@@ -342,6 +347,11 @@ def benchmark_models(
     """
     entries = [_entry(m) for m in models]
     refs = [resolve_model(e.model) for e in entries]  # fail fast on a typo, before minutes of timing
+    if input_size is not None:
+        if img_size is not None:
+            raise ConfigError(f"give img_size or input_size, not both (got {img_size} and {input_size})")
+        input_size = tuple(int(v) for v in input_size)
+        in_chans, memory = input_size[0], False
     dev = torch.device(device)
     threads = set_threads(threads)
     env = environment(dev, dtype, compile)
@@ -357,6 +367,7 @@ def benchmark_models(
         "in_chans": in_chans,
         "num_classes": num_classes,
         "opt": opt,
+        **({"input_size": input_size} if input_size is not None else {}),
     }
     rows: list[BenchRow] = []
     tasks: list[Timed] = []
@@ -377,6 +388,7 @@ def benchmark_models(
             latency=latency,
             memory=memory,
             opt=opt,
+            input_size=input_size,
         )
         rows.append(row)
         tasks.extend(row_tasks)
@@ -436,6 +448,7 @@ def _prepare(
     latency: bool,
     memory: bool,
     opt: str = "adamw",
+    input_size: tuple[int, ...] | None = None,
 ) -> tuple[BenchRow, list[Timed]]:
     """Build one model, count it, measure its memory and return its timing tasks."""
     row = BenchRow(entry.name, ref.source, ref.model_name, img_size or 0, batch, model_kwargs=entry.model_kwargs)
@@ -447,9 +460,9 @@ def _prepare(
             num_classes=num_classes,
             model_kwargs=entry.model_kwargs,
         )
-        row.img_size = size = img_size or default_img_size(model)
+        row.img_size = size = input_size[-1] if input_size else img_size or default_img_size(model)
         model = model.to(dev)
-        input_size = (in_chans, size, size)
+        input_size = input_size or (in_chans, size, size)
         check_input_size(model, entry.name, input_size, dev)
         row.params = sum(p.numel() for p in model.parameters())
         row.gmacs = count_gmacs(model, input_size, device=dev)

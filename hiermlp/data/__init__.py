@@ -1,6 +1,7 @@
 """Datasets, samplers and transforms for training and evaluation: classification (:mod:`hiermlp.data.datasets`)
 and segmentation (:mod:`hiermlp.data.segmentation`, :mod:`hiermlp.data.scenes`)."""
 
+from hiermlp.data.clips import CLIP_CLASSES, CLIP_FRAMES, CLIP_SIZE, VIDEO_DATASETS, ClipDataset, load_clips, make_clips
 from hiermlp.data.datasets import (
     DATASET_STATS,
     EMBEDDED_PATH,
@@ -28,11 +29,16 @@ from hiermlp.data.segmentation import (
 from hiermlp.data.transforms import build_transform
 
 __all__ = [
+    "CLIP_CLASSES",
+    "CLIP_FRAMES",
+    "CLIP_SIZE",
     "DATASET_STATS",
     "EMBEDDED_PATH",
     "SCENE_CLASSES",
     "SEG_DATASETS",
+    "VIDEO_DATASETS",
     "ArrayImageDataset",
+    "ClipDataset",
     "CorruptImageError",
     "GlobalBatchSampler",
     "ImageFolderDataset",
@@ -49,8 +55,10 @@ __all__ = [
     "dataset_stats",
     "folder_split",
     "known_labels",
+    "load_clips",
     "load_idx_split",
     "load_scenes",
+    "make_clips",
     "make_scenes",
     "mix_seed",
     "num_seg_classes",

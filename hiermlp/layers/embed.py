@@ -7,9 +7,9 @@ Contracts:
 * a downsampler is built ``Down(*, dim, out_dim, norm_layer, **options)`` and maps ``(B, H, W, C) ->
   (B, H', W', out_dim)``, halving the map.
 
-Stems and downsamplers that take ``spatial_dims`` (``patch_embed``, ``patch_merging``, ``patch_merging_v2``)
-also run on sequences ``(B, C, L)`` and videos/volumes ``(B, C, T, H, W)``, with per-axis patches (``strides``)
-and per-axis merging ``factors``; the others are 2-D.
+Stems and downsamplers that take ``spatial_dims`` (``patch_embed``, ``conv_overlap``, ``patch_merging``,
+``patch_merging_v2``) also run on sequences ``(B, C, L)`` and videos/volumes ``(B, C, T, H, W)``, with per-axis
+patches or strides (``strides``) and per-axis merging ``factors``; the others are 2-D.
 
 Sizes that do not divide evenly are zero-padded bottom/right first (what the reference detection code does),
 so any input size runs.
@@ -152,10 +152,11 @@ class PatchEmbed(nn.Module):
 
 @register_stem("conv_overlap")
 class ConvStem(nn.Module):
-    """Overlapping convolutional stem, ``(B, C_in, H, W) -> (B, H', W', C)`` (CycleMLP, Wave-MLP, PVT).
+    """Overlapping convolutional stem, ``(B, C_in, *spatial) -> (B, *spatial', C)`` (CycleMLP, Wave-MLP, PVT).
 
-    ``Conv2d(kernel, stride, padding)`` (default 7/4/2: ``H' = ceil(H/4)`` for H a multiple of 4), then an
-    optional norm.
+    ``Conv(kernel, stride, padding)`` (default 7/4/2: ``H' = ceil(H/4)`` for H a multiple of 4), then an
+    optional norm. In ``spatial_dims`` 1 or 3 each of kernel, stride and padding is an int or one per axis
+    (a clip stem ``kernel_size=(3, 7, 7), stride=(2, 4, 4), padding=(1, 2, 2)`` halves time and quarters space).
     """
 
     def __init__(
@@ -164,18 +165,26 @@ class ConvStem(nn.Module):
         in_chans: int = 3,
         embed_dim: int = 64,
         norm_layer: NormFactory | None = None,
-        kernel_size: int = 7,
-        stride: int = 4,
-        padding: int = 2,
+        kernel_size: int | tuple[int, ...] = 7,
+        stride: int | tuple[int, ...] = 4,
+        padding: int | tuple[int, ...] = 2,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        axis_names(spatial_dims)
+        kernel = _ntuple(kernel_size, spatial_dims, "kernel_size")
+        self.strides = _ntuple(stride, spatial_dims, "stride")
+        pad = tuple(padding) if isinstance(padding, (list, tuple)) else (padding,) * spatial_dims
+        if len(pad) != spatial_dims or any(not isinstance(p, int) or p < 0 for p in pad):
+            raise ConfigError(f"padding must be an int >= 0 or one per spatial axis ({spatial_dims}), got {padding!r}")
         self.in_chans = in_chans
-        self.reduction = stride
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=kernel_size, stride=stride, padding=padding)
+        self.reduction = self.strides[-1]
+        self.proj = CONVS[spatial_dims](in_chans, embed_dim, kernel_size=kernel, stride=self.strides, padding=pad)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+        self._to_last = " -> ".join(spatial_pattern(spatial_dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(rearrange(self.proj(x), "b c h w -> b h w c"))
+        return self.norm(rearrange(self.proj(x), self._to_last))
 
 
 def merge_pattern(factors: tuple[int, ...], order: str = "swin") -> tuple[str, dict[str, int]]:

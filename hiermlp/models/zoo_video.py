@@ -85,3 +85,44 @@ VIDEO_MLP_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 
 for _name, (_kwargs, _note) in VIDEO_MLP_VARIANTS.items():
     register_model(_name, pretrained_cfg=video_cfg(), family="video_mlp", notes=_note, **(VIDEO | _kwargs))
+
+
+# micro clips (the embedded clips of hiermlp.data.clips, 1 x 8 x 32 x 32; `hiermlp compare video`): a 3x7x7
+# conv stem of stride (2, 4, 4) -> 4 x 8 x 8 tokens, windows (2, 4, 4), three stages of two blocks at 32-64-128
+# channels merging H and W only (time kept, as Video Swin): stage 1 has 2 x 2 x 2 windows, stage 2 one window
+# in space (shifted in time only, by the window rule per axis), stage 3 one window
+MICRO_CLIP = dict(
+    spatial_dims=3,
+    img_size=(8, 32, 32),
+    in_chans=1,
+    num_classes=10,
+    stem="conv_overlap",
+    stem_kwargs=dict(kernel_size=(3, 7, 7), stride=(2, 4, 4), padding=(1, 2, 2)),
+    window_size=(2, 4, 4),
+    embed_dim=32,
+    depths=(2, 2, 2),
+    num_heads=(1, 2, 4),
+    downsample_kwargs=dict(factors=(1, 2, 2)),
+    drop_path_rate=0.0,
+)
+
+
+def clip_cfg() -> dict[str, Any]:
+    """The embedded clips' cfg: 10 classes, ``input_size`` (1, 8, 32, 32), their own statistics, no crop."""
+    return cfg(num_classes=10) | dict(
+        input_size=(1, 8, 32, 32),
+        mean=(0.0973,),
+        std=(0.2363,),
+        interpolation="bilinear",
+        crop_pct=1.0,
+        first_conv="patch_embed.proj",
+    )
+
+
+register_model(
+    "swin3d_micro_conv_window2x4_8x32",
+    pretrained_cfg=clip_cfg(),
+    family="video_swin",
+    notes="micro Video Swin for the embedded clips (compare video): 0.57M params",
+    **MICRO_CLIP,
+)

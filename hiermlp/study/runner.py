@@ -49,6 +49,7 @@ from hiermlp.study.preset import ComparePreset, run_dir_name
 from hiermlp.study.report import CompareResult, CompareRow, RunRecord
 from hiermlp.study.stats import mean_interval
 from hiermlp.train import config_to_dict, model_from_config, train
+from hiermlp.train.build import input_shape
 from hiermlp.train.config import TrainConfig, config_from_dict
 
 __all__ = [
@@ -443,9 +444,7 @@ def run_comparison(
         runs = [rec for rec, _ in runs_of[i]]
         params = runs_of[i][0][1]
         # GMACs do not depend on the weights: counted on a freshly built model
-        gmacs = count_gmacs(
-            model_from_config(cfg, cfg.num_classes or 10).cpu(), (cfg.in_chans, cfg.img_size, cfg.img_size)
-        )
+        gmacs = count_gmacs(model_from_config(cfg, cfg.num_classes or 10).cpu(), input_shape(cfg))
         rows.append(
             CompareRow(
                 label=e["label"],
@@ -463,12 +462,20 @@ def run_comparison(
     bench |= preset.bench
     if not bench.pop("skip", False) and is_main():  # under torchrun rank 0 times the models alone
         num_classes = configs[0].num_classes or 10
+        shape = input_shape(configs[0])
+        # a clip is no square image: each model is built for its (T, H, W) and timed on the whole shape
+        size_kw = {"img_size": configs[0].img_size} if len(shape) == 3 else {"input_size": shape}
         report = benchmark_models(
             [
-                BenchEntry(e["model"], e["label"], {**e["model_kwargs"], "drop_path_rate": c.drop_path_rate})
+                BenchEntry(
+                    e["model"],
+                    e["label"],
+                    {**e["model_kwargs"], "drop_path_rate": c.drop_path_rate}
+                    | ({"img_size": shape[1:]} if len(shape) != 3 else {}),
+                )
                 for e, c in zip(preset.entries, configs)
             ],
-            img_size=configs[0].img_size,
+            **size_kw,
             in_chans=configs[0].in_chans,
             num_classes=num_classes,
             threads=threads,

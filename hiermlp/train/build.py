@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,8 +21,12 @@ from torch.utils.data import DataLoader
 from hiermlp.accel import machine
 from hiermlp.accel.machine import native_bf16
 from hiermlp.data import (
+    CLIP_FRAMES,
+    CLIP_SIZE,
     SEG_DATASETS,
+    VIDEO_DATASETS,
     ArrayImageDataset,
+    ClipDataset,
     GlobalBatchSampler,
     JointTransform,
     PreparedDataset,
@@ -33,6 +38,7 @@ from hiermlp.data import (
     check_labels,
     collate_prepared,
     dataset_stats,
+    load_clips,
     num_seg_classes,
     subset_indices,
 )
@@ -51,6 +57,7 @@ __all__ = [
     "build_eval_dataset",
     "build_loss",
     "build_optimization",
+    "input_shape",
     "model_from_config",
     "resolve_data_config",
 ]
@@ -63,6 +70,14 @@ def _plain(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     return v
+
+
+def input_shape(cfg: TrainConfig) -> tuple[int, ...]:
+    """One sample's input: ``(in_chans, img_size, img_size)``, or ``(in_chans, frames, img_size, img_size)`` for
+    a clip dataset (a 3-D model is built for ``img_size=(frames, img_size, img_size)``)."""
+    if cfg.data in VIDEO_DATASETS:
+        return (cfg.in_chans, CLIP_FRAMES, cfg.img_size, cfg.img_size)
+    return (cfg.in_chans, cfg.img_size, cfg.img_size)
 
 
 def model_from_config(
@@ -85,7 +100,7 @@ def model_from_config(
         "num_classes": num_classes,
         "in_chans": cfg.in_chans,
         "drop_path_rate": cfg.drop_path_rate,
-        "img_size": cfg.img_size,
+        "img_size": cfg.img_size if cfg.data not in VIDEO_DATASETS else input_shape(cfg)[1:],
         **_plain(cfg.model_kwargs),
     }
     from hiermlp.factory import resolve_source
@@ -165,7 +180,7 @@ def resolve_data_config(cfg: TrainConfig) -> dict[str, Any]:
             f"mean/std have {len(mean)}/{len(std)} values but in_chans={cfg.in_chans}; give one value or in_chans"
         )
     return dict(
-        input_size=(cfg.in_chans, cfg.img_size, cfg.img_size),
+        input_size=input_shape(cfg),
         interpolation=cfg.interpolation or model_cfg.get("interpolation") or "bilinear",
         crop_pct=cfg.crop_pct or model_cfg.get("crop_pct") or 1.0,
         crop_mode=model_cfg.get("crop_mode") or "center",
@@ -187,6 +202,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     """
     if cfg.task == "segment":
         return _segmentation_datasets(cfg)
+    if cfg.data in VIDEO_DATASETS:
+        return _clip_datasets(cfg)
     if cfg.data in SEG_DATASETS:
         raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
     train_tf, test_tf = _transforms(cfg)
@@ -206,7 +223,7 @@ def build_eval_dataset(cfg: TrainConfig, classes: list[str] | None) -> tuple[Any
     Raises:
         ConfigError: the split has a class the map lacks.
     """
-    if not classes or cfg.task == "segment":
+    if not classes or cfg.task == "segment" or cfg.data in VIDEO_DATASETS:
         _, test_ds, num_classes = build_datasets(cfg)
         return test_ds, cfg.num_classes or len(classes or []) or num_classes
     _, test_tf = _transforms(cfg)
@@ -262,6 +279,22 @@ def _segmentation_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     if not num_classes:
         raise ConfigError(f"data_root={cfg.data_root!r} names no classes (no classes.txt): set num_classes")
     return SeededDataset(train_ds, seed=cfg.seed), test_ds, num_classes
+
+
+def _clip_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
+    """The embedded clips (:mod:`hiermlp.data.clips`): fixed 1 x 8 x 32 x 32 gray clips, no augmentation."""
+    if cfg.img_size != CLIP_SIZE or cfg.in_chans != 1:
+        raise ConfigError(
+            f"data={cfg.data} holds 1 x {CLIP_FRAMES} x {CLIP_SIZE} x {CLIP_SIZE} gray clips, got img_size="
+            f"{cfg.img_size} in_chans={cfg.in_chans}: set img_size={CLIP_SIZE} in_chans=1"
+        )
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        raise ConfigError(f"mixup/cutmix mix images, not clips: set mixup=0 cutmix=0 for data={cfg.data}")
+    dc = resolve_data_config(cfg)
+    norm = {"mean": dc["mean"][0], "std": dc["std"][0]}
+    train_ds = ClipDataset(load_clips(cfg.train_split, root=cfg.data_root), **norm)
+    test_ds = ClipDataset(load_clips(_test_split(cfg), root=cfg.data_root), **norm)
+    return SeededDataset(train_ds, seed=cfg.seed), test_ds, cfg.num_classes or len(train_ds.classes)
 
 
 # an in-memory dataset without augmentation is transformed once up to this size (full Fashion-MNIST at
@@ -341,7 +374,7 @@ def build_data(cfg: TrainConfig, info: DistInfo) -> Data:
         )
     except ValueError as e:
         raise ConfigError(f"batch_size={cfg.batch_size}: {e}; lower batch_size or raise limit_train") from e
-    pixels = cfg.in_chans * cfg.img_size**2 * 4  # one float32 input image
+    pixels = math.prod(input_shape(cfg)) * 4  # one float32 input image (or clip)
     check_bytes(
         sampler.micro * pixels,
         f"batch_size={cfg.batch_size} (accum_steps={cfg.accum_steps}) at img_size={cfg.img_size}",
