@@ -743,6 +743,36 @@ def literature_body(name: str, d: dict) -> list[str]:
     return lines
 
 
+def ndim_body(name: str, d: dict) -> list[str]:
+    targets = {"video_swin_t": "torchvision's `swin3d_t`", "swin_unetr_base": "MONAI's `SwinUNETR` (feature 48)"}
+    lines = [
+        "## Findings (computed from the JSON report)",
+        "",
+        "float32 inference, `torch.inference_mode`, the same weights in both (norm weights drawn around 1); the two "
+        f"models of a pair timed round-robin in one process. The run took {minutes(d['wall_s'])}.",
+        "",
+    ]
+    for family, r in d["pairs"].items():
+        o, h = r["reference"], r["hiermlp"]
+        lines.append(
+            f"- {family} against {targets.get(family, family)} on {tuple(r['input'])}: hiermlp {h['median_s']:.2f} s "
+            f"per forward, the reference {o['median_s']:.2f} s: **{r['speedup']:.2f}x**; peak memory "
+            f"{o['peak_mb']:.0f} -> {h['peak_mb']:.0f} MiB ({h['peak_mb'] / o['peak_mb'] - 1:+.0%}); max |diff| / "
+            f"max |logit| {r['max_rel_diff']:.1e}"
+        )
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- Medians with quartiles per forward are in the full report. Peak memory is the peak-RSS growth of one "
+        "forward in a fresh process per model.",
+        "- At 96^3 SwinUNETR's first stage (48^3 tokens) is no multiple of the 7^3 window: MONAI lets real tokens "
+        "attend to the window padding, hiermlp masks it (docs/ndim.md), so its logit difference there is that "
+        "semantic difference; tests/test_swin_unetr.py checks equality where MONAI pads correctly.",
+    ]
+    return lines
+
+
 def cache_rss_body(name: str, d: dict) -> list[str]:
     plain = json.loads((RESULTS / name / "plain" / "rss.json").read_text())
     lines = [
@@ -861,6 +891,14 @@ PAGES: dict[str, Page] = {
         "compare.md",
         compare_body,
         COMPARE_PLOTS,
+    ),
+    "ndim_cpu": Page(
+        "3-D models: hiermlp against torchvision's Video Swin and MONAI's SwinUNETR (CPU)",
+        "Video Swin-T on a 16-frame 224x224 clip and SwinUNETR on a 96^3 volume, inference time and peak memory "
+        "against their reference implementations with the same weights",
+        "ndim.json",
+        "ndim.md",
+        ndim_body,
     ),
     "perf_cpu": Page(
         "hiermlp against timm and the reference formulations (CPU)",
