@@ -4,11 +4,11 @@
 (:func:`hiermlp.model_from_checkpoint`); ``hiermlp export`` (:mod:`hiermlp.cli.export`) is its command.
 
 How it works. The model is traced once with ``torch.export.export`` (non-strict) with a symbolic batch
-axis (and, with ``dynamic_size``, symbolic H and W). ``torch-export`` saves that program (``.pt2``);
-``onnx`` hands the same program to ``torch.onnx.export(..., dynamo=True)``. The dynamo ONNX exporter is
-used rather than the TorchScript one because it is the maintained path in torch 2.x (the TorchScript
-exporter is deprecated), it emits current opsets (18+), and it shares the torch.export trace, so both
-formats have the same graph and the same dynamic-shape semantics; the TorchScript exporter's
+axis (and, with ``dynamic_size``, symbolic spatial sizes: H and W, or a clip's T, H and W). ``torch-export``
+saves that program (``.pt2``); ``onnx`` hands the same program to ``torch.onnx.export(..., dynamo=True)``.
+The dynamo ONNX exporter is used rather than the TorchScript one because it is the maintained path in torch
+2.x (the TorchScript exporter is deprecated), it emits current opsets (18+), and it shares the torch.export
+trace, so both formats have the same graph and the same dynamic-shape semantics; the TorchScript exporter's
 ``dynamic_axes`` is only a renaming of a trace taken at fixed sizes, which is exactly how Python ints
 from shapes used to break dynamic batch in Swin exports.
 
@@ -67,14 +67,13 @@ class Check:
     """One comparison of the exported program with eager PyTorch."""
 
     batch: int
-    img_size: tuple[int, int]
+    img_size: tuple[int, ...]  # (H, W); a 1-D model's (L,), a 3-D model's (T, H, W)
     max_abs_diff: float
     ok: bool
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "FAIL"
-        h, w = self.img_size
-        return f"batch={self.batch} size={h}x{w}: max|diff| = {self.max_abs_diff:.3e} {verdict}"
+        return f"batch={self.batch} size={_x(self.img_size)}: max|diff| = {self.max_abs_diff:.3e} {verdict}"
 
 
 @dataclass
@@ -84,13 +83,13 @@ class ExportResult:
     path: Path
     fmt: str
     model: str
-    img_size: tuple[int, int]
+    img_size: tuple[int, ...]
     in_chans: int
     dynamic_batch: bool
     dynamic_size: bool
     opset: int | None
     atol: float
-    size_range: tuple[tuple[int, int], tuple[int, int | None]] | None = None  # ((h_min, h_max), (w_min, w_max))
+    size_range: tuple[tuple[int, int | None], ...] | None = None  # per axis (min, max); max None: unbounded
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     export_s: float = 0.0
@@ -143,10 +142,9 @@ def model_to_export(
 
 
 # ---- geometry: the size range a dynamic-size export covers -----------------------------------------------
-def dynamic_size_range(
-    model: nn.Module, img_size: tuple[int, int]
-) -> tuple[tuple[int, int], tuple[int, int | None]] | None:
-    """Input sizes ``((h_min, h_max), (w_min, w_max))`` a dynamic-size trace at ``img_size`` is valid for.
+def dynamic_size_range(model: nn.Module, img_size: tuple[int, ...]) -> tuple[tuple[int, int | None], ...] | None:
+    """Input sizes ``((h_min, h_max), (w_min, w_max))`` (one pair per spatial axis) a dynamic-size trace at
+    ``img_size`` is valid for.
 
     A trace fixes, for every size-derived dimension, whether it is 1 or larger (PyTorch's 0/1
     specialisation). In a hiermlp model those dimensions are the map of each stage, ``ceil(H / r_i)``, and
@@ -158,13 +156,13 @@ def dynamic_size_range(
 
     if not isinstance(model, HierNet):
         return None
-    patch = model.patch_size
     bounds = []
     for axis, size in enumerate(img_size):
+        patch = model.stem_strides[axis]
         lo, hi = patch, None  # an image smaller than a patch is an error (ShapeError)
         quanta = [patch]
         for info, stage in zip(model.feature_info, model.stages):
-            r = info["reduction"]
+            r = info.get("reductions", (info["reduction"],) * len(img_size))[axis]
             quanta.append(r)
             for block in stage.blocks:
                 if not block.global_window:
@@ -175,12 +173,12 @@ def dynamic_size_range(
             else:
                 lo = max(lo, k + 1)
         bounds.append((lo, hi))
-    return bounds[0], bounds[1]
+    return tuple(bounds)
 
 
 def second_size(
-    img_size: tuple[int, int], size_range: tuple[tuple[int, int], tuple[int, int | None]] | None, stride: int
-) -> tuple[int, int] | None:
+    img_size: tuple[int, ...], size_range: tuple[tuple[int, int | None], ...] | None, stride: int
+) -> tuple[int, ...] | None:
     """Another image size inside ``size_range`` to verify a dynamic-size export at: non-square, and not a
     multiple of the stride where possible, so padding paths are exercised. None if the range is one size."""
     out = []
@@ -191,7 +189,7 @@ def second_size(
         )
         pick = next((size + d for d in deltas if lo <= size + d and (hi is None or size + d <= hi)), None)
         out.append(pick if pick is not None else size)
-    return None if tuple(out) == tuple(img_size) else (out[0], out[1])
+    return None if tuple(out) == tuple(img_size) else tuple(out)
 
 
 # ---- export ----------------------------------------------------------------------------------------------
@@ -217,9 +215,10 @@ def export_model(
         model_or_name: A module, a model name, or a checkpoint path (see :func:`model_to_export`).
         fmt: ``"onnx"`` (an ``.onnx`` file for onnxruntime/TensorRT) or ``"torch-export"`` (a ``.pt2``
             program for ``torch.export.load``, AOTInductor, ExecuTorch).
-        img_size: ``H`` or ``(H, W)`` of the traced input.
+        img_size: The traced input's size: one int for every spatial axis, or one per axis (``(H, W)``; a
+            3-D model's ``(T, H, W)``, a 1-D model's ``(L,)``).
         dynamic_batch: Symbolic batch axis (the exported program takes any batch size).
-        dynamic_size: Symbolic H and W, valid on the range :func:`dynamic_size_range` reports.
+        dynamic_size: Symbolic spatial sizes, valid on the range :func:`dynamic_size_range` reports.
         out: Output file (default ``<name>_<H>x<W>.onnx`` / ``.pt2`` in the working directory).
         opset: ONNX opset (18 or later).
         verify: Reload the artifact, run it and compare with eager PyTorch.
@@ -241,9 +240,9 @@ def export_model(
     say = log or (lambda *a, **k: None)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
-    if len(size) != 2 or min(size) < 1:
-        raise ConfigError(f"img_size must be H or (H, W) of positive ints, got {img_size!r}")
+    given = (img_size,) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
+    if not 1 <= len(given) <= 3 or min(given) < 1:
+        raise ConfigError(f"img_size must be one size or one per spatial axis (positive ints), got {img_size!r}")
     if fmt == "onnx" and opset < 18:
         raise ConfigError(f"opset {opset} is too old for the dynamo ONNX exporter; use 18 or later")
 
@@ -255,7 +254,15 @@ def export_model(
     else:
         model, name = model_to_export(model_or_name, in_chans=in_chans, **load_kwargs)
     chans = in_chans or getattr(model, "in_chans", None) or 3
-    out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{size[0]}x{size[1]}{_SUFFIX[fmt]}")
+    ndim = int(getattr(model, "spatial_dims", 2))
+    if len(given) not in (1, ndim):
+        axes = "x".join(_axis_labels(ndim))
+        raise ConfigError(
+            f"img_size {_x(given)} has {len(given)} sizes but {name} takes {ndim}-D inputs ({axes}): give one size "
+            f"or {ndim}"
+        )
+    size = given * ndim if len(given) == 1 else given
+    out_path = Path(out) if out is not None else Path(f"{Path(str(name)).stem}_{_x(size)}{_SUFFIX[fmt]}")
     _check_destination(out_path)
 
     result = ExportResult(
@@ -264,15 +271,17 @@ def export_model(
     size_range = dynamic_size_range(model, size) if dynamic_size else None
     result.size_range = size_range
     if dynamic_size and size_range is not None:
-        (hl, hh), (wl, wh) = size_range
+        valid = ", ".join(
+            f"{axis} in [{lo}, {hi if hi else 'inf'}]" for axis, (lo, hi) in zip(_axis_labels(ndim), size_range)
+        )
         result.notes.append(
-            f"dynamic size: valid for H in [{hl}, {hh if hh else 'inf'}], W in [{wl}, {wh if wh else 'inf'}] "
+            f"dynamic size: valid for {valid} "
             "(stage maps and window counts keep the traced size's 1-or-more pattern; torch.export checks it at "
             "run time, ONNX does not)"
         )
-        if hh is not None or wh is not None:
+        if any(hi is not None for _, hi in size_range):
             result.notes.append(
-                f"at {size[0]}x{size[1]} some stage has a single window (or a 1-token map) along an axis, which "
+                f"at {_x(size)} some stage has a single window (or a 1-token map) along an axis, which "
                 "caps the range; trace at a larger size for an unbounded one"
             )
     elif dynamic_size:
@@ -280,14 +289,15 @@ def export_model(
 
     # the traced batch is 2, never 1: torch.export would specialise a size-1 batch to a constant
     gen = torch.Generator().manual_seed(seed)
-    check_bytes(4 * 3 * chans * size[0] * size[1], f"--img-size {size[0]} {size[1]}", "trace at a smaller size")
+    check_bytes(4 * 3 * chans * math.prod(size), f"--img-size {' '.join(map(str, size))}", "trace at a smaller size")
     example = torch.randn(2 if dynamic_batch else 1, chans, *size, generator=gen)
     dims: dict[int, Any] = {}
     if dynamic_batch:
         dims[0] = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
     if dynamic_size:
-        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
-    say(f"tracing {name} at {tuple(example.shape)} with torch.export (dynamic: {_describe(dims)})")
+        for axis in range(2, 2 + ndim):
+            dims[axis] = torch.export.Dim.DYNAMIC
+    say(f"tracing {name} at {tuple(example.shape)} with torch.export (dynamic: {_describe(dims, ndim)})")
     t0 = time.perf_counter()
     # trace with the math SDPA backend: a fused kernel's output strides differ from those of the math
     # decomposition that ONNX conversion runs, and a view recorded against them then fails to replay
@@ -326,7 +336,7 @@ def _verify(
     model: nn.Module,
     artifact: _Artifact,
     example: torch.Tensor,
-    size: tuple[int, int],
+    size: tuple[int, ...],
     size_range: Any,
     dynamic_batch: bool,
     dynamic_size: bool,
@@ -366,8 +376,17 @@ def _check_destination(out_path: Path) -> None:
     ensure_writable_dir(out_path.parent, what="directory of --out")
 
 
-def _describe(dims: dict[int, Any]) -> str:
-    names = {0: "batch", 2: "H", 3: "W"}
+def _axis_labels(ndim: int) -> tuple[str, ...]:
+    """The spatial axes' names: ``("H", "W")``; ``("T", "H", "W")`` in 3-D, ``("L",)`` in 1-D."""
+    return {1: ("L",), 2: ("H", "W"), 3: ("T", "H", "W")}[ndim]
+
+
+def _x(size: Sequence[int]) -> str:
+    return "x".join(str(s) for s in size)
+
+
+def _describe(dims: dict[int, Any], ndim: int = 2) -> str:
+    names = {0: "batch", **{2 + i: axis for i, axis in enumerate(_axis_labels(ndim))}}
     return ", ".join(names[i] for i in sorted(dims)) or "none"
 
 

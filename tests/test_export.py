@@ -129,3 +129,34 @@ def test_bad_arguments_are_hiermlp_errors(tmp_path):
     torch.save(small_model("attention").state_dict(), state_dict)
     with pytest.raises(ConfigError, match="--model"):
         export_model(state_dict, "onnx", 20)
+
+
+def test_dynamic_size_range_per_axis_in_3d():
+    # micro Video Swin at 8x32x32: stem strides (2, 4, 4), windows (2, 4, 4), merging H and W only, so the
+    # per-axis strides are T 2-2-2 and H/W 4-8-16. T: stage windows of 2*2=4 frames, 2 of them at 8 -> T > 4.
+    # H: stage 2's one 8*4=32-pixel window caps it at 32, stage 1's two 16-pixel windows need H > 16.
+    model = hiermlp.create_model("swin3d_micro_conv_window2x4_8x32")
+    assert dynamic_size_range(model, (8, 32, 32)) == ((5, None), (17, 32), (17, 32))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+def test_cli_exports_a_3d_model_with_dynamic_sizes(fmt, tmp_path, capsys):
+    out = tmp_path / f"clip.{fmt}"
+    args = ["export", "swin3d_micro_conv_window2x4_8x32", "--format", fmt, "--img-size", "8", "32", "32"]
+    assert main([*args, "--dynamic-size", "--out", str(out)]) == 0, capsys.readouterr()
+    text = capsys.readouterr().out
+    assert "T in [5, inf], H in [17, 32], W in [17, 32]" in text and "verified: 4 checks" in text
+    assert "size=8x32x32" in text and out.is_file()
+    # two sizes for a 3-D model are an error naming its axes (one size would mean every axis)
+    assert main(["export", "swin3d_micro_conv_window2x4_8x32", "--img-size", "32", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "takes 3-D inputs (TxHxW)" in err, err
+
+
+def test_a_1d_model_exports(tmp_path):
+    model = hiermlp.HierNet(
+        spatial_dims=1, img_size=64, patch_size=4, embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4,
+        num_classes=3, drop_path_rate=0.0,
+    ).eval()  # fmt: skip
+    res = export_model(model, "torch-export", 60, dynamic_size=True, out=tmp_path / "seq.pt2")
+    assert res.ok and res.img_size == (60,) and len({c.img_size for c in res.checks}) == 2, res.checks

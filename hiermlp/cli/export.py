@@ -21,9 +21,16 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hiermlp export``."""
     parser.add_argument("source", metavar="MODEL|CHECKPOINT", help="a registered model name or a checkpoint file")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx", help="onnx (default) or torch-export")
-    parser.add_argument("--img-size", nargs="+", type=int, required=True, metavar="H [W]", help="traced input size")
+    parser.add_argument(
+        "--img-size",
+        nargs="+",
+        type=int,
+        required=True,
+        metavar="H [W]",
+        help="traced input size: one for every axis, or one per axis (H W; a 3-D model's T H W)",
+    )
     parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True, help="symbolic batch")
-    parser.add_argument("--dynamic-size", action="store_true", help="symbolic H and W (range is printed)")
+    parser.add_argument("--dynamic-size", action="store_true", help="symbolic spatial sizes (range is printed)")
     parser.add_argument("--out", default=None, help="output file (default: <model>_<H>x<W>.onnx|.pt2)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--model", default=None, help="model name for a checkpoint that is a bare state dict")
@@ -37,8 +44,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _bad_argument(args: argparse.Namespace) -> str | None:
     """The one-line complaint about an argument value, or None when all are usable."""
-    if len(args.img_size) not in (1, 2):
-        return f"--img-size takes H or H W, got {len(args.img_size)} values {args.img_size}"
+    if len(args.img_size) not in (1, 2, 3):
+        return f"--img-size takes H, H W or (3-D models) T H W, got {len(args.img_size)} values {args.img_size}"
     if min(args.img_size) < 1:
         return f"--img-size {' '.join(map(str, args.img_size))} is invalid: sizes must be >= 1, e.g. --img-size 224"
     for name in ("num_classes", "in_chans"):
@@ -67,7 +74,7 @@ def run_export(args: argparse.Namespace) -> int:
     if bad:
         print(f"hiermlp export: error: {bad}", file=sys.stderr)
         return 2
-    size = (args.img_size[0], args.img_size[-1])
+    size = tuple(args.img_size)
     try:
         result = export_model(
             args.source,
@@ -93,8 +100,8 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if not args.dynamic_size:
         print(
-            f"note: static image size {size[0]}x{size[1]}; pass --dynamic-size for a symbolic H, W "
-            "(all hiermlp models support it over a printed range)"
+            f"note: static image size {'x'.join(map(str, result.img_size))}; pass --dynamic-size for symbolic "
+            "spatial sizes (all hiermlp models support it over a printed range)"
         )
     if not result.checks:
         print("not verified (--no-verify)")
