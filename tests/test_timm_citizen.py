@@ -473,3 +473,31 @@ def test_empty_checkpoint_is_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)") as e:
         hiermlp.load_checkpoint(model, tmp_path / "empty.pth")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_timm_fx_graph_equals_the_eager_model_bit_for_bit(onednn):
+    # timm's tests/test_models.py traces every model with timm's tracer (its leaf modules and functions) and asks
+    # the graph's output to equal the eager model's exactly: the speed layer's twins whose kernels differ from the
+    # plain path (oneDNN linears, the fused MLP, the attention kernels) must stay whole in that graph
+    from timm.layers import get_notrace_functions, get_notrace_modules
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    from hiermlp.accel import onednn_available, override
+
+    if onednn and not onednn_available():
+        pytest.skip("no oneDNN linear kernel in this PyTorch build")
+    with override(onednn=onednn):
+        model = randomize_(timm.create_model("hiermlp_swin_micro_patch4_window4_32", num_classes=7)).eval()
+        tracer_kwargs = dict(
+            leaf_modules=get_notrace_modules(), autowrap_functions=get_notrace_functions(), param_shapes_constant=True
+        )
+        _, eval_nodes = get_graph_node_names(model, tracer_kwargs=tracer_kwargs)
+        fx = create_feature_extractor(
+            model, train_return_nodes=[eval_nodes[-1]], eval_return_nodes=[eval_nodes[-1]], tracer_kwargs=tracer_kwargs
+        )
+        x = torch.randn(1, 3, 32, 32)
+        with torch.inference_mode():
+            want = model(x)
+            (got,) = fx(x).values()
+    assert torch.equal(got, want)

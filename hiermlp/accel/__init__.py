@@ -19,7 +19,7 @@ profile (:mod:`hiermlp.accel.machine`: which float32 GEMM path is fastest here) 
 
 from __future__ import annotations
 
-from timm.layers import Mlp
+from timm.layers import Mlp, register_notrace_module
 from torch import nn
 
 from hiermlp.accel import settings
@@ -46,6 +46,14 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     ConvCL: FastConvCL,
 }
 PLAIN: dict[type[nn.Module], type[nn.Module]] = {fast: slow for slow, fast in FAST.items()}
+
+# timm's FX tracer (its feature extraction and its model tests, which ask a traced graph to equal the eager model
+# bit for bit) keeps the twins whose kernels differ from their plain class's whole: the graph calls them, so it
+# runs the very kernels eager runs. Other tracers (torch.fx.symbolic_trace, torchvision's) trace into them and
+# get the plain modules' function (their forward checks is_fx_tracing). The stage's inference chunking and the
+# block's training MLP chunking act only on batches of 2 or more, and stay traceable.
+for _twin in (FastLinear, FastMlp, FastWindowAttention, FastGlobalAttention):
+    register_notrace_module(_twin)
 
 
 def _swap(model: nn.Module, classes: dict[type[nn.Module], type[nn.Module]]) -> nn.Module:
