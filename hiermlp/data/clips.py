@@ -17,7 +17,6 @@ tests can check every frame. docs/ndim.md describes the set and ``hiermlp compar
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hiermlp.data.datasets import DATASET_STATS, EMBEDDED_PATH, IDX_CLASSES
+from hiermlp.data.datasets import DATASET_STATS, IDX_CLASSES, array_digest, read_items, remember
 from hiermlp.data.sampling import mix_seed
 
 __all__ = [
@@ -136,19 +135,11 @@ def load_clips(split: str, *, count: int = 0, seed: int = 0, root: str | Path = 
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"clips have splits 'train' and 'test', got {split!r}")
-    path = Path(root) if root else EMBEDDED_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"clip items file not found: {path} (the embedded Fashion-MNIST npz)")
     count = count or DEFAULT_COUNTS[split]
-    with np.load(path, allow_pickle=False) as z:
-        items, labels = z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64)
-    key = (_digest(items), _digest(labels), split, count, seed, frames)
-    if key not in _cache:
-        if len(_cache) >= 4:
-            _cache.pop(next(iter(_cache)))
-        small = shrink_items(items)
-        _cache[key] = make_clips(small, labels, count=count, seed=mix_seed(seed, SPLIT_SEEDS[split]), frames=frames)
-    return _cache[key]
+    items, labels = read_items(split, root, what="clip")
+    key = (array_digest(items), array_digest(labels), split, count, seed, frames)
+    seed = mix_seed(seed, SPLIT_SEEDS[split])
+    return remember(_cache, key, lambda: make_clips(shrink_items(items), labels, count=count, seed=seed, frames=frames))
 
 
 class ClipDataset(Dataset):
@@ -174,8 +165,3 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         clip = torch.from_numpy(self.clips[index]).float().div_(255.0)
         return clip.sub_(self.mean).div_(self.std).unsqueeze(0), int(self.labels[index])
-
-
-def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    return hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest() + f"{a.dtype}{a.shape}"

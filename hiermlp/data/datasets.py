@@ -23,6 +23,7 @@ as 2); a split with a class the training split lacks is a :class:`~hiermlp.error
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import warnings
@@ -54,6 +55,32 @@ __all__ = [
 ]
 
 EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "fashion_mnist_subset.npz"
+
+
+def array_digest(a: np.ndarray) -> str:
+    """A key of an array's content, dtype and shape (a cache key: a file rewritten in place is new content)."""
+    a = np.ascontiguousarray(a)
+    return hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest() + f"{a.dtype}{a.shape}"
+
+
+def read_items(split: str, root: str | os.PathLike = "", *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(items, labels)`` of ``split`` from the embedded Fashion-MNIST npz (or the npz at ``root``): the items
+    the generated sets (``what``: scenes, clips) are made of."""
+    path = Path(root) if root else EMBEDDED_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} items file not found: {path} (the embedded Fashion-MNIST npz)")
+    with np.load(path, allow_pickle=False) as z:
+        return z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64)
+
+
+def remember(cache: dict, key: tuple, build: Callable[[], Any], *, keep: int = 4) -> Any:
+    """``cache[key]``, built by ``build()`` on a miss; the cache keeps the last ``keep`` entries."""
+    if key not in cache:
+        if len(cache) >= keep:
+            cache.pop(next(iter(cache)))
+        cache[key] = build()
+    return cache[key]
+
 
 # per-dataset (mean, std) of one channel or of RGB; gray stats are repeated when in_chans=3
 DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

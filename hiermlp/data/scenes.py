@@ -17,13 +17,12 @@ docs/segmentation.md describes the set.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hiermlp.data.datasets import EMBEDDED_PATH, IDX_CLASSES
+from hiermlp.data.datasets import IDX_CLASSES, array_digest, read_items, remember
 from hiermlp.data.sampling import mix_seed
 
 __all__ = ["SCENE_CLASSES", "Scenes", "load_scenes", "make_scenes"]
@@ -98,20 +97,8 @@ def load_scenes(split: str, *, count: int = 0, seed: int = 0, root: str | Path =
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"scenes have splits 'train' and 'test', got {split!r}")
-    path = Path(root) if root else EMBEDDED_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"scene items file not found: {path} (the embedded Fashion-MNIST npz)")
     count = count or DEFAULT_COUNTS[split]
-    with np.load(path, allow_pickle=False) as z:
-        items, labels = z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64)
-    key = (_digest(items), _digest(labels), split, count, seed, size)
-    if key not in _cache:
-        if len(_cache) >= 4:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = make_scenes(items, labels, count=count, seed=mix_seed(seed, SPLIT_SEEDS[split]), size=size)
-    return _cache[key]
-
-
-def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    return hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest() + f"{a.dtype}{a.shape}"
+    items, labels = read_items(split, root, what="scene")
+    key = (array_digest(items), array_digest(labels), split, count, seed, size)
+    seed = mix_seed(seed, SPLIT_SEEDS[split])
+    return remember(_cache, key, lambda: make_scenes(items, labels, count=count, seed=seed, size=size))

@@ -5,7 +5,6 @@ GradScaler / EMA, and the loss (with Mixup/CutMix)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import warnings
 from collections import OrderedDict
@@ -42,6 +41,7 @@ from hiermlp.data import (
     num_seg_classes,
     subset_indices,
 )
+from hiermlp.data.datasets import array_digest
 from hiermlp.errors import CheckpointError, HiermlpError
 from hiermlp.errors import ConfigError as BaseConfigError
 from hiermlp.limits import check_bytes
@@ -306,11 +306,6 @@ PREPARED_CACHE_BYTES = 512 << 20
 _prepared_cache: OrderedDict[tuple, PreparedDataset] = OrderedDict()
 
 
-def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    return hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest() + f"{a.dtype}{a.shape}"
-
-
 def _prepare(ds: Any, indices: Any, cfg: TrainConfig) -> PreparedDataset | None:
     """``ds`` (an in-memory dataset with a deterministic transform) transformed once, or None.
 
@@ -327,7 +322,7 @@ def _prepare(ds: Any, indices: Any, cfg: TrainConfig) -> PreparedDataset | None:
     # the deterministic (eval / no_aug) transform is the resolved data config's (the model's cfg fills it in)
     fields = tuple(sorted(resolve_data_config(cfg).items()))
     indices = np.asarray(indices, dtype=np.int64)
-    key = (cfg.data, fields, base.mode, _digest(base.images), _digest(base.labels), _digest(indices))
+    key = (cfg.data, fields, base.mode, array_digest(base.images), array_digest(base.labels), array_digest(indices))
     if key in _prepared_cache:
         _prepared_cache.move_to_end(key)
         return _prepared_cache[key]
