@@ -155,10 +155,6 @@ class ClipDataset(Dataset):
         self.mean = float(own_mean if mean is None else mean)
         self.std = float(own_std if std is None else std)
 
-    @property
-    def frames(self) -> int:
-        return int(self.clips.shape[1])
-
     def __len__(self) -> int:
         return len(self.clips)
 
