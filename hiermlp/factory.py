@@ -88,8 +88,9 @@ def create_model(
         pretrained: Load the tag's weights: ``file`` if the cfg (overlay) names one, else ``hf_hub_id`` through
             huggingface_hub (its cache and ``HF_HUB_OFFLINE`` apply), else ``url``.
         checkpoint_path: Load a local checkpoint (reference, timm, mmpretrain, HF or hiermlp layout).
-        features_only: Return a backbone yielding one map per stage; ``out_indices`` (default all stages; an
-            int n = the last n; negative from the end), ``output_fmt`` (``"NCHW"`` default, or ``"NHWC"``) and
+        features_only: Return a backbone yielding one map per feature level (stage; an isotropic model's
+            block); ``out_indices`` (default all stages, or an isotropic model's last 3 blocks; an int n = the
+            last n; negative from the end), ``output_fmt`` (``"NCHW"`` default, or ``"NHWC"``) and
             ``feature_cls`` (default :class:`~hiermlp.models.features.HierFeatures`; timm's ``"list"``,
             ``"dict"``, ``"hook"``, ``"getter"``, ``"fx"``) choose how.
         pretrained_cfg_overlay: Entries that override the pretrained cfg (e.g. another ``url`` or ``file``).
@@ -222,9 +223,17 @@ def build_entry(
     if features_only:
         if not (isinstance(entry.builder, type) and issubclass(entry.builder, HierNet)):
             raise ConfigError(f"features_only is supported for hierarchical models; {entry.name!r} is not one")
-        n = len({**entry.kwargs, **kwargs}.get("depths", (2, 2, 6, 2)))
-        feature_cfg = dict(flatten_sequential=True, out_indices=tuple(range(n)), **(feature_defaults or {}))
-        feature_cfg.update(feature_args)
+        depths = tuple({**entry.kwargs, **kwargs}.get("depths", (2, 2, 6, 2)))
+        if len(depths) == 1:  # isotropic: the last 3 blocks through forward_intermediates, as timm's MlpMixer
+            defaults = dict(out_indices=min(3, depths[0]), feature_cls="getter")
+            if str(feature_args.get("feature_cls", "")).lower() in ("list", "dict"):
+                raise ConfigError(
+                    f"{entry.name} is isotropic: its feature levels are blocks, which feature_cls="
+                    f"{feature_args['feature_cls']!r} cannot reach; use 'getter', 'hook', 'fx' or 'hiermlp'"
+                )
+        else:
+            defaults = dict(out_indices=tuple(range(len(depths))))
+        feature_cfg = dict(flatten_sequential=True, **defaults) | (feature_defaults or {}) | feature_args
         feature_cfg["feature_cls"] = resolve_feature_cls(feature_cfg.get("feature_cls"))
         kwargs.update(features_only=True, feature_cls=feature_cfg.pop("feature_cls"))
         kwargs["out_indices"] = feature_cfg.pop("out_indices")

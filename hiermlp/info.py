@@ -101,7 +101,8 @@ def model_info(
         elif encoder is not None:  # the encoder's maps; stage i's blocks run on map i (MONAI merges after each)
             feats = model.forward_features(x)[: len(stages)]
         else:
-            feats = model.forward_intermediates(x, intermediates_only=True) if stages else []
+            # one map per stage (an isotropic network's levels are its blocks: its one stage's map is the last)
+            feats = model.forward_intermediates(x, intermediates_only=True)[-len(stages) :] if stages else []
     params = sum(p.numel() for p in model.parameters())
     return dict(
         model=name,

@@ -141,6 +141,19 @@ def test_isotropic_matches_timm(name, layout):
     x = torch.randn(1, 3, 224, 224)
     diff = max_diff(ours(x), theirs(x))
     assert diff < 1e-5, diff
+    # timm lists an isotropic model's blocks as its feature levels: the same levels, maps and defaults here
+    assert [(f["num_chs"], f["reduction"]) for f in ours.feature_info] == [
+        (f["num_chs"], f["reduction"]) for f in theirs.feature_info
+    ]
+    with torch.no_grad():
+        mine, theirs_maps = (
+            m.forward_intermediates(x, indices=[0, 5, -1], intermediates_only=True) for m in (ours, theirs)
+        )
+        assert max(max_diff(a, b) for a, b in zip(mine, theirs_maps)) < 1e-5
+        feats = hiermlp.create_model(name, features_only=True).eval()
+        feats.load_state_dict({k: v for k, v in ours.state_dict().items() if not k.startswith(("head", "norm"))})
+        ref = theirs.forward_intermediates(x, indices=3, intermediates_only=True)
+        assert [max_diff(a, b) < 1e-5 for a, b in zip(feats(x), ref, strict=True)] == [True] * 3
 
 
 # ---- the MLP zoo ---------------------------------------------------------------------------------------

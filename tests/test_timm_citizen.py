@@ -100,6 +100,7 @@ def test_default_cfgs_are_timms(name):
     reduction = model.feature_info[-1]["reduction"]
     assert cfg["pool_size"] == tuple(math.ceil(s / reduction) for s in cfg["input_size"][1:])
     assert model.feature_info[-1]["num_chs"] == model.num_features
+    assert len(model.feature_info) >= 3  # timm's test_models: stages, or an isotropic model's blocks
     sd = model.state_dict()
     assert cfg["first_conv"] + ".weight" in sd and cfg["classifier"] + ".weight" in sd
     assert sd[cfg["first_conv"] + ".weight"].shape[1] == cfg["input_size"][0]
@@ -195,8 +196,12 @@ def test_forward_intermediates_and_features_only(name):
         for t, f in zip(inter, info):
             assert t.shape == (1, f["num_chs"], math.ceil(x.shape[2] / f["reduction"]), t.shape[3])
         n = len(info)
+        # timm's defaults: a hierarchy's stages as a list of NHWC maps (as for timm's Swin); an isotropic
+        # model's last 3 blocks through forward_intermediates, NCHW (as for timm's MlpMixer)
+        isotropic = model.isotropic
+        assert n >= 3 or isotropic  # timm's test_models: at least 3 levels (here 2 blocks, see `build`)
         for kwargs, take in (
-            ({}, range(n)),  # timm's default wrapper: a list of NHWC maps (as for timm's Swin)
+            ({}, range(n - min(3, n), n) if isotropic else range(n)),
             (dict(feature_cls="getter", out_indices=min(2, n)), range(n - min(2, n), n)),
         ):
             torch.manual_seed(0)  # the same init as `model`
@@ -204,7 +209,8 @@ def test_forward_intermediates_and_features_only(name):
             assert "num_classes" not in feats.pretrained_cfg and feats.pretrained_cfg["architecture"] == name
             assert feats.feature_info.channels() == [info[i]["num_chs"] for i in take]
             outs = feats(x)
-            nhwc = kwargs.get("output_fmt", "NCHW" if kwargs.get("feature_cls") == "getter" else "NHWC") == "NHWC"
+            getter = kwargs.get("feature_cls", "getter" if isotropic else "list") == "getter"
+            nhwc = kwargs.get("output_fmt", "NCHW" if getter else "NHWC") == "NHWC"
             for i, o in zip(take, outs):
                 torch.testing.assert_close(o, inter[i].permute(0, 2, 3, 1) if nhwc else inter[i], rtol=0, atol=1e-6)
 

@@ -16,7 +16,8 @@ from timm.models import FeatureDictNet, FeatureGraphNet, FeatureHookNet, Feature
 from torch import nn
 
 from hiermlp.errors import ConfigError
-from hiermlp.models.network import HierNet, stage_indices
+from hiermlp.models.inputs import stage_indices
+from hiermlp.models.network import HierNet
 
 
 def _nchw(x: torch.Tensor, fmt: str) -> torch.Tensor:
@@ -25,13 +26,14 @@ def _nchw(x: torch.Tensor, fmt: str) -> torch.Tensor:
 
 
 class HierFeatures(nn.Module):
-    """The stem and stages of a :class:`HierNet`, returning one map per chosen stage.
+    """The stem and stages of a :class:`HierNet`, returning one map per chosen feature level.
 
     ``(B, C_in, H, W) -> [(B, C_i, H/r_i, W/r_i), ...]`` (``output_fmt="NCHW"``, what detection and
-    segmentation necks expect) or channels-last with ``"NHWC"``. ``out_indices``: stage indices (negative
-    from the end) or an int n for the last n stages (timm's convention). Stages after the last index, the
-    final norm and the head are dropped. ``feature_info`` is timm's :class:`FeatureInfo`
-    (``.channels()``, ``.reduction()``). State-dict keys equal the full model's, so checkpoints load as is.
+    segmentation necks expect) or channels-last with ``"NHWC"``. The levels are the stages, or the blocks of
+    an isotropic network (:meth:`HierNet.feature_levels`). ``out_indices``: level indices (negative from the
+    end) or an int n for the last n levels (timm's convention). Stages after the last index, the final norm
+    and the head are dropped. ``feature_info`` is timm's :class:`FeatureInfo` (``.channels()``,
+    ``.reduction()``). State-dict keys equal the full model's, so checkpoints load as is.
     """
 
     def __init__(
@@ -40,20 +42,22 @@ class HierFeatures(nn.Module):
         super().__init__()
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        n = len(model.stages)
         take = out_indices if isinstance(out_indices, int) or out_indices is None else tuple(out_indices)
-        self.out_indices = tuple(stage_indices(n, take))
+        self.out_indices = tuple(stage_indices(len(model.feature_info), take, model._level_noun))
         self.output_fmt = str(output_fmt)
+        self.isotropic = model.isotropic
         self.patch_embed = model.patch_embed
-        self.stages = model.stages[: max(self.out_indices) + 1]
+        # an isotropic network keeps its one stage whole (its forward stops after the last block asked for)
+        self.stages = model.stages if self.isotropic else model.stages[: max(self.out_indices) + 1]
         self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
         self.pretrained_cfg = getattr(model, "pretrained_cfg", {})
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)
+        levels = self.stages[0].blocks if self.isotropic else self.stages
         out = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i, level in enumerate(levels[: max(self.out_indices) + 1]):
+            x = level(x)
             if i in self.out_indices:
                 out.append(_nchw(x, self.output_fmt))
         return out

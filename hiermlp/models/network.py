@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from timm.layers import get_act_layer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from hiermlp.errors import ConfigError, ShapeError
+from hiermlp.errors import ConfigError
 from hiermlp.layers import STEMS, ClassifierHead, RelativePositionBias, build_layer, make_norm
 from hiermlp.models.block import NormPlacement, ShiftMode
+from hiermlp.models.inputs import check_images, check_number, per_stage, stage_indices, to_ntuple
 from hiermlp.models.stage import HierStage
 from hiermlp.ops import resize_rel_pos_table
 
@@ -60,81 +61,6 @@ class StageSpec:
     norm_layer: Callable[[int], nn.Module]
     mlp_norm_layer: Callable[[int], nn.Module] | None
     act_layer: type[nn.Module]
-
-
-def per_stage(value: Any, n: int, name: str) -> tuple:
-    """A scalar (or dict) for every stage, or a tuple/list with exactly one entry per stage."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ConfigError(f"{name} has {len(value)} entries but the model has {n} stages: give one per stage")
-        return tuple(value)
-    return (value,) * n
-
-
-def to_ntuple(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
-    """An int for every one of ``n`` spatial axes, or one int per axis, as a tuple; else a ConfigError."""
-    t = tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
-    if len(t) != n or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
-        what = {1: "an int", 2: "a pair of ints", 3: "a triple of ints"}.get(n, f"{n} ints")
-        raise ConfigError(f"{name} must be an int or {what} (one per spatial axis), got {v!r}")
-    return t
-
-
-def to_2tuple(v: int | Sequence[int], name: str) -> tuple[int, int]:
-    return to_ntuple(v, 2, name)
-
-
-# how the input of a model with 1, 2 or 3 spatial axes is written in messages
-INPUT_AXES = {1: "L", 2: "H, W", 3: "T, H, W"}
-
-
-def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False, strict_low=False):
-    """``value`` if it is a number in range, else a ConfigError naming ``name``, the value and the range."""
-    kind = numbers.Integral if integer else numbers.Real
-    bad_type = not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
-    if bad_type or not (value > low if strict_low else value >= low) or value > high:
-        bound = f"> {low}" if strict_low else f">= {low}"
-        rng = f"{bound}" + (f" and <= {high}" if high != math.inf else "")
-        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'} {rng}, got {value!r}")
-    return value
-
-
-def check_images(
-    x: torch.Tensor, in_chans: int, weight: torch.Tensor, patch: int | tuple[int, ...] = 1, spatial_dims: int = 2
-) -> torch.Tensor:
-    # ``weight``: any parameter of the model, for its dtype
-    """``x`` if it is a batch of images (clips, volumes, sequences) this model can take, else a ShapeError
-    that names the fix."""
-    axes = INPUT_AXES.get(spatial_dims, "...")
-    if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"expected a tensor of images (B, {in_chans}, {axes}), got {type(x).__name__}")
-    if x.ndim != spatial_dims + 2 or x.shape[1] != in_chans:
-        channels = x.shape[1] if x.ndim == spatial_dims + 2 else "..."
-        raise ShapeError(
-            f"expected {'images' if spatial_dims == 2 else f'{spatial_dims}-D inputs'} of shape "
-            f"(B, {in_chans}, {axes}), got {tuple(x.shape)}; build the model "
-            f"with in_chans={channels} (and spatial_dims={x.ndim - 2 if x.ndim > 2 else '...'}) or convert the input"
-        )
-    if x.shape[0] == 0:
-        raise ShapeError("got an empty batch (0 images); pass at least one image")
-    patch = (patch,) * spatial_dims if isinstance(patch, int) else tuple(patch)
-    if any(s < p for s, p in zip(x.shape[2:], patch)):
-        size, need = "x".join(str(s) for s in x.shape[2:]), "x".join(map(str, patch))
-        raise ShapeError(
-            f"input {size} is smaller than one {need} patch; resize it to at "
-            f"least {need} (the model was trained near its pretrained_cfg input_size)"
-        )
-    if not x.is_floating_point():
-        raise ShapeError(
-            f"images are {x.dtype}, the model takes floating point; convert them, e.g. x.float() / 255 "
-            "then normalise with the model's pretrained_cfg mean/std"
-        )
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(torch.device(x.device).type):  # input check
-        raise ShapeError(
-            f"images are {x.dtype} but the model's weights are {weight.dtype}; use x.to({weight.dtype}), "
-            f"model.to({x.dtype}), or torch.autocast"
-        )
-    return x
 
 
 def init_tree(module: nn.Module, init: Callable[[nn.Module], None]) -> None:
@@ -235,18 +161,18 @@ class HierNet(nn.Module):
         n = len(depths)
         if n == 0 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths):
             raise ConfigError(f"depths must list at least one stage of >= 1 block (integers), got {depths}")
-        _number(num_classes, "num_classes", low=0, integer=True)
-        _number(in_chans, "in_chans", low=1, integer=True)
+        check_number(num_classes, "num_classes", low=0, integer=True)
+        check_number(in_chans, "in_chans", low=1, integer=True)
         if spatial_dims not in (1, 2, 3):
             raise ConfigError(
                 f"spatial_dims must be 1, 2 or 3 (sequences, images, videos/volumes), got {spatial_dims!r}"
             )
         patch = to_ntuple(patch_size, spatial_dims, "patch_size")
         for p in patch:
-            _number(p, "patch_size", low=1, integer=True)
-        _number(drop_rate, "drop_rate", low=0.0, high=1.0)
-        _number(drop_path_rate, "drop_path_rate", low=0.0, high=1.0)
-        _number(norm_eps, "norm_eps", low=0.0, strict_low=True)
+            check_number(p, "patch_size", low=1, integer=True)
+        check_number(drop_rate, "drop_rate", low=0.0, high=1.0)
+        check_number(drop_path_rate, "drop_path_rate", low=0.0, high=1.0)
+        check_number(norm_eps, "norm_eps", low=0.0, strict_low=True)
         img_size = to_ntuple(img_size, spatial_dims, "img_size")
         if any(s < p for s, p in zip(img_size, patch)):
             raise ConfigError(f"img_size {img_size} is smaller than one {'x'.join(map(str, patch))} patch")
@@ -254,21 +180,21 @@ class HierNet(nn.Module):
         if isinstance(embed_dim, (list, tuple)):
             dims = per_stage(embed_dim, n, "embed_dim")
         else:
-            _number(embed_dim, "embed_dim", low=1, integer=True)
+            check_number(embed_dim, "embed_dim", low=1, integer=True)
             dims = tuple(embed_dim * 2**i if downsample else embed_dim for i in range(n))
         for d in dims:
-            _number(d, "embed_dim", low=1, integer=True)
+            check_number(d, "embed_dim", low=1, integer=True)
         heads = per_stage(num_heads, n, "num_heads")
         for h in heads:
-            _number(h, "num_heads", low=1, integer=True)
+            check_number(h, "num_heads", low=1, integer=True)
         windows = per_stage_windows(window_size, n, spatial_dims)
         mlp_ratios = per_stage(mlp_ratio, n, "mlp_ratio")
         for r in mlp_ratios:
-            _number(r, "mlp_ratio", low=0.0)
+            check_number(r, "mlp_ratio", low=0.0)
         scales = per_stage(layer_scale_init, n, "layer_scale_init")
         for v in scales:
             if v is not None:
-                _number(v, "layer_scale_init", low=-math.inf)
+                check_number(v, "layer_scale_init", low=-math.inf)
         try:
             act = get_act_layer(act_layer) if isinstance(act_layer, str) else act_layer
         except Exception as e:  # timm raises a bare KeyError/ValueError for unknown names
@@ -386,7 +312,9 @@ class HierNet(nn.Module):
             )
             # timm's int reduction is the last axis's (W); other dims also list every axis's
             per_axis = {} if self.spatial_dims == 2 else {"reductions": reduction}
-            info.append(dict(num_chs=spec.dim, reduction=reduction[-1], module=f"stages.{i}", **per_axis))
+            # an isotropic network's levels are its blocks (as timm lists MlpMixer's and ViT's)
+            modules = [f"stages.0.blocks.{j}" for j in range(spec.depth)] if self.isotropic else [f"stages.{i}"]
+            info += [dict(num_chs=spec.dim, reduction=reduction[-1], module=m, **per_axis) for m in modules]
             in_dim = spec.dim
         return nn.Sequential(*stages), info
 
@@ -491,6 +419,26 @@ class HierNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    @property
+    def isotropic(self) -> bool:
+        """One stage and no downsampling (MLP-Mixer, gMLP): the feature levels are its blocks, not its stages."""
+        return len(self.stage_specs) == 1
+
+    @property
+    def _level_noun(self) -> str:
+        return "blocks" if self.isotropic else "stages"
+
+    def feature_levels(self) -> list[nn.Module]:
+        """The modules whose outputs are the feature levels (``feature_info``, ``forward_intermediates``'
+        indices): the stages of a hierarchy, the blocks of an isotropic network."""
+        return list(self.stages[0].blocks) if self.isotropic else list(self.stages)
+
+    def run_level(self, level: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One feature level; an isotropic network's blocks honour grad checkpointing as its stage does."""
+        if self.isotropic and self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint(level, x, use_reentrant=False)
+        return level(x)
+
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -500,20 +448,22 @@ class HierNet(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Stage outputs (timm API). ``indices``: an int n takes the last n stages, a sequence picks stages.
+        """Feature-level outputs (timm API): stages, or an isotropic network's blocks (:meth:`feature_levels`).
+        ``indices``: an int n takes the last n levels, a sequence picks levels.
 
         Returns the list of maps in ``output_fmt`` (``"NCHW"`` or ``"NHWC"``), preceded by the final
-        normalised features unless ``intermediates_only``. ``norm`` applies the final norm to the last stage.
+        normalised features unless ``intermediates_only``. ``norm`` applies the final norm to the last level.
         """
-        take = stage_indices(len(self.stages), indices)
+        levels = self.feature_levels()
+        take = stage_indices(len(levels), indices, self._level_noun)
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         x = self.embed(x)
-        last = len(self.stages) - 1
-        stages = self.stages[: max(take) + 1] if stop_early or intermediates_only else self.stages
+        last = len(levels) - 1
+        run = levels[: max(take) + 1] if stop_early or intermediates_only else levels
         intermediates = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
+        for i, level in enumerate(run):
+            x = self.run_level(level, x)
             if i in take:
                 y = self.norm(x) if norm and i == last else x
                 intermediates.append(y.movedim(-1, 1).contiguous() if output_fmt == "NCHW" else y)
@@ -524,28 +474,17 @@ class HierNet(nn.Module):
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """Drop stages after the last index (and optionally the norm and head), timm API."""
-        take = stage_indices(len(self.stages), indices)
-        self.stages = self.stages[: max(take) + 1]
+        """Drop feature levels after the last index (and optionally the norm and head), timm API."""
+        take = stage_indices(len(self.feature_levels()), indices, self._level_noun)
+        if self.isotropic:
+            self.stages[0].blocks = self.stages[0].blocks[: max(take) + 1]
+        else:
+            self.stages = self.stages[: max(take) + 1]
         if prune_norm:
             self.norm = nn.Identity()
         if prune_head:
             self.reset_classifier(0, "")
         return take
-
-
-def stage_indices(n: int, indices: int | Sequence[int] | None) -> list[int]:
-    """timm's convention: None -> all, int k -> the last k, sequence -> those (negative from the end)."""
-    if indices is None:
-        return list(range(n))
-    if isinstance(indices, int):
-        if not 0 < indices <= n:
-            raise ConfigError(f"cannot take the last {indices} of {n} stages")
-        return list(range(n - indices, n))
-    out = [i % n if -n <= i < n else None for i in indices]
-    if None in out:
-        raise ConfigError(f"stage indices {tuple(indices)} out of range for {n} stages (0..{n - 1})")
-    return out
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -27,7 +27,8 @@ from torch import nn
 from hiermlp.errors import ConfigError, ShapeError, suggest
 from hiermlp.models.backbone import HierBackbone
 from hiermlp.models.decode import FCNHead, FPNHead, FPNNeck, UPerHead, resize
-from hiermlp.models.network import HierNet, check_images, no_weight_decay_names
+from hiermlp.models.inputs import check_images
+from hiermlp.models.network import HierNet, no_weight_decay_names
 
 __all__ = ["HEADS", "ConvEncoderDecoder", "HierSegmentor", "PixelLinear", "segment_logits", "slide_logits"]
 

@@ -26,7 +26,8 @@ from torch import nn
 from hiermlp.errors import ConfigError
 from hiermlp.layers.embed import PatchEmbed, PatchMerging
 from hiermlp.layers.unet import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
-from hiermlp.models.network import check_images, init_tree, per_stage, to_ntuple
+from hiermlp.models.inputs import check_images, per_stage, to_ntuple
+from hiermlp.models.network import init_tree
 from hiermlp.models.stage import HierStage
 
 # MONAI's downsample names: its original merging ("merging", an 8-offset order of its own) and "mergingv2"
