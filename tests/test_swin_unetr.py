@@ -133,3 +133,24 @@ def test_config_errors():
         SwinUNETR(feature_size=12, downsample="conv")
     with pytest.raises(ConfigError, match="hierarchical classifier"):
         create_model("swin_unetr_small", features_only=True)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_bf16_conv3d_gradients_equal_float32_on_maps_shorter_than_the_kernel(frames):
+    # torch's CPU bf16 Conv3d returns wrong weight gradients for 2 frames under a 3x3x3 kernel (SwinUNETR's
+    # decoder on 8-frame clips diverged in one step): hiermlp's Conv3d runs such maps in float32
+    from hiermlp.layers.conv import Conv3d
+
+    torch.manual_seed(0)
+    conv = Conv3d(32, 16, 3, padding=1, bias=True)
+    x, g = torch.randn(4, 32, frames, 6, 6), torch.randn(4, 16, frames, 6, 6)
+    conv(x).backward(g)
+    ref = [p.grad.clone() for p in conv.parameters()]
+    for _ in range(3):  # the wrong kernel's error varies between calls
+        conv.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = conv(x)
+        assert out.dtype == torch.bfloat16
+        out.backward(g.bfloat16())
+        for p, r in zip(conv.parameters(), ref):
+            assert ((p.grad - r).abs().max() / r.abs().max()).item() < 0.02

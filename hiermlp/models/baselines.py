@@ -23,6 +23,8 @@ from einops import rearrange
 from timm.models import register_model as _timm_register
 from torch import nn
 
+from hiermlp.layers.conv import Conv3d
+
 __all__ = ["LinearPixels", "cnn3d_micro", "resnet_micro"]
 
 
@@ -151,7 +153,7 @@ def cnn3d_micro(
         raise ConfigError("cnn3d_micro needs at least one width")
 
     def conv(cin: int, cout: int, stride: int | tuple[int, int, int]) -> list[nn.Module]:
-        return [nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU()]
+        return [Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU()]
 
     layers = conv(in_chans, widths[0], (1, 2, 2))
     for cin, cout in itertools.pairwise(widths):
