@@ -3,6 +3,7 @@ independent per-pixel reference, the statistics the trainer normalises with, the
 stem against plain torch, training and evaluating a micro Video Swin on clips, and ``compare video`` end to end."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 import hiermlp
 from hiermlp.cli import main
-from hiermlp.data import DATASET_STATS, EMBEDDED_PATH, ClipDataset, load_clips, make_clips
+from hiermlp.data import DATASET_STATS, EMBEDDED_PATH, ClipDataset, ClipSceneDataset, load_clips, make_clips
 from hiermlp.data.clips import shrink_items
 from hiermlp.errors import ConfigError, ShapeError
 from hiermlp.models.baselines import LinearPixels, cnn3d_micro
@@ -39,24 +40,25 @@ def test_every_frame_is_the_still_item_and_the_mover_at_its_recorded_place():
     clips = make_clips(small, labels, count=30, seed=5)
     assert clips.clips.shape == (30, 8, 32, 32)
     moved_across_a_window_border = 0
-    for clip, label, (mover, still, top, left, dy, dx, s_top, s_left), front in zip(
-        clips.clips, clips.labels, clips.motion, clips.mover_in_front
+    for clip, mask, label, (mover, still, top, left, dy, dx, s_top, s_left), front in zip(
+        clips.clips, clips.masks, clips.labels, clips.motion, clips.mover_in_front
     ):
         assert label == labels[mover] and labels[still] != labels[mover] and (dy, dx) != (0, 0)
         assert -2 <= dy <= 2 and -2 <= dx <= 2
         # independently of the generator: each pixel of frame t is the front item's value where its own value is
-        # above the threshold, else the back item's, else 0
+        # above the threshold, else the back item's, else 0; its label (clip_scenes) that item's class + 1, else 0
         for t in range(8):
-            places = {"mover": (top + dy * t, left + dx * t, small[mover]), "still": (s_top, s_left, small[still])}
+            places = {"mover": (top + dy * t, left + dx * t, mover), "still": (s_top, s_left, still)}
             order = ["mover", "still"] if front else ["still", "mover"]
-            want = np.zeros((32, 32), np.uint8)
+            want, want_label = np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8)
             for y, x in np.ndindex(32, 32):
                 for kind in order:
-                    oy, ox, item = places[kind]
-                    if 0 <= y - oy < 14 and 0 <= x - ox < 14 and item[y - oy, x - ox] > 32:
-                        want[y, x] = item[y - oy, x - ox]
+                    oy, ox, i = places[kind]
+                    if 0 <= y - oy < 14 and 0 <= x - ox < 14 and small[i][y - oy, x - ox] > 32:
+                        want[y, x], want_label[y, x] = small[i][y - oy, x - ox], labels[i] + 1
                         break
             np.testing.assert_array_equal(clip[t], want)
+            np.testing.assert_array_equal(mask[t], want_label)
             assert 0 <= top + dy * t <= 18 and 0 <= left + dx * t <= 18  # wholly inside in every frame
         ends = {(top // 16, left // 16), ((top + 7 * dy + 13) // 16, (left + 7 * dx + 13) // 16)}
         moved_across_a_window_border += len(ends) > 1
@@ -143,7 +145,7 @@ def test_train_and_eval_a_micro_video_swin_on_clips(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["img_size=64"], "set img_size=32 in_chans=1"),
+        (["img_size=16"], "set img_size=32 (or more) in_chans=1"),
         (["cutmix=1.0"], "mixup/cutmix mix images, not clips"),
     ],
 )
@@ -152,6 +154,52 @@ def test_clip_config_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main([*args, *extra, f"out_dir={tmp_path / 'r'}", "progress=false"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_clip_scenes_are_the_clips_labelled_per_voxel_on_any_canvas():
+    clips, big = load_clips("test"), load_clips("test", size=40)
+    ds = ClipSceneDataset(clips)
+    clip, mask = ds[5]
+    assert clip.shape == (1, 8, 32, 32) and mask.shape == (8, 32, 32) and mask.dtype == torch.int64
+    torch.testing.assert_close(clip, ClipDataset(clips)[5][0], rtol=0, atol=0)  # the clips' own frames
+    assert ds.classes[0] == "background" and len(ds.classes) == 11
+    # every voxel an item shows is labelled with a class, every other is background; the mover's class is there
+    np.testing.assert_array_equal(clips.masks > 0, clips.clips > 32)
+    assert all(label + 1 in m for label, m in zip(clips.labels[:50], clips.masks[:50]))
+    assert big.clips.shape == (1000, 8, 40, 40) and np.array_equal(big.labels == clips.labels, np.ones(1000, bool))
+
+
+SCENE_RUN = ["train", "task=segment", "data=clip_scenes", "img_size=40", "in_chans=1", "epochs=1", "limit_train=16"]
+SCENE_RUN += ["limit_test=8", "batch_size=8", "eval_batch_size=8", "warmup_epochs=0", "amp=none", "device=cpu"]
+SCENE_RUN += [
+    "no_aug=true",
+    "model_kwargs={feature_size: 12, depths: [1, 1, 1, 1]}",
+    "progress=false",
+    "tensorboard=false",
+]
+
+
+@pytest.mark.parametrize("model", ["swin_unetr_small", "swin_unetr_mlp_small"])
+def test_swin_unetr_trains_on_clip_scenes_and_its_checkpoint_evaluates_with_dice(tmp_path, capsys, model):
+    out = tmp_path / "run"
+    assert main([*SCENE_RUN, f"model={model}", f"out_dir={out}"]) == 0
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert len(row["class_iou"]) == 11 and 0 <= row["mdice"] <= 100 and math.isfinite(row["test_loss"])
+    ckpt = hiermlp.weights.load.read_checkpoint(out / "last.pth")
+    assert tuple(ckpt.data_config["input_size"]) == (1, 8, 40, 40)
+    capsys.readouterr()
+    # sliding-window inference over a larger canvas than the model trained at (crops of 8x40x40)
+    args = ["eval", str(out / "last.pth"), "--img-size", "48", "--set", "limit_test=2", "inference=slide"]
+    assert main([*args, "--json"]) == 0
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m["count"] == 2 and m["pixels"] == 2 * 8 * 48 * 48 and 0 <= m["mdice"] <= 100
+
+
+def test_swin_unetr_says_in_one_line_when_its_deepest_map_is_one_voxel(tmp_path, capsys):
+    run = [a if a != "img_size=40" else "img_size=32" for a in SCENE_RUN]
+    assert main([*run, "model=swin_unetr_small", f"out_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "one voxel at input 8x32x32" in err, err
 
 
 def test_compare_video_end_to_end(tmp_path):

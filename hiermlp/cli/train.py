@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,11 +147,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
+    from hiermlp.data import subset_indices
     from hiermlp.errors import CheckpointError, ConfigError
     from hiermlp.train import load_training_checkpoint, model_from_config
-    from hiermlp.train.build import build_eval_dataset
+    from hiermlp.train.build import build_eval_dataset, input_shape
     from hiermlp.train.config import apply_overrides, config_from_dict
     from hiermlp.train.distributed import _pick_device
     from hiermlp.train.tasks import build_task
@@ -194,6 +196,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "in_chans": args.in_chans,
         "num_classes": args.num_classes,
         "device": args.device,
+        "limit_test": 0,  # the whole split, unless --set limit_test=N (not the limit the run trained with)
     }
     if args.data and args.data != cfg.data and args.data_root is None:
         updates["data_root"] = ""
@@ -215,14 +218,16 @@ def _run_eval(args: argparse.Namespace) -> int:
         ) from e
     from hiermlp.limits import check_bytes
 
-    pixels = 4 * cfg.in_chans * cfg.img_size**2
+    collate = getattr(test_ds, "collate_fn", None)
+    if cfg.limit_test:  # the trainer's subset of the split (--set limit_test=N)
+        test_ds = Subset(test_ds, subset_indices(len(test_ds), cfg.limit_test, cfg.seed))
+    pixels = 4 * math.prod(input_shape(cfg))
     batch = min(cfg.eval_batch_size, len(test_ds))
     check_bytes(batch * pixels, f"--batch-size {cfg.eval_batch_size} --img-size {cfg.img_size}", "lower them")
     device = _pick_device(cfg.device, 0)
     model.to(device)
     task = build_task(cfg, num_classes)
     task.check_model(model)
-    collate = getattr(test_ds, "collate_fn", None)
     loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, collate_fn=collate)
     with torch.inference_mode():
         m = task.evaluate(model, loader, device, amp=cfg.amp, info=None)

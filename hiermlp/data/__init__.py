@@ -1,7 +1,16 @@
 """Datasets, samplers and transforms for training and evaluation: classification (:mod:`hiermlp.data.datasets`)
 and segmentation (:mod:`hiermlp.data.segmentation`, :mod:`hiermlp.data.scenes`)."""
 
-from hiermlp.data.clips import CLIP_CLASSES, CLIP_FRAMES, CLIP_SIZE, VIDEO_DATASETS, ClipDataset, load_clips, make_clips
+from hiermlp.data.clips import (
+    CLIP_CLASSES,
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    VIDEO_DATASETS,
+    ClipDataset,
+    ClipSceneDataset,
+    load_clips,
+    make_clips,
+)
 from hiermlp.data.datasets import (
     DATASET_STATS,
     EMBEDDED_PATH,
@@ -39,6 +48,7 @@ __all__ = [
     "VIDEO_DATASETS",
     "ArrayImageDataset",
     "ClipDataset",
+    "ClipSceneDataset",
     "CorruptImageError",
     "GlobalBatchSampler",
     "ImageFolderDataset",

@@ -9,6 +9,10 @@ frames and a few pixels: it must compare frames (across time) and recognise an i
 windows (across space). A per-pixel linear model, which sees neither, is near chance (10 classes); classifying
 one centred still item needs none of it.
 
+The same clips with a label per voxel (``data=clip_scenes``, ``task=segment``: 0 background, class + 1 where an
+item shows, the front item where both do; :class:`ClipSceneDataset`) are a 3-D segmentation set: a voxel's class
+depends on the whole item's shape, and whether it moves does not change it.
+
 Clips are a pure function of the items and ``seed``: a generator seeded by ``(seed, split)`` draws, per clip, the
 two items (training clips from the training items, test clips from the test items), their stacking order, the
 still item's position and the mover's start and velocity. :func:`make_clips` returns these with the arrays, so
@@ -33,6 +37,7 @@ __all__ = [
     "CLIP_SIZE",
     "VIDEO_DATASETS",
     "ClipDataset",
+    "ClipSceneDataset",
     "Clips",
     "load_clips",
     "make_clips",
@@ -44,19 +49,22 @@ CLIP_FRAMES = 8
 CLIP_SIZE = 32
 SPLIT_SEEDS = {"train": 0, "test": 1}
 DEFAULT_COUNTS = {"train": 4000, "test": 1000}
-VIDEO_DATASETS = ("clips",)  # the trainer's data specs whose samples are (C, T, H, W) clips
+# the trainer's data specs whose samples are (C, T, H, W) clips: labelled per clip, or per voxel (task=segment)
+VIDEO_DATASETS = ("clips", "clip_scenes")
 
 
 @dataclass(frozen=True)
 class Clips:
     """Generated clips: ``clips`` (N, T, size, size) uint8, ``labels`` (N,) int64 (the mover's class) and
     ``motion`` (N, 8) int64 rows ``(mover item, still item, mover top, mover left, dy, dx, still top, still left)``
-    plus ``mover_in_front`` (N,) bool; item indices are into the shrunk items :func:`make_clips` was given."""
+    plus ``mover_in_front`` (N,) bool; item indices are into the shrunk items :func:`make_clips` was given.
+    ``masks`` (N, T, size, size) uint8: each voxel's class + 1 where an item covers it (the front item's), else 0."""
 
     clips: np.ndarray
     labels: np.ndarray
     motion: np.ndarray
     mover_in_front: np.ndarray
+    masks: np.ndarray
 
 
 def shrink_items(items: np.ndarray) -> np.ndarray:
@@ -93,6 +101,7 @@ def make_clips(
         )
     rng = np.random.default_rng(seed)
     clips = np.zeros((count, frames, size, size), np.uint8)
+    masks = np.zeros_like(clips)
     motion = np.zeros((count, 8), np.int64)
     front = np.zeros(count, bool)
     out_labels = np.zeros(count, np.int64)
@@ -118,28 +127,38 @@ def make_clips(
                     (starts[0] + speeds[0] * t, starts[1] + speeds[1] * t) if kind == "mover" else tuple(still_at)
                 )
                 clips[s, t, top : top + h, left : left + w][cover] = item[cover]
+                masks[s, t, top : top + h, left : left + w][cover] = labels[i] + 1
         motion[s] = (mover, still, starts[0], starts[1], speeds[0], speeds[1], still_at[0], still_at[1])
         front[s] = in_front
         out_labels[s] = labels[mover]
-    return Clips(clips, out_labels, motion, front)
+    return Clips(clips, out_labels, motion, front, masks)
 
 
 _cache: dict[tuple, Clips] = {}
 
 
-def load_clips(split: str, *, count: int = 0, seed: int = 0, root: str | Path = "", frames: int = CLIP_FRAMES) -> Clips:
+def load_clips(
+    split: str,
+    *,
+    count: int = 0,
+    seed: int = 0,
+    root: str | Path = "",
+    frames: int = CLIP_FRAMES,
+    size: int = CLIP_SIZE,
+) -> Clips:
     """The clips of ``split`` (``train`` / ``test``) from the embedded items (or the npz at ``root``).
 
-    ``count`` 0 is the default count (4000 train, 1000 test). Kept in memory under a key of every input (the
-    items' and labels' bytes, split, count, seed, frames), the last few.
+    ``count`` 0 is the default count (4000 train, 1000 test); ``size`` the canvas side. Kept in memory under a
+    key of every input (the items' and labels' bytes, split, count, seed, frames, size), the last few.
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"clips have splits 'train' and 'test', got {split!r}")
     count = count or DEFAULT_COUNTS[split]
     items, labels = read_items(split, root, what="clip")
-    key = (array_digest(items), array_digest(labels), split, count, seed, frames)
+    key = (array_digest(items), array_digest(labels), split, count, seed, frames, size)
     seed = mix_seed(seed, SPLIT_SEEDS[split])
-    return remember(_cache, key, lambda: make_clips(shrink_items(items), labels, count=count, seed=seed, frames=frames))
+    small = shrink_items(items)
+    return remember(_cache, key, lambda: make_clips(small, labels, count=count, seed=seed, frames=frames, size=size))
 
 
 class ClipDataset(Dataset):
@@ -161,3 +180,19 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         clip = torch.from_numpy(self.clips[index]).float().div_(255.0)
         return clip.sub_(self.mean).div_(self.std).unsqueeze(0), int(self.labels[index])
+
+
+class ClipSceneDataset(Dataset):
+    """Clips with a label per voxel, as ``(clip, mask)``: ``clip`` a ``(1, T, H, W)`` float tensor normalised as
+    :class:`ClipDataset`'s, ``mask`` a ``(T, H, W)`` int64 tensor of classes (``classes``: background, then the
+    ten item classes). Deterministic (no augmentation)."""
+
+    def __init__(self, clips: Clips, *, mean: float | None = None, std: float | None = None) -> None:
+        self.frames = ClipDataset(clips, mean=mean, std=std)
+        self.masks, self.classes = clips.masks, ["background", *CLIP_CLASSES]
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.frames[index][0], torch.from_numpy(self.masks[index].astype(np.int64))

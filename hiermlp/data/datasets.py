@@ -87,6 +87,7 @@ DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "embedded": ((0.2860,), (0.3530,)),
     "scenes": ((0.1356,), (0.2826,)),  # the embedded scenes (hiermlp.data.scenes): mostly background
     "clips": ((0.0973,), (0.2363,)),  # the embedded clips (hiermlp.data.clips): mostly background
+    "clip_scenes": ((0.0973,), (0.2363,)),  # the same clips, labelled per voxel
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "mnist": ((0.1307,), (0.3081,)),
     "torchvision:FashionMNIST": ((0.2860,), (0.3530,)),

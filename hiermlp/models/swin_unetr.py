@@ -16,6 +16,7 @@ at a non-multiple size keep their padding in a mask region of its own (MONAI let
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiermlp.errors import ConfigError
+from hiermlp.errors import ConfigError, ShapeError
 from hiermlp.layers.embed import PatchEmbed, PatchMerging
 from hiermlp.layers.unet import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
 from hiermlp.models.inputs import check_images, per_stage, to_ntuple
@@ -217,6 +218,12 @@ class SwinUNETR(nn.Module):
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.forward_features(x)
+        if self.training and math.prod(hidden[4].shape[2:]) == 1:  # MONAI's blocks normalise per instance
+            size = "x".join(map(str, x.shape[2:]))
+            raise ShapeError(
+                f"SwinUNETR's deepest map (stride 32) is one voxel at input {size}, and its instance norms need more "
+                "than one to train; train on inputs larger than 32 on at least one axis (e.g. 64)"
+            )
         enc0 = self.encoder1(x)
         enc1 = self.encoder2(hidden[0])
         enc2 = self.encoder3(hidden[1])

@@ -26,6 +26,7 @@ from hiermlp.data import (
     VIDEO_DATASETS,
     ArrayImageDataset,
     ClipDataset,
+    ClipSceneDataset,
     GlobalBatchSampler,
     JointTransform,
     PreparedDataset,
@@ -202,10 +203,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     """
     if cfg.task == "segment":
         return _segmentation_datasets(cfg)
+    if cfg.data in SEG_DATASETS or cfg.data == "clip_scenes":
+        raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
     if cfg.data in VIDEO_DATASETS:
         return _clip_datasets(cfg)
-    if cfg.data in SEG_DATASETS:
-        raise ConfigError(f"data={cfg.data} is a segmentation dataset: set task=segment (and a segmentation model)")
     train_tf, test_tf = _transforms(cfg)
     train_ds = build_dataset(cfg.data, split=cfg.train_split, transform=train_tf, **_data_kw(cfg))
     test_ds = build_dataset(
@@ -235,7 +236,7 @@ def _test_split(cfg: TrainConfig) -> str:
     if cfg.test_split:
         return cfg.test_split
     if cfg.task == "segment":
-        return "test" if cfg.data == "scenes" else "val"
+        return "test" if cfg.data in ("scenes", "clip_scenes") else "val"
     # a folder's split is found under timm's names too (val, validation): hiermlp.data.folder_split
     return "validation" if cfg.data == "folder" else "test"
 
@@ -264,9 +265,12 @@ def _transforms(cfg: TrainConfig) -> tuple[Any, Any]:
 
 
 def _segmentation_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
+    if cfg.data == "clip_scenes":
+        return _clip_datasets(cfg)
     if cfg.data not in SEG_DATASETS:
         raise ConfigError(
-            f"data={cfg.data} is a classification dataset; task=segment reads one of {', '.join(SEG_DATASETS)}"
+            f"data={cfg.data} is a classification dataset; task=segment reads one of "
+            f"{', '.join(SEG_DATASETS)}, clip_scenes"
         )
     dc = resolve_data_config(cfg)  # the normalisation checkpoints record
     common = {"img_size": cfg.img_size, "mean": dc["mean"], "std": dc["std"], "ignore_index": cfg.ignore_index}
@@ -282,18 +286,21 @@ def _segmentation_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
 
 
 def _clip_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
-    """The embedded clips (:mod:`hiermlp.data.clips`): fixed 1 x 8 x 32 x 32 gray clips, no augmentation."""
-    if cfg.img_size != CLIP_SIZE or cfg.in_chans != 1:
+    """The embedded clips (:mod:`hiermlp.data.clips`): 1 x 8 x S x S gray clips (S = img_size, 32 and up), no
+    augmentation, labelled per clip (``clips``) or per voxel (``clip_scenes``: background, ten item classes)."""
+    if cfg.img_size < CLIP_SIZE or cfg.in_chans != 1:
         raise ConfigError(
-            f"data={cfg.data} holds 1 x {CLIP_FRAMES} x {CLIP_SIZE} x {CLIP_SIZE} gray clips, got img_size="
-            f"{cfg.img_size} in_chans={cfg.in_chans}: set img_size={CLIP_SIZE} in_chans=1"
+            f"data={cfg.data} holds 1 x {CLIP_FRAMES} x S x S gray clips on a canvas of S >= {CLIP_SIZE}, got "
+            f"img_size={cfg.img_size} in_chans={cfg.in_chans}: set img_size={CLIP_SIZE} (or more) in_chans=1"
         )
     if cfg.mixup > 0 or cfg.cutmix > 0:
         raise ConfigError(f"mixup/cutmix mix images, not clips: set mixup=0 cutmix=0 for data={cfg.data}")
     dc = resolve_data_config(cfg)
     norm = {"mean": dc["mean"][0], "std": dc["std"][0]}
-    train_ds = ClipDataset(load_clips(cfg.train_split, root=cfg.data_root), **norm)
-    test_ds = ClipDataset(load_clips(_test_split(cfg), root=cfg.data_root), **norm)
+    kind = ClipSceneDataset if cfg.data == "clip_scenes" else ClipDataset
+    size = dict(root=cfg.data_root, size=cfg.img_size)  # the same items on a larger canvas: img_size > 32
+    train_ds = kind(load_clips(cfg.train_split, **size), **norm)
+    test_ds = kind(load_clips(_test_split(cfg), **size), **norm)
     return SeededDataset(train_ds, seed=cfg.seed), test_ds, cfg.num_classes or len(train_ds.classes)
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hiermlp.models.segment import segment_logits
-from hiermlp.train.build import autocast, build_loss
+from hiermlp.train.build import autocast, build_loss, input_shape
 from hiermlp.train.config import ConfigError, TrainConfig
 from hiermlp.train.distributed import DistInfo, all_reduce_sum
 from hiermlp.train.metrics import ConfusionMatrix, check_labels
@@ -154,8 +154,8 @@ class SegmentTask:
     def __init__(self, cfg: TrainConfig, num_classes: int) -> None:
         self.cfg, self.num_classes = cfg, num_classes
         self.ignore_index = cfg.ignore_index
-        crop = (cfg.img_size, cfg.img_size)
-        stride = (cfg.slide_stride,) * 2 if cfg.slide_stride else None
+        crop = input_shape(cfg)[1:]  # the trained size per axis (T, H, W for clips)
+        stride = tuple(min(cfg.slide_stride, c) for c in crop) if cfg.slide_stride else None
         self.inference = dict(mode=cfg.inference, crop=crop, stride=stride)
 
     def check_model(self, model: nn.Module) -> None:
