@@ -21,18 +21,24 @@ from tests.test_bench import FAST, MICRO, micro
 
 
 class Graphs:
-    """A dynamo backend that records each graph's 4-d inputs other than the model's own tensors (the images),
-    symbolic sizes as their names, and runs the graph."""
+    """A dynamo backend that records each graph's ``ndim``-d inputs other than the model's own tensors (the
+    images, or clips with ``ndim=5``), symbolic sizes as their names, and runs the graph."""
 
-    def __init__(self):
+    def __init__(self, ndim: int = 4):
         self.shapes: list[list[tuple]] = []
+        self.ndim = ndim
 
     def __call__(self, gm: fx.GraphModule, example_inputs):
         shapes = []
         for node in gm.graph.nodes:
             value = node.meta.get("example_value")
             parameter = "self" in node.name.lower()  # dynamo lifts parameters and buffers as L_self_... inputs
-            if node.op == "placeholder" and isinstance(value, torch.Tensor) and value.dim() == 4 and not parameter:
+            if (
+                node.op == "placeholder"
+                and isinstance(value, torch.Tensor)
+                and value.dim() == self.ndim
+                and not parameter
+            ):
                 shapes.append(tuple(d if isinstance(d, int) else str(d) for d in value.shape))
         self.shapes.append(shapes)
         return gm.forward
@@ -84,3 +90,18 @@ def test_bench_reports_first_compile_and_recompile_times(monkeypatch, graphs):
     assert "first compile s" in notes and f"{speed.NEW_SIZE_STEP} pixels more per side" in notes
     flat = row.flat()
     assert flat["compile_s"] == row.compile_s and flat["recompile_size_s"] == row.recompile_size_s
+
+
+def test_a_3d_model_compiles_with_the_batch_symbolic_and_each_clip_size_static(graphs):
+    # the micro Video Swin: 3-D windows, shifts, masks and padding are Python-level geometry, as in 2-D
+    graphs.ndim = 5
+    model = hiermlp.create_model("swin3d_micro_conv_window2x4_8x32").eval()
+    compiled = compile_model(model, backend=graphs)
+    with torch.no_grad():
+        for batch, size in ((3, (8, 32, 32)), (2, (8, 32, 32)), (2, (6, 40, 36))):
+            x = torch.randn(batch, 1, *size)
+            torch.testing.assert_close(compiled(x), model(x))
+    images = [s for g in graphs.shapes for s in g]
+    assert len(images) == 2, graphs.shapes  # batches 3 and 2 share one graph; 6x40x36 made the second
+    assert all(isinstance(b, str) for b, *_ in images)
+    assert [rest for _, *rest in images] == [[1, 8, 32, 32], [1, 6, 40, 36]]
