@@ -43,7 +43,7 @@ class HierFeatures(nn.Module):
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         take = out_indices if isinstance(out_indices, int) or out_indices is None else tuple(out_indices)
-        self.out_indices = tuple(stage_indices(len(model.feature_info), take, model._level_noun))
+        self.out_indices = tuple(stage_indices(len(model.feature_info), take, model.level_noun))
         self.output_fmt = str(output_fmt)
         self.isotropic = model.isotropic
         self.patch_embed = model.patch_embed

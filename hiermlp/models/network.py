@@ -425,7 +425,8 @@ class HierNet(nn.Module):
         return len(self.stage_specs) == 1
 
     @property
-    def _level_noun(self) -> str:
+    def level_noun(self) -> str:
+        """What the feature levels are, for messages: ``"blocks"`` or ``"stages"``."""
         return "blocks" if self.isotropic else "stages"
 
     def feature_levels(self) -> list[nn.Module]:
@@ -455,7 +456,7 @@ class HierNet(nn.Module):
         normalised features unless ``intermediates_only``. ``norm`` applies the final norm to the last level.
         """
         levels = self.feature_levels()
-        take = stage_indices(len(levels), indices, self._level_noun)
+        take = stage_indices(len(levels), indices, self.level_noun)
         if output_fmt not in ("NCHW", "NHWC"):
             raise ConfigError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         x = self.embed(x)
@@ -475,7 +476,7 @@ class HierNet(nn.Module):
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Drop feature levels after the last index (and optionally the norm and head), timm API."""
-        take = stage_indices(len(self.feature_levels()), indices, self._level_noun)
+        take = stage_indices(len(self.feature_levels()), indices, self.level_noun)
         if self.isotropic:
             self.stages[0].blocks = self.stages[0].blocks[: max(take) + 1]
         else:
