@@ -157,8 +157,11 @@ def load_clips(
     items, labels = read_items(split, root, what="clip")
     key = (array_digest(items), array_digest(labels), split, count, seed, frames, size)
     seed = mix_seed(seed, SPLIT_SEEDS[split])
-    small = shrink_items(items)
-    return remember(_cache, key, lambda: make_clips(small, labels, count=count, seed=seed, frames=frames, size=size))
+
+    def generate() -> Clips:  # only on a cache miss
+        return make_clips(shrink_items(items), labels, count=count, seed=seed, frames=frames, size=size)
+
+    return remember(_cache, key, generate)
 
 
 class ClipDataset(Dataset):
