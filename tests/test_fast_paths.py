@@ -261,6 +261,45 @@ def test_chunked_inference_equals_the_whole_batch(name):
         assert seen == [5]
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("kernel", ["sdpa", "explicit"])
+def test_window_chunked_attention_equals_the_plain_block(dims, kernel):
+    """Inference runs shifted window attention a few windows at a time when all windows' folded bias would
+    exceed SETTINGS.attn_chunk_mib; each chunk builds its own bias. Values equal the plain block's (the
+    reference path: one bias for every window), bit for bit against the unsplit fast path."""
+    torch.manual_seed(0)
+    window, feat = ((16, 16), (40, 56)) if dims == 2 else ((4, 8, 8), (8, 20, 28))
+    kwargs = dict(dim=32, mixer="attention", num_heads=4, window_size=window, feat_size=feat, spatial_dims=dims)
+    plain = randomize_(HierBlock(**kwargs, shift_size=tuple(w // 2 for w in window))).eval()
+    block = accel.accelerate(copy.deepcopy(plain))
+    per_window = 4 * 4 * (window[0] * window[1] * (window[2] if dims == 3 else 1)) ** 2  # heads x N x N float32
+    windows, kernel_calls = [], []  # the windows of each mixer call; the (window x head) rows of each kernel call
+    hook = block.mixer.register_forward_hook(lambda m, args, out: windows.append(args[1].shape[0]))
+    run_kernel = block.mixer.kernel
+    block.mixer.kernel = lambda q, *rest: kernel_calls.append(q.shape[1]) or run_kernel(q, *rest)
+    for size in (feat, tuple(f - 3 for f in feat)):  # a window multiple, and padded windows
+        x = torch.randn(2, *size, 32)
+        with torch.no_grad(), accel.override(attention=kernel):
+            want = plain(x)
+            with accel.override(attn_chunk_mib=0):
+                whole = block(x)
+            windows.clear(), kernel_calls.clear()
+            with accel.override(attn_chunk_mib=max(1, 3 * per_window // 2**20)):
+                chunked = block(x)
+        (n,) = windows
+        assert n > 3 and kernel_calls == [4 * 3] * (n // 3) + [4 * (n % 3)] * (n % 3 > 0)  # 3 windows a call
+        torch.testing.assert_close(chunked, want, rtol=0, atol=1e-5)
+        assert torch.equal(chunked, whole)
+    hook.remove()
+    block.train()
+    x = torch.randn(2, *feat, 32, requires_grad=True)
+    with accel.override(attn_chunk_mib=1):  # autograd: never split; the gradients are the plain block's
+        grads = torch.autograd.grad(block(x).square().sum(), [x, *block.parameters()])
+    want = torch.autograd.grad(plain.train()(x).square().sum(), [x, *plain.parameters()])
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [(40, 24), (27, 35)])
 @pytest.mark.parametrize("train", [False, True])
 def test_explicit_attention_equals_sdpa(train, size):

@@ -14,7 +14,10 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
   slower cuDNN kernel);
 * a trainable position bias off CUDA: explicit attention (two matmuls and a softmax), since the other
   devices' fused SDPA kernels give the mask no gradient and PyTorch falls back to its math path (a Swin-T
-  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4); CPU inference keeps SDPA.
+  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4); CPU inference keeps SDPA;
+* inference with a shift mask whose folded bias would exceed ``SETTINGS.attn_chunk_mib`` (large 3-D windows:
+  SwinUNETR's first stage at 96^3 folds 343 windows x 3 heads of 343 x 343 into 0.9 GB): a few windows at a
+  time, each chunk's bias built for it alone (measured in benchmarks/results/ndim_cpu).
 """
 
 from __future__ import annotations
@@ -114,13 +117,43 @@ class FastAttentionMixin:
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
         explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing, q.device)
-        if explicit or device != "cuda":
-            bias = self.folded_bias(mask, q.dtype, window_size=window_size)
-        else:
-            # SDPA on CUDA: the bias in the dtype autocast hands the kernel and row-aligned, so the
-            # memory-efficient kernel reads it broadcast over the batch
-            amp = torch.get_autocast_dtype(device) if not tracing and torch.is_autocast_enabled(device) else q.dtype
-            bias = self.folded_bias(mask, amp, align=settings.current().align_mask, window_size=window_size)
+        # SDPA on CUDA: the bias in the dtype autocast hands the kernel and row-aligned, so the memory-efficient
+        # kernel reads it broadcast over the batch
+        cuda_sdpa = not explicit and device == "cuda"
+        align = settings.current().align_mask if cuda_sdpa else 0
+        autocast = cuda_sdpa and not tracing and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else q.dtype
+        chunk = 0 if tracing or torch.is_grad_enabled() else self.windows_per_call(mask, q.shape[-2], dtype)
+        if chunk:
+            out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+            for w in range(0, mask.shape[0], chunk):
+                part = slice(w * self.num_heads, (w + chunk) * self.num_heads)  # (w heads): windows major
+                bias = align_rows(WindowAttention.attn_bias(self, mask[w : w + chunk], dtype, window_size), align)
+                out[:, part] = self.kernel(q[:, part], k[:, part], v[:, part], bias.contiguous(), explicit, tracing)
+            return out
+        bias = self.folded_bias(mask, dtype, align=align, window_size=window_size)
+        return self.kernel(q, k, v, bias, explicit, tracing)
+
+    def windows_per_call(self, mask: torch.Tensor | None, tokens: int, dtype: torch.dtype) -> int:
+        """Windows per attention call in inference (``SETTINGS.attn_chunk_mib``); 0: all at once."""
+        budget = settings.current().attn_chunk_mib * 2**20
+        if mask is None or not budget:
+            return 0
+        per_window = self.num_heads * tokens * tokens * torch.empty((), dtype=dtype).element_size()
+        windows = max(1, budget // per_window)
+        return windows if windows < mask.shape[0] else 0
+
+    def kernel(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor | None,
+        explicit: bool,
+        tracing: bool,
+    ) -> torch.Tensor:
+        """``softmax(q k^T * scale + bias) v`` on the kernel :meth:`attend` chose."""
+        device = q.device.type
         drop = self.attn_drop if self.training else 0.0
         if explicit and tracing:  # plain functional ops: compilers and exporters fuse them themselves
             attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale

@@ -34,6 +34,9 @@ class AccelSettings:
     # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd
     # pages, faulted in again on every step
     mlp_chunk_mib: int = 24
+    # inference runs window attention a few windows at a time where the position bias plus shift mask of all
+    # windows (one N x N map per window and head) would exceed this many MiB (0: never split)
+    attn_chunk_mib: int = 16
     # window attention kernel: "auto" (per device, see accel/attention.py), "sdpa" or "explicit"
     attention: str = "auto"
     # CUDA SDPA gets the folded bias as a view with rows padded to a multiple of this (0: unaligned)
