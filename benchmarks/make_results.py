@@ -749,7 +749,8 @@ def ndim_body(name: str, d: dict) -> list[str]:
         "## Findings (computed from the JSON report)",
         "",
         "float32 inference, `torch.inference_mode`, the same weights in both (norm weights drawn around 1); the two "
-        f"models of a pair timed round-robin in one process. The run took {minutes(d['wall_s'])}.",
+        "models of a pair (and hiermlp with a lever off, where the report has it) timed round-robin in one process. "
+        f"The run took {minutes(d['wall_s'])}.",
         "",
     ]
     for family, r in d["pairs"].items():
@@ -766,6 +767,13 @@ def ndim_body(name: str, d: dict) -> list[str]:
             )
             + f"; max |diff| / max |logit| {r['max_rel_diff']:.1e}"
         )
+        if "unsplit" in r:
+            u = r["unsplit"]
+            lines.append(
+                f"  - without window-chunked attention (`attn_chunk_mib=0`): {u['median_s']:.2f} s "
+                f"(the lever pays {u['median_s'] / h['median_s']:.2f}x), peak memory {u['peak_mb']:.0f} MiB first, "
+                f"{u['later_peak_mb']:.0f} later"
+            )
     lines += [
         "",
         "## How to read it",

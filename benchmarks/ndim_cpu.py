@@ -17,6 +17,7 @@ Measure on a quiet machine (the report records the load average at start and end
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hiermlp
+from hiermlp.accel.settings import AccelSettings
 from hiermlp.bench.env import environment, finish_environment, format_environment, set_threads
 from hiermlp.bench.memory import read_status_kb, reset_peak_rss
 from hiermlp.bench.timing import Timed, round_robin
@@ -52,7 +54,7 @@ def build(family: str, impl: str, seed: int = 0) -> torch.nn.Module:
                 p.normal_(1.0, 0.1)
     if impl == "reference":
         return ref
-    model = hiermlp.create_model(name).eval()
+    model = hiermlp.create_model(name).eval()  # "hiermlp" and UNSPLIT: the same model, run under other settings
     hiermlp.load_checkpoint(model, ref.state_dict())
     return model
 
@@ -78,6 +80,14 @@ def peak_memory(family: str, impl: str, args: argparse.Namespace) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+# hiermlp with the window-chunked attention lever off (SETTINGS.attn_chunk_mib=0): what the lever pays
+UNSPLIT = "hiermlp, attn_chunk_mib=0"
+
+
+def settings_of(impl: str) -> contextlib.AbstractContextManager:
+    return hiermlp.accel.override(attn_chunk_mib=0) if impl == UNSPLIT else contextlib.nullcontext()
+
+
 def child(spec: dict) -> None:
     args = argparse.Namespace(**spec)
     model = build(spec["family"], spec["impl"])
@@ -87,7 +97,7 @@ def child(spec: dict) -> None:
         base = read_status_kb("VmRSS") * 1024
         if not reset_peak_rss():
             raise SystemExit("cannot reset the peak RSS here (needs Linux /proc/self/clear_refs)")
-        with torch.inference_mode():
+        with torch.inference_mode(), settings_of(spec["impl"]):
             model(x)
         peaks.append((read_status_kb("VmHWM") * 1024 - base) / 2**20)
     print(json.dumps(dict(peak_mb=peaks[0], later_peak_mb=peaks[1])), flush=True)
@@ -102,16 +112,15 @@ def measure(family: str, args: argparse.Namespace) -> dict:
     if family == "video_swin_t" and not rel <= 1e-5:
         raise SystemExit(f"{family}: hiermlp's logits differ from torchvision's by {rel:.3g} of the largest")
 
-    def infer(model: torch.nn.Module):
+    def infer(model: torch.nn.Module, impl: str):
         def run() -> torch.Tensor:
-            with torch.inference_mode():
+            with torch.inference_mode(), settings_of(impl):
                 return model(x)
 
         return run
 
-    tasks = [
-        Timed(key=(k,), fn=infer(m), device="cpu", items=args.batch) for k, m in (("reference", ref), ("hiermlp", ours))
-    ]
+    impls = (("reference", ref), ("hiermlp", ours), (UNSPLIT, ours))
+    tasks = [Timed(key=(k,), fn=infer(m, k), device="cpu", items=args.batch) for k, m in impls]
     round_robin(tasks, repeats=args.repeats, warmup=args.warmup, min_sample_s=0.2)
     rows = {}
     for t in tasks:
@@ -124,6 +133,7 @@ def measure(family: str, args: argparse.Namespace) -> dict:
         max_rel_diff=rel,
         reference=rows["reference"],
         hiermlp=rows["hiermlp"],
+        unsplit=rows[UNSPLIT],
         speedup=rows["reference"]["median_s"] / rows["hiermlp"]["median_s"],
     )
 
@@ -136,7 +146,8 @@ def render(report: dict) -> str:
         "",
         format_environment(report["env"]),
         "",
-        "float32, `torch.inference_mode`, same weights; both models of a pair timed round-robin in one process, "
+        "float32, `torch.inference_mode`, same weights; both models of a pair (and hiermlp with the lever below off) "
+        "timed round-robin in one process, "
         "medians [quartiles]; peak memory: peak-RSS growth of the first forward in a fresh process, then of a "
         "later one.",
         "",
@@ -154,6 +165,20 @@ def render(report: dict) -> str:
             f"| {family} | {tuple(r['input'])} | {r['params']:,} | {cell(o)} | {cell(h)} | **{r['speedup']:.2f}x** | "
             f"{o['peak_mb']:.0f} -> {h['peak_mb']:.0f} | {o['later_peak_mb']:.0f} -> {h['later_peak_mb']:.0f} | "
             f"{r['max_rel_diff']:.1e} |"
+        )
+    lines += [
+        "",
+        f"The window-chunked attention lever (`attn_chunk_mib`, default {AccelSettings().attn_chunk_mib}): hiermlp "
+        "with it off, timed in the same rounds.",
+        "",
+        "| pair | hiermlp s, lever off | lever's gain | peak MiB lever off, first | later |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for family, r in report["pairs"].items():
+        h, u = r["hiermlp"], r["unsplit"]
+        lines.append(
+            f"| {family} | {cell(u)} | {u['median_s'] / h['median_s']:.2f}x | {u['peak_mb']:.0f} | "
+            f"{u['later_peak_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
