@@ -139,7 +139,7 @@ class FastAttentionMixin:
         budget = settings.current().attn_chunk_mib * 2**20
         if mask is None or not budget:
             return 0
-        per_window = self.num_heads * tokens * tokens * torch.empty((), dtype=dtype).element_size()
+        per_window = self.num_heads * tokens * tokens * dtype.itemsize
         windows = max(1, budget // per_window)
         return windows if windows < mask.shape[0] else 0
 

@@ -298,7 +298,7 @@ def _clip_datasets(cfg: TrainConfig) -> tuple[SeededDataset, Any, int]:
     dc = resolve_data_config(cfg)
     norm = {"mean": dc["mean"][0], "std": dc["std"][0]}
     kind = ClipSceneDataset if cfg.data == "clip_scenes" else ClipDataset
-    size = dict(root=cfg.data_root, size=cfg.img_size)  # the same items on a larger canvas: img_size > 32
+    size = dict(root=cfg.data_root, size=cfg.img_size)  # img_size > 32: the same generator on a larger canvas
     train_ds = kind(load_clips(cfg.train_split, **size), **norm)
     test_ds = kind(load_clips(_test_split(cfg), **size), **norm)
     return SeededDataset(train_ds, seed=cfg.seed), test_ds, cfg.num_classes or len(train_ds.classes)
