@@ -154,3 +154,42 @@ def test_bf16_conv3d_gradients_equal_float32_on_maps_shorter_than_the_kernel(fra
         out.backward(g.bfloat16())
         for p, r in zip(conv.parameters(), ref):
             assert ((p.grad - r).abs().max() / r.abs().max()).item() < 0.02
+
+
+def test_gradients_are_monais():
+    """The decoder's in-place activations and residual sums (MONAI's own) keep autograd right: the input's and
+    the decoder's weight gradients equal MONAI's (float64, training mode)."""
+    torch.manual_seed(0)
+    kw, size = CASES[0]
+    ref, hier = pair(in_channels=1, out_channels=3, **kw)
+    ref, hier = ref.double().train(), hier.double().train()
+    x = torch.randn(size, dtype=torch.float64)
+    w = torch.randn(size[0], 3, *size[2:], dtype=torch.float64)
+    grads = []
+    for model in (hier, ref):
+        xi = x.clone().requires_grad_()
+        (model(xi) * w).sum().backward()
+        grads.append((xi.grad, {n: p.grad for n, p in model.named_parameters() if not n.startswith("swinViT")}))
+    (gx, gp), (rx, rp) = grads
+    assert rel(gx, rx) < 1e-10
+    assert gp.keys() == rp.keys() and len(gp) > 30
+    for name in gp:
+        assert rel(gp[name], rp[name]) < 1e-10, name
+
+
+def test_decoder_frees_each_upsampled_map_before_its_conv_block():
+    """At full resolution one map is large (96^3 x 48 channels is 170 MB): an up block that kept its upsampled
+    map alive through its conv block peaked that much above MONAI's. The map must be gone (only the
+    concatenation holds its values) when the conv block starts."""
+    import weakref
+
+    model = SwinUNETR(in_chans=1, num_classes=2, feature_size=12, window_size=2, num_heads=(1, 2, 4, 8)).eval()
+    alive = []
+    for name in ("decoder1", "decoder2", "decoder5"):
+        block = getattr(model, name)
+        ref = {}
+        block.transp_conv.register_forward_hook(lambda m, i, out, ref=ref: ref.update(up=weakref.ref(out)))
+        block.conv_block.register_forward_pre_hook(lambda m, i, ref=ref: alive.append(ref["up"]() is not None))
+    with torch.no_grad():
+        model(torch.randn(1, 1, 64, 32, 32))
+    assert alive == [False, False, False]

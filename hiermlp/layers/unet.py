@@ -3,6 +3,10 @@
 Names follow MONAI's modules (``layer.conv1.conv.weight``, ``transp_conv.conv.weight``, ``conv_block.*``,
 ``conv.conv.*``) so that SwinUNETR checkpoints load by renaming the encoder only. Norms are instance norms
 without affine parameters (MONAI's ``norm_name="instance"``), activations LeakyReLU(0.01).
+
+Activations and the residual sum run in place and each block lets go of its upsampled map before the next
+convolution, as MONAI's blocks do: at full resolution every map is large (96^3 x 48 channels is 170 MB), and
+one extra map alive at the decoder's last block is that much more peak memory than MONAI's.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class UnetResBlock(nn.Module):
         norm = INSTANCE_NORM[_dims(spatial_dims)]
         self.conv1 = ConvLayer(**conv, in_channels=in_channels, kernel_size=kernel_size)
         self.conv2 = ConvLayer(**conv, in_channels=out_channels, kernel_size=kernel_size)
-        self.lrelu = nn.LeakyReLU(0.01)
+        self.lrelu = nn.LeakyReLU(0.01, inplace=True)
         self.norm1 = norm(out_channels)
         self.norm2 = norm(out_channels)
         self.shortcut = in_channels != out_channels
@@ -71,8 +75,8 @@ class UnetResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.norm2(self.conv2(self.lrelu(self.norm1(self.conv1(x)))))
-        residual = self.norm3(self.conv3(x)) if self.shortcut else x
-        return self.lrelu(out + residual)
+        out += self.norm3(self.conv3(x)) if self.shortcut else x
+        return self.lrelu(out)
 
 
 class UnetrBasicBlock(nn.Module):
@@ -111,8 +115,9 @@ class UnetrUpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.transp_conv(x)
-        up = up[(slice(None), slice(None), *(slice(None, s) for s in skip.shape[2:]))]
-        return self.conv_block(torch.cat((up, skip), dim=1))
+        # one name for both maps, so that the upsampled one is freed once concatenated
+        up = torch.cat((up[(slice(None), slice(None), *(slice(None, s) for s in skip.shape[2:]))], skip), dim=1)
+        return self.conv_block(up)
 
 
 class UnetOutBlock(nn.Module):
