@@ -192,6 +192,31 @@ def test_geometry_cache_is_bounded_over_many_sizes():
     assert cached_window_mask.cache_info().currsize == GEOMETRY_CACHE_SIZE
 
 
+def test_geometry_cache_keeps_no_entry_above_its_byte_bound():
+    """A mask larger than GEOMETRY_ENTRY_MAX_BYTES (huge 3-D windows: SwinUNETR's first stage at 96^3 has 40 MB
+    masks) is built for its call and not kept, so the entry bound is also a memory bound; the LRU keeps the
+    entries used last."""
+    from hiermlp.ops import GEOMETRY_ENTRY_MAX_BYTES, window_mask
+
+    cached_window_mask.cache_clear()
+    big = ((49, 49, 49), (7, 7, 7), (3, 3, 3), (48, 48, 48))  # 343 windows x 343 x 343 bool = 40 MB
+    first = cached_window_mask(*big, device="cpu")
+    assert first.nbytes > GEOMETRY_ENTRY_MAX_BYTES and cached_window_mask.cache_info().currsize == 0
+    again = cached_window_mask(*big, device="cpu")
+    assert again is not first and torch.equal(again, window_mask(*big))
+    small = ((8, 8), (4, 4), (2, 2))
+    kept = cached_window_mask(*small, device="cpu")
+    assert cached_window_mask(*small, device="cpu") is kept
+    for i in range(GEOMETRY_CACHE_SIZE - 1):  # fill the cache, touching the first entry halfway
+        cached_window_mask((12 + 4 * i, 8), (4, 4), (2, 2), device="cpu")
+        if i == GEOMETRY_CACHE_SIZE // 2:
+            assert cached_window_mask(*small, device="cpu") is kept
+    cached_window_mask((4, 4), (4, 4), (0, 0), device="cpu")  # one more: evicts the least recently used
+    assert cached_window_mask(*small, device="cpu") is kept
+    assert cached_window_mask.cache_info().currsize == GEOMETRY_CACHE_SIZE
+    cached_window_mask.cache_clear()
+
+
 def test_parameter_cache_is_bounded_per_module():
     attn = randomize_(accel.FastWindowAttention(8, window_size=(4, 4), num_heads=2)).eval()
     for n in range(20):
@@ -512,3 +537,69 @@ def test_an_edit_of_the_plain_block_holds_on_the_fast_path(monkeypatch):
             got = block(x)
     assert (ref - before).abs().max() > 1e-3  # the edit changes the function
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+CL3 = torch.channels_last_3d
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("shape,offset", [((2, 8, 5, 6, 7), 0.0), ((1, 8, 40, 40, 40), 5.0), ((1, 16, 3, 3, 3), 1.0)])
+def test_instance_norm_on_channels_last_maps_equals_channels_first(shape, offset, affine):
+    """The NDHWC instance norm of the speed layer (SwinUNETR's decoder) equals torch's channels-first kernel in
+    value and gradient; at 64,000 voxels a one-pass float32 sum (torch's channels-last group norm) misses by 1e-4."""
+    torch.manual_seed(0)
+    plain = nn.InstanceNorm3d(shape[1], affine=affine)
+    if affine:
+        with torch.no_grad():
+            plain.weight.normal_(1.0, 0.2), plain.bias.normal_(0.0, 0.2)
+    norm = accel.accelerate(copy.deepcopy(plain))
+    assert type(norm) is accel.FastInstanceNorm3d
+    x = (2 * torch.randn(shape) + offset).contiguous(memory_format=CL3).requires_grad_()
+    got = norm(x)
+    assert got.is_contiguous(memory_format=CL3) and not got.is_contiguous()  # the NDHWC path ran
+    want = plain(x.detach().contiguous().requires_grad_())
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
+    g = torch.randn(shape)
+    grads = torch.autograd.grad(got, [x, *norm.parameters()], g)
+    x2 = x.detach().contiguous().requires_grad_()
+    want_grads = torch.autograd.grad(plain(x2), [x2, *plain.parameters()], g)
+    for a, b in zip(grads, want_grads):  # the affine gradients sum 64,000 products: float32 rounding at 1e-5
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad(), accel.override(conv_channels_last=False):
+        assert norm(x).is_contiguous()  # the lever off: torch's kernel, its layout
+
+
+def _decoder_layouts(model: nn.Module) -> list[bool]:
+    """Whether each up block's output map is NDHWC, recorded by hooks on the next forward."""
+    seen = []
+    for name in ("decoder5", "decoder4", "decoder3", "decoder2", "decoder1"):
+        getattr(model, name).register_forward_hook(lambda m, i, out: seen.append(out.is_contiguous(memory_format=CL3)))
+    return seen
+
+
+def test_swin_unetr_channels_last_decoder_equals_plain():
+    """SwinUNETR's decoder on NDHWC maps (conv_channels_last) computes the plain modules' function: float64
+    logits and gradients to 1e-10, float32 logits to float32 rounding amplified by the instance norms."""
+    from hiermlp.models.swin_unetr import SwinUNETR
+
+    torch.manual_seed(0)
+    plain = randomize_(SwinUNETR(in_chans=1, num_classes=3, feature_size=12, window_size=2, num_heads=(1, 2, 4, 8)))
+    model = accel.accelerate(copy.deepcopy(plain))
+    x = torch.randn(2, 1, 64, 32, 40)
+    layouts = _decoder_layouts(model)
+    with torch.no_grad():
+        got, want = model.eval()(x), plain.eval()(x)
+        assert layouts == [True] * 5  # the lever acted on every up block
+        assert ((got - want).abs().max() / want.abs().max()).item() < 1e-4
+        layouts.clear()
+        with accel.override(conv_channels_last=False):
+            torch.testing.assert_close(model(x), want, rtol=0, atol=0)
+        assert layouts == [False] * 5
+    model, plain, x = model.double().train(), plain.double().train(), x.double().requires_grad_()
+    got = model(x)
+    want = plain(x)
+    assert ((got - want).abs().max() / want.abs().max()).item() < 1e-10
+    g = torch.randn_like(got)
+    grads = torch.autograd.grad(got, [x, *model.parameters()], g)
+    for a, b in zip(grads, torch.autograd.grad(want, [x, *plain.parameters()], g)):
+        assert ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() < 1e-8

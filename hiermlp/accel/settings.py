@@ -37,6 +37,9 @@ class AccelSettings:
     # inference runs window attention a few windows at a time where the position bias plus shift mask of all
     # windows (one N x N map per window and head) would exceed this many MiB (0: never split)
     attn_chunk_mib: int = 16
+    # CPU 3-D convolutions of UNETR's blocks (SwinUNETR's decoder) run on channels-last maps (NDHWC), oneDNN's
+    # own layout, with instance norms that keep it (accel/volume.py)
+    conv_channels_last: bool = True
     # window attention kernel: "auto" (per device, see accel/attention.py), "sdpa" or "explicit"
     attention: str = "auto"
     # CUDA SDPA gets the folded bias as a view with rows padded to a multiple of this (0: unaligned)
