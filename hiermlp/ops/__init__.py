@@ -1,6 +1,6 @@
 """Pure tensor functions for window geometry: no state, no modules, no runtime switches."""
 
-from hiermlp.ops.cache import GEOMETRY_CACHE_SIZE, cache_context, geometry_cache
+from hiermlp.ops.cache import GEOMETRY_CACHE_SIZE, GEOMETRY_ENTRY_MAX_BYTES, cache_context, geometry_cache
 from hiermlp.ops.window import (
     AXES,
     actual_window,
@@ -28,6 +28,7 @@ from hiermlp.ops.window import (
 __all__ = [
     "AXES",
     "GEOMETRY_CACHE_SIZE",
+    "GEOMETRY_ENTRY_MAX_BYTES",
     "actual_window",
     "axis_names",
     "cache_context",
