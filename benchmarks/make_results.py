@@ -743,6 +743,10 @@ def literature_body(name: str, d: dict) -> list[str]:
     return lines
 
 
+# the speed-layer levers ndim_cpu times switched off, by their setting
+LEVER_NAMES = {"attn_chunk_mib=0": "window-chunked attention", "conv_channels_last=0": "the channels-last decoder"}
+
+
 def ndim_body(name: str, d: dict) -> list[str]:
     targets = {"video_swin_t": "torchvision's `swin3d_t`", "swin_unetr_base": "MONAI's `SwinUNETR` (feature 48)"}
     lines = [
@@ -767,10 +771,9 @@ def ndim_body(name: str, d: dict) -> list[str]:
             )
             + f"; max |diff| / max |logit| {r['max_rel_diff']:.1e}"
         )
-        if "unsplit" in r:
-            u = r["unsplit"]
+        for lever, u in r.get("levers", {}).items():
             lines.append(
-                f"  - without window-chunked attention (`attn_chunk_mib=0`): {u['median_s']:.2f} s "
+                f"  - without {LEVER_NAMES.get(lever, lever)} (`{lever}`): {u['median_s']:.2f} s "
                 f"(the lever pays {u['median_s'] / h['median_s']:.2f}x), peak memory {u['peak_mb']:.0f} MiB first, "
                 f"{u['later_peak_mb']:.0f} later"
             )
@@ -784,6 +787,37 @@ def ndim_body(name: str, d: dict) -> list[str]:
         "- At 96^3 SwinUNETR's first stage (48^3 tokens) is no multiple of the 7^3 window: MONAI lets real tokens "
         "attend to the window padding, hiermlp masks it (docs/ndim.md), so its logit difference there is that "
         "semantic difference; tests/test_swin_unetr.py checks equality where MONAI pads correctly.",
+    ]
+    return lines
+
+
+def twod_body(name: str, d: dict) -> list[str]:
+    lines = [
+        "## Findings (computed from the JSON report)",
+        "",
+        f"float32 inference at batch {d['batch']}, the same parameters in both trees (drawn once, norms around 1); "
+        f"{d['rounds']} rounds, each a fresh process per tree in ABBA order, {d['repeats']} forwards each; a ratio "
+        f"is the base's time over the current one's (> 1: now faster), the median of the rounds' ratios. The run "
+        f"took {minutes(d['wall_s'])}. Base `{d['base'][:10]}`, current `{d['head'][:10]}`"
+        + (d["head"][40:] if len(d["head"]) > 40 else "")
+        + ".",
+        "",
+    ]
+    for r in d["rows"]:
+        rounds = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        lines.append(
+            f"- `{r['model']}` at {r['img_size']}, `HIERMLP_ACCEL={r['accel']}`: base {r['base_s']:.3f} s, now "
+            f"{r['head_s']:.3f} s per forward: **{r['ratio']:.2f}x** (rounds: {rounds}); logits "
+            + ("bit-identical in every round" if r["bit_identical"] else "**not** bit-identical")
+        )
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- Both trees run with the same speed-layer settings pinned, so the pair differs by the commits' code "
+        "alone (the later commits also chose the GEMM path per machine by default, which this pinning leaves out).",
+        "- Fresh processes on a shared machine: the rounds' spread is the noise; a ratio within it of 1.00 is "
+        "'no slower'.",
     ]
     return lines
 
@@ -937,6 +971,14 @@ PAGES: dict[str, Page] = {
         "literature.json",
         "literature.md",
         literature_body,
+    ),
+    "twod_cpu": Page(
+        "The 2-D models before the N-D work and now (CPU)",
+        "Swin-T and Swin-MLP-T/C24 inference at the last commit before the N-D geometry and at the current one, "
+        "paired fresh processes, the same weights and GEMM path; whether the logits are the same bits",
+        "pair.json",
+        "pair.md",
+        twod_body,
     ),
     "cache_rss": Page(
         "Cache memory over many input sizes (CPU)",
