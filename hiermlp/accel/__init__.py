@@ -2,20 +2,20 @@
 
 :func:`accelerate` swaps the class of every plain module that has a fast twin (``nn.Linear`` -> :class:`FastLinear`,
 timm ``Mlp`` -> :class:`FastMlp`, ``WindowAttention`` -> :class:`FastWindowAttention`, ``HierBlock`` ->
-:class:`FastHierBlock`, ``HierStage`` -> :class:`FastHierStage`, ``ConvCL`` -> :class:`FastConvCL`, hiermlp's
-``Conv3d``, ``nn.ConvTranspose3d`` and ``nn.InstanceNorm3d`` -> their channels-last twins :class:`FastConv3d`,
-:class:`FastConvTranspose3d`, :class:`FastInstanceNorm3d`); parameters, buffers, state-dict keys and hooks stay as
-they are. The twin of a hiermlp module overrides a narrow step of its plain class (the block's channel-MLP residual,
-the stage's loop over its blocks, the attention kernel, the convolution), never the forward that composes them, so a
-change to a plain module holds on both paths; torch's and timm's modules (``nn.Linear``, ``Mlp``,
-``nn.ConvTranspose3d``, ``nn.InstanceNorm3d``), which have no such steps, get a forward of their own. Only modules
-of exactly those classes are swapped, so a subclass, a wrapped or a replaced module (LoRA, quantisation) keeps its
-own forward. :func:`plain` swaps back. ``hiermlp.create_model`` accelerates the models it builds unless
-``SETTINGS.enabled`` is off (``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one, forward and
-backward (tests/test_fast_paths.py, tests/test_linear.py). Each lever is kept only where a measurement shows it pays
-(benchmarks/perf_cpu.py, benchmarks/perf_gpu.py). Nothing runs at import: the oneDNN probe and the machine profile
-(:mod:`hiermlp.accel.machine`: which float32 GEMM path is fastest here) run on first use. :func:`compile_model` is
-``torch.compile`` with static sizes and the batch marked dynamic.
+:class:`FastHierBlock`, ``HierStage`` -> :class:`FastHierStage`, ``ConvCL`` -> :class:`FastConvCL`, UNETR's
+``UnetConv3d``, ``nn.ConvTranspose3d`` and ``nn.InstanceNorm3d`` -> their channels-last twins
+:class:`FastUnetConv3d`, :class:`FastConvTranspose3d`, :class:`FastInstanceNorm3d`); parameters, buffers, state-dict
+keys and hooks stay as they are. The twin of a hiermlp module overrides a narrow step of its plain class (the
+block's channel-MLP residual, the stage's loop over its blocks, the attention kernel, the convolution), never the
+forward that composes them, so a change to a plain module holds on both paths; torch's and timm's modules
+(``nn.Linear``, ``Mlp``, ``nn.ConvTranspose3d``, ``nn.InstanceNorm3d``), which have no such steps, get a forward of
+their own. Only modules of exactly those classes are swapped, so a subclass, a wrapped or a replaced module (LoRA,
+quantisation) keeps its own forward. :func:`plain` swaps back. ``hiermlp.create_model`` accelerates the models it
+builds unless ``SETTINGS.enabled`` is off (``HIERMLP_ACCEL=0``). Every fast path is tested equal to the plain one,
+forward and backward (tests/test_fast_paths.py, tests/test_linear.py). Each lever is kept only where a measurement
+shows it pays (benchmarks/perf_cpu.py, benchmarks/perf_gpu.py). Nothing runs at import: the oneDNN probe and the
+machine profile (:mod:`hiermlp.accel.machine`: which float32 GEMM path is fastest here) run on first use.
+:func:`compile_model` is ``torch.compile`` with static sizes and the batch marked dynamic.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from hiermlp.accel.compiling import compile_model
 from hiermlp.accel.conv import FastConvCL
 from hiermlp.accel.linear import FastLinear, FastMlp, onednn_available, onednn_enabled
 from hiermlp.accel.settings import AccelSettings, override
-from hiermlp.accel.volume import FastConv3d, FastConvTranspose3d, FastInstanceNorm3d
+from hiermlp.accel.volume import FastConvTranspose3d, FastInstanceNorm3d, FastUnetConv3d
 from hiermlp.layers import ConvCL
-from hiermlp.layers.conv import Conv3d
+from hiermlp.layers.unet import UnetConv3d
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
 from hiermlp.models.block import HierBlock
@@ -47,7 +47,7 @@ FAST: dict[type[nn.Module], type[nn.Module]] = {
     HierBlock: FastHierBlock,
     HierStage: FastHierStage,
     ConvCL: FastConvCL,
-    Conv3d: FastConv3d,
+    UnetConv3d: FastUnetConv3d,
     nn.ConvTranspose3d: FastConvTranspose3d,
     nn.InstanceNorm3d: FastInstanceNorm3d,
 }
@@ -97,7 +97,6 @@ __all__ = [
     "FAST",
     "PLAIN",
     "AccelSettings",
-    "FastConv3d",
     "FastConvCL",
     "FastConvTranspose3d",
     "FastGlobalAttention",
@@ -106,6 +105,7 @@ __all__ = [
     "FastInstanceNorm3d",
     "FastLinear",
     "FastMlp",
+    "FastUnetConv3d",
     "FastWindowAttention",
     "accelerate",
     "compile_model",

@@ -3,8 +3,8 @@
 oneDNN's 3-D convolutions take an NDHWC map directly; a channels-first (NCDHW) one is reordered into oneDNN's
 blocked layout and back on every call, and a transposed convolution's NCDHW result is copied once more. SwinUNETR's
 decoder at full resolution (96^3 x 48 channels) is dominated by these convolutions (benchmarks/results/ndim_cpu).
-:class:`FastConv3d` and :class:`FastConvTranspose3d` take an NDHWC copy of a channels-first input; every result is
-then NDHWC, and the maps between the blocks (norms, activations, sums, concatenations) keep it.
+:class:`FastUnetConv3d` and :class:`FastConvTranspose3d` take an NDHWC copy of a channels-first input; every result
+is then NDHWC, and the maps between the blocks (norms, activations, sums, concatenations) keep it.
 
 torch's CPU instance norm on an NDHWC map is slow, and its group norm (the same function with one group per
 channel) sums in one float32 pass there, which at 96^3 voxels is off by 1e-3 of the result.
@@ -22,7 +22,7 @@ from torch import nn
 
 from hiermlp.accel import settings
 from hiermlp.accel.trace import is_fx_tracing, is_tracing
-from hiermlp.layers.conv import Conv3d
+from hiermlp.layers.unet import UnetConv3d
 
 CL = torch.channels_last_3d
 
@@ -39,8 +39,8 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class FastConv3d(Conv3d):
-    """hiermlp's :class:`~hiermlp.layers.conv.Conv3d` (UNETR's blocks, 3-D decode heads) on an NDHWC map."""
+class FastUnetConv3d(UnetConv3d):
+    """UNETR's :class:`~hiermlp.layers.unet.UnetConv3d` on an NDHWC map."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return super()._conv_forward(_channels_last(x), weight, bias)

@@ -17,7 +17,13 @@ from torch import nn
 from hiermlp.errors import ConfigError
 from hiermlp.layers.conv import Conv3d
 
-CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: Conv3d}  # Conv3d: float32 where torch's bf16 kernel is wrong
+
+class UnetConv3d(Conv3d):
+    """The 3-D convolution of UNETR's blocks: hiermlp's :class:`~hiermlp.layers.conv.Conv3d`, under a class of
+    its own so that the speed layer's channels-last lever (measured on SwinUNETR's decoder) acts here alone."""
+
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: UnetConv3d}  # Conv3d: float64 where torch's bf16 kernel is wrong
 CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 

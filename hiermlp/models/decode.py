@@ -23,7 +23,7 @@ from hiermlp.layers.conv import Conv3d
 
 __all__ = ["PPM", "ConvModule", "FCNHead", "FPNHead", "FPNNeck", "UPerHead", "resize"]
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: Conv3d}  # Conv3d: float32 where torch's bf16 kernel is wrong
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: Conv3d}  # Conv3d: float64 where torch's bf16 kernel is wrong
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
