@@ -1,15 +1,16 @@
-"""The 2-D models at an earlier commit and now: same weights, same GEMM path, paired fresh processes (CPU).
+"""The 2-D models at an earlier commit and now: same weights, same GEMM path, round-robin in one process (CPU).
 
 The N-D issue asks the 2-D path to stay bit-identical and no slower than before the N-D work. This script
 exports both commits' trees (``git archive``; the working tree's uncommitted edits are not timed) to a temporary
-directory and times inference of each model in both, alternating fresh processes in ABBA order (so slow drift of
-a shared machine hits both), each building the model with the same state dict (written once by the base tree)
-and the same input. Each process reports the median of its forwards and a digest of its logits: equal digests
-mean the two commits compute the same bits. A ratio is base time / current time (> 1: the current tree is
-faster), the median over rounds of the rounds' own ratios.
+directory. Each round is a fresh process that imports hiermlp from one tree, builds the model, drops those
+modules and imports the other tree's (the two models keep their own code), loads the same parameters into both
+(drawn once, kept in a file) and times them round-robin on the same input, alternating which goes first, as
+every pair in benchmarks/ is timed; rounds alternate which tree is imported first. A ratio is base time /
+current time (> 1: the current tree is faster), the median over rounds of the rounds' own ratios. Each round
+also compares a digest of the two models' logits: equal digests mean the two commits compute the same bits.
 
-The speed-layer settings are pinned through ``HIERMLP_ACCEL`` in both trees (by default each float32 GEMM
-path in turn), so the pair differs only by the commits' code:
+The speed-layer settings are pinned through ``HIERMLP_ACCEL`` (by default each float32 GEMM path in turn), so
+the pair differs only by the commits' code:
 
     python benchmarks/commit_pair.py --base 5571825 --out benchmarks/results/twod_cpu
 """
@@ -29,36 +30,47 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# the child: runs in a fresh interpreter with one tree first on sys.path
+# the child: a fresh interpreter that imports both trees in turn (each import of ``hiermlp`` gets its own module
+# objects: the first tree's are dropped from sys.modules before the second's load), builds the model from each
+# with the shared parameters, and times the two round-robin, alternating which goes first
 CHILD = r"""
-import hashlib, json, sys, time
-tree, name, size, batch, repeats, threads, weights = sys.argv[1:8]
-sys.path.insert(0, tree)
+import hashlib, json, sys, time, warnings
+first, second, name, size, batch, repeats, threads, weights = sys.argv[1:9]
 import torch
 torch.set_num_threads(int(threads))
-import hiermlp
-assert hiermlp.__file__.startswith(tree), (hiermlp.__file__, tree)
-model = hiermlp.create_model(name).eval()
-try:
-    state = torch.load(weights, weights_only=True)
-except FileNotFoundError:  # the first process draws the parameters (norm weights around 1) for both trees
-    with torch.no_grad():
-        state = {k: p.normal_(1.0 if k.endswith("weight") and p.ndim == 1 else 0.0, 0.02)
-                 for k, p in model.named_parameters()}
-    torch.save(state, weights)
-missing, unexpected = model.load_state_dict(state, strict=False)
-params = dict(model.named_parameters())
-assert not unexpected and not any(k in params for k in missing), (missing, unexpected)
+warnings.filterwarnings("ignore")  # timm warns when the second tree registers the same model names
+models = {}
+for tree in (first, second):
+    for mod in [m for m in sys.modules if m == "hiermlp" or m.startswith("hiermlp.")]:
+        del sys.modules[mod]
+    sys.path.insert(0, tree)
+    import hiermlp
+    assert hiermlp.__file__.startswith(tree), (hiermlp.__file__, tree)
+    model = hiermlp.create_model(name).eval()
+    sys.path.remove(tree)
+    try:
+        state = torch.load(weights, weights_only=True)
+    except FileNotFoundError:  # the first model drawn draws the parameters (norm weights around 1) for all
+        with torch.no_grad():
+            state = {k: p.normal_(1.0 if k.endswith("weight") and p.ndim == 1 else 0.0, 0.02)
+                     for k, p in model.named_parameters()}
+        torch.save(state, weights)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters())
+    assert not unexpected and not any(k in params for k in missing), (missing, unexpected)
+    models[tree] = model
 x = torch.randn(int(batch), 3, int(size), int(size), generator=torch.Generator().manual_seed(1))
-times = []
+times, digests = {t: [] for t in models}, {}
 with torch.inference_mode():
-    y = model(x)
-    for _ in range(int(repeats)):
-        t = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t)
-times.sort()
-print(json.dumps(dict(median_s=times[len(times) // 2], digest=hashlib.sha256(y.numpy().tobytes()).hexdigest())))
+    for tree, model in models.items():
+        digests[tree] = hashlib.sha256(model(x).numpy().tobytes()).hexdigest()
+    for r in range(int(repeats)):
+        for tree in (first, second) if r % 2 == 0 else (second, first):
+            t = time.perf_counter()
+            models[tree](x)
+            times[tree].append(time.perf_counter() - t)
+med = {t: sorted(v)[len(v) // 2] for t, v in times.items()}
+print(json.dumps({t: dict(median_s=med[t], digest=digests[t]) for t in models}))
 """
 
 MODELS = {"swin_tiny_patch4_window7_224": 224, "swin_mlp_tiny_c24_patch4_window8_256": 256}
@@ -72,24 +84,30 @@ def export_tree(rev: str, into: Path) -> str:
     return commit.stdout.strip()
 
 
-def run_child(tree: Path, model: str, args: argparse.Namespace, accel: str, weights: Path) -> dict:
-    env = dict(os.environ, HIERMLP_ACCEL=accel, PYTHONPATH=str(tree))
-    argv = [str(tree), model, str(MODELS[model]), str(args.batch), str(args.repeats), str(args.threads), str(weights)]
+def run_child(first: Path, second: Path, model: str, args: argparse.Namespace, accel: str, weights: Path) -> dict:
+    env = dict(os.environ, HIERMLP_ACCEL=accel)
+    env.pop("PYTHONPATH", None)
+    argv = [str(first), str(second), model, str(MODELS[model]), str(args.batch), str(args.repeats)]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *argv], env=env, cwd=tree, capture_output=True, text=True, check=False
+        [sys.executable, "-c", CHILD, *argv, str(args.threads), str(weights)],
+        env=env,
+        cwd=first.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode:
-        raise SystemExit(f"the child at {tree} failed on {model}:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"the child failed on {model}:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure(base: Path, head: Path, model: str, accel: str, args: argparse.Namespace, tmp: Path) -> dict:
     weights = tmp / f"{model}.pt"
-    run_child(base, model, args, accel, weights)  # writes the shared weights (and warms the file cache)
     rounds = []
     for r in range(args.rounds):
-        order = [("base", base), ("head", head)] if r % 2 == 0 else [("head", head), ("base", base)]
-        res = {side: run_child(tree, model, args, accel, weights) for side, tree in order}
+        first, second = (base, head) if r % 2 == 0 else (head, base)
+        res = run_child(first, second, model, args, accel, weights)
+        res = {"base": res[str(base)], "head": res[str(head)]}
         rounds.append(res)
         print(f"  {model} {accel} round {r + 1}: base/current {res['base']['median_s'] / res['head']['median_s']:.3f}")
     ratios = [x["base"]["median_s"] / x["head"]["median_s"] for x in rounds]
@@ -111,8 +129,8 @@ def render(report: dict) -> str:
         "",
         f"Command: `{report['command']}`; wall time {report['wall_s'] / 60:.1f} min.",
         "",
-        f"Base {report['base']}, current {report['head']}; batch {report['batch']}, {report['rounds']} rounds of "
-        f"fresh processes in ABBA order, {report['repeats']} forwards each.",
+        f"Base {report['base']}, current {report['head']}; batch {report['batch']}, {report['rounds']} rounds (a fresh "
+        f"process each, both models timed round-robin in it), {report['repeats']} forwards per model and round.",
         "",
         "| model | HIERMLP_ACCEL | base s | current s | base / current (median of rounds) | rounds | same bits |",
         "|---|---|---:|---:|---:|---|---|",

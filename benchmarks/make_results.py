@@ -796,11 +796,10 @@ def twod_body(name: str, d: dict) -> list[str]:
         "## Findings (computed from the JSON report)",
         "",
         f"float32 inference at batch {d['batch']}, the same parameters in both trees (drawn once, norms around 1); "
-        f"{d['rounds']} rounds, each a fresh process per tree in ABBA order, {d['repeats']} forwards each; a ratio "
-        f"is the base's time over the current one's (> 1: now faster), the median of the rounds' ratios. The run "
-        f"took {minutes(d['wall_s'])}. Base `{d['base'][:10]}`, current `{d['head'][:10]}`"
-        + (d["head"][40:] if len(d["head"]) > 40 else "")
-        + ".",
+        f"{d['rounds']} rounds, each a fresh process that imports both trees and times the two models round-robin, "
+        f"{d['repeats']} forwards each; a ratio is the base's time over the current one's (> 1: now faster), the "
+        f"median of the rounds' ratios. The run "
+        f"took {minutes(d['wall_s'])}. Base `{d['base'][:10]}`, current `{d['head'][:10]}`.",
         "",
     ]
     for r in d["rows"]:
@@ -816,8 +815,8 @@ def twod_body(name: str, d: dict) -> list[str]:
         "",
         "- Both trees run with the same speed-layer settings pinned, so the pair differs by the commits' code "
         "alone (the later commits also chose the GEMM path per machine by default, which this pinning leaves out).",
-        "- Fresh processes on a shared machine: the rounds' spread is the noise; a ratio within it of 1.00 is "
-        "'no slower'.",
+        "- On a shared machine the rounds' spread is the noise; a ratio within it of 1.00 is 'no slower'. Equal "
+        "digests: the two commits compute the same bits.",
     ]
     return lines
 
