@@ -1,5 +1,7 @@
 """The oneDNN linear path equals F.linear (values and gradients) and falls back wherever it does not apply."""
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -119,8 +121,8 @@ def test_linear_is_an_nn_linear_with_the_same_state_dict():
 
 def test_mlp_matches_timm_mlp_with_the_fused_gelu():
     theirs = timm.layers.Mlp(16, 40).eval()
-    ours = Mlp(16, 40).eval()
-    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours = hiermlp.accel.accelerate(timm.layers.Mlp(16, 40)).eval()  # FastMlp of FastLinears: fc1 + GELU fuse
+    assert type(ours) is Mlp and set(ours.state_dict()) == set(theirs.state_dict())
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 7, 16)
     with torch.no_grad():
@@ -184,3 +186,57 @@ def test_benchmark_reports_say_whether_onednn_is_on():
     with onednn(False):
         text = format_environment(environment())
         assert "hiermlp float32 CPU linears: MKL (F.linear) (pinned (HIERMLP_ACCEL onednn=0))" in text
+
+
+def _kernel_calls(monkeypatch) -> list[tuple[torch.dtype, str]]:
+    """Record (input dtype, activation) of every direct oneDNN kernel call."""
+    import hiermlp.accel.linear as fast
+
+    calls, kernel = [], fast._kernel
+    monkeypatch.setattr(fast, "_kernel", lambda x, w, b, act: calls.append((x.dtype, act)) or kernel(x, w, b, act))
+    return calls
+
+
+def test_timm_gelu_fuses_too(monkeypatch):
+    """HierNet's channel MLPs get timm's GELU class (get_act_layer("gelu")), not nn.GELU: it is the same exact
+    GELU and joins fc1's epilogue in inference as nn.GELU does."""
+    from timm.layers import get_act_layer
+
+    theirs = timm.layers.Mlp(16, 40, act_layer=get_act_layer("gelu")).eval()
+    ours = hiermlp.accel.accelerate(copy.deepcopy(theirs))
+    calls = _kernel_calls(monkeypatch)
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert calls == [(torch.float32, "gelu"), (torch.float32, "none")]
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", embed_dim=16, depths=(1, 1), num_heads=(1, 2))
+    calls.clear()
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 56, 56))
+    assert calls.count((torch.float32, "gelu")) == 2  # one per block's channel MLP
+
+
+def test_bf16_autocast_inference_calls_onednn_with_the_gelu_fused(monkeypatch):
+    """Under CPU bfloat16 autocast, inference calls oneDNN's bfloat16 kernel (the one F.linear reaches) with GELU
+    in the epilogue: bfloat16 results as autocast returns them, as close to float32 as autocast's own path (GELU
+    applied before rounding, not after). The switch, autograd and float64 inputs take autocast's F.linear."""
+    torch.manual_seed(0)
+    theirs = timm.layers.Mlp(64, 256).eval()
+    ours = hiermlp.accel.accelerate(copy.deepcopy(theirs))
+    assert type(ours) is Mlp and type(ours.fc1) is Linear
+    x = torch.randn(4, 49, 64)
+    calls = _kernel_calls(monkeypatch)
+    with torch.no_grad():
+        want = theirs(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, plain = ours(x), theirs(x)
+            assert calls == [(torch.bfloat16, "gelu"), (torch.bfloat16, "none")]
+            assert got.dtype == plain.dtype == torch.bfloat16
+            calls.clear()
+            with override(onednn_bf16=False):
+                assert torch.equal(ours(x), plain) and not calls
+    err, err_plain = (got.float() - want).abs().max(), (plain.float() - want).abs().max()
+    assert err <= 1.5 * err_plain and err < 0.05 * want.abs().max()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x.requires_grad_(True)
+        assert torch.equal(ours(x), theirs(x)) and not calls  # autograd: autocast's own path

@@ -8,6 +8,10 @@ on the machine (MKL runs AVX2 code on AMD CPUs, oneDNN AVX-512; elsewhere MKL ca
 machine profile's decision (:mod:`hiermlp.accel.machine`: timed once per machine and cached) unless
 ``SETTINGS.onednn`` pins it (``HIERMLP_ACCEL=onednn=1`` or ``0``).
 
+Under CPU bfloat16 autocast in inference, where ``F.linear`` runs oneDNN's bfloat16 GEMM, the same kernel is
+called directly (``SETTINGS.onednn_bf16``), so GELU joins the GEMM's epilogue there too and is applied before
+the result is rounded to bfloat16 (autocast's path rounds, then runs GELU on bfloat16 values).
+
 The results equal ``F.linear`` to float32 rounding (a different summation order; tests/test_linear.py checks
 values and gradients). The fast path is taken only where it applies:
 
@@ -31,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
+from timm.layers.activations import GELU as TimmGELU
 from torch import nn
 from torch.utils import flop_counter
 
@@ -121,6 +126,35 @@ def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def _bf16_eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """CPU inference under bfloat16 autocast, where ``F.linear`` would run oneDNN's bfloat16 GEMM anyway: the
+    same kernel called directly takes the activation into its epilogue (``SETTINGS.onednn_bf16``)."""
+    return (
+        settings.current().onednn_bf16
+        and x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == torch.float32
+        and x.numel() > 0
+        and not x.is_sparse
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not is_exporting()
+        and not functorch_active()
+        and onednn_available()
+    )
+
+
+def _bf16_kernel(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None
+) -> torch.Tensor:
+    # autocast's casts, done here: the op is called below autocast, which would otherwise leave it in float32
+    bf16 = torch.bfloat16
+    b = None if bias is None else bias.to(bf16)
+    return _kernel(x.to(bf16), weight.to(bf16), b, activation or "none")
+
+
 # The kernel as a custom op with a fake impl and autograd. torch.compile treats it as an opaque extern call
 # (inductor's own lowering of the mkldnn op needs frozen, pre-packed weights), so compiled models keep
 # oneDNN's speed and fused epilogue; eager autograd uses it too. Eager inference calls the kernel directly.
@@ -190,6 +224,8 @@ def linear(
     """
     if activation is not None and activation not in ACTIVATIONS:
         raise ConfigError(f"linear: activation must be None or one of {ACTIVATIONS}, got {activation!r}")
+    if _bf16_eligible(x, weight):
+        return _bf16_kernel(x, weight, bias, activation)
     if not _eligible(x, weight):
         y = F.linear(x, weight, bias)
     elif _needs_grad(x, weight, bias):
@@ -213,7 +249,8 @@ class FastLinear(nn.Linear):
 
 
 def _fusable_activation(act: nn.Module) -> str | None:
-    if type(act) is nn.GELU and act.approximate == "none":
+    # exact GELU: torch's, or timm's (what get_act_layer("gelu") gives, so every HierNet channel MLP has it)
+    if (type(act) is nn.GELU and act.approximate == "none") or type(act) is TimmGELU:
         return "gelu"
     return None
 

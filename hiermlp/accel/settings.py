@@ -28,6 +28,9 @@ class AccelSettings:
     # None: whichever the machine profile measured faster on this machine (accel/machine.py), cached per
     # machine so that its runs stay reproducible
     onednn: bool | None = None
+    # CPU inference under bfloat16 autocast: linears call oneDNN's bfloat16 inner product directly (the kernel
+    # F.linear reaches there), with the channel MLP's GELU in its epilogue (accel/linear.py)
+    onednn_bf16: bool = True
     # CPU inference runs a stage's blocks on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 4096
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
