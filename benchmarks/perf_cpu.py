@@ -254,6 +254,7 @@ def bf16(batch: int, repeats: int) -> dict:
         {
             "hiermlp bf16": (infer_step(ours, x, "bfloat16"), batch),
             "timm bf16": (infer_step(ref, x, "bfloat16"), batch),
+            "hiermlp bf16, onednn_bf16=0": (variant(ours, infer_step(ours, x, "bfloat16"), onednn_bf16=False), batch),
         },
         repeats,
     )
@@ -371,6 +372,12 @@ LEVERS = {
         {"train": "hiermlp, attention=sdpa"},
         ["hiermlp.accel.attention:use_explicit", "hiermlp.accel.attention:probs"],
     ),
+    "bf16 linears on oneDNN (bf16 autocast)": (
+        "onednn_bf16",
+        "1",
+        {"bf16": "hiermlp bf16, onednn_bf16=0"},
+        ["hiermlp.accel.linear:_bf16_eligible", "hiermlp.accel.linear:_bf16_kernel"],
+    ),
     "the whole speed layer": (
         "HIERMLP_ACCEL=0",
         "1",
@@ -411,6 +418,9 @@ def lever_lines(res: dict) -> list[str]:
             if name == "other path":
                 name = forced(not default_onednn)
             gains.append(f"{ratio(s[m], 'hiermlp', name):.2f}x" if name in s.get(m, {}) else "-")
+        bf16 = res.get("bf16", {}).get("infer", {})
+        if off.get("bf16") in bf16:  # a bf16-autocast lever: its inference gain is the bf16 section's
+            gains[0] = f"{ratio(bf16, 'hiermlp bf16', off['bf16']):.2f}x (bf16)"
         shown = setting if setting.startswith("HIERMLP") else f"{setting}={default}"
         rows.append(f"| {lever} | `{shown}` | {gains[0]} | {gains[1]} | {code_lines(code)} |")
     path = "oneDNN" if default_onednn else "MKL"
