@@ -42,6 +42,8 @@ def machine_info(*, remeasure: bool = False) -> dict[str, Any]:
         "margin": machine.MARGIN,
         "gemm": choice["gemm"],
         "gemm_choice": choice["gemm_choice"],
+        "profile_attention": dict(p.attention),
+        "cpu_attention_explicit": choice.get("cpu_attention_explicit"),
         "measured": p.measured,
         "measured_load": p.load,
         "source": p.source,

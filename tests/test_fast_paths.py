@@ -345,6 +345,60 @@ def test_explicit_attention_equals_sdpa(train, size):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def reference_attention(q, k, v, bias, scale):
+    """softmax(q k^T * scale + bias) v, from the definition."""
+    logits = torch.einsum("bhnd,bhmd->bhnm", q, k) * scale
+    return torch.einsum("bhnm,bhmd->bhnd", (logits if bias is None else logits + bias).softmax(-1), v)
+
+
+@pytest.mark.parametrize("bias_heads", [None, 3, 12])  # no bias, (1, heads), (1, windows x heads) as shifted runs
+def test_chunked_explicit_attention_is_attention(bias_heads, monkeypatch):
+    """CPU inference's explicit kernel runs the batch in slices of EXPLICIT_CHUNK_BYTES logits: every slice, the
+    ragged last one included, computes attention on strided views of a qkv projection (float64, the definition)."""
+    from hiermlp.accel import attention
+
+    torch.manual_seed(0)
+    b, h, n, d = 7, bias_heads or 3, 9, 4
+    qkv = torch.randn(b, n, 3, h, d, dtype=torch.float64)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)  # strided, not contiguous: as an unshifted block hands them over
+    bias = None if bias_heads is None else torch.randn(1, h, n, n, dtype=torch.float64)
+    if bias is not None:
+        bias[..., 0, 1:] = float("-inf")  # a masked row, as a shift mask makes
+    want = reference_attention(q, k, v, bias, 0.3)
+    slices = []
+    real_probs = attention.probs
+    monkeypatch.setattr(attention, "probs", lambda q, *a: slices.append(q.shape[0]) or real_probs(q, *a))
+    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 2 * h * n * n * 8)  # two batch rows per call
+    torch.testing.assert_close(attention.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
+    assert slices == [2, 2, 2, 1]
+    slices.clear()
+    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 2**30)  # all in one call
+    torch.testing.assert_close(attention.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
+    assert slices == [7]
+
+
+def test_cpu_inference_takes_the_profiles_attention_kernel(monkeypatch):
+    """With the profile choosing explicit attention, an accelerated Swin's inference runs the sliced explicit
+    kernel and computes the plain model's function (float64); with it choosing SDPA, it never does."""
+    from hiermlp.accel import attention, machine
+
+    model = randomize_(hiermlp.HierNet(**TINY_SWIN)).double().eval()
+    x = torch.randn(3, 3, 27, 35, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(x)
+    fast_model = accel.accelerate(model)
+    calls = []
+    real = attention.explicit_attention
+    monkeypatch.setattr(attention, "explicit_attention", lambda *a: calls.append(a[0].shape) or real(*a))
+    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 1)  # one batch row per call
+    for chosen in (True, False):
+        monkeypatch.setattr(machine, "cpu_attention_explicit", lambda dtype, chosen=chosen: chosen)
+        calls.clear()
+        with torch.no_grad(), accel.override(attention="auto"):
+            torch.testing.assert_close(fast_model(x), want, rtol=1e-10, atol=1e-10)
+        assert bool(calls) is chosen
+
+
 @pytest.mark.parametrize("drop_path", [0.0, 0.4])
 def test_split_mlp_branch_in_training_is_the_whole_batch_branch(drop_path, onednn):
     """With autograd on CPU the channel-MLP branch runs a few images at a time (SETTINGS.mlp_chunk_mib): the

@@ -175,11 +175,15 @@ def test_linears_take_the_path_the_profile_chose(timing, rates, expected):
 def test_a_pin_overrides_the_profile_and_measures_nothing(timing, pin):
     timing.rates = FAST_MKL if pin else FAST_ONEDNN  # the profile would choose the other path
     x, w = torch.randn(4, 8), torch.randn(3, 8)
-    with accel.override(onednn=pin):
+    with accel.override(onednn=pin, attention="sdpa"):
         assert _path_taken(x, w) == ("onednn" if pin else "mkl")
         choice = gemm_choice()
     assert choice["gemm_choice"] == f"pinned (HIERMLP_ACCEL onednn={int(pin)})" and choice["gemm_rates"] is None
+    assert "cpu_attention_explicit" not in choice  # pinned too: no profile is needed for either choice
     assert timing.calls == 0
+    with accel.override(onednn=pin):  # the attention kernel still left to the machine: its profile is read
+        assert gemm_choice()["cpu_attention_explicit"] == {"float32": False, "bfloat16": False}
+    assert timing.calls == 1
 
 
 def test_the_environment_variable_pins_or_leaves_the_choice_to_the_machine():
@@ -209,16 +213,64 @@ def test_reports_record_the_path_and_why(timing):
         assert environment("cpu")["gemm_choice"].startswith("speed layer off")
 
 
+# attention GFLOP/s: explicit wins in bfloat16 by more than the margin, ties in float32
+ATTENTION_RATES = dict(attn_sdpa=30.0, attn_explicit=31.0, attn_sdpa_bf16=30.0, attn_explicit_bf16=40.0)
+
+
+def test_the_attention_decision_needs_the_margin_and_both_kernels():
+    assert machine.decide_attention(ATTENTION_RATES) == {"float32": False, "bfloat16": True}
+    at_margin = dict(attn_sdpa=10.0, attn_explicit=10.0 * machine.MARGIN)
+    assert machine.decide_attention(at_margin) == {"float32": True, "bfloat16": False}
+    assert machine.decide_attention({"attn_explicit": 50.0}) == {"float32": False, "bfloat16": False}
+    assert machine.decide_attention(FAST_ONEDNN) == {"float32": False, "bfloat16": False}  # not timed: SDPA
+
+
+def test_cpu_inference_attention_follows_the_profile_per_dtype(timing, tmp_path):
+    from hiermlp.accel.attention import use_explicit
+
+    timing.rates = {**FAST_ONEDNN, **ATTENTION_RATES}
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        assert use_explicit("cpu", 49, False, device=cpu, dtype=torch.bfloat16)
+        assert not use_explicit("cpu", 49, False, device=cpu, dtype=torch.float32)
+        assert not use_explicit("cpu", 49, False, device=cpu, dtype=torch.float64)  # a dtype it did not time
+        assert not use_explicit("cpu", 3136, False, device=cpu, dtype=torch.bfloat16)  # global: never N x N
+        assert not use_explicit("cpu", 49, False, tracing=True, device=cpu, dtype=torch.bfloat16)  # compilers: SDPA
+        with accel.override(attention="sdpa"):
+            assert not use_explicit("cpu", 49, False, device=cpu, dtype=torch.bfloat16)
+    with torch.enable_grad():  # autograd: SDPA's fused backward unless the bias trains (then always explicit)
+        assert not use_explicit("cpu", 49, False, device=cpu, dtype=torch.bfloat16)
+        assert use_explicit("cpu", 49, True, device=cpu, dtype=torch.float32)
+    assert timing.calls == 1
+    [entry] = cached(tmp_path)
+    assert entry["attention"] == {"float32": False, "bfloat16": True}
+    machine.forget()  # a later process reads the decision, not the rates
+    assert machine.profile().attention == {"float32": False, "bfloat16": True} and timing.calls == 1
+    assert gemm_choice()["cpu_attention_explicit"] == {"float32": False, "bfloat16": True}
+
+
+def test_a_profile_from_before_the_attention_choice_is_measured_again(timing, tmp_path):
+    old = {"key": machine.machine_key(), "onednn": True, "measured": "", "rates": dict(FAST_ONEDNN)}
+    (tmp_path / "machine.json").write_text(json.dumps({"format": "hiermlp machine profiles 1", "profiles": [old]}))
+    assert machine.profile().source == "measured" and timing.calls == 1
+    old_entry_now = json.dumps({"format": machine.FORMAT, "profiles": [old]})  # no attention field: not valid
+    (tmp_path / "machine.json").write_text(old_entry_now)
+    machine.forget()
+    assert machine.profile().source == "measured" and timing.calls == 2
+
+
 def test_the_real_measurement_returns_every_rate_and_no_flop_counter_sees_it(monkeypatch):
     """The timing code runs (on tiny shapes: nothing about speed is asserted), under a flop counter too."""
     from torch.utils.flop_counter import FlopCounterMode
 
     monkeypatch.setattr(machine, "SHAPES", ((16, 8, 8), (16, 8, 8), (16, 8, 8), (16, 8, 8)))
     monkeypatch.setattr(machine, "PEAK_SIDE", 16)
+    monkeypatch.setattr(machine, "CPU_ATTENTION_SHAPE", (3, 2, 5, 4))
     with FlopCounterMode(display=False) as counter:
         rates = machine._measure(budget_s=0.0)
     assert counter.get_total_flops() == 0
-    expected = {"mkl", "peak_mkl", "bf16", "bf16_float32"}
+    expected = {"mkl", "peak_mkl", "bf16", "bf16_float32", "attn_sdpa", "attn_explicit"}
+    expected |= {"attn_sdpa_bf16", "attn_explicit_bf16"}
     expected |= {"onednn", "peak_onednn"} if onednn_available() else set()
     assert set(rates) == expected and all(v > 0 for v in rates.values())
 

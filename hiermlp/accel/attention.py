@@ -14,7 +14,11 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
   slower cuDNN kernel);
 * a trainable position bias off CUDA: explicit attention (two matmuls and a softmax), since the other
   devices' fused SDPA kernels give the mask no gradient and PyTorch falls back to its math path (a Swin-T
-  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4); CPU inference keeps SDPA;
+  training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4);
+* CPU inference: the kernel the machine profile measured faster on Swin-T's stage-1 window batch, per dtype
+  (float32, bfloat16), SDPA on a tie; explicit attention there runs a few window rows per call
+  (:data:`EXPLICIT_CHUNK_BYTES` of logits), so the logits stay in cache while the softmax and the second
+  matmul read them (measured in benchmarks/results/perf_cpu);
 * inference with a shift mask whose folded bias would exceed ``SETTINGS.attn_chunk_mib`` (large 3-D windows:
   SwinUNETR's first stage at 96^3 folds 343 windows x 3 heads of 343 x 343 into 0.9 GB): a few windows at a
   time, each chunk's bias built for it alone (measured in benchmarks/results/ndim_cpu).
@@ -35,18 +39,31 @@ from hiermlp.mixers.baselines import GlobalAttention
 # (global attention) keep SDPA
 MAX_EXPLICIT_TOKENS = 256
 
+# CPU inference's explicit attention computes at most this many bytes of logits per call: the window batch in
+# slices small enough to stay in a core's cache between the two matmuls and the softmax (a whole stage-1 batch
+# of logits, 15 MB at batch 8, goes out to memory and back three times; a sweep of 0.25-4 MiB here was flat
+# from 0.5 to 2)
+EXPLICIT_CHUNK_BYTES = 2**20
+
 # devices whose SDPA differentiates ``attn_mask`` in a fused kernel (CUDA's memory-efficient kernel does):
 # there a trainable position bias stays on SDPA; elsewhere PyTorch would fall back to its math path
 SDPA_BIAS_GRAD_DEVICES: frozenset[str] = frozenset({"cuda"})
 
 
 def use_explicit(
-    device_type: str, tokens: int, trains_bias: bool, tracing: bool = False, device: torch.device | None = None
+    device_type: str,
+    tokens: int,
+    trains_bias: bool,
+    tracing: bool = False,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> bool:
     """Explicit GEMMs + softmax (True) or ``F.scaled_dot_product_attention`` (False) for one window batch.
 
     With ``device`` given, eager CUDA windows take the kernel the GPU's attention profile measured faster
-    (:func:`hiermlp.accel.machine.attention_choice`: timed once per GPU and cached, SDPA on a tie)."""
+    (:func:`hiermlp.accel.machine.attention_choice`: timed once per GPU and cached, SDPA on a tie), and CPU
+    inference the kernel the machine profile measured faster for ``dtype``
+    (:func:`hiermlp.accel.machine.cpu_attention_explicit`)."""
     choice = settings.current().attention
     if choice != "auto":
         return choice == "explicit"
@@ -56,6 +73,8 @@ def use_explicit(
         return device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS
     if device is not None and device_type == "cuda" and tokens <= MAX_EXPLICIT_TOKENS:
         return machine.window_attention_explicit(device, train=torch.is_grad_enabled())
+    if device is not None and device_type == "cpu" and tokens <= MAX_EXPLICIT_TOKENS and not torch.is_grad_enabled():
+        return machine.cpu_attention_explicit(dtype)
     return False
 
 
@@ -65,6 +84,22 @@ def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
     if not align or bias.stride(-2) % align == 0:
         return bias
     return F.pad(bias, (0, -n % align))[..., :n]
+
+
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, scale: float
+) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` without autograd (inference), :data:`EXPLICIT_CHUNK_BYTES` of logits
+    per call: slices of the leading (batch) dimension, over which ``bias`` broadcasts. Each slice is copied
+    contiguous first (q, k, v are strided views of the qkv projection; the copy of a slice stays in cache,
+    where the matmuls would otherwise gather them from memory)."""
+    rows = max(1, EXPLICIT_CHUNK_BYTES // (q[:1].numel() // q.shape[-1] * k.shape[-2] * q.element_size()))
+    out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+    for i in range(0, q.shape[0], rows):
+        part = slice(i, i + rows)
+        attn = probs(q[part].contiguous(), k[part].contiguous(), bias, scale)
+        out[part] = torch.matmul(attn, v[part].contiguous())
+    return out
 
 
 def probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
@@ -116,7 +151,7 @@ class FastAttentionMixin:
         device = q.device.type
         table = None if self.rel_pos is None else self.rel_pos.relative_position_bias_table
         trains_bias = table is not None and table.requires_grad and torch.is_grad_enabled()
-        explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing, q.device)
+        explicit = use_explicit(device, q.shape[-2], trains_bias and not tracing, tracing, q.device, q.dtype)
         # SDPA on CUDA: the bias in the dtype autocast hands the kernel and row-aligned, so the memory-efficient
         # kernel reads it broadcast over the batch
         cuda_sdpa = not explicit and device == "cuda"
@@ -159,6 +194,8 @@ class FastAttentionMixin:
             attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale
             attn = (attn if bias is None else attn + bias).softmax(-1)
             out = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)
+        elif explicit and not torch.is_grad_enabled() and not drop:
+            out = explicit_attention(q, k, v, bias, self.scale)
         elif explicit:
             attn = probs(q, k, bias, self.scale)
             out = torch.matmul(F.dropout(attn, p=drop) if drop > 0 else attn, v)

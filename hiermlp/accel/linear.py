@@ -93,7 +93,9 @@ def onednn_enabled() -> bool:
 def gemm_choice(threads: int | None = None) -> dict[str, Any]:
     """Which path float32 CPU linears of accelerated models take at ``threads`` torch threads (None: the
     current count), and why (for reports and checkpoints):
-    ``{"gemm": "onednn" | "mkl", "gemm_choice": reason, "gemm_rates": GFLOP/s measured or None}``."""
+    ``{"gemm": "onednn" | "mkl", "gemm_choice": reason, "gemm_rates": GFLOP/s measured or None}``; with the
+    window-attention kernel left to the machine profile (``attention=auto``), also ``"cpu_attention_explicit"``:
+    per dtype name, whether CPU inference runs explicit attention (True) or SDPA."""
     s = settings.current()
     rates = None
     if not s.enabled:
@@ -108,7 +110,10 @@ def gemm_choice(threads: int | None = None) -> dict[str, Any]:
         where = "measured by this process" if p.source == "measured" else f"read from {p.path}"
         why = f"machine profile ({where}, {p.key['threads']} threads)"
         rates = {k: round(v, 1) for k, v in p.rates.items()}
-    return {"gemm": gemm, "gemm_choice": why, "gemm_rates": rates}
+    choice: dict[str, Any] = {"gemm": gemm, "gemm_choice": why, "gemm_rates": rates}
+    if s.enabled and s.attention == "auto":
+        choice["cpu_attention_explicit"] = dict(machine.profile(threads).attention)
+    return choice
 
 
 def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -18,6 +18,10 @@ the directory cannot be written the profile lives in the process only.
 A profile also holds the machine's float32 peak (a square GEMM, best path) and the bf16 GEMM rate under
 autocast beside float32's on the same shapes: the measured cost an emulated ``amp: bf16`` is warned with.
 Whether bf16 is native is read from the CPU flags (:func:`native_bf16`), not timed.
+
+It also times window attention for CPU inference, SDPA against the explicit form the speed layer runs
+(:func:`hiermlp.accel.attention.explicit_attention`), in float32 and bfloat16, on Swin-T's stage-1 window
+batch, and keeps the faster per dtype (:func:`decide_attention`; SDPA unless explicit wins by :data:`MARGIN`).
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ __all__ = [
     "MAX_ENTRIES",
     "Profile",
     "cache_path",
+    "cpu_attention_explicit",
     "cpu_flags",
     "cpu_model",
     "decide",
+    "decide_attention",
     "forget",
     "machine_key",
     "native_bf16",
@@ -60,7 +66,7 @@ __all__ = [
 ]
 
 CACHE_ENV = "HIERMLP_CACHE_DIR"
-FORMAT = "hiermlp machine profiles 1"
+FORMAT = "hiermlp machine profiles 2"  # 2: with the CPU attention choice
 # profiles kept in the cache file: a few thread counts and library versions of one machine, or the machines
 # sharing one home directory
 MAX_ENTRIES = 16
@@ -80,6 +86,9 @@ SHAPES: tuple[tuple[int, int, int], ...] = (
     (98, 3072, 768),
 )
 PEAK_SIDE = 1024  # the square GEMM whose best rate is reported as the machine's float32 peak
+# Swin-T's stage-1 window batch at batch 4 as the CPU inference kernel sees it in an unshifted block (windows,
+# heads, tokens, head dim): 7 MB of float32 logits, over a core's cache, where explicit attention runs in slices
+CPU_ATTENTION_SHAPE = (4 * 64, 3, 49, 32)
 BF16_SHAPES = SHAPES[2:4]  # bf16 is timed on the stage-2 pair only: an emulating CPU runs it 5x slower
 BUDGET_S = 0.5  # timing rounds go on while under this budget, between MIN_ROUNDS and MAX_ROUNDS
 MIN_ROUNDS, MAX_ROUNDS = 3, 9
@@ -94,11 +103,15 @@ class Profile:
 
     key: dict[str, Any]
     onednn: bool  # float32 CPU linears on oneDNN (True) or MKL's F.linear (False)
-    rates: dict[str, float]  # mkl, onednn (model shapes), peak_mkl, peak_onednn, bf16, bf16_float32
+    # mkl, onednn (model shapes), peak_mkl, peak_onednn, bf16, bf16_float32; attention GFLOP/s: attn_sdpa,
+    # attn_explicit and the same with a _bf16 suffix
+    rates: dict[str, float]
     measured: str  # when (UTC, ISO 8601)
     source: str  # "measured" (by this process) or "cache"
     path: Path | None  # the cache file it was read from or written to (None: kept in the process only)
     load: list[float] | None = None  # the load averages (1/5/15 min) while it was measured
+    # CPU inference's window attention per dtype name ("float32", "bfloat16"): explicit (True) or SDPA
+    attention: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     @property
     def peak(self) -> float:
@@ -172,6 +185,7 @@ def machine_key(threads: int | None = None) -> dict[str, Any]:
         "capability": torch.backends.cpu.get_cpu_capability(),
         **library_versions(),
         "shapes": ",".join("x".join(map(str, s)) for s in SHAPES),
+        "attention": "x".join(map(str, CPU_ATTENTION_SHAPE)),
     }
 
 
@@ -247,6 +261,7 @@ def _measure(budget_s: float = BUDGET_S) -> dict[str, float]:
             tasks[f"peak_{name}"] = (over(fn, [(a, b, None)]), 2 * PEAK_SIDE**3)
         tasks["bf16_float32"] = (over(F.linear, half), _flops(BF16_SHAPES))
         tasks["bf16"] = (bf16, _flops(BF16_SHAPES))
+        tasks.update(_attention_tasks(gen))
         samples: dict[str, list[float]] = {name: [] for name in tasks}
         for fn, _ in tasks.values():  # warm-up: first calls pay for primitive creation and page faults
             fn()
@@ -259,6 +274,30 @@ def _measure(budget_s: float = BUDGET_S) -> dict[str, float]:
                 samples[name].append(time.perf_counter() - t0)
             rounds += 1
     return {name: flops / statistics.median(samples[name]) / 1e9 for name, (_, flops) in tasks.items()}
+
+
+def _attention_tasks(gen: torch.Generator) -> dict[str, tuple[Callable[[], None], int]]:
+    """Window attention with an additive bias (inference), SDPA and the speed layer's explicit kernel, in
+    float32 and bfloat16 (``attn_sdpa``, ``attn_explicit``, ``..._bf16``), with their flops."""
+    from hiermlp.accel.attention import explicit_attention
+
+    b, h, n, d = CPU_ATTENTION_SHAPE
+    tasks = {}
+    for dtype, suffix in ((torch.float32, ""), (torch.bfloat16, "_bf16")):
+        # strided views of one qkv projection, as an unshifted block hands them over: (b w) n (three heads d)
+        qkv = torch.randn(b, n, 3, h, d, generator=gen, device="cpu").to(dtype)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        bias = torch.randn(1, h, n, n, generator=gen, device="cpu").to(dtype)
+
+        def sdpa(q=q, k=k, v=v, bias=bias) -> None:
+            F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d**-0.5)
+
+        def explicit(q=q, k=k, v=v, bias=bias) -> None:
+            explicit_attention(q, k, v, bias, d**-0.5)
+
+        tasks[f"attn_sdpa{suffix}"] = (sdpa, 4 * b * h * n * n * d)
+        tasks[f"attn_explicit{suffix}"] = (explicit, 4 * b * h * n * n * d)
+    return tasks
 
 
 def _load() -> list[float] | None:
@@ -274,6 +313,16 @@ def decide(rates: dict[str, float]) -> bool:
     """oneDNN (True) only where it beat MKL by :data:`MARGIN` on the model shapes; MKL on a tie."""
     onednn = rates.get("onednn")
     return onednn is not None and onednn >= MARGIN * rates["mkl"]
+
+
+def decide_attention(rates: dict[str, float]) -> dict[str, bool]:
+    """Per dtype name, explicit window attention (True) only where it beat SDPA by :data:`MARGIN`; SDPA on a tie
+    or where either was not measured."""
+    choice = {}
+    for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
+        explicit, sdpa = rates.get(f"attn_explicit{suffix}"), rates.get(f"attn_sdpa{suffix}")
+        choice[dtype] = explicit is not None and sdpa is not None and explicit >= MARGIN * sdpa
+    return choice
 
 
 # --- the cache --------------------------------------------------------------------------------------------
@@ -301,6 +350,8 @@ def _valid(entry: Any) -> bool:
         and isinstance(entry.get("onednn"), bool)
         and isinstance(entry.get("measured"), str)
         and isinstance(entry.get("rates"), dict)
+        and isinstance(entry.get("attention"), dict)
+        and all(isinstance(entry["attention"].get(t), bool) for t in ("float32", "bfloat16"))
         and all(isinstance(v, int | float) and v > 0 for v in entry["rates"].values())
         and "mkl" in entry["rates"]
         and any(k.startswith("peak_") for k in entry["rates"])
@@ -368,7 +419,14 @@ def profile(threads: int | None = None, *, remeasure: bool = False) -> Profile:
         match = next((e for e in reversed(entries) if e["key"] == key), None)
         if match is not None and not remeasure:
             found = Profile(
-                key, match["onednn"], dict(match["rates"]), match["measured"], "cache", path, match.get("load")
+                key,
+                match["onednn"],
+                dict(match["rates"]),
+                match["measured"],
+                "cache",
+                path,
+                match.get("load"),
+                dict(match["attention"]),
             )
         else:
             previous = torch.get_num_threads()
@@ -378,9 +436,17 @@ def profile(threads: int | None = None, *, remeasure: bool = False) -> Profile:
             finally:
                 torch.set_num_threads(previous)
             measured = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            entry = {"key": key, "onednn": decide(rates), "rates": rates, "measured": measured, "load": _load()}
+            entry = {
+                "key": key,
+                "onednn": decide(rates),
+                "attention": decide_attention(rates),
+                "rates": rates,
+                "measured": measured,
+                "load": _load(),
+            }
             written = _write(path, [e for e in entries if e["key"] != key] + [entry])
-            found = Profile(key, entry["onednn"], rates, measured, "measured", path if written else None, entry["load"])
+            where = path if written else None
+            found = Profile(key, entry["onednn"], rates, measured, "measured", where, entry["load"], entry["attention"])
     _profiles[threads] = found
     return found
 
@@ -391,6 +457,19 @@ def prefers_onednn() -> bool:
     """The profile's decision at the current thread count: float32 CPU linears on oneDNN (True) or MKL."""
     known = _profiles.get(torch.get_num_threads())
     return (known or profile()).onednn
+
+
+@torch.compiler.assume_constant_result
+def _cpu_attention(dtype_name: str) -> bool:
+    known = _profiles.get(torch.get_num_threads())
+    return (known or profile()).attention.get(dtype_name, False)
+
+
+def cpu_attention_explicit(dtype: torch.dtype) -> bool:
+    """The profile's choice for CPU inference's window attention in ``dtype`` at the current thread count:
+    explicit (True) or SDPA; SDPA for a dtype it did not time."""
+    name = {torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(dtype)
+    return name is not None and _cpu_attention(name)
 
 
 def forget() -> None:

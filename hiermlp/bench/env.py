@@ -97,7 +97,16 @@ GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
 
 def _linears(info: dict) -> str:
     if "gemm" in info:
-        return f"; hiermlp float32 CPU linears: {GEMM_NAMES.get(info['gemm'], info['gemm'])} ({info['gemm_choice']})"
+        att = info.get("cpu_attention_explicit")
+        kernels = (
+            ""
+            if att is None
+            else "; CPU inference attention: " + ", ".join(f"{t} {'explicit' if e else 'SDPA'}" for t, e in att.items())
+        )
+        return (
+            f"; hiermlp float32 CPU linears: {GEMM_NAMES.get(info['gemm'], info['gemm'])} ({info['gemm_choice']})"
+            + kernels
+        )
     if "onednn_linears" in info:  # a report recorded before the machine profile
         return f"; hiermlp oneDNN linears: {'on' if info['onednn_linears'] else 'off (HIERMLP_ACCEL)'}"
     return ""

@@ -29,6 +29,9 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
 GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
 
 
+DTYPE_SUFFIX = (("float32", ""), ("bfloat16", "_bf16"))
+
+
 def run_machine(args: argparse.Namespace) -> int:
     from hiermlp.info import machine_info
 
@@ -48,6 +51,13 @@ def run_machine(args: argparse.Namespace) -> int:
     profile = GEMM_NAMES["onednn" if m["profile_onednn"] else "mkl"]
     print(f"profile   {profile} (oneDNN is chosen where it is {m['margin']:.2f}x MKL's rate or more)")
     print(f"in force  {GEMM_NAMES[m['gemm']]}: {m['gemm_choice']}")
+    kernels = {t: "explicit" if e else "SDPA" for t, e in m["profile_attention"].items()}
+    att = {t: f"explicit {r.get(f'attn_explicit{x}')}, SDPA {r.get(f'attn_sdpa{x}')}" for t, x in DTYPE_SUFFIX}
+    print(
+        f"attention CPU inference, GFLOP/s on Swin-T's stage-1 windows: float32 {att['float32']} -> "
+        f"{kernels['float32']}; bfloat16 {att['bfloat16']} -> {kernels['bfloat16']}"
+        + ("" if m["cpu_attention_explicit"] is not None else " (not in force: attention pinned or speed layer off)")
+    )
     bf16 = (
         f"native ({', '.join(m['bf16_flags'])})" if m["native_bf16"] else "emulated (no avx512_bf16 or amx_bf16 flag)"
     )
@@ -56,7 +66,10 @@ def run_machine(args: argparse.Namespace) -> int:
     where = f"cached in {m['cache']}" if m["cache"] else "kept in this process only (the cache is not writable)"
     load = f" at load {m['measured_load'][0]}" if m["measured_load"] else ""
     print(f"measured  {m['measured']}{load} ({'now' if m['source'] == 'measured' else 'earlier'}; {where})")
-    print("pin it    HIERMLP_ACCEL=onednn=1 (oneDNN) or onednn=0 (MKL); measure again: --machine --remeasure")
+    print(
+        "pin it    HIERMLP_ACCEL=onednn=1 (oneDNN) or onednn=0 (MKL), attention=sdpa or explicit; "
+        "measure again: --machine --remeasure"
+    )
     return 0
 
 

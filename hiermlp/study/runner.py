@@ -114,13 +114,21 @@ def run_environment(device: str, threads: int) -> dict[str, Any]:
         "threads": int(threads),
         "device": f"cuda ({name})" if on_gpu else f"cpu ({cpu_model()})",
         "accel": ",".join(f"{k}={v}" for k, v in asdict(accel.settings.current()).items()),
-        # the float32 CPU GEMM path the runs take (the machine profile's, at the runs' thread count, or pinned)
-        **({} if on_gpu else {"gemm": gemm_choice(int(threads) or None)["gemm"]}),
+        # the float32 CPU GEMM path the runs take (the machine profile's, at the runs' thread count, or pinned),
+        # and the attention kernel their evaluation runs (the two round differently)
+        **({} if on_gpu else _cpu_paths(gemm_choice(int(threads) or None))),
         "torch": torch.__version__,
         "timm": timm.__version__,
         "numpy": numpy.__version__,
         "pillow": PIL.__version__,
     }
+
+
+def _cpu_paths(choice: dict[str, Any]) -> dict[str, Any]:
+    paths = {"gemm": choice["gemm"]}
+    if "cpu_attention_explicit" in choice:
+        paths["attention"] = "explicit" if choice["cpu_attention_explicit"]["float32"] else "sdpa"
+    return paths
 
 
 def _fingerprint(cfg: Any, environment: dict[str, Any] | None = None) -> dict[str, Any]:
