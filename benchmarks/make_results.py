@@ -126,14 +126,30 @@ def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str
     return ["| " + " | ".join(r) + " |" for r in (header, rule, *rows)]
 
 
-def machine(env: dict) -> list[str]:
-    """Where and with what a report was measured, and whether the machine was shared, from its ``env``."""
+def machine(env: dict, identity: dict | None = None) -> list[str]:
+    """Where and with what a report was measured, and whether the machine was shared, from its ``env`` (and a
+    compare's run identity: the paths its runs took at their own thread count)."""
     device = "the CPU" if env["device"] == "cpu" else f"{env.get('device_name', '?')} ({env['device']})"
     onednn = f"{onoff(env['onednn_linears'])}" if "onednn_linears" in env else "not recorded"
     threads = f"{env['threads']} torch thread{'s' if env['threads'] != 1 else ''}"
+    attention = env.get("cpu_attention_explicit")
+    kernels = (
+        ""
+        if attention is None
+        else (
+            "; CPU inference attention: "
+            + ", ".join(f"{t} {'explicit' if e else 'SDPA'}" for t, e in attention.items())
+        )
+    )
+    identity = identity or {}
+    if "attention" in identity:
+        kernels = (
+            f"; the runs ({identity['threads']} torch thread{'s' if identity['threads'] != 1 else ''} each): "
+            f"{identity['gemm']} GEMMs, {identity['attention']} attention in evaluation"
+        )
     lines = [
         f"- machine: {env['cpu']}, {env['cpu_cores']} cores visible, {threads}; measured on {device} in "
-        f"{env['dtype']}; hiermlp's oneDNN linears: {onednn}",
+        f"{env['dtype']}; hiermlp's oneDNN linears: {onednn}{kernels}",
         f"- software: torch {env['torch']}, timm {env['timm']}, hiermlp {env['hiermlp']}, Python {env['python']}, "
         f"{env['platform']}" + (f", CUDA {env['cuda']}" if "cuda" in env else ""),
     ]
@@ -1007,7 +1023,7 @@ def render_page(name: str) -> str:
         d["command"],
         "```",
         "",
-        *machine(env),
+        *machine(env, d.get("run_identity")),
         "",
         *page.body(name, d),
         "",

@@ -89,7 +89,8 @@ def test_quick_start_info_output_is_what_the_command_prints(capsys):
 
 
 def test_design_drawing_names_every_package_and_module():
-    (tree,) = re.findall(r"```\nhiermlp/\n(.*?)\nconfigs/", section(README.read_text(), "Design"), flags=re.S)
+    design = (ROOT / "docs" / "design.md").read_text()
+    (tree,) = re.findall(r"```\nhiermlp/\n(.*?)\nconfigs/", section(design, "The house"), flags=re.S)
     rows = [line.split() for line in tree.splitlines() if line.startswith("  ") and line[2] != " "]
     listed = {w.rstrip("/") for row in rows for w in row if re.fullmatch(r"\w+/", w)}
     packages = {p.parent.name for p in (ROOT / "hiermlp").glob("*/__init__.py")}

@@ -459,17 +459,14 @@ def prefers_onednn() -> bool:
     return (known or profile()).onednn
 
 
-@torch.compiler.assume_constant_result
-def _cpu_attention(dtype_name: str) -> bool:
-    known = _profiles.get(torch.get_num_threads())
-    return (known or profile()).attention.get(dtype_name, False)
-
-
 def cpu_attention_explicit(dtype: torch.dtype) -> bool:
     """The profile's choice for CPU inference's window attention in ``dtype`` at the current thread count:
-    explicit (True) or SDPA; SDPA for a dtype it did not time."""
+    explicit (True) or SDPA; SDPA for a dtype it did not time. Eager only (traced graphs keep SDPA)."""
     name = {torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(dtype)
-    return name is not None and _cpu_attention(name)
+    if name is None:
+        return False
+    known = _profiles.get(torch.get_num_threads())
+    return (known or profile()).attention.get(name, False)
 
 
 def forget() -> None:

@@ -9,6 +9,7 @@ any timing: a model that would exhaust memory is recorded as OOM instead of taki
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -212,7 +213,9 @@ class BenchReport:
                 "",
                 "torch.compile (hiermlp.accel.compile_model: static sizes, the batch marked dynamic), seconds of "
                 f"the first forward in eval mode (compiling included); a new size is {NEW_SIZE_STEP} pixels more "
-                "per side, a new batch half the batch ('-': the model does not take that input):",
+                "per side, a new batch half the batch ('-': the model does not take that input). Inductor reuses "
+                f"kernels that earlier runs left in its cache ({inductor_cache_dir()}): for cold times, set "
+                "TORCHINDUCTOR_CACHE_DIR to an empty directory.",
                 "",
                 markdown_table(
                     ["model", "first compile s", "new size s", "new batch s"],
@@ -510,6 +513,15 @@ def _prepare(
     if train and "train" not in oom_modes:
         tasks.append(Timed((key, "train"), train_step(model, x, num_classes, dtype, fwd, opt), dev, items=batch))
     return row, tasks
+
+
+def inductor_cache_dir() -> str:
+    """Where inductor keeps compiled kernels between processes (``TORCHINDUCTOR_CACHE_DIR`` or its default)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+    except ImportError:  # a torch without this (private) helper: the variable's name still says how to set it
+        return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR's default")
+    return cache_dir()
 
 
 # a "new input size" for the recompile measurement: this many pixels more per side (a multiple of every
