@@ -395,8 +395,7 @@ LEVERS = {
         },
         [
             "hiermlp.accel.attention:use_explicit",
-            "hiermlp.accel.attention:probs",
-            "hiermlp.accel.attention:explicit_attention",
+            "hiermlp.accel.explicit",
             "hiermlp.accel.machine:_attention_tasks",
             "hiermlp.accel.machine:decide_attention",
             "hiermlp.accel.machine:cpu_attention_explicit",
@@ -745,9 +744,22 @@ def main() -> None:
         help="a checkout of an earlier commit (git worktree add DIR COMMIT): its Swin-T and Swin-MLP sections "
         "run interleaved with this one's and the report gains a before/after table",
     )
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="PERF_JSON",
+        help="only write perf.md again from a perf.json (its measurements; the levers' lines of code as the code "
+        "is now), beside it",
+    )
     p.add_argument("--section", help=argparse.SUPPRESS)
     p.add_argument("--section-json", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.render is not None:
+        res = json.loads(args.render.read_text())
+        text = markdown(res, format_environment(res["env"]), res["command"])
+        (args.render.parent / "perf.md").write_text(text)
+        return
     set_threads(args.threads)
     if args.section:
         args.section_json.write_text(json.dumps(section(args.section, args.batch, args.repeats), default=str))

@@ -232,3 +232,33 @@ def test_perf_gpu_report_renders_from_the_committed_json(tmp_path, monkeypatch):
     perf_gpu.main()
     assert (tmp_path / "perf.md").read_text() == text
     assert (root / "benchmarks" / "results" / "perf_gpu" / "perf.md").read_text() == text  # committed = rendered
+
+
+def test_perf_cpu_report_renders_from_the_committed_json(tmp_path, monkeypatch):
+    """benchmarks/perf_cpu.py --render writes perf.md again from its JSON: every measurement section, the
+    lever table (lines of code as the code is now) and the compile times, cold first compile and recompiles."""
+    import importlib.util
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("perf_cpu", root / "benchmarks" / "perf_cpu.py")
+    perf_cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_cpu)
+    src = root / "benchmarks" / "results" / "perf_cpu" / "perf.json"
+    shutil.copy(src, tmp_path / "perf.json")
+    monkeypatch.setattr(sys, "argv", ["perf_cpu.py", "--render", str(tmp_path / "perf.json")])
+    perf_cpu.main()
+    text = (tmp_path / "perf.md").read_text()
+    res = json.loads(src.read_text())
+    for heading in ("## Swin-T 224", "## Levers", "## Swin-MLP-T/C24", "## GEMM efficiency", "## bf16 autocast"):
+        assert heading in text
+    assert all(f"| {lever} |" in text for lever in perf_cpu.LEVERS)
+    first, again = res["compiled"]["compile_s"], res["compiled"]["recompile_s"]
+    assert f"first compile at 224x224 **{first:.0f} s**" in text
+    assert "recompile at 448x448" in text and f"**{again['padded']:.0f} s**" in text
+    # a report from before the cold-cache measurement (one recompile, at 256) still renders
+    res["compiled"]["recompile_s"] = 67.0
+    assert "recompile at 256x256 67 s" in perf_cpu.markdown(res, "env", res["command"])

@@ -355,7 +355,7 @@ def reference_attention(q, k, v, bias, scale):
 def test_chunked_explicit_attention_is_attention(bias_heads, monkeypatch):
     """CPU inference's explicit kernel runs the batch in slices of EXPLICIT_CHUNK_BYTES logits: every slice, the
     ragged last one included, computes attention on strided views of a qkv projection (float64, the definition)."""
-    from hiermlp.accel import attention
+    from hiermlp.accel import explicit
 
     torch.manual_seed(0)
     b, h, n, d = 7, bias_heads or 3, 9, 4
@@ -366,21 +366,21 @@ def test_chunked_explicit_attention_is_attention(bias_heads, monkeypatch):
         bias[..., 0, 1:] = float("-inf")  # a masked row, as a shift mask makes
     want = reference_attention(q, k, v, bias, 0.3)
     slices = []
-    real_probs = attention.probs
-    monkeypatch.setattr(attention, "probs", lambda q, *a: slices.append(q.shape[0]) or real_probs(q, *a))
-    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 2 * h * n * n * 8)  # two batch rows per call
-    torch.testing.assert_close(attention.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
+    real_probs = explicit.probs
+    monkeypatch.setattr(explicit, "probs", lambda q, *a: slices.append(q.shape[0]) or real_probs(q, *a))
+    monkeypatch.setattr(explicit, "EXPLICIT_CHUNK_BYTES", 2 * h * n * n * 8)  # two batch rows per call
+    torch.testing.assert_close(explicit.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
     assert slices == [2, 2, 2, 1]
     slices.clear()
-    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 2**30)  # all in one call
-    torch.testing.assert_close(attention.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(explicit, "EXPLICIT_CHUNK_BYTES", 2**30)  # all in one call
+    torch.testing.assert_close(explicit.explicit_attention(q, k, v, bias, 0.3), want, rtol=1e-12, atol=1e-12)
     assert slices == [7]
 
 
 def test_cpu_inference_takes_the_profiles_attention_kernel(monkeypatch):
     """With the profile choosing explicit attention, an accelerated Swin's inference runs the sliced explicit
     kernel and computes the plain model's function (float64); with it choosing SDPA, it never does."""
-    from hiermlp.accel import attention, machine
+    from hiermlp.accel import attention, explicit, machine
 
     model = randomize_(hiermlp.HierNet(**TINY_SWIN)).double().eval()
     x = torch.randn(3, 3, 27, 35, dtype=torch.float64)
@@ -390,7 +390,7 @@ def test_cpu_inference_takes_the_profiles_attention_kernel(monkeypatch):
     calls = []
     real = attention.explicit_attention
     monkeypatch.setattr(attention, "explicit_attention", lambda *a: calls.append(a[0].shape) or real(*a))
-    monkeypatch.setattr(attention, "EXPLICIT_CHUNK_BYTES", 1)  # one batch row per call
+    monkeypatch.setattr(explicit, "EXPLICIT_CHUNK_BYTES", 1)  # one batch row per call
     for chosen in (True, False):
         monkeypatch.setattr(machine, "cpu_attention_explicit", lambda dtype, chosen=chosen: chosen)
         calls.clear()

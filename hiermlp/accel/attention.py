@@ -17,8 +17,8 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
   training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4);
 * CPU inference: the kernel the machine profile measured faster on Swin-T's stage-1 window batch, per dtype
   (float32, bfloat16), SDPA on a tie; explicit attention there runs a few window rows per call
-  (:data:`EXPLICIT_CHUNK_BYTES` of logits), so the logits stay in cache while the softmax and the second
-  matmul read them (measured in benchmarks/results/perf_cpu);
+  (:data:`hiermlp.accel.explicit.EXPLICIT_CHUNK_BYTES` of logits), so the logits stay in cache while the
+  softmax and the second matmul read them (measured in benchmarks/results/perf_cpu);
 * inference with a shift mask whose folded bias would exceed ``SETTINGS.attn_chunk_mib`` (large 3-D windows:
   SwinUNETR's first stage at 96^3 folds 343 windows x 3 heads of 343 x 343 into 0.9 GB): a few windows at a
   time, each chunk's bias built for it alone (measured in benchmarks/results/ndim_cpu).
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from hiermlp.accel import machine, settings
 from hiermlp.accel.cache import derived
+from hiermlp.accel.explicit import explicit_attention, probs
 from hiermlp.accel.trace import is_exporting, is_fx_tracing, is_tracing
 from hiermlp.mixers.attention import WindowAttention
 from hiermlp.mixers.baselines import GlobalAttention
@@ -38,12 +39,6 @@ from hiermlp.mixers.baselines import GlobalAttention
 # windows of up to this many tokens use explicit attention in compiled CUDA graphs; larger token counts
 # (global attention) keep SDPA
 MAX_EXPLICIT_TOKENS = 256
-
-# CPU inference's explicit attention computes at most this many bytes of logits per call: the window batch in
-# slices small enough to stay in a core's cache between the two matmuls and the softmax (a whole stage-1 batch
-# of logits, 15 MB at batch 8, goes out to memory and back three times; a sweep of 0.25-4 MiB here was flat
-# from 0.5 to 2)
-EXPLICIT_CHUNK_BYTES = 2**20
 
 # devices whose SDPA differentiates ``attn_mask`` in a fused kernel (CUDA's memory-efficient kernel does):
 # there a trainable position bias stays on SDPA; elsewhere PyTorch would fall back to its math path
@@ -84,31 +79,6 @@ def align_rows(bias: torch.Tensor, align: int) -> torch.Tensor:
     if not align or bias.stride(-2) % align == 0:
         return bias
     return F.pad(bias, (0, -n % align))[..., :n]
-
-
-def explicit_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, scale: float
-) -> torch.Tensor:
-    """``softmax(q k^T * scale + bias) v`` without autograd (inference), :data:`EXPLICIT_CHUNK_BYTES` of logits
-    per call: slices of the leading (batch) dimension, over which ``bias`` broadcasts. Each slice is copied
-    contiguous first (q, k, v are strided views of the qkv projection; the copy of a slice stays in cache,
-    where the matmuls would otherwise gather them from memory)."""
-    rows = max(1, EXPLICIT_CHUNK_BYTES // (q[:1].numel() // q.shape[-1] * k.shape[-2] * q.element_size()))
-    out = q.new_empty((*q.shape[:-1], v.shape[-1]))
-    for i in range(0, q.shape[0], rows):
-        part = slice(i, i + rows)
-        attn = probs(q[part].contiguous(), k[part].contiguous(), bias, scale)
-        out[part] = torch.matmul(attn, v[part].contiguous())
-    return out
-
-
-def probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """``softmax(q k^T * scale + bias)``, scale and bias in place on the logits (matmul's backward needs its
-    inputs, not its output)."""
-    attn = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
-    if bias is not None:
-        attn.add_(bias)
-    return attn.softmax(-1)
 
 
 class FastAttentionMixin:

@@ -20,7 +20,7 @@ autocast beside float32's on the same shapes: the measured cost an emulated ``am
 Whether bf16 is native is read from the CPU flags (:func:`native_bf16`), not timed.
 
 It also times window attention for CPU inference, SDPA against the explicit form the speed layer runs
-(:func:`hiermlp.accel.attention.explicit_attention`), in float32 and bfloat16, on Swin-T's stage-1 window
+(:func:`hiermlp.accel.explicit.explicit_attention`), in float32 and bfloat16, on Swin-T's stage-1 window
 batch, and keeps the faster per dtype (:func:`decide_attention`; SDPA unless explicit wins by :data:`MARGIN`).
 """
 
@@ -279,7 +279,7 @@ def _measure(budget_s: float = BUDGET_S) -> dict[str, float]:
 def _attention_tasks(gen: torch.Generator) -> dict[str, tuple[Callable[[], None], int]]:
     """Window attention with an additive bias (inference), SDPA and the speed layer's explicit kernel, in
     float32 and bfloat16 (``attn_sdpa``, ``attn_explicit``, ``..._bf16``), with their flops."""
-    from hiermlp.accel.attention import explicit_attention
+    from hiermlp.accel.explicit import explicit_attention
 
     b, h, n, d = CPU_ATTENTION_SHAPE
     tasks = {}
