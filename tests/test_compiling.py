@@ -105,3 +105,25 @@ def test_a_3d_model_compiles_with_the_batch_symbolic_and_each_clip_size_static(g
     assert len(images) == 2, graphs.shapes  # batches 3 and 2 share one graph; 6x40x36 made the second
     assert all(isinstance(b, str) for b, *_ in images)
     assert [rest for _, *rest in images] == [[1, 8, 32, 32], [1, 6, 40, 36]]
+
+
+def test_the_chunking_levers_never_chunk_a_traced_graph(graphs):
+    """CPU inference runs a stage a few images at a time and training the MLP branch (accel/block.py): a
+    compiler tracing that loop would unroll it and specialise the batch to the example's. Under a compiler
+    both levers step aside, so the batch stays symbolic where they would have chunked (1 image per call here)."""
+    from hiermlp import accel
+
+    model = hiermlp.create_model("swin_tiny_patch4_window7_224", **MICRO, num_classes=10)
+    compiled = compile_model(model, backend=graphs)
+    with accel.override(chunk_tokens=256), torch.no_grad():  # 256 tokens per image at stage 1: one image a call
+        model.eval()
+        for batch in (4, 3):
+            x = torch.randn(batch, 3, 32, 32)
+            torch.testing.assert_close(compiled(x), model(x))
+    with accel.override(mlp_chunk_mib=1):  # 64 KB of hidden activations per image: 16 images a call
+        model.train()
+        for batch in (20, 19):
+            compiled(torch.randn(batch, 3, 32, 32))
+    images = [s for g in graphs.shapes for s in g]
+    assert len(images) == 2, graphs.shapes  # one graph for eval, one for train, each for both batch sizes
+    assert all(isinstance(b, str) for b, *_ in images), images

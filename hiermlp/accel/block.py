@@ -23,7 +23,7 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from hiermlp.accel import settings
-from hiermlp.accel.trace import hooked, is_exporting, is_fx_tracing, is_symbolic
+from hiermlp.accel.trace import hooked, is_fx_tracing, is_symbolic, is_tracing
 from hiermlp.models.block import HierBlock
 from hiermlp.models.stage import HierStage
 
@@ -78,7 +78,8 @@ class FastHierBlock(HierBlock):
     def _mlp_chunk(self, x: torch.Tensor) -> int:
         """Images per channel-MLP call with autograd on CPU (``SETTINGS.mlp_chunk_mib``); 0: the whole batch."""
         budget = settings.current().mlp_chunk_mib * 2**20
-        if not budget or is_fx_tracing() or not torch.is_grad_enabled() or is_exporting():
+        # traced code never chunks: a compiler would unroll the loop and specialise the symbolic batch to it
+        if not budget or is_fx_tracing() or not torch.is_grad_enabled() or is_tracing():
             return 0
         b, spatial = x.shape[0], tuple(x.shape[1:-1])  # any number of spatial axes
         fc1 = getattr(self.mlp, "fc1", None)
@@ -113,7 +114,8 @@ class FastHierStage(HierStage):
     def _inference_chunk(self, x: torch.Tensor) -> int:
         """Images per call in CPU inference (``SETTINGS.chunk_tokens`` tokens at most); 0: the whole batch."""
         chunk = settings.current().chunk_tokens
-        if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_exporting():
+        # traced code never chunks: a compiler would unroll the loop and specialise the symbolic batch to it
+        if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_tracing():
             return 0
         b, spatial = x.shape[0], tuple(x.shape[1:-1])  # any number of spatial axes
         if b < 2 or x.device.type != "cpu" or is_symbolic(b, *spatial) or b * math.prod(spatial) <= chunk:
