@@ -85,10 +85,12 @@ def cyclic_shift(x: torch.Tensor, shift: Size) -> torch.Tensor:
 
 
 def is_symbolic(*sizes: int) -> bool:
-    """True when a size is symbolic (``torch.export`` / ``torch.compile`` with dynamic sizes).
+    """True when a size is symbolic (``torch.export`` with dynamic sizes, ``make_fx``).
 
     Geometry then takes its branch-free path (pad by a possibly-zero amount, crop by a gather):
-    branching on a symbolic size would specialise the traced graph to the example input's size.
+    branching on a symbolic size would specialise the traced graph to the example input's size. Under
+    ``torch.compile`` dynamo answers ``isinstance(size, torch.SymInt)`` with False even for a symbolic size:
+    code that must not branch on the batch there asks ``torch.compiler.is_compiling()`` too.
     """
     return any(isinstance(s, torch.SymInt) for s in sizes)
 
