@@ -351,6 +351,8 @@ def test_info_machine_prints_the_rates_the_peak_and_the_choice(timing, capsys):
     assert "MKL (F.linear) 100.0, oneDNN 220.0" in out and "peak      400.0 GFLOP/s" in out
     in_force = "oneDNN: machine profile" if onednn_available() else "MKL (F.linear): this PyTorch build"
     assert f"in force  {in_force}" in out and "HIERMLP_ACCEL=onednn=1" in out
+    # the fake timing has no attention rates: SDPA in both dtypes, and the line says what was (not) measured
+    assert "float32 not timed -> SDPA; bfloat16 not timed -> SDPA" in out
     machine.forget()  # as a later process
     assert main(["info", "--machine", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)

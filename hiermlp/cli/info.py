@@ -52,7 +52,10 @@ def run_machine(args: argparse.Namespace) -> int:
     print(f"profile   {profile} (oneDNN is chosen where it is {m['margin']:.2f}x MKL's rate or more)")
     print(f"in force  {GEMM_NAMES[m['gemm']]}: {m['gemm_choice']}")
     kernels = {t: "explicit" if e else "SDPA" for t, e in m["profile_attention"].items()}
-    att = {t: f"explicit {r.get(f'attn_explicit{x}')}, SDPA {r.get(f'attn_sdpa{x}')}" for t, x in DTYPE_SUFFIX}
+    att = {
+        t: f"explicit {r[f'attn_explicit{x}']}, SDPA {r[f'attn_sdpa{x}']}" if f"attn_sdpa{x}" in r else "not timed"
+        for t, x in DTYPE_SUFFIX
+    }
     print(
         f"attention CPU inference, GFLOP/s on Swin-T's stage-1 windows: float32 {att['float32']} -> "
         f"{kernels['float32']}; bfloat16 {att['bfloat16']} -> {kernels['bfloat16']}"
