@@ -89,6 +89,8 @@ PEAK_SIDE = 1024  # the square GEMM whose best rate is reported as the machine's
 # Swin-T's stage-1 window batch at batch 4 as the CPU inference kernel sees it in an unshifted block (windows,
 # heads, tokens, head dim): 7 MB of float32 logits, over a core's cache, where explicit attention runs in slices
 CPU_ATTENTION_SHAPE = (4 * 64, 3, 49, 32)
+# the dtypes CPU attention is timed in, each with the suffix of its rates' keys (attn_sdpa_bf16, ...)
+ATTENTION_DTYPES = {"float32": "", "bfloat16": "_bf16"}
 BF16_SHAPES = SHAPES[2:4]  # bf16 is timed on the stage-2 pair only: an emulating CPU runs it 5x slower
 BUDGET_S = 0.5  # timing rounds go on while under this budget, between MIN_ROUNDS and MAX_ROUNDS
 MIN_ROUNDS, MAX_ROUNDS = 3, 9
@@ -283,7 +285,8 @@ def _attention_tasks(gen: torch.Generator) -> dict[str, tuple[Callable[[], None]
 
     b, h, n, d = CPU_ATTENTION_SHAPE
     tasks = {}
-    for dtype, suffix in ((torch.float32, ""), (torch.bfloat16, "_bf16")):
+    for name, suffix in ATTENTION_DTYPES.items():
+        dtype = getattr(torch, name)
         # strided views of one qkv projection, as an unshifted block hands them over: (b w) n (three heads d)
         qkv = torch.randn(b, n, 3, h, d, generator=gen, device="cpu").to(dtype)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
@@ -319,7 +322,7 @@ def decide_attention(rates: dict[str, float]) -> dict[str, bool]:
     """Per dtype name, explicit window attention (True) only where it beat SDPA by :data:`MARGIN`; SDPA on a tie
     or where either was not measured."""
     choice = {}
-    for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
+    for dtype, suffix in ATTENTION_DTYPES.items():
         explicit, sdpa = rates.get(f"attn_explicit{suffix}"), rates.get(f"attn_sdpa{suffix}")
         choice[dtype] = explicit is not None and sdpa is not None and explicit >= MARGIN * sdpa
     return choice
@@ -462,8 +465,8 @@ def prefers_onednn() -> bool:
 def cpu_attention_explicit(dtype: torch.dtype) -> bool:
     """The profile's choice for CPU inference's window attention in ``dtype`` at the current thread count:
     explicit (True) or SDPA; SDPA for a dtype it did not time. Eager only (traced graphs keep SDPA)."""
-    name = {torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(dtype)
-    if name is None:
+    name = str(dtype).removeprefix("torch.")
+    if name not in ATTENTION_DTYPES:
         return False
     known = _profiles.get(torch.get_num_threads())
     return (known or profile()).attention.get(name, False)

@@ -516,12 +516,13 @@ def _prepare(
 
 
 def inductor_cache_dir() -> str:
-    """Where inductor keeps compiled kernels between processes (``TORCHINDUCTOR_CACHE_DIR`` or its default)."""
+    """Where inductor keeps compiled kernels between processes (``TORCHINDUCTOR_CACHE_DIR`` or its default);
+    read only: inductor's own helper would also set the variable and create the directory."""
     try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
     except ImportError:  # a torch without this (private) helper: the variable's name still says how to set it
-        return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR's default")
-    return cache_dir()
+        default_cache_dir = lambda: "TORCHINDUCTOR_CACHE_DIR's default"
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
 
 
 # a "new input size" for the recompile measurement: this many pixels more per side (a multiple of every

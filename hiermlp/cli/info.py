@@ -29,10 +29,8 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
 GEMM_NAMES = {"onednn": "oneDNN", "mkl": "MKL (F.linear)"}
 
 
-DTYPE_SUFFIX = (("float32", ""), ("bfloat16", "_bf16"))
-
-
 def run_machine(args: argparse.Namespace) -> int:
+    from hiermlp.accel.machine import ATTENTION_DTYPES
     from hiermlp.info import machine_info
 
     m = machine_info(remeasure=args.remeasure)
@@ -54,7 +52,7 @@ def run_machine(args: argparse.Namespace) -> int:
     kernels = {t: "explicit" if e else "SDPA" for t, e in m["profile_attention"].items()}
     att = {
         t: f"explicit {r[f'attn_explicit{x}']}, SDPA {r[f'attn_sdpa{x}']}" if f"attn_sdpa{x}" in r else "not timed"
-        for t, x in DTYPE_SUFFIX
+        for t, x in ATTENTION_DTYPES.items()
     }
     print(
         f"attention CPU inference, GFLOP/s on Swin-T's stage-1 windows: float32 {att['float32']} -> "
