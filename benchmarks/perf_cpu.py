@@ -435,12 +435,38 @@ def code_lines(specs: list[str]) -> int:
     return total
 
 
+def attention_note(res: dict) -> str:
+    """What CPU inference attention the machine profile chose per dtype, for the lever table's caption; where it
+    chose SDPA, the default and the SDPA-pinned variant ran the same code, and their ratio is this run's noise."""
+    explicit = res["env"].get("cpu_attention_explicit") or {}
+    if not explicit:
+        return ""
+    kernels = ", ".join(f"{d} {'explicit' if e else 'SDPA'}" for d, e in explicit.items())
+    pairs = {
+        "float32": (res["swin_t"].get("infer", {}), "hiermlp", "hiermlp, attention=sdpa"),
+        "bfloat16": (res.get("bf16", {}).get("infer", {}), "hiermlp bf16", "hiermlp bf16, attention=sdpa"),
+    }
+    same = [
+        f"{d} {ratio(table, a, b):.2f}x"
+        for d, (table, a, b) in pairs.items()
+        if explicit.get(d) is False and a in table and b in table
+    ]
+    noise = f"; the same code timed twice, default over pinned SDPA, read {', '.join(same)}: noise" if same else ""
+    return f"CPU inference attention as the profile chose it: {kernels} (where SDPA, the lever does not act{noise}). "
+
+
 def lever_lines(res: dict) -> list[str]:
     """Per lever: its setting (default), the gain measured here in inference and training, its code."""
     s = res["swin_t"]
     default_onednn = res["env"].get("gemm") == "onednn"
+    # CPU inference attention: where the machine profile chose SDPA for a dtype, the lever's 'off' (SDPA pinned)
+    # runs the default's kernel, so the pair times one path twice: it does not act there
+    explicit = res["env"].get("cpu_attention_explicit") or {}
+    idle = {"float32": "infer", "bfloat16": "bf16"}
     rows = []
     for lever, (setting, default, off, code) in LEVERS.items():
+        if setting == "attention":
+            off = {m: name for m, name in off.items() if m not in {idle[d] for d, e in explicit.items() if not e}}
         gains = []
         for m in ("infer", "train"):
             name = off.get(m)
@@ -459,7 +485,8 @@ def lever_lines(res: dict) -> list[str]:
         "",
         "Gain = the time with the lever switched off over the default's, Swin-T batch "
         f"{res['batch']}, same rounds (> 1: the lever pays; '-': it does not act there). The GEMM path's 'off' "
-        f"is the path the machine profile did not choose (it chose {path}). Lines: non-blank source lines.",
+        f"is the path the machine profile did not choose (it chose {path}). {attention_note(res)}"
+        "Lines: non-blank source lines.",
         "",
         "| lever | setting (default) | inference gain | training gain | lines of code |",
         "|---|---|---|---|---|",

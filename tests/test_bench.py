@@ -262,3 +262,38 @@ def test_perf_cpu_report_renders_from_the_committed_json(tmp_path, monkeypatch):
     # a report from before the cold-cache measurement (one recompile, at 256) still renders
     res["compiled"]["recompile_s"] = 67.0
     assert "recompile at 256x256 67 s" in perf_cpu.markdown(res, "env", res["command"])
+
+
+def test_perf_cpu_lever_table_where_the_profile_chose_sdpa():
+    """Where the machine profile kept SDPA for CPU inference in a dtype, the SDPA-pinned variant runs the default's
+    code: the attention lever reads '-' (does not act) in that mode, and the caption gives the pair's ratio as the
+    run's noise; where it chose explicit attention, the lever's gain is the pair's ratio."""
+    import copy
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("perf_cpu", root / "benchmarks" / "perf_cpu.py")
+    perf_cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_cpu)
+    res = json.loads((root / "benchmarks" / "results" / "perf_cpu" / "perf.json").read_text())
+    lever = "explicit attention (inference: per machine and dtype; a trainable bias: always)"
+
+    def row(r):
+        return next(line for line in perf_cpu.lever_lines(r) if line.startswith(f"| {lever} |")).split(" | ")
+
+    s, b = res["swin_t"], res["bf16"]["infer"]
+    infer = perf_cpu.ratio(s["infer"], "hiermlp", "hiermlp, attention=sdpa")
+    bf16 = perf_cpu.ratio(b, "hiermlp bf16", "hiermlp bf16, attention=sdpa")
+    train = perf_cpu.ratio(s["train"], "hiermlp", "hiermlp, attention=sdpa")
+    chose = copy.deepcopy(res)
+    chose["env"]["cpu_attention_explicit"] = {"float32": True, "bfloat16": True}
+    assert row(chose)[2:4] == [f"{infer:.2f}x, {bf16:.2f}x (bf16)", f"{train:.2f}x"]
+    kept = copy.deepcopy(res)
+    kept["env"]["cpu_attention_explicit"] = {"float32": False, "bfloat16": True}
+    assert row(kept)[2:4] == [f"{bf16:.2f}x (bf16)", f"{train:.2f}x"]  # training trains the bias: explicit
+    caption = "\n".join(perf_cpu.lever_lines(kept))
+    assert "float32 SDPA, bfloat16 explicit" in caption and f"float32 {infer:.2f}x: noise" in caption
+    kept["env"]["cpu_attention_explicit"] = {"float32": False, "bfloat16": False}
+    assert row(kept)[2] == "-"
