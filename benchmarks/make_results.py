@@ -588,6 +588,22 @@ def perf_cpu_body(name: str, d: dict) -> list[str]:
             else "the `torch.matmul` rate"
         )
     )
+    if "bf16" in d:
+        b = d["bf16"]
+        ratios = b.get("run_ratios", {}).get("infer")
+        r = median_ratio(ratios) if ratios else f"{vs(b['infer'], 'hiermlp bf16', 'timm bf16'):.2f}x (one run)"
+        lines.append(
+            f"- bf16 autocast ({'native' if b['native'] else 'emulated'} here), Swin-T inference: hiermlp "
+            f"{b['infer']['hiermlp bf16']['per_s']:.1f} img/s, timm {b['infer']['timm bf16']['per_s']:.1f}: {r}"
+        )
+    if "compiled" in d:
+        c = d["compiled"]
+        again = c["recompile_s"]
+        again = ", ".join(f"{v:.0f} s" for v in again.values()) if isinstance(again, dict) else f"{again:.0f} s"
+        lines.append(
+            f"- torch.compile: hiermlp {vs(c['infer'], 'hiermlp compiled', 'timm compiled'):.2f}x compiled timm; "
+            f"first compile {c['compile_s']:.0f} s, recompiles at new sizes {again} (perf.md names the sizes)"
+        )
     env = d["env"]
     default = (
         f"the float32 GEMM path by default in this run: {env['gemm']} ({env['gemm_choice']})"
@@ -753,10 +769,24 @@ def literature_body(name: str, d: dict) -> list[str]:
         "offsets; AS-MLP's axial shift as its pure-PyTorch pad/chunk/roll/crop, NCHW 1x1 convolutions; Wave-MLP and "
         "sMLPNet as their NCHW code (`hiermlp.testing.literature_reference`). hiermlp: channels-last maps, "
         "per-channel-group slice copies for both shifts, linears for the 1x1 convolutions.",
-        "- Where the linear layers dominate (the same products in both), the ratio is near 1, and one run on a "
-        "shared machine cannot separate small differences; the quartiles are in the full report.",
+        literature_gemm_note(d.get("env") or d["environment"]),
     ]
     return lines
+
+
+def literature_gemm_note(env: dict) -> str:
+    """How the GEMM path bears on the ratios: with MKL the families' linears run the official code's kernel."""
+    if env.get("gemm") == "onednn":
+        return (
+            "- hiermlp's linears ran on oneDNN, the path this machine's profile chose, the official code's 1x1 "
+            "convolutions and linears on PyTorch's default kernels: where the linear layers dominate, the ratio "
+            "includes that path's gain. One run on a shared machine cannot separate small differences; the "
+            "quartiles are in the full report."
+        )
+    return (
+        "- Where the linear layers dominate (the same products in both), the ratio is near 1, and one run on a "
+        "shared machine cannot separate small differences; the quartiles are in the full report."
+    )
 
 
 # the speed-layer levers ndim_cpu times switched off, by their setting
@@ -972,6 +1002,14 @@ PAGES: dict[str, Page] = {
         "perf.md",
         perf_cpu_body,
     ),
+    "perf_cpu_xeon": Page(
+        "hiermlp against timm and the reference formulations (CPU, a second machine: an Intel Xeon with AMX)",
+        "the same report on a second kind of machine, where MKL runs its own CPU's code and bf16 GEMMs run on "
+        "AMX: what the machine profile chose there and what it paid",
+        "perf.json",
+        "perf.md",
+        perf_cpu_body,
+    ),
     "perf_gpu": Page(
         "hiermlp against timm and the reference formulation (GPU, bf16 autocast)",
         "the same on CUDA: correctness checks on the card, Swin-T and Swin-MLP ratios, levers, SDPA kernels, "
@@ -983,6 +1021,14 @@ PAGES: dict[str, Page] = {
     "literature_cpu": Page(
         "The literature MLPs: hiermlp against the official formulations (CPU)",
         "CycleMLP, AS-MLP, Wave-MLP and sMLPNet inference, hiermlp against each family's official formulation",
+        "literature.json",
+        "literature.md",
+        literature_body,
+    ),
+    "literature_cpu_xeon": Page(
+        "The literature MLPs: hiermlp against the official formulations (CPU, a second machine: an Intel Xeon "
+        "with AMX)",
+        "the same on a second kind of machine, with the GEMM path its machine profile chose",
         "literature.json",
         "literature.md",
         literature_body,
