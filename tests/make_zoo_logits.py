@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import hiermlp
+from hiermlp.accel.machine import cpu_model
 from hiermlp.models.registry import get_entry
 
 OUT = Path(__file__).with_name("data") / "zoo_logits.json"
@@ -60,7 +61,11 @@ def model_and_input(name: str) -> tuple[nn.Module, torch.Tensor]:
 
 
 def environment() -> dict[str, str]:
-    return dict(torch=torch.__version__.split("+")[0], cpu=torch.backends.cpu.get_cpu_capability())
+    # the CPU model too: the same torch and capability (AVX512) on an AMD EPYC and an Intel Xeon run different
+    # GEMM code (MKL takes other kernels per vendor), which round differently
+    return dict(
+        torch=torch.__version__.split("+")[0], cpu=torch.backends.cpu.get_cpu_capability(), cpu_model=cpu_model()
+    )
 
 
 def main() -> int:

@@ -289,18 +289,28 @@ def outputs(model, x) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return model.forward_head(final), feats
 
 
-def assert_matches(ours, ref_logits, ref_feats, x):
+def assert_matches(ours, ref_logits, ref_feats, x, reference=None):
     """Logits and every stage's map within TOL of the reference with the plain modules (timm's kernels); the
-    speed layer (as created, and with its opt-in oneDNN linears, which sum in another order: through 12-24
-    res-post blocks of random weights ~6e-5 of the largest feature) is held to 1e-4 (tests/test_swin.py does
-    the same for V1)."""
+    speed layer (as created, and with its opt-in oneDNN linears, which sum in another order) within 1e-4
+    (tests/test_swin.py does the same for V1). Through 12-24 res-post blocks of random weights two float32
+    summation orders can drift further apart than that (1.05e-4 of the largest stage-4 feature of
+    swinv2_small_window16_256 on one Xeon, where timm's own float32 run was 2.5e-4 from a float64 run of the same
+    weights): there the speed layer must be no further from the float64 run of ``reference`` than twice timm's
+    float32 error."""
+    exact = None
     for on, onednn, tol in ((False, False, TOL), (True, False, 10 * TOL), (True, True, 10 * TOL)):
         with fast(ours, on), accel.override(onednn=onednn):
             logits, feats = outputs(ours, x)
-        assert rel_err(logits, ref_logits) <= tol, on
         assert len(feats) == len(ref_feats)
-        for a, b in zip(feats, ref_feats):
-            assert rel_err(a, b) <= tol, on
+        pairs = list(zip([logits, *feats], [ref_logits, *ref_feats]))
+        if not on or all(rel_err(a, b) <= tol for a, b in pairs):
+            assert all(rel_err(a, b) <= tol for a, b in pairs), on
+            continue
+        assert reference is not None, (on, onednn, [rel_err(a, b) for a, b in pairs])
+        if exact is None:
+            exact = outputs(copy.deepcopy(reference).double(), x.double())
+        for (a, b), e in zip(pairs, [exact[0], *exact[1]]):
+            assert rel_err(a.double(), e) <= 2 * rel_err(b.double(), e) + TOL, (on, onednn)
 
 
 @pytest.mark.parametrize("name", ["swinv2_tiny_window8_256", "swinv2_small_window16_256"])
@@ -317,7 +327,7 @@ def test_full_model_matches_timm_and_the_microsoft_layout(name, tmp_path):
     ours = empty_model(name)
     result = hiermlp.load_checkpoint(ours, theirs.state_dict())
     assert result.layout == "timm_swinv2" and not result.missing and not result.unexpected
-    assert_matches(ours, logits, feats, x)
+    assert_matches(ours, logits, feats, x, theirs)
     # the official layout as the reference writes it ({'model': sd}, buffers included): the same model exactly
     official = {"model": ref.state_dict(), "epoch": 300}
     if name == "swinv2_tiny_window8_256":  # once through a file and create_model(checkpoint_path=...)
@@ -348,7 +358,7 @@ def test_window_transfer_from_a_window12_checkpoint(tmp_path):
     windows = [(s.window_size, s.blocks[0].mixer.pretrained_window_size) for s in ours.stages]
     assert windows == [((16, 16), (12, 12))] * 3 + [((8, 8), (6, 6))]
     x = torch.randn(1, 3, 256, 256)
-    assert_matches(ours, *outputs(theirs, x), x)
+    assert_matches(ours, *outputs(theirs, x), x, theirs)
 
 
 # ---- everything the framework gives V1 ---------------------------------------------------------------
@@ -370,7 +380,7 @@ def test_small_network_equals_timm():
     hiermlp.load_checkpoint(ours, randomize_v2_(t).state_dict())
     x = torch.randn(2, 3, 64, 64)
     logits, feats = outputs(t, x)
-    assert_matches(ours.eval(), logits, feats, x)
+    assert_matches(ours.eval(), logits, feats, x, t)
 
 
 @pytest.mark.parametrize("size", [(9, 11), (13, 6), (5, 5)])
@@ -447,7 +457,7 @@ def test_readme_window_change_equals_timm(tmp_path):
     theirs.load_state_dict(source.state_dict())
     assert [s.window_size for s in ours.stages] == [(16, 16), (16, 16), (16, 16), (8, 8)]
     x = torch.randn(1, 3, 256, 256)
-    assert_matches(ours, *outputs(theirs, x), x)
+    assert_matches(ours, *outputs(theirs, x), x, theirs)
 
 
 def test_microsoft_config_names_are_aliases():

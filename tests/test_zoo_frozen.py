@@ -3,9 +3,9 @@
 Weights come from generators seeded by state-dict names, so a refactor that moves code but keeps names and
 function passes; one that changes a model's function fails. The record is of the plain modules (the reference
 formulation, recorded from main before the speed layer moved); tests/test_fast_paths.py holds the speed layer
-to them within float tolerance, since a fused kernel may round differently. On the recording's torch version
-and CPU capability the logits must be bit-identical; elsewhere (another GEMM kernel sums in another order)
-within 1e-5 of the largest logit.
+to them within float tolerance, since a fused kernel may round differently. On the recording's torch version,
+CPU capability and CPU model the logits must be bit-identical; elsewhere (another GEMM kernel sums in another
+order) within 1e-5 of the largest logit.
 """
 
 import json
