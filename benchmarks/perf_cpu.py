@@ -2,9 +2,9 @@
 
 Each section runs in a fresh process (glibc's allocator state after one section would otherwise change the
 next one's timings); within a section the models are timed round-robin (``hiermlp.bench.timing``), medians
-with quartiles. Sections 1 and 2 run ``--runs`` times (default 3), each in its own process, and report the
-median over runs with every run's ratio (on a shared VM one run's ratios move by 5-15%). Writes ``perf.md``
-and ``perf.json`` to ``--out``.
+with quartiles. Sections 1 to 4 run ``--runs`` times (default 3), each in its own process, and report the
+median over runs with every run's ratio (on a shared VM one run's ratios move by 5-15%, on some by 20%).
+Writes ``perf.md`` and ``perf.json`` to ``--out``.
 
     python benchmarks/perf_cpu.py --threads 2 --out benchmarks/results/perf_cpu
     git worktree add /tmp/before 3238c31 && python benchmarks/perf_cpu.py --threads 2 --before /tmp/before
@@ -20,7 +20,7 @@ Sections:
      formulation (zero pad-shift, view/permute partition, grouped Conv1d; the independent copy that the
      test suite checks against) and vs hiermlp's own pad-shift mode.
   3. Swin-T inference's effective GFLOP/s as a fraction of this machine's best float32 GEMM rate (MKL's or
-     oneDNN's, whichever is faster here).
+     oneDNN's, whichever is faster here), the model and the GEMMs timed round-robin in one process.
   4. Swin-T inference under bf16 autocast, hiermlp vs timm, unless ``--no-bf16``.
   5. ``torch.compile(fullgraph=True)``: hiermlp (``compile_model``) vs timm, compiled, inference, and
      hiermlp's first compile and recompiles at new input sizes (one with the same window geometry, one that
