@@ -838,6 +838,7 @@ def main() -> None:
         res["before"] = {"commit": commit or str(args.before), "swin_t": before_swin, "swin_mlp": before_mlp}
     res["gemm"] = merge_gemm([run_section("gemm", args) for _ in range(args.runs)])
     if not args.no_bf16:
+        # --before's table covers Swin-T and Swin-MLP only: no earlier checkout's bf16 runs
         res["bf16"], _ = run_sections("bf16", argparse.Namespace(**{**vars(args), "before": None}), BF16_PAIR)
     if not args.no_compile:
         res["compiled"] = run_section("compiled", args)
