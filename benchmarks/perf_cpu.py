@@ -172,6 +172,7 @@ def swin_t(batch: int, repeats: int) -> dict:
             forced(False): (variant(ours, fwd, onednn=False), batch),
             "hiermlp, no chunking": (variant(ours, fwd, chunk_tokens=0), batch),
             "hiermlp, attention=sdpa": (variant(ours, fwd, attention="sdpa"), batch),
+            "hiermlp, sdpa_views=0": (variant(ours, fwd, sdpa_views=False), batch),
             "hiermlp, no speed layer": (variant(ours, fwd, accel=False), batch),
             "hiermlp's linears alone": (linears_alone(ours, x, train=False), batch),
         },
@@ -275,6 +276,11 @@ def bf16(batch: int, repeats: int) -> dict:
             "timm bf16": (infer_step(ref, x, "bfloat16"), batch),
             "hiermlp bf16, onednn_bf16=0": (variant(ours, infer_step(ours, x, "bfloat16"), onednn_bf16=False), batch),
             "hiermlp bf16, attention=sdpa": (variant(ours, infer_step(ours, x, "bfloat16"), attention="sdpa"), batch),
+            "hiermlp bf16, sdpa_views=0": (variant(ours, infer_step(ours, x, "bfloat16"), sdpa_views=False), batch),
+            "hiermlp bf16, chunk_autocast=1": (
+                variant(ours, infer_step(ours, x, "bfloat16"), chunk_autocast=True),
+                batch,
+            ),
         },
         repeats,
     )
@@ -399,6 +405,12 @@ LEVERS = {
         {"infer": "hiermlp, no chunking"},
         ["hiermlp.accel.block:FastHierStage"],
     ),
+    "no inference chunking under autocast": (
+        "chunk_autocast",
+        "0",
+        {"bf16": "hiermlp bf16, chunk_autocast=1"},
+        ["hiermlp.accel.block:FastHierStage._inference_chunk"],
+    ),
     "training MLP chunking": (
         "mlp_chunk_mib",
         "24",
@@ -421,6 +433,15 @@ LEVERS = {
             "hiermlp.accel.machine:cpu_attention_explicit",
         ],
     ),
+    "SDPA on views of the projection (CPU inference)": (
+        "sdpa_views",
+        "1",
+        {"infer": "hiermlp, sdpa_views=0", "bf16": "hiermlp bf16, sdpa_views=0"},
+        [
+            "hiermlp.accel.attention:FastAttentionMixin.multi_head",
+            "hiermlp.accel.attention:FastAttentionMixin.token_major",
+        ],
+    ),
     "bf16 linears on oneDNN (bf16 autocast)": (
         "onednn_bf16",
         "1",
@@ -437,7 +458,8 @@ LEVERS = {
 
 
 def code_lines(specs: list[str]) -> int:
-    """Non-blank source lines of modules (a package: all its modules) or ``module:object`` items."""
+    """Non-blank source lines of modules (a package: all its modules) or ``module:object`` items (``object``
+    may be dotted: ``module:Class.method``)."""
     import importlib
     import inspect
 
@@ -446,7 +468,10 @@ def code_lines(specs: list[str]) -> int:
         module_name, _, obj = spec.partition(":")
         module = importlib.import_module(module_name)
         if obj:
-            sources = [inspect.getsource(getattr(module, obj))]
+            target = module
+            for part in obj.split("."):  # a class's method: Class.method
+                target = getattr(target, part)
+            sources = [inspect.getsource(target)]
         elif hasattr(module, "__path__"):
             sources = [p.read_text() for p in sorted(Path(module.__path__[0]).glob("*.py"))]
         else:

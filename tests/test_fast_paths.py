@@ -278,6 +278,17 @@ def test_chunked_inference_equals_the_whole_batch(name):
     calls.clear()
     stage(x)  # autograd on: never split (the graph would hold every chunk anyway)
     assert calls == [5, 5]
+    two = 2 * size[0] * size[1]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        calls.clear()
+        with accel.override(chunk_tokens=two):  # autocast: every chunk would cast and repack the weights again
+            whole = stage(x)
+        assert calls == [5, 5]
+        calls.clear()
+        with accel.override(chunk_tokens=two, chunk_autocast=True):
+            chunked = stage(x)
+        assert calls == [2, 2, 2, 2, 1, 1]
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
     with torch.no_grad():  # a hook on a block sees the whole batch, as on the plain stage
         seen = []
         stage.blocks[1].register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
@@ -558,6 +569,56 @@ def test_import_probes_nothing_and_registers_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True", "True"]
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_inference_sdpa_reads_the_projection_as_it_lies(dims, dtype, monkeypatch):
+    """CPU inference on SDPA hands the kernel q, k and v as strided views of the qkv projection, (B*nW, heads,
+    N, d), with the bias as (nW, heads, N, N) repeated per image: the copying layout's result bit for bit, in
+    float32 and under bfloat16 autocast (shifted and not, one image and several, padded maps), and the plain
+    block's function."""
+    from hiermlp.accel import machine
+
+    monkeypatch.setattr(machine, "cpu_attention_explicit", lambda dtype: False)  # SDPA, on any machine
+    window, size = {1: ((4,), (11,)), 2: ((4, 4), (9, 11)), 3: ((2, 4, 4), (3, 9, 6))}[dims]
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append((q.is_contiguous(), None if attn_mask is None else attn_mask.shape[:2]))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    for shift in (0, 2):
+        torch.manual_seed(0)
+        plain = HierBlock(
+            dim=16, num_heads=2, window_size=window, shift_size=tuple(shift if w > 2 else 0 for w in window),
+            feat_size=size, spatial_dims=dims,
+        )  # fmt: skip
+        plain = randomize_(plain).eval()
+        block = accel.accelerate(copy.deepcopy(plain))
+        for images in (1, 3):
+            x = torch.randn(images, *size, 16)
+            with torch.no_grad(), autocast:
+                seen.clear()
+                got = block(x)
+                ((contiguous, (maps, heads)),) = seen  # one call, on views; a bias: position bias and masks
+                assert not contiguous and heads == 2
+                assert maps == 1 or maps % images == 0  # (1, heads) broadcast, or nW maps for every image
+                with accel.override(sdpa_views=False):
+                    seen.clear()
+                    copied = block(x)
+                    assert seen[0][0]  # the (B, nW*heads) layout: contiguous copies
+                ref = plain(x)
+            torch.testing.assert_close(got, copied, rtol=0, atol=0)
+            if dtype == torch.float32:
+                torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+    with torch.enable_grad():  # autograd: the copying layout (SDPA would give a trainable bias no gradient)
+        seen.clear()
+        block(x)
+        assert seen == [] or seen[0][0]
 
 
 def test_fast_twins_of_hiermlp_modules_override_hooks_never_forward():

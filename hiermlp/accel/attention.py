@@ -16,9 +16,12 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
   devices' fused SDPA kernels give the mask no gradient and PyTorch falls back to its math path (a Swin-T
   training step on CPU went from 0.93x to 1.0x timm's with it, commit da5a1d4);
 * CPU inference: the kernel the machine profile measured faster on Swin-T's stage-1 window batch, per dtype
-  (float32, bfloat16), SDPA on a tie; explicit attention there runs a few window rows per call
+  (float32, bfloat16), SDPA on a tie. SDPA there reads q, k and v as strided views of the qkv projection,
+  ``(B*nW, heads, N, d)``, with the bias as ``(nW, heads, N, N)`` (:meth:`FastAttentionMixin.multi_head`,
+  ``SETTINGS.sdpa_views``): no copy into the ``(B, nW*heads)`` layout and none back, since the CPU kernel
+  writes its output token-major. Explicit attention there runs a few window rows per call
   (:data:`hiermlp.accel.explicit.EXPLICIT_CHUNK_BYTES` of logits), so the logits stay in cache while the
-  softmax and the second matmul read them (measured in benchmarks/results/perf_cpu);
+  softmax and the second matmul read them (both measured in benchmarks/results/perf_cpu);
 * inference with a shift mask whose folded bias would exceed ``SETTINGS.attn_chunk_mib`` (large 3-D windows:
   SwinUNETR's first stage at 96^3 folds 343 windows x 3 heads of 343 x 343 into 0.9 GB): a few windows at a
   time, each chunk's bias built for it alone (measured in benchmarks/results/ndim_cpu).
@@ -106,6 +109,39 @@ class FastAttentionMixin:
         sources = () if table is None else (table,)
         device = (table if table is not None else mask).device
         return derived(self, ("bias", dtype, align, str(device), window), (mask,), sources, build)
+
+    def multi_head(
+        self, qkv: torch.Tensor, mask: torch.Tensor | None, window_size: tuple[int, ...] | None
+    ) -> torch.Tensor:
+        if not self.token_major(qkv, mask):
+            return super().multi_head(qkv, mask, window_size)
+        b, n, h = qkv.shape[0], qkv.shape[1], self.num_heads
+        # strided views of the projection, (B*nW, heads, N, d): SDPA's CPU kernel reads them as they lie
+        q, k, v = qkv.unflatten(-1, (3, h, -1)).permute(2, 0, 3, 1, 4)
+        bias = self.folded_bias(mask, qkv.dtype, window_size=window_size)
+        if bias is not None:
+            bias = bias.view(-1, h, n, n)  # (nW or 1, heads, N, N)
+            if 1 < bias.shape[0] < b:  # windows are batch-major: the nW maps repeat for every image
+                bias = bias.expand(b // bias.shape[0], -1, -1, -1, -1).flatten(0, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        # the kernel writes (B*nW, N, heads, d) memory under its (B*nW, heads, N, d) shape: merging heads is a view
+        return out.transpose(1, 2).flatten(2)
+
+    def token_major(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> bool:
+        """Whether :meth:`multi_head` runs SDPA on strided views of the projection, ``(B*nW, heads, N, d)``
+        with the bias as ``(nW, heads, N, N)``, instead of copying q, k and v into the ``(B, nW*heads)`` layout
+        of :meth:`attend` and the output back: CPU inference (no dropout, no trace) where :meth:`attend` would
+        run SDPA on every window at once (``SETTINGS.sdpa_views``)."""
+        if not settings.current().sdpa_views or is_fx_tracing() or is_tracing() or torch.is_grad_enabled():
+            return False
+        if qkv.device.type != "cpu" or (self.training and self.attn_drop > 0):
+            return False
+        n, nw = qkv.shape[1], 1 if mask is None else mask.shape[0]
+        if qkv.shape[0] % nw or qkv.shape[-1] % (3 * self.num_heads):  # the plain path says what is wrong
+            return False
+        if use_explicit("cpu", n, False, False, qkv.device, qkv.dtype):
+            return False
+        return not self.windows_per_call(mask, n, qkv.dtype)
 
     def attend(
         self,

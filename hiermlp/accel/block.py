@@ -5,7 +5,8 @@ Same function as :class:`~hiermlp.models.block.HierBlock` and :class:`~hiermlp.m
 
 * ``HierStage.run_blocks``: CPU inference a few whole images at a time (``SETTINGS.chunk_tokens``): in eval
   mode every block is independent per image, and smaller intermediates stay cache-resident and reuse
-  allocator memory;
+  allocator memory; not under CPU autocast (``SETTINGS.chunk_autocast``), where every linear casts and
+  repacks its weight per call, so each further chunk repeats that work;
 * ``HierBlock.mlp_residual``: with autograd on CPU, the channel-MLP branch a few images at a time
   (``SETTINGS.mlp_chunk_mib``), so its hidden activations stay small enough for glibc to reuse heap memory
   instead of mapping (and page-faulting) fresh memory on every step; only where the branch is per image and
@@ -116,6 +117,8 @@ class FastHierStage(HierStage):
         chunk = settings.current().chunk_tokens
         # traced code never chunks: a compiler would unroll the loop and specialise the symbolic batch to it
         if not chunk or is_fx_tracing() or torch.is_grad_enabled() or is_tracing():
+            return 0
+        if torch.is_autocast_enabled("cpu") and not settings.current().chunk_autocast:
             return 0
         b, spatial = x.shape[0], tuple(x.shape[1:-1])  # any number of spatial axes
         if b < 2 or x.device.type != "cpu" or is_symbolic(b, *spatial) or b * math.prod(spatial) <= chunk:

@@ -33,6 +33,9 @@ class AccelSettings:
     onednn_bf16: bool = True
     # CPU inference runs a stage's blocks on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 4096
+    # ... also under CPU autocast (off: there every linear casts its float32 weight to the autocast dtype and
+    # oneDNN repacks it on each call, so each chunk pays that again; measured in benchmarks/results/perf_cpu)
+    chunk_autocast: bool = False
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
     # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd
     # pages, faulted in again on every step
@@ -43,6 +46,9 @@ class AccelSettings:
     # CPU 3-D convolutions of UNETR's blocks (SwinUNETR's decoder) run on channels-last maps (NDHWC), oneDNN's
     # own layout, with instance norms that keep it (accel/volume.py)
     conv_channels_last: bool = True
+    # CPU inference: SDPA reads q, k and v as strided views of the qkv projection, windows and heads as
+    # (B*nW, heads), instead of copies in the (B, nW*heads) layout (accel/attention.py)
+    sdpa_views: bool = True
     # window attention kernel: "auto" (per device, see accel/attention.py), "sdpa" or "explicit"
     attention: str = "auto"
     # CUDA SDPA gets the folded bias as a view with rows padded to a multiple of this (0: unaligned)

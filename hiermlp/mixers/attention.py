@@ -99,14 +99,22 @@ class WindowAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size: tuple[int, ...] | None = None
     ) -> torch.Tensor:
+        x = self.multi_head(self.qkv(x), mask, window_size)
+        return self.proj_drop(self.proj(x))
+
+    def multi_head(
+        self, qkv: torch.Tensor, mask: torch.Tensor | None, window_size: tuple[int, ...] | None
+    ) -> torch.Tensor:
+        """Multi-head attention of projected windows, ``(B*nW, N, 3C) -> (B*nW, N, C)``: the heads split out,
+        :meth:`attend`, the heads merged back (a hook: the speed layer keeps CPU inference in the projection's
+        own memory layout)."""
         nw = 1 if mask is None else mask.shape[0]
         # windows are batch-major: (B*nW) splits as (B, nW), and the (nW*heads) bias broadcasts over B
         q, k, v = rearrange(
-            self.qkv(x), "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=self.num_heads
+            qkv, "(b w) n (three heads d) -> three b (w heads) n d", w=nw, three=3, heads=self.num_heads
         )
         x = self.attend(q, k, v, mask, window_size)
-        x = rearrange(x, "b (w heads) n d -> (b w) n (heads d)", w=nw)
-        return self.proj_drop(self.proj(x))
+        return rearrange(x, "b (w heads) n d -> (b w) n (heads d)", w=nw)
 
     def attend(
         self,
