@@ -299,6 +299,26 @@ def test_perf_cpu_lever_table_where_the_profile_chose_sdpa():
     assert row(kept)[2] == "-"
 
 
+def test_perf_cpu_says_which_forced_gemm_path_is_the_default():
+    """The default runs one of the two forced GEMM paths' code: the report names it, so the gap to it reads as
+    the run's noise, not as a lever."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("perf_cpu", root / "benchmarks" / "perf_cpu.py")
+    perf_cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_cpu)
+    res = json.loads((root / "benchmarks" / "results" / "perf_cpu" / "perf.json").read_text())
+    for gemm, path in (("onednn", "forced onednn=1 (oneDNN)"), ("mkl", "forced onednn=0 (MKL)")):
+        res["env"]["gemm"] = gemm
+        text = perf_cpu.default_vs_forced_lines(res)[0]
+        assert f"runs the code `hiermlp, {path}` runs" in text and "noise" in text
+    res["env"].pop("gemm")
+    assert "noise" not in perf_cpu.default_vs_forced_lines(res)[0]
+
+
 def test_perf_cpu_gemm_fraction_and_bf16_ratio_are_paired_per_run():
     """The GEMM-efficiency fraction is the median of each run's own fraction (Swin-T inference timed round-robin
     with the GEMMs in that run), and the bf16 ratio the median of each run's paired ratio; a report from before
