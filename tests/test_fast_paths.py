@@ -288,7 +288,8 @@ def test_chunked_inference_equals_the_whole_batch(name):
         with accel.override(chunk_tokens=two, chunk_autocast=True):
             chunked = stage(x)
         assert calls == [2, 2, 2, 2, 1, 1]
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+    # a bf16 GEMM may block fewer rows differently on another CPU: one bf16 rounding step of slack
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-2)
     with torch.no_grad():  # a hook on a block sees the whole batch, as on the plain stage
         seen = []
         stage.blocks[1].register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
@@ -575,8 +576,8 @@ def test_import_probes_nothing_and_registers_nothing():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_inference_sdpa_reads_the_projection_as_it_lies(dims, dtype, monkeypatch):
     """CPU inference on SDPA hands the kernel q, k and v as strided views of the qkv projection, (B*nW, heads,
-    N, d), with the bias as (nW, heads, N, N) repeated per image: the copying layout's result bit for bit, in
-    float32 and under bfloat16 autocast (shifted and not, one image and several, padded maps), and the plain
+    N, d), with the bias as (nW, heads, N, N) repeated per image: the copying layout's result (bit for bit in
+    float32; also under bfloat16 autocast), shifted and not, one image and several, padded maps, and the plain
     block's function."""
     from hiermlp.accel import machine
 
@@ -612,7 +613,9 @@ def test_cpu_inference_sdpa_reads_the_projection_as_it_lies(dims, dtype, monkeyp
                     copied = block(x)
                     assert seen[0][0]  # the (B, nW*heads) layout: contiguous copies
                 ref = plain(x)
-            torch.testing.assert_close(got, copied, rtol=0, atol=0)
+            # the same kernel on the same values; under bf16 another CPU's GEMM may block the other batch layout
+            # differently, so one bf16 rounding step of slack there (float32: bit for bit)
+            torch.testing.assert_close(got, copied, rtol=0, atol=0 if dtype == torch.float32 else 1e-2)
             if dtype == torch.float32:
                 torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
     with torch.enable_grad():  # autograd: the copying layout (SDPA would give a trainable bias no gradient)

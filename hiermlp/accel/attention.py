@@ -19,9 +19,9 @@ logits of ``F.scaled_dot_product_attention`` each call. Its fast twin overrides 
   (float32, bfloat16), SDPA on a tie. SDPA there reads q, k and v as strided views of the qkv projection,
   ``(B*nW, heads, N, d)``, with the bias as ``(nW, heads, N, N)`` (:meth:`FastAttentionMixin.multi_head`,
   ``SETTINGS.sdpa_views``): no copy into the ``(B, nW*heads)`` layout and none back, since the CPU kernel
-  writes its output token-major. Explicit attention there runs a few window rows per call
-  (:data:`hiermlp.accel.explicit.EXPLICIT_CHUNK_BYTES` of logits), so the logits stay in cache while the
-  softmax and the second matmul read them (both measured in benchmarks/results/perf_cpu);
+  writes its output token-major (measured in benchmarks/results/perf_cpu_xeon). Explicit attention there runs a
+  few window rows per call (:data:`hiermlp.accel.explicit.EXPLICIT_CHUNK_BYTES` of logits), so the logits stay
+  in cache while the softmax and the second matmul read them (measured in benchmarks/results/perf_cpu);
 * inference with a shift mask whose folded bias would exceed ``SETTINGS.attn_chunk_mib`` (large 3-D windows:
   SwinUNETR's first stage at 96^3 folds 343 windows x 3 heads of 343 x 343 into 0.9 GB): a few windows at a
   time, each chunk's bias built for it alone (measured in benchmarks/results/ndim_cpu).

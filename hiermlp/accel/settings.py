@@ -34,7 +34,7 @@ class AccelSettings:
     # CPU inference runs a stage's blocks on at most this many tokens at a time, whole images (0: never split)
     chunk_tokens: int = 4096
     # ... also under CPU autocast (off: there every linear casts its float32 weight to the autocast dtype and
-    # oneDNN repacks it on each call, so each chunk pays that again; measured in benchmarks/results/perf_cpu)
+    # oneDNN repacks it on each call, so each chunk pays that again; benchmarks/results/perf_cpu_xeon)
     chunk_autocast: bool = False
     # CPU autograd runs the channel-MLP branch a few images at a time so that its 4C-wide hidden activation
     # stays under this many MiB per call (0: never split): glibc serves blocks over 32 MiB from fresh mmap'd
